@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Prepare this machine for building, testing and benchmarking pmdswitch.
+# Idempotent: every step checks before it changes anything, and prints what it did.
+#
+#   scripts/setup.sh [--hugepages N] [--no-hugepages] [--extras]
+#
+#   --hugepages N   2 MiB hugepages to reserve (default 1024 = 2 GiB)
+#   --no-hugepages  skip the reservation (then run pmdswitch with `-- --no-huge -m 512`)
+#   --extras        also install QEMU and OVS-DPDK for VM test beds and comparisons
+set -euo pipefail
+
+pages=${PMDSWITCH_HUGEPAGES:-1024}
+huge=1
+extras=0
+while (($#)); do
+  case $1 in
+    --hugepages) pages=${2:?--hugepages needs a number}; shift 2 ;;
+    --no-hugepages) huge=0; shift ;;
+    --extras) extras=1; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+[[ $(id -u) == 0 ]] || { echo "setup.sh: must run as root (it installs packages and reserves hugepages)" >&2; exit 1; }
+
+say() { echo "setup: $*"; }
+
+# Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (the peer
+# generator until `pmdswitch gen`), iproute2 for veth/netns tests, python3 for helpers.
+pkgs=(libdpdk-dev dpdk clang libclang-dev pkg-config build-essential iproute2 python3 procps)
+((extras)) && pkgs+=(qemu-system-x86 openvswitch-switch-dpdk)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "packages already installed"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup.sh: cargo not found; install a Rust toolchain (rustup) and re-run" >&2
+  exit 1
+fi
+
+if ((huge)); then
+  have=$(cat /proc/sys/vm/nr_hugepages)
+  if ((have < pages)); then
+    echo "$pages" > /proc/sys/vm/nr_hugepages
+    got=$(cat /proc/sys/vm/nr_hugepages)
+    say "reserved 2 MiB hugepages: $have -> $got"
+    ((got >= pages)) || say "warning: asked for $pages hugepages, kernel gave $got (memory fragmented?)"
+  else
+    say "hugepages already reserved ($have >= $pages)"
+  fi
+  if ! mount -t hugetlbfs | grep -q ' /dev/hugepages '; then
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs nodev /dev/hugepages
+    say "mounted hugetlbfs on /dev/hugepages"
+  else
+    say "hugetlbfs already mounted on /dev/hugepages"
+  fi
+fi
+say "done"

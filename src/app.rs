@@ -1,0 +1,556 @@
+//! `pmdswitch run`: validate, start the EAL, build ports and workers, forward until told
+//! to stop, then tear everything down in reverse and report.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::cli::RunArgs;
+use crate::dpdk::eal::{Eal, LogCapture};
+use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue, EthStats};
+use crate::dpdk::mbuf::MAX_BURST;
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::vhost::{self, DeviceEvent, Role, VhostPort};
+use crate::preflight;
+use crate::reload::ReloadBarrier;
+use crate::spec::{self, PortDef, PortSpec};
+use crate::stats::{self, DropCause, PortTotals, WorkerStats, WorkerTotals};
+use crate::worker::{Poll, Rx, Tx, Worker};
+
+/// A failure the user sees as one line. `Usage` exits 2, `Runtime` exits 1.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => m,
+        }
+    }
+}
+
+fn usage<T>(m: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure::Usage(m.into()))
+}
+
+/// Validated `run` configuration: nothing here has touched DPDK yet.
+#[derive(Debug)]
+pub struct Plan {
+    pub ports: Vec<PortDef>,
+    /// For each port index, the port it forwards to.
+    pub peer: Vec<Option<usize>>,
+    pub cores: Vec<usize>,
+    pub main_core: usize,
+    pub eal: Vec<String>,
+    pub socket_mode: u32,
+}
+
+/// Everything that can be checked without DPDK: each error names the problem and the fix.
+pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
+    let mut ports: Vec<PortDef> = Vec::new();
+    for p in &a.ports {
+        let d = spec::parse_port(p).map_err(Failure::Usage)?;
+        if ports.iter().any(|q| q.name == d.name) {
+            return usage(format!("port '{}' is named twice: give each --port a unique name", d.name));
+        }
+        if let Some(q) = ports.iter().find(|q| same_resource(&q.spec, &d.spec)) {
+            return usage(format!("ports '{}' and '{}' both use {}: each port needs its own socket or device", q.name, d.name, d.spec));
+        }
+        ports.push(d);
+    }
+    if ports.is_empty() {
+        return usage("no ports: add at least one --port NAME=SPEC, e.g. --port a=vhost-server:/tmp/a.sock");
+    }
+    let index: HashMap<&str, usize> = ports.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    let mut peer = vec![None; ports.len()];
+    for x in &a.xconnects {
+        let (l, r) = spec::parse_xconnect(x).map_err(Failure::Usage)?;
+        let mut ids = [0; 2];
+        for (k, n) in [&l, &r].into_iter().enumerate() {
+            ids[k] = *index.get(n.as_str()).ok_or_else(|| {
+                Failure::Usage(format!("xconnect '{x}' names unknown port '{n}': define it with --port {n}=SPEC"))
+            })?;
+            if peer[ids[k]].is_some() {
+                return usage(format!("port '{n}' is in two xconnects: a port forwards to exactly one peer"));
+            }
+        }
+        peer[ids[0]] = Some(ids[1]);
+        peer[ids[1]] = Some(ids[0]);
+    }
+    if a.burst == 0 || a.burst > MAX_BURST {
+        return usage(format!("--burst {} is out of range: use 1 to {MAX_BURST}", a.burst));
+    }
+    let socket_mode = u32::from_str_radix(&a.socket_mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| Failure::Usage(format!("--socket-mode '{}' is not an octal mode: use e.g. 660", a.socket_mode)))?;
+    if socket_mode & 0o002 != 0 {
+        return usage(format!("--socket-mode {:o} makes sockets world-writable: anyone could attach a VM; use 660 or 600", socket_mode));
+    }
+    if a.ring_size < 64 {
+        return usage(format!("--ring-size {} is too small: use 64 or more (default 1024)", a.ring_size));
+    }
+    if !(a.stats_interval >= 0.0) || a.duration.is_some_and(|d| !(d > 0.0)) {
+        return usage("--stats-interval and --duration take a positive number of seconds");
+    }
+
+    let allowed = preflight::allowed_cpus();
+    let main_core = preflight::main_core_from_eal(&a.eal).unwrap_or_else(|| allowed.first().copied().unwrap_or(0));
+    let cores = match &a.cores {
+        Some(s) => spec::parse_cores(s).map_err(Failure::Usage)?,
+        None => match allowed.iter().find(|&&c| c != main_core) {
+            Some(&c) => vec![c],
+            None => return usage(format!("no CPU left for a worker besides the main core {main_core}: give --cores and move the main core with -- -l N")),
+        },
+    };
+    for &c in &cores {
+        if !allowed.contains(&c) {
+            return usage(format!(
+                "core {c} does not exist or is not allowed here (usable: {}): pick --cores from that list",
+                compress(&allowed)
+            ));
+        }
+        if c == main_core {
+            return usage(format!(
+                "core {c} is the EAL main core: pick other --cores, or move the main core with -- -l N"
+            ));
+        }
+    }
+
+    for p in &ports {
+        match &p.spec {
+            PortSpec::VhostServer(path) => preflight::check_server_socket(&p.name, path).map_err(Failure::Usage)?,
+            PortSpec::VhostClient(path) => preflight::check_socket_dir(&p.name, path).map_err(Failure::Usage)?,
+            PortSpec::Pci(addr) => preflight::check_pci(&p.name, addr).map_err(Failure::Usage)?,
+            PortSpec::Vdev(_) => {}
+        }
+    }
+
+    let mut eal = vec!["pmdswitch".to_string()];
+    let user = &a.eal;
+    let pci: Vec<&String> = ports.iter().filter_map(|p| if let PortSpec::Pci(a) = &p.spec { Some(a) } else { None }).collect();
+    if !preflight::has_flag(user, &["--no-pci", "-a", "--allow", "-b", "--block"]) {
+        if pci.is_empty() {
+            eal.push("--no-pci".into());
+        } else {
+            // Only the named NICs are probed, never the machine's own devices.
+            for addr in &pci {
+                eal.push("-a".into());
+                eal.push(addr.to_string());
+            }
+        }
+    }
+    if !preflight::has_flag(user, &["--file-prefix"]) {
+        eal.push(format!("--file-prefix=pmdswitch-{}", std::process::id()));
+    }
+    let no_huge = preflight::has_flag(user, &["--no-huge"]);
+    if !no_huge && !preflight::has_flag(user, &["--in-memory"]) {
+        eal.push("--in-memory".into());
+    }
+    if !preflight::has_flag(user, &["-l", "-c", "--lcores", "--main-lcore"]) {
+        eal.push("-l".into());
+        eal.push(main_core.to_string());
+    }
+    if !preflight::has_flag(user, &["--log-level"]) {
+        eal.push("--log-level=notice".into());
+    }
+    // virtio-user shares memory by fd: one file per segment list, else traffic stalls
+    // after ~85 packets ("Too many memory regions").
+    let virtio_user = ports.iter().any(|p| matches!(&p.spec, PortSpec::Vdev(d) if d.starts_with("net_virtio_user")));
+    if virtio_user && !no_huge && !preflight::has_flag(user, &["--single-file-segments"]) {
+        eal.push("--single-file-segments".into());
+    }
+    eal.extend(user.iter().cloned());
+    if !no_huge && preflight::free_hugepages() == 0 {
+        return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
+    }
+    Ok(Plan { ports, peer, cores, main_core, eal, socket_mode })
+}
+
+fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
+    match (a, b) {
+        (PortSpec::VhostServer(x) | PortSpec::VhostClient(x), PortSpec::VhostServer(y) | PortSpec::VhostClient(y)) => x == y,
+        (PortSpec::Pci(x), PortSpec::Pci(y)) => x == y,
+        (PortSpec::Vdev(x), PortSpec::Vdev(y)) => ethdev::devargs_name(x) == ethdev::devargs_name(y),
+        _ => false,
+    }
+}
+
+fn compress(v: &[usize]) -> String {
+    v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// A port as it runs.
+enum PortRt {
+    Eth { port: EthPort, rxqs: Vec<EthRxQueue>, txqs: Vec<EthTxQueue> },
+    Vhost(VhostPort),
+}
+
+/// One port of the report.
+struct PortReport {
+    name: String,
+    kind: &'static str,
+    totals: PortTotals,
+    eth: Option<EthStats>,
+    connected: Option<bool>,
+}
+
+/// Runs the data plane; returns when stopped (signal or `--duration`).
+pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+    let plan = plan(&a)?;
+    let capture = if a.verbose { None } else { LogCapture::start() };
+    let rt = |m: String| Failure::Runtime(m);
+
+    let eal = match Eal::init(&plan.eal) {
+        Ok(e) => e,
+        Err(e) => {
+            let log = capture.map(|c| c.finish()).unwrap_or_default();
+            let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            return Err(rt(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })));
+        }
+    };
+    let main_cpu = eal.main_lcore_cpu() as usize;
+    if plan.cores.contains(&main_cpu) {
+        return Err(Failure::Usage(format!("core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N")));
+    }
+    let tsc_hz = eal.tsc_hz();
+
+    // Workers: round-robin over the rx queues (one per port for now), in port order.
+    let n_ports = plan.ports.len();
+    let owner: Vec<usize> = (0..n_ports).map(|i| i % plan.cores.len()).collect();
+    let n_workers = plan.cores.len().min(n_ports);
+    let barrier = Arc::new(ReloadBarrier::new(n_workers));
+    {
+        let b = barrier.clone();
+        vhost::set_device_hook(move |slot, ev| {
+            match ev {
+                DeviceEvent::Added => {
+                    println!("pmdswitch: port {}: vhost device attached on {}", slot.name, slot.path);
+                    b.request();
+                }
+                DeviceEvent::Removed => {
+                    // Do not return until no worker can touch the old vid.
+                    b.request_and_wait();
+                    println!("pmdswitch: port {}: vhost device detached", slot.name);
+                }
+            }
+            let _ = std::io::stdout().flush();
+        });
+    }
+
+    let mbufs = a.mbufs.unwrap_or_else(|| pool_size(&plan, a.ring_size as u32, a.burst as u32, n_workers as u32));
+    let pool = Arc::new(
+        Mempool::pktmbuf_pool_create("pmds_pool", mbufs, 256, 2048 + 128, -1)
+            .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh --hugepages N) or lower --mbufs")))?,
+    );
+
+    let mut rts: Vec<PortRt> = Vec::with_capacity(n_ports);
+    for (i, p) in plan.ports.iter().enumerate() {
+        // One tx queue: in a cross-connect exactly one worker sends to each port.
+        let n_txq = 1;
+        let r = match &p.spec {
+            PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
+                let role = if matches!(p.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
+                let path = path.to_string_lossy();
+                PortRt::Vhost(VhostPort::register(&p.name, &path, role).map_err(|e| rt(format!("port '{}': {e}", p.name)))?)
+            }
+            PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
+                let id = ethdev::probe(devargs, matches!(p.spec, PortSpec::Pci(_))).map_err(|e| {
+                    rt(match &p.spec {
+                        PortSpec::Vdev(d) => format!(
+                            "port '{}': DPDK could not create vdev '{d}' ({e}): check the driver name (net_ring, net_null, net_tap, net_af_packet, net_pcap, net_virtio_user) and its arguments",
+                            p.name
+                        ),
+                        _ => format!("port '{}': {e}: is the NIC bound to vfio-pci?", p.name),
+                    })
+                })?;
+                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: a.ring_size, tx_desc: a.ring_size };
+                let (port, rxqs, txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
+                PortRt::Eth { port, rxqs, txqs }
+            }
+        };
+        let _ = i;
+        rts.push(r);
+    }
+    for (p, r) in plan.ports.iter().zip(rts.iter_mut()) {
+        match r {
+            PortRt::Eth { port, .. } => port.start().map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
+            PortRt::Vhost(v) => v.start(plan.socket_mode).map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
+        }
+    }
+    // From here DPDK's own messages (device connects, warnings) go to the terminal.
+    if let Some(c) = capture {
+        c.finish();
+    }
+    // Mbufs parked in ethdev rx rings are in use for the life of the port: the baseline a
+    // clean shutdown returns to.
+    let baseline = pool.in_use();
+
+    // Hand each worker its queues.
+    let stats: Vec<Arc<WorkerStats>> = plan.cores[..n_workers].iter().map(|&c| Arc::new(WorkerStats::new(c, n_ports))).collect();
+    let mut polls: Vec<Vec<Poll>> = (0..n_workers).map(|_| Vec::new()).collect();
+    let mut take_rx: Vec<Option<Rx>> = Vec::new();
+    let mut take_tx: Vec<Option<Tx>> = Vec::new();
+    for r in rts.iter_mut() {
+        match r {
+            PortRt::Eth { rxqs, txqs, .. } => {
+                take_rx.push(rxqs.pop().map(Rx::Eth));
+                take_tx.push(txqs.pop().map(Tx::Eth));
+            }
+            PortRt::Vhost(v) => {
+                take_rx.push(Some(Rx::Vhost(v.rx_queue(0, &pool))));
+                take_tx.push(Some(Tx::Vhost(v.tx_queue(0))));
+            }
+        }
+    }
+    for i in 0..n_ports {
+        let rx = take_rx[i].take().expect("one rx queue per port");
+        let out = plan.peer[i].map(|q| (take_tx[q].take().expect("one sender per port"), q));
+        polls[owner[i]].push(Poll { rx, rx_port: i, out });
+    }
+    drop(take_tx);
+
+    let mut handles = Vec::new();
+    for (w, polls) in polls.into_iter().enumerate() {
+        let worker = Worker {
+            index: w,
+            core: plan.cores[w],
+            polls,
+            burst: a.burst,
+            tx_retries: a.tx_retries,
+            stats: stats[w].clone(),
+            barrier: barrier.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("pmd-c{}", plan.cores[w]))
+            .spawn(move || worker.run())
+            .map_err(|e| rt(format!("cannot start worker thread: {e}")))?;
+        handles.push(h);
+    }
+    if plan.cores.len() > n_workers {
+        println!("pmdswitch: {} of {} cores have no rx queue and run no worker", plan.cores.len() - n_workers, plan.cores.len());
+    }
+    println!(
+        "pmdswitch: forwarding with {} worker(s) on core(s) {} (main core {}), {} mbufs; Ctrl-C to stop",
+        n_workers,
+        compress(&plan.cores[..n_workers]),
+        main_cpu,
+        mbufs
+    );
+    let _ = std::io::stdout().flush();
+
+    // The main thread sleeps: on two cores a spinning main thread halves a worker.
+    let start = Instant::now();
+    let interval = (a.stats_interval > 0.0).then(|| Duration::from_secs_f64(a.stats_interval));
+    let mut next_print = interval.map(|i| start + i);
+    let mut last: Option<(Instant, Vec<PortTotals>)> = None;
+    let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
+    loop {
+        if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let (Some(t), Some(iv)) = (next_print, interval) {
+            if Instant::now() >= t {
+                let now = Instant::now();
+                let cur: Vec<PortTotals> = (0..n_ports).map(|i| stats::port_totals(&stats, i)).collect();
+                print_live(&plan, &cur, last.as_ref(), now, &stats, start);
+                last = Some((now, cur));
+                next_print = Some(t + iv);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+
+    // Shutdown: workers first (they own the queues), then ports, then the pool and EAL.
+    barrier.stop();
+    for h in handles {
+        let _ = h.join();
+    }
+    let in_use_end = pool.in_use();
+    let reports: Vec<PortReport> = plan
+        .ports
+        .iter()
+        .zip(rts.iter())
+        .enumerate()
+        .map(|(i, (p, r))| PortReport {
+            name: p.name.clone(),
+            kind: p.spec.kind(),
+            totals: stats::port_totals(&stats, i),
+            eth: match r {
+                PortRt::Eth { port, .. } => Some(port.stats()),
+                _ => None,
+            },
+            connected: match r {
+                PortRt::Vhost(v) => Some(v.slot().vid() != vhost::NO_VID),
+                _ => None,
+            },
+        })
+        .collect();
+    for r in &rts {
+        if let PortRt::Eth { port, .. } = r {
+            port.stop();
+        }
+    }
+    drop(rts); // unregisters vhost sockets (files removed), closes ethdev ports
+    let workers: Vec<WorkerTotals> = stats.iter().map(|w| stats::worker_totals(w)).collect();
+    print_final(&reports, &workers, elapsed, tsc_hz, baseline, in_use_end);
+    let report = report_json(&reports, &workers, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    drop(pool);
+    drop(eal);
+    if let Some(path) = &a.stats_json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+/// Mbufs needed, by the usual DPDK formula (examples/l2fwd): descriptors of every ethdev
+/// ring, a burst in flight and a full mempool cache per worker, a burst per vhost port;
+/// doubled for chained jumbo frames, rounded to 2^k-1 (the ring size the pool prefers).
+fn pool_size(plan: &Plan, ring: u32, burst: u32, workers: u32) -> u32 {
+    let eth = plan.ports.iter().filter(|p| matches!(p.spec, PortSpec::Pci(_) | PortSpec::Vdev(_))).count() as u32;
+    let vhost = plan.ports.len() as u32 - eth;
+    let need = eth * 2 * ring + workers * (burst + 384) + vhost * burst + 1024;
+    let n = (need * 2).max(8192).next_power_of_two();
+    n - 1
+}
+
+fn print_live(plan: &Plan, cur: &[PortTotals], last: Option<&(Instant, Vec<PortTotals>)>, now: Instant, ws: &[Arc<WorkerStats>], start: Instant) {
+    let mut out = String::new();
+    out.push_str(&format!("--- {:.1}s\n{:<12} {:>10} {:>10} {:>14} {:>14} {:>10}\n", (now - start).as_secs_f64(), "port", "rx Mpps", "tx Mpps", "rx pkts", "tx pkts", "drops"));
+    for (i, p) in plan.ports.iter().enumerate() {
+        let (rxr, txr) = match last {
+            Some((t, prev)) => {
+                let dt = (now - *t).as_secs_f64().max(1e-9);
+                (
+                    (cur[i].rx_packets - prev[i].rx_packets) as f64 / dt / 1e6,
+                    (cur[i].tx_packets - prev[i].tx_packets) as f64 / dt / 1e6,
+                )
+            }
+            None => {
+                let dt = (now - start).as_secs_f64().max(1e-9);
+                (cur[i].rx_packets as f64 / dt / 1e6, cur[i].tx_packets as f64 / dt / 1e6)
+            }
+        };
+        out.push_str(&format!(
+            "{:<12} {:>10.3} {:>10.3} {:>14} {:>14} {:>10}\n",
+            p.name, rxr, txr, cur[i].rx_packets, cur[i].tx_packets, cur[i].dropped()
+        ));
+    }
+    for w in ws {
+        let t = stats::worker_totals(w);
+        out.push_str(&format!("worker core {:<3} busy {:>5.1}%  {:>7.1} cycles/pkt\n", t.core, t.busy_fraction() * 100.0, t.cycles_per_packet()));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+fn print_final(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, tsc_hz: u64, baseline: u32, in_use: u32) {
+    let mut out = format!("=== pmdswitch final stats ({elapsed:.1}s)\n");
+    out.push_str(&format!(
+        "{:<12} {:<13} {:>14} {:>14} {:>16} {:>16}  drops\n",
+        "port", "kind", "rx pkts", "tx pkts", "rx bytes", "tx bytes"
+    ));
+    for r in reports {
+        let drops: Vec<String> = DropCause::ALL
+            .iter()
+            .filter(|c| r.totals.drops[**c as usize] > 0)
+            .map(|c| format!("{}={}", c.name(), r.totals.drops[*c as usize]))
+            .collect();
+        out.push_str(&format!(
+            "{:<12} {:<13} {:>14} {:>14} {:>16} {:>16}  {}\n",
+            r.name,
+            r.kind,
+            r.totals.rx_packets,
+            r.totals.tx_packets,
+            r.totals.rx_bytes,
+            r.totals.tx_bytes,
+            if drops.is_empty() { "0".into() } else { drops.join(" ") }
+        ));
+    }
+    for w in workers {
+        let secs = (w.busy_cycles + w.idle_cycles) as f64 / tsc_hz.max(1) as f64;
+        out.push_str(&format!(
+            "worker core {:<3} packets {:>14}  busy {:>5.1}%  {:>7.1} cycles/pkt  ({:.1}s polled)\n",
+            w.core,
+            w.packets,
+            w.busy_fraction() * 100.0,
+            w.cycles_per_packet(),
+            secs
+        ));
+    }
+    out.push_str(&format!("mempool in use: {in_use} (baseline {baseline})\n"));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, tsc_hz: u64, size: u32, baseline: u32, in_use: u32) -> Value {
+    let mut ports = Map::new();
+    for r in reports {
+        let mut drops = Map::new();
+        for c in DropCause::ALL {
+            drops.insert(c.name().into(), json!(r.totals.drops[c as usize]));
+        }
+        let mut o = json!({
+            "kind": r.kind,
+            "rx_packets": r.totals.rx_packets,
+            "tx_packets": r.totals.tx_packets,
+            "rx_bytes": r.totals.rx_bytes,
+            "tx_bytes": r.totals.tx_bytes,
+            "drops": drops,
+        });
+        if let Some(e) = r.eth {
+            // Counted by the driver before pmdswitch sees a packet: not part of rx_packets.
+            o["driver"] = json!({
+                "rx_missed": e.imissed, "rx_nombuf": e.rx_nombuf, "rx_errors": e.ierrors,
+                "tx_errors": e.oerrors, "ipackets": e.ipackets, "opackets": e.opackets,
+            });
+        }
+        if let Some(c) = r.connected {
+            o["connected_at_exit"] = json!(c);
+        }
+        ports.insert(r.name.clone(), o);
+    }
+    let workers: Vec<Value> = workers
+        .iter()
+        .map(|w| {
+            json!({
+                "core": w.core, "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
+                "packets": w.packets, "cycles_per_packet": w.cycles_per_packet(),
+            })
+        })
+        .collect();
+    json!({
+        "ports": ports,
+        "workers": workers,
+        "mempool": {"size": size, "in_use_baseline": baseline, "in_use_end": in_use},
+        "duration_s": elapsed,
+        "tsc_hz": tsc_hz,
+    })
+}
+
+fn write_json(path: &PathBuf, v: &Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    std::fs::write(path, text + "\n").map_err(|e| Failure::Runtime(format!("cannot write --stats-json {}: {e}", path.display())))
+}
+
+#[allow(dead_code)]
+fn unique<T: std::hash::Hash + Eq>(v: &[T]) -> bool {
+    let mut s = HashSet::new();
+    v.iter().all(|x| s.insert(x))
+}

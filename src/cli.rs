@@ -1,0 +1,76 @@
+//! Command line. Errors at this edge are one line: the problem and the fix.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "pmdswitch", version, about = "DPDK poll-mode switch: vhost-user and DPDK ports, pinned workers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the data plane: `pmdswitch run --port a=... --port b=... --xconnect a,b -- [EAL args]`
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// A port, NAME=SPEC; SPEC is vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or
+    /// vdev:DRIVER[,ARGS]. Repeat for more ports.
+    #[arg(long = "port", value_name = "NAME=SPEC")]
+    pub ports: Vec<String>,
+
+    /// Forward A->B and B->A. Repeat for more pairs; a port belongs to at most one pair.
+    #[arg(long = "xconnect", value_name = "A,B")]
+    pub xconnects: Vec<String>,
+
+    /// Worker cores, e.g. 1 or 1,3 or 2-5 (default: the first CPU that is not the main core).
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// Packets per rx/tx burst (1-256).
+    #[arg(long, default_value_t = 32)]
+    pub burst: usize,
+
+    /// Times a partly refused tx burst is retried before the rest is dropped as tx_full.
+    #[arg(long, default_value_t = 8)]
+    pub tx_retries: u32,
+
+    /// Print a stats table every SECS seconds (0 = only at exit).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub stats_interval: f64,
+
+    /// Write the final stats as JSON to FILE on exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+
+    /// Run for SECS seconds, then shut down as on SIGTERM.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Mode of vhost-server socket files (octal).
+    #[arg(long, value_name = "MODE", default_value = "660")]
+    pub socket_mode: String,
+
+    /// Rx and tx descriptors per ethdev queue.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub ring_size: u16,
+
+    /// Mbufs in the packet pool (default: sized from ports, queues and workers).
+    #[arg(long, value_name = "N")]
+    pub mbufs: Option<u32>,
+
+    /// Show DPDK's own log lines (start-up is otherwise quiet, errors are one line).
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// EAL arguments after `--`, passed through verbatim. Defaults added unless given:
+    /// --no-pci (or -a ADDR per pci port), --file-prefix=pmdswitch-PID, --in-memory,
+    /// -l MAIN, --log-level=notice.
+    #[arg(last = true, value_name = "EAL ARGS")]
+    pub eal: Vec<String>,
+}

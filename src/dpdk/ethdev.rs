@@ -1,0 +1,269 @@
+//! Ethdev ports (vdevs and allow-listed PCI NICs) and their rx/tx queue handles.
+//!
+//! DPDK programmer's guide, Poll Mode Driver: a queue is never shared between lcores
+//! without a lock. The handles encode it: they are `Send` but neither `Clone` nor `Sync`,
+//! so each is moved into exactly one worker.
+
+use std::ffi::CString;
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use super::error::{DpdkError, Result};
+use super::mbuf::Batch;
+use super::mempool::Mempool;
+use super::sys;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortId(pub u16);
+
+impl fmt::Debug for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "port{}", self.0)
+    }
+}
+
+/// Hardware/driver counters of an ethdev port (`rte_eth_stats_get`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EthStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    /// Rx packets the NIC dropped because no descriptor was free (rx ring full).
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    /// Rx mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+struct Dev {
+    id: PortId,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // SAFETY: the last handle to this port is gone, so no worker polls it; stop then
+        // close releases the queues and the PMD's resources.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id.0);
+            sys::rte_eth_dev_close(self.id.0);
+        }
+    }
+}
+
+/// An ethdev port owned by pmdswitch. It is stopped and closed when the port and every
+/// queue handle taken from it are dropped.
+pub struct EthPort {
+    dev: Arc<Dev>,
+    pub n_rxq: u16,
+    pub n_txq: u16,
+}
+
+/// Device name part of a devargs string: `net_ring0,nodeaction=...` -> `net_ring0`.
+pub fn devargs_name(devargs: &str) -> &str {
+    devargs.split(',').next().unwrap_or(devargs)
+}
+
+/// `rte_dev_probe` for a vdev (after EAL init), or finds a PCI device the EAL probed at
+/// init because it was allow-listed; returns the ethdev port it created.
+///
+/// # Errors
+/// The probe's errno (ENOENT/EINVAL for an unknown driver), or ENODEV if no ethdev port
+/// carries the device's name afterwards.
+pub fn probe(devargs: &str, already_probed: bool) -> Result<PortId> {
+    let name = devargs_name(devargs);
+    if !already_probed {
+        let c = CString::new(devargs).map_err(|_| DpdkError::from_ret("devargs", -libc::EINVAL))?;
+        // SAFETY: c is a valid C string; DPDK copies what it keeps.
+        let ret = unsafe { sys::rte_dev_probe(c.as_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_dev_probe({devargs})"), ret));
+        }
+    }
+    port_by_name(name)
+}
+
+pub fn port_by_name(name: &str) -> Result<PortId> {
+    let c = CString::new(name).map_err(|_| DpdkError::from_ret("port name", -libc::EINVAL))?;
+    let mut id = 0u16;
+    // SAFETY: c is valid; id is a valid out-parameter.
+    let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+    if ret < 0 {
+        return Err(DpdkError::from_ret(format!("rte_eth_dev_get_port_by_name({name})"), ret));
+    }
+    Ok(PortId(id))
+}
+
+/// Queue and ring sizes for [`EthPort::configure`].
+#[derive(Debug, Clone, Copy)]
+pub struct EthConfig {
+    pub n_rxq: u16,
+    pub n_txq: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+}
+
+impl EthPort {
+    /// Configures `id` with the queues asked for, sets every rx queue up on `pool`,
+    /// enables promiscuous mode (a switch port must see every frame) and returns the port
+    /// with its queue handles. The port is not started.
+    ///
+    /// # Errors
+    /// The first failing ethdev call, e.g. EINVAL for more queues than the PMD offers.
+    pub fn configure(id: PortId, cfg: EthConfig, pool: &Arc<Mempool>) -> Result<(EthPort, Vec<EthRxQueue>, Vec<EthTxQueue>)> {
+        let dev = Arc::new(Dev { id });
+        let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+        // SAFETY: info is a valid out-parameter of the right type.
+        let ret = unsafe { sys::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_eth_dev_info_get({id:?})"), ret));
+        }
+        // SAFETY: rte_eth_dev_info_get succeeded, so the struct is initialised.
+        let info = unsafe { info.assume_init() };
+        if cfg.n_rxq > info.max_rx_queues || cfg.n_txq > info.max_tx_queues {
+            return Err(DpdkError {
+                op: format!(
+                    "{id:?} needs {} rx / {} tx queues but the driver offers {} / {}",
+                    cfg.n_rxq, cfg.n_txq, info.max_rx_queues, info.max_tx_queues
+                ),
+                errno: libc::EINVAL,
+            });
+        }
+        // All-zero rte_eth_conf: no offloads, no RSS, default MTU — what io forwarding needs.
+        let conf = sys::rte_eth_conf::default();
+        // SAFETY: conf is a valid, initialised configuration.
+        let ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_eth_dev_configure({id:?})"), ret));
+        }
+        let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: valid out-parameters.
+        let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nrx, &mut ntx) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_eth_dev_adjust_nb_rx_tx_desc({id:?})"), ret));
+        }
+        // SAFETY: plain query on a valid port.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id.0) };
+        // SOCKET_ID_ANY (-1) when the device has no NUMA affinity.
+        let socket = if socket < 0 { -1 } else { socket };
+        let mut rxqs = Vec::new();
+        for q in 0..cfg.n_rxq {
+            // SAFETY: the port is configured with n_rxq queues; a NULL rxconf means the
+            // driver's defaults; the pool outlives the port (handles hold an Arc).
+            let ret = unsafe { sys::rte_eth_rx_queue_setup(id.0, q, nrx, socket as u32, std::ptr::null(), pool.as_ptr()) };
+            if ret < 0 {
+                return Err(DpdkError::from_ret(format!("rte_eth_rx_queue_setup({id:?}, rxq{q})"), ret));
+            }
+            rxqs.push(EthRxQueue { dev: dev.clone(), queue: q, _pool: pool.clone() });
+        }
+        let mut txqs = Vec::new();
+        for q in 0..cfg.n_txq {
+            // SAFETY: as above, NULL txconf = driver defaults.
+            let ret = unsafe { sys::rte_eth_tx_queue_setup(id.0, q, ntx, socket as u32, std::ptr::null()) };
+            if ret < 0 {
+                return Err(DpdkError::from_ret(format!("rte_eth_tx_queue_setup({id:?}, txq{q})"), ret));
+            }
+            txqs.push(EthTxQueue { dev: dev.clone(), queue: q });
+        }
+        // Not every PMD has promiscuous mode (vhost, ring): failure is harmless there.
+        // SAFETY: plain call on a configured port.
+        unsafe { sys::rte_eth_promiscuous_enable(id.0) };
+        Ok((EthPort { dev, n_rxq: cfg.n_rxq, n_txq: cfg.n_txq }, rxqs, txqs))
+    }
+
+    pub fn id(&self) -> PortId {
+        self.dev.id
+    }
+
+    /// # Errors
+    /// The PMD's start failure (e.g. a tap interface that cannot be created).
+    pub fn start(&self) -> Result<()> {
+        // SAFETY: the port is configured and its queues are set up.
+        let ret = unsafe { sys::rte_eth_dev_start(self.dev.id.0) };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_eth_dev_start({:?})", self.dev.id), ret));
+        }
+        Ok(())
+    }
+
+    /// Stops the port (safe to call twice); queue handles must no longer be polled.
+    pub fn stop(&self) {
+        // SAFETY: stopping a started or stopped port is allowed.
+        unsafe { sys::rte_eth_dev_stop(self.dev.id.0) };
+    }
+
+    pub fn stats(&self) -> EthStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: s is a valid out-parameter.
+        unsafe { sys::rte_eth_stats_get(self.dev.id.0, &mut s) };
+        EthStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+
+    /// The MAC address the driver reports, as `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self) -> String {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: a is a valid out-parameter.
+        unsafe { sys::rte_eth_macaddr_get(self.dev.id.0, &mut a) };
+        let b = a.addr_bytes;
+        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+}
+
+/// Owns rx queue `queue` of a port: only one worker polls it.
+pub struct EthRxQueue {
+    dev: Arc<Dev>,
+    queue: u16,
+    _pool: Arc<Mempool>,
+}
+
+/// Owns tx queue `queue` of a port: only one worker sends on it.
+pub struct EthTxQueue {
+    dev: Arc<Dev>,
+    queue: u16,
+}
+
+impl EthRxQueue {
+    /// `rte_eth_rx_burst` into an empty batch; returns how many packets arrived.
+    #[inline(always)]
+    pub fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
+        let (p, n) = batch.rx_slots(max);
+        // SAFETY: p has room for n mbuf pointers; the port is started and this handle is
+        // the only poller of the queue; the driver hands over ownership of what it returns.
+        let got = unsafe { sys::pmds_eth_rx_burst(self.dev.id.0, self.queue, p, n) } as usize;
+        batch.rx_filled(got);
+        got
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+}
+
+impl EthTxQueue {
+    /// `rte_eth_tx_burst` of the batch's pending packets. The driver takes ownership of
+    /// the ones it accepts; the rest stay in the batch. Returns how many were accepted.
+    #[inline(always)]
+    pub fn tx_burst(&mut self, batch: &mut Batch) -> usize {
+        let (p, n) = batch.tx_slots();
+        // SAFETY: p points at n owned mbufs; only this handle sends on the queue.
+        let sent = unsafe { sys::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
+        batch.tx_consumed(sent);
+        sent
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+}
+

@@ -1,0 +1,139 @@
+//! Bursts of mbufs: a fixed-capacity batch that owns its packets.
+//!
+//! Rx fills a [`Batch`]; tx consumes from its front. Whatever was not sent stays in the
+//! batch, so the caller visibly chooses to retry or to [`Batch::drop_all`] and count.
+//! Dropping a batch frees what it still holds: no path leaks an mbuf.
+
+use std::mem::offset_of;
+
+use super::sys;
+
+/// Largest burst a batch holds (`--burst` is capped to it).
+pub const MAX_BURST: usize = 256;
+
+// The fields read directly from Rust (per packet, so no FFI call): their offsets are
+// asserted here against bindgen's layout and in shim.c against the C header.
+const _: () = assert!(offset_of!(sys::rte_mbuf, pkt_len) == sys::PMDS_MBUF_PKT_LEN_OFF as usize);
+const _: () = assert!(offset_of!(sys::rte_mbuf, data_len) == sys::PMDS_MBUF_DATA_LEN_OFF as usize);
+const _: () = assert!(std::mem::size_of::<sys::rte_mbuf>() == sys::PMDS_MBUF_SIZE as usize);
+
+/// Up to [`MAX_BURST`] owned mbufs; the pending ones are `pkts[head..tail]`.
+pub struct Batch {
+    pkts: [*mut sys::rte_mbuf; MAX_BURST],
+    head: usize,
+    tail: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch { pkts: [std::ptr::null_mut(); MAX_BURST], head: 0, tail: 0 }
+    }
+
+    /// Packets still pending in the batch.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    /// Sum of `pkt_len` over the pending packets.
+    #[inline(always)]
+    pub fn bytes(&self) -> u64 {
+        let mut sum = 0u64;
+        for &m in &self.pkts[self.head..self.tail] {
+            // SAFETY: every pointer in head..tail is a live mbuf this batch owns.
+            sum += unsafe { (*m).pkt_len } as u64;
+        }
+        sum
+    }
+
+    /// Frees every pending packet (`rte_pktmbuf_free_bulk`) and returns how many.
+    #[inline]
+    pub fn drop_all(&mut self) -> usize {
+        let n = self.len();
+        if n > 0 {
+            // SAFETY: head..tail are owned, live mbufs; after the call we forget them.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
+        }
+        self.head = 0;
+        self.tail = 0;
+        n
+    }
+
+    /// For rx: room for up to `max` new packets. The batch must be empty.
+    #[inline(always)]
+    pub(crate) fn rx_slots(&mut self, max: usize) -> (*mut *mut sys::rte_mbuf, u16) {
+        debug_assert!(self.is_empty());
+        self.head = 0;
+        self.tail = 0;
+        (self.pkts.as_mut_ptr(), max.min(MAX_BURST) as u16)
+    }
+
+    /// For rx: `n` slots were filled by the driver; the batch owns them now.
+    #[inline(always)]
+    pub(crate) fn rx_filled(&mut self, n: usize) {
+        debug_assert!(n <= MAX_BURST);
+        self.tail = n;
+    }
+
+    /// For tx: the pending packets as the driver wants them.
+    #[inline(always)]
+    pub(crate) fn tx_slots(&mut self) -> (*mut *mut sys::rte_mbuf, u16) {
+        // SAFETY: head <= tail <= MAX_BURST, so the pointer stays inside the array.
+        (unsafe { self.pkts.as_mut_ptr().add(self.head) }, self.len() as u16)
+    }
+
+    /// For tx: the first `n` pending packets left the batch (ownership went to the driver,
+    /// or the caller freed them).
+    #[inline(always)]
+    pub(crate) fn tx_consumed(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.head += n;
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
+    /// For copying transmitters (vhost enqueue): the first `n` pending packets were copied
+    /// out, so free them (in bulk) and advance.
+    #[inline(always)]
+    pub(crate) fn free_front(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        if n > 0 {
+            // SAFETY: head..head+n are owned, live mbufs that the device copied; we forget
+            // them right after.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
+        }
+        self.tx_consumed(n);
+    }
+
+    /// For tests and the generator: appends an mbuf the caller owns.
+    ///
+    /// # Safety
+    /// `m` must be a live mbuf that nothing else will free.
+    pub(crate) unsafe fn push_raw(&mut self, m: *mut sys::rte_mbuf) -> bool {
+        if self.tail == MAX_BURST {
+            return false;
+        }
+        self.pkts[self.tail] = m;
+        self.tail += 1;
+        true
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.drop_all();
+    }
+}

@@ -1,0 +1,55 @@
+//! pmdswitch: a DPDK poll-mode data plane in Rust.
+//!
+//! `unsafe` lives only in `dpdk/` (the DPDK layer); everything else is safe code.
+#![deny(unsafe_code)]
+
+mod app;
+mod cli;
+mod dpdk;
+mod preflight;
+mod reload;
+mod spec;
+mod stats;
+mod worker;
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return ExitCode::from(if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+            }
+            // One line: clap's first line, then where to look.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("pmdswitch: {first} (see pmdswitch --help)");
+            return ExitCode::from(2);
+        }
+    };
+
+    // SIGINT/SIGTERM: graceful stop; a second one exits at once (status 130).
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, term.clone());
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
+
+    let result = match cli.cmd {
+        cli::Cmd::Run(a) => app::run(a, term),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("pmdswitch: {}", f.message());
+            ExitCode::from(f.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The control-to-data handoff: workers leave their loop at a reload point, rebuild what
+//! they cached, and acknowledge (the OVS `pmd_thread_main` pattern, as a quiescent-state
+//! protocol).
+//!
+//! The control side changes shared state (e.g. a vhost slot's vid), then calls
+//! [`ReloadBarrier::request`], which bumps a sequence number; each worker checks it once
+//! per loop iteration (one load of a read-mostly cache line) and, on a change, reloads and
+//! stores the sequence it saw as its acknowledgement. [`ReloadBarrier::request_and_wait`]
+//! returns once every *running* worker has acknowledged; workers that have not started or
+//! have exited are marked offline and never waited for, so unregistering a device at
+//! shutdown cannot deadlock.
+//!
+//! Ordering: a worker stores its ack before it re-reads shared state, and the control
+//! side writes shared state before it bumps the sequence, all `SeqCst`; so a worker is
+//! either waited for, or reads the new state.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam::utils::CachePadded;
+
+const OFFLINE: u64 = u64::MAX;
+
+pub struct ReloadBarrier {
+    seq: CachePadded<AtomicU64>,
+    stop: AtomicBool,
+    acks: Vec<CachePadded<AtomicU64>>,
+}
+
+impl ReloadBarrier {
+    pub fn new(workers: usize) -> ReloadBarrier {
+        ReloadBarrier {
+            seq: CachePadded::new(AtomicU64::new(1)),
+            stop: AtomicBool::new(false),
+            acks: (0..workers).map(|_| CachePadded::new(AtomicU64::new(OFFLINE))).collect(),
+        }
+    }
+
+    /// Asks every worker to reload; does not wait.
+    pub fn request(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Asks every worker to reload and waits until each running one has. Sleeps between
+    /// checks (never spins: on two cores a spinning control thread halves a worker).
+    pub fn request_and_wait(&self) {
+        let want = self.request();
+        let start = Instant::now();
+        let mut warned = false;
+        loop {
+            let pending = self.acks.iter().any(|a| {
+                let v = a.load(Ordering::SeqCst);
+                v != OFFLINE && v < want
+            });
+            if !pending {
+                return;
+            }
+            if !warned && start.elapsed() > Duration::from_secs(5) {
+                eprintln!("pmdswitch: warning: a worker has not reached its reload point for 5 s");
+                warned = true;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Tells every worker to exit at its next reload point.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.request();
+    }
+
+    pub fn handle(&self, worker: usize) -> WorkerReload<'_> {
+        WorkerReload { barrier: self, idx: worker, seen: 0 }
+    }
+}
+
+/// A worker's side of the barrier.
+pub struct WorkerReload<'a> {
+    barrier: &'a ReloadBarrier,
+    idx: usize,
+    seen: u64,
+}
+
+impl WorkerReload<'_> {
+    /// Goes online; the caller must (re)load shared state after this returns.
+    pub fn online(&mut self) {
+        self.seen = self.barrier.seq.load(Ordering::SeqCst);
+        self.barrier.acks[self.idx].store(self.seen, Ordering::SeqCst);
+    }
+
+    /// The per-iteration check: true when the control side asked for a reload.
+    #[inline(always)]
+    pub fn pending(&self) -> bool {
+        self.barrier.seq.load(Ordering::Acquire) != self.seen
+    }
+
+    /// Acknowledges the pending request; returns false if the worker must exit instead.
+    /// The caller reloads shared state right after a `true`.
+    pub fn ack(&mut self) -> bool {
+        if self.barrier.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.online();
+        true
+    }
+}
+
+impl Drop for WorkerReload<'_> {
+    fn drop(&mut self) {
+        self.barrier.acks[self.idx].store(OFFLINE, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicI64;
+    use std::sync::Arc;
+
+    #[test]
+    fn waits_for_running_workers_only() {
+        let b = Arc::new(ReloadBarrier::new(2));
+        // Nobody online: returns at once.
+        b.request_and_wait();
+
+        let state = Arc::new(AtomicI64::new(7));
+        let used = Arc::new(AtomicI64::new(0));
+        let (b2, s2, u2) = (b.clone(), state.clone(), used.clone());
+        let t = std::thread::spawn(move || {
+            let mut h = b2.handle(0);
+            h.online();
+            let mut cached = s2.load(Ordering::SeqCst);
+            loop {
+                if h.pending() {
+                    if !h.ack() {
+                        break;
+                    }
+                    cached = s2.load(Ordering::SeqCst);
+                }
+                u2.store(cached, Ordering::SeqCst);
+                std::thread::yield_now();
+            }
+        });
+        while used.load(Ordering::SeqCst) != 7 {
+            std::thread::yield_now();
+        }
+        state.store(-1, Ordering::SeqCst);
+        b.request_and_wait();
+        // After the wait the worker can no longer use the old value.
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(used.load(Ordering::SeqCst), -1);
+        b.stop();
+        t.join().unwrap();
+        // Worker exited (offline): must not block.
+        let t0 = Instant::now();
+        b.request_and_wait();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,219 @@
+//! The port syntax shared by the CLI and (later) the config file: `NAME=SPEC`, plus core
+//! lists and forwarding rules. Pure parsing, no DPDK: all of it is unit-tested.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a port's packets come from and go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// pmdswitch creates the socket; QEMU or virtio-user connects.
+    VhostServer(PathBuf),
+    /// pmdswitch connects to a socket the peer serves, and reconnects by itself.
+    VhostClient(PathBuf),
+    /// A NIC bound to vfio-pci, by address `DDDD:BB:DD.F` (normalised to lower case).
+    Pci(String),
+    /// Any DPDK virtual device: `DRIVER[,ARGS]`, e.g. `net_ring0`, `net_tap0,iface=t0`.
+    Vdev(String),
+}
+
+impl PortSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortSpec::VhostServer(_) => "vhost-server",
+            PortSpec::VhostClient(_) => "vhost-client",
+            PortSpec::Pci(_) => "pci",
+            PortSpec::Vdev(_) => "vdev",
+        }
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortSpec::VhostServer(p) => write!(f, "vhost-server:{}", p.display()),
+            PortSpec::VhostClient(p) => write!(f, "vhost-client:{}", p.display()),
+            PortSpec::Pci(a) => write!(f, "pci:{a}"),
+            PortSpec::Vdev(d) => write!(f, "vdev:{d}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDef {
+    pub name: String,
+    pub spec: PortSpec,
+}
+
+/// Parses `NAME=SPEC`. Errors are one line naming the problem and the fix.
+pub fn parse_port(arg: &str) -> Result<PortDef, String> {
+    let (name, spec) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("port '{arg}' has no '=': write NAME=SPEC, e.g. a=vhost-server:/tmp/a.sock"))?;
+    check_name(name)?;
+    let (kind, rest) = spec.split_once(':').ok_or_else(|| {
+        format!("port '{name}': spec '{spec}' has no kind: use vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or vdev:DRIVER,ARGS")
+    })?;
+    let spec = match kind {
+        "vhost-server" | "vhost-client" => {
+            if rest.is_empty() {
+                return Err(format!("port '{name}': {kind} needs a socket path, e.g. {kind}:/tmp/{name}.sock"));
+            }
+            if rest.len() >= 108 {
+                return Err(format!("port '{name}': socket path is {} bytes, Unix sockets allow 107: use a shorter path", rest.len()));
+            }
+            let p = PathBuf::from(rest);
+            if kind == "vhost-server" { PortSpec::VhostServer(p) } else { PortSpec::VhostClient(p) }
+        }
+        "pci" => PortSpec::Pci(parse_pci(rest).map_err(|e| format!("port '{name}': {e}"))?),
+        "vdev" => {
+            let drv = rest.split(',').next().unwrap_or("");
+            if drv.is_empty() || !drv.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("port '{name}': vdev '{rest}' must start with a device name such as net_ring0 or net_tap0,iface=tap0"));
+            }
+            if drv.starts_with("net_vhost") {
+                return Err(format!("port '{name}': use vhost-server:PATH or vhost-client:PATH instead of vdev:{drv} (pmdswitch drives rte_vhost directly)"));
+            }
+            PortSpec::Vdev(rest.to_owned())
+        }
+        other => {
+            return Err(format!(
+                "port '{name}': unknown kind '{other}': use vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or vdev:DRIVER,ARGS"
+            ))
+        }
+    };
+    Ok(PortDef { name: name.to_owned(), spec })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("port name '{name}' is invalid: use 1-32 letters, digits, '_' or '-'"));
+    }
+    Ok(())
+}
+
+/// `DDDD:BB:DD.F` (domain optional, as DPDK accepts), normalised to `dddd:bb:dd.f`.
+pub fn parse_pci(s: &str) -> Result<String, String> {
+    let bad = || format!("PCI address '{s}' is malformed: write DDDD:BB:DD.F, e.g. 0000:03:00.0");
+    let parts: Vec<&str> = s.split(':').collect();
+    let (dom, bus, devfn) = match parts.as_slice() {
+        [d, b, df] => (*d, *b, *df),
+        [b, df] => ("0000", *b, *df),
+        _ => return Err(bad()),
+    };
+    let (dev, func) = devfn.split_once('.').ok_or_else(bad)?;
+    let hex = |x: &str, max: usize| x.len() <= max && !x.is_empty() && x.chars().all(|c| c.is_ascii_hexdigit());
+    if !(hex(dom, 4) && hex(bus, 2) && hex(dev, 2) && hex(func, 1)) {
+        return Err(bad());
+    }
+    let d = u32::from_str_radix(dev, 16).map_err(|_| bad())?;
+    let f = u32::from_str_radix(func, 16).map_err(|_| bad())?;
+    if d > 0x1f || f > 7 {
+        return Err(bad());
+    }
+    Ok(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        u32::from_str_radix(dom, 16).map_err(|_| bad())?,
+        u32::from_str_radix(bus, 16).map_err(|_| bad())?,
+        d,
+        f
+    ))
+}
+
+/// A core list: `1`, `1,3`, `2-5`, `1,4-6`. Sorted, no duplicates.
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("core list '{s}' is malformed: write e.g. 1 or 1,3 or 2-5");
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let a: usize = a.trim().parse().map_err(|_| bad())?;
+            let b: usize = b.trim().parse().map_err(|_| bad())?;
+            if a > b {
+                return Err(bad());
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    out.sort_unstable();
+    let n = out.len();
+    out.dedup();
+    if out.len() != n {
+        return Err(format!("core list '{s}' names a core twice: name each worker core once"));
+    }
+    Ok(out)
+}
+
+/// `--xconnect A,B`.
+pub fn parse_xconnect(s: &str) -> Result<(String, String), String> {
+    match s.split(',').collect::<Vec<_>>().as_slice() {
+        [a, b] if !a.is_empty() && !b.is_empty() => {
+            if a == b {
+                Err(format!("xconnect '{s}' names port '{a}' twice: connect two different ports"))
+            } else {
+                Ok((a.to_string(), b.to_string()))
+            }
+        }
+        _ => Err(format!("xconnect '{s}' is malformed: write --xconnect A,B with two port names")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(
+            parse_port("a=vhost-server:/tmp/a.sock").unwrap(),
+            PortDef { name: "a".into(), spec: PortSpec::VhostServer("/tmp/a.sock".into()) }
+        );
+        assert_eq!(parse_port("up-1=vhost-client:/x").unwrap().spec, PortSpec::VhostClient("/x".into()));
+        assert_eq!(parse_port("n=pci:0000:03:00.0").unwrap().spec, PortSpec::Pci("0000:03:00.0".into()));
+        assert_eq!(parse_port("n=pci:3:0.1").unwrap().spec, PortSpec::Pci("0000:03:00.1".into()));
+        assert_eq!(parse_port("r=vdev:net_ring0").unwrap().spec, PortSpec::Vdev("net_ring0".into()));
+        assert_eq!(parse_port("t=vdev:net_tap0,iface=t0").unwrap().spec, PortSpec::Vdev("net_tap0,iface=t0".into()));
+        // Display round-trips.
+        for s in ["a=vhost-server:/tmp/a.sock", "b=pci:0000:03:00.0", "c=vdev:net_null0,size=64"] {
+            let d = parse_port(s).unwrap();
+            assert_eq!(format!("{}={}", d.name, d.spec), s);
+        }
+    }
+
+    #[test]
+    fn port_errors_name_the_fix() {
+        for (arg, needle) in [
+            ("a", "has no '='"),
+            ("=vdev:net_ring0", "port name '' is invalid"),
+            ("a b=vdev:net_ring0", "invalid"),
+            ("a=foo:/x", "unknown kind 'foo'"),
+            ("a=/tmp/x", "has no kind"),
+            ("a=vhost-server:", "needs a socket path"),
+            ("a=pci:zz:00.0", "malformed"),
+            ("a=pci:0000:00:20.0", "malformed"),
+            ("a=vdev:", "must start with a device name"),
+            ("a=vdev:net_vhost0,iface=/x", "use vhost-server"),
+        ] {
+            let e = parse_port(arg).unwrap_err();
+            assert!(e.contains(needle), "{arg}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        let long = format!("a=vhost-server:/{}", "x".repeat(120));
+        assert!(parse_port(&long).unwrap_err().contains("107"));
+    }
+
+    #[test]
+    fn cores_and_xconnect() {
+        assert_eq!(parse_cores("1").unwrap(), vec![1]);
+        assert_eq!(parse_cores("3,1-2").unwrap(), vec![1, 2, 3]);
+        assert!(parse_cores("1,1").unwrap_err().contains("twice"));
+        assert!(parse_cores("2-1").is_err());
+        assert!(parse_cores("x").is_err());
+        assert_eq!(parse_xconnect("a,b").unwrap(), ("a".into(), "b".into()));
+        assert!(parse_xconnect("a,a").unwrap_err().contains("twice"));
+        assert!(parse_xconnect("a").is_err());
+        assert!(parse_xconnect("a,b,c").is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Counters: per worker, single writer, cache-line aligned; summed by the main thread.
+//!
+//! A worker updates its own counters with a relaxed load and store (no locked
+//! instruction); readers may see a value one burst old, never a torn one. Port counters
+//! live per (worker, port) so that two workers never write the same line.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crossbeam::utils::CachePadded;
+
+/// Why a packet was dropped inside pmdswitch. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropCause {
+    /// The egress queue stayed full through `--tx-retries` retries.
+    TxFull = 0,
+    /// The egress port had no device attached (vhost peer not connected).
+    PortDown = 1,
+    /// The ingress port has no forwarding rule.
+    Unrouted = 2,
+}
+
+impl DropCause {
+    pub const ALL: [DropCause; 3] = [DropCause::TxFull, DropCause::PortDown, DropCause::Unrouted];
+
+    /// The name used in tables and JSON (`drops.CAUSE`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropCause::TxFull => "tx_full",
+            DropCause::PortDown => "port_down",
+            DropCause::Unrouted => "unrouted",
+        }
+    }
+}
+
+/// Single-writer add: the owning worker is the only writer, so load+store is exact.
+#[inline(always)]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// One worker's view of one port. rx/unrouted are charged to the ingress port; tx and
+/// tx-side drops (tx_full, port_down) to the egress port.
+#[derive(Default)]
+pub struct PortCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub drops: [AtomicU64; 3],
+}
+
+impl PortCounters {
+    #[inline(always)]
+    pub fn drop(&self, cause: DropCause, n: u64) {
+        bump(&self.drops[cause as usize], n);
+    }
+}
+
+#[derive(Default)]
+pub struct WorkerCounters {
+    /// TSC cycles of loop iterations that moved at least one packet.
+    pub busy_cycles: AtomicU64,
+    /// TSC cycles of iterations that found every rx queue empty.
+    pub idle_cycles: AtomicU64,
+    /// Packets received (and so processed) by this worker.
+    pub packets: AtomicU64,
+}
+
+pub struct WorkerStats {
+    pub core: usize,
+    pub own: CachePadded<WorkerCounters>,
+    pub ports: Vec<CachePadded<PortCounters>>,
+}
+
+impl WorkerStats {
+    pub fn new(core: usize, n_ports: usize) -> WorkerStats {
+        WorkerStats {
+            core,
+            own: CachePadded::new(WorkerCounters::default()),
+            ports: (0..n_ports).map(|_| CachePadded::new(PortCounters::default())).collect(),
+        }
+    }
+}
+
+/// Plain totals of one port, summed over workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; 3],
+}
+
+impl PortTotals {
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerTotals {
+    pub core: usize,
+    pub busy_cycles: u64,
+    pub idle_cycles: u64,
+    pub packets: u64,
+}
+
+impl WorkerTotals {
+    pub fn cycles_per_packet(&self) -> f64 {
+        if self.packets == 0 { 0.0 } else { self.busy_cycles as f64 / self.packets as f64 }
+    }
+
+    pub fn busy_fraction(&self) -> f64 {
+        let all = self.busy_cycles + self.idle_cycles;
+        if all == 0 { 0.0 } else { self.busy_cycles as f64 / all as f64 }
+    }
+}
+
+pub fn port_totals(workers: &[std::sync::Arc<WorkerStats>], port: usize) -> PortTotals {
+    let mut t = PortTotals::default();
+    for w in workers {
+        let c = &w.ports[port];
+        t.rx_packets += c.rx_packets.load(Relaxed);
+        t.rx_bytes += c.rx_bytes.load(Relaxed);
+        t.tx_packets += c.tx_packets.load(Relaxed);
+        t.tx_bytes += c.tx_bytes.load(Relaxed);
+        for (i, d) in c.drops.iter().enumerate() {
+            t.drops[i] += d.load(Relaxed);
+        }
+    }
+    t
+}
+
+pub fn worker_totals(w: &WorkerStats) -> WorkerTotals {
+    WorkerTotals {
+        core: w.core,
+        busy_cycles: w.own.busy_cycles.load(Relaxed),
+        idle_cycles: w.own.idle_cycles.load(Relaxed),
+        packets: w.own.packets.load(Relaxed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn totals_sum_over_workers() {
+        let a = Arc::new(WorkerStats::new(1, 2));
+        let b = Arc::new(WorkerStats::new(2, 2));
+        bump(&a.ports[0].rx_packets, 5);
+        bump(&b.ports[0].rx_packets, 7);
+        a.ports[1].drop(DropCause::TxFull, 3);
+        b.ports[1].drop(DropCause::PortDown, 2);
+        b.ports[1].drop(DropCause::TxFull, 1);
+        let ws = [a, b];
+        assert_eq!(port_totals(&ws, 0).rx_packets, 12);
+        let t1 = port_totals(&ws, 1);
+        assert_eq!(t1.drops, [4, 2, 0]);
+        assert_eq!(t1.dropped(), 6);
+        assert_eq!(DropCause::ALL.map(|c| c.name()), ["tx_full", "port_down", "unrouted"]);
+    }
+}
