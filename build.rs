@@ -60,6 +60,7 @@ fn main() {
         // Only what src/dpdk calls. Without an allowlist AMX tile types fail to compile
         // (E0587) and per-lcore TLS variables appear as plain statics.
         .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_get_main_lcore")
+        .allowlist_function("rte_eal_get_runtime_dir")
         .allowlist_function("rte_lcore_to_cpu_id|rte_thread_register|rte_thread_unregister")
         .allowlist_function("rte_get_tsc_hz|rte_openlog_stream|rte_socket_id")
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_avail_count")

@@ -26,9 +26,10 @@ done
 
 say() { echo "setup: $*"; }
 
-# Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (the peer
+# Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (in
+# dpdk-dev, not dpdk, on Debian 12: the peer
 # generator until `pmdswitch gen`), iproute2 for veth/netns tests, python3 for helpers.
-pkgs=(libdpdk-dev dpdk clang libclang-dev pkg-config build-essential iproute2 python3 procps)
+pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 python3 procps strace iputils-ping)
 ((extras)) && pkgs+=(qemu-system-x86 openvswitch-switch-dpdk)
 missing=()
 for p in "${pkgs[@]}"; do

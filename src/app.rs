@@ -58,6 +58,8 @@ pub struct Plan {
     pub main_core: usize,
     pub eal: Vec<String>,
     pub socket_mode: u32,
+    /// The file prefix we chose (none when the user gave one).
+    pub own_prefix: Option<String>,
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
@@ -155,8 +157,11 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
             }
         }
     }
+    let mut own_prefix = None;
     if !preflight::has_flag(user, &["--file-prefix"]) {
-        eal.push(format!("--file-prefix=pmdswitch-{}", std::process::id()));
+        let p = format!("pmdswitch-{}", std::process::id());
+        eal.push(format!("--file-prefix={p}"));
+        own_prefix = Some(p);
     }
     let no_huge = preflight::has_flag(user, &["--no-huge"]);
     if !no_huge && !preflight::has_flag(user, &["--in-memory"]) {
@@ -179,7 +184,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if !no_huge && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
-    Ok(Plan { ports, peer, cores, main_core, eal, socket_mode })
+    Ok(Plan { ports, peer, cores, main_core, eal, socket_mode, own_prefix })
 }
 
 fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
@@ -220,6 +225,11 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         Ok(e) => e,
         Err(e) => {
             let log = capture.map(|c| c.finish()).unwrap_or_default();
+            // A failed init can leave its runtime directory behind; remove it when the
+            // prefix is ours (a user-given one may belong to a live process).
+            if let Some(p) = &plan.own_prefix {
+                let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
+            }
             let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
             return Err(rt(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })));
         }

@@ -14,7 +14,7 @@ use super::sys;
 /// `rte_eal_init` works once per process: a second call fails with EALREADY even after
 /// cleanup, and a failed call leaves state behind, so a process that failed must exit.
 pub struct Eal {
-    _private: (),
+    runtime_dir: Option<std::path::PathBuf>,
 }
 
 impl Eal {
@@ -37,7 +37,16 @@ impl Eal {
         if ret < 0 {
             return Err(DpdkError::from_rte_errno("rte_eal_init"));
         }
-        Ok(Eal { _private: () })
+        // SAFETY: after a successful init this returns a static NUL-terminated string.
+        let dir = unsafe { std::ffi::CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+        let dir = dir.to_string_lossy().into_owned();
+        Ok(Eal { runtime_dir: (!dir.is_empty()).then(|| dir.into()) })
+    }
+
+    /// The runtime directory (`/var/run/dpdk/PREFIX`), which the EAL creates even with
+    /// `--in-memory` and does not remove.
+    pub fn runtime_dir(&self) -> Option<&std::path::Path> {
+        self.runtime_dir.as_deref()
     }
 
     /// The CPU the EAL main lcore runs on.
@@ -59,6 +68,11 @@ impl Drop for Eal {
         // order guarantees it) and no registered thread is still running.
         unsafe {
             sys::rte_eal_cleanup();
+        }
+        // Leave nothing behind: the directory belongs to our file prefix, which no other
+        // live process can share (the EAL refuses a prefix in use).
+        if let Some(d) = &self.runtime_dir {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }

@@ -100,8 +100,7 @@ fn disable_guest_notifications(vid: c_int) {
     for q in 0..n {
         // Guest kicks are for sleeping backends; our workers poll, so every kick would be a
         // wasted guest exit and eventfd write (virtio 1.1 §2.7.10: driver notification
-        // suppression is the device's choice). Fails harmlessly for vrings not yet ready;
-        // vring_state_changed repeats it when they are.
+        // suppression is the device's choice). Fails harmlessly for vrings not yet ready.
         // SAFETY: as above.
         unsafe { sys::rte_vhost_enable_guest_notification(vid, q, 0) };
     }
@@ -134,11 +133,10 @@ extern "C" fn on_destroy_device(vid: c_int) {
     });
 }
 
-extern "C" fn on_vring_state_changed(vid: c_int, queue: u16, enable: c_int) -> c_int {
-    if enable != 0 {
-        // SAFETY: vid/queue come from the library for a live device.
-        unsafe { sys::rte_vhost_enable_guest_notification(vid, queue, 0) };
-    }
+extern "C" fn on_vring_state_changed(_vid: c_int, _queue: u16, _enable: c_int) -> c_int {
+    // Nothing to do, and nothing allowed: the library calls this with the vring's
+    // access_lock held, so rte_vhost_enable_guest_notification here spins forever on
+    // that lock (seen with 22.11). Notifications are disabled in new_device.
     0
 }
 

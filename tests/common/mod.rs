@@ -1,0 +1,327 @@
+//! Test bed helpers: run the real pmdswitch binary and Debian's dpdk-testpmd as peers.
+//! Every helper uses a unique directory, socket paths and EAL file prefix, so tests can
+//! run in parallel and after a crashed run.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pmdswitch"))
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory for one test's sockets and outputs, removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub tag: String,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let tag = format!("{name}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let dir = PathBuf::from("/tmp").join(format!("pmds-t-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir, tag }
+    }
+
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    pub fn sock(&self, f: &str) -> String {
+        self.path(f).to_string_lossy().into_owned()
+    }
+
+    /// A unique EAL file prefix.
+    pub fn prefix(&self, who: &str) -> String {
+        format!("pmdst-{who}-{}", self.tag)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fails with the fix when the machine was not set up.
+pub fn require_bed() {
+    let free: u64 = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(free > 0, "no free hugepages: run scripts/setup.sh before the tests");
+    assert!(Path::new("/usr/bin/dpdk-testpmd").exists(), "dpdk-testpmd missing: run scripts/setup.sh (package dpdk-dev)");
+}
+
+/// Output of a child collected by a background thread, so waits never block on pipes.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(r: impl std::io::Read + Send + 'static) -> Lines {
+        let l = Lines::default();
+        let c = l.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                c.0.lock().unwrap().push(line);
+            }
+        });
+        l
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if self.count(needle) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// A running `pmdswitch run`.
+pub struct Pmds {
+    pub child: Child,
+    pub out: Lines,
+    pub err: Lines,
+    pub json: PathBuf,
+}
+
+impl Pmds {
+    /// Starts `pmdswitch run ARGS --stats-json DIR/stats.json -- --file-prefix=...`.
+    pub fn start(s: &Scratch, args: &[&str]) -> Pmds {
+        let json = s.path("stats.json");
+        let mut cmd = Command::new(bin());
+        cmd.arg("run").args(args).arg("--stats-json").arg(&json);
+        cmd.arg("--").arg(format!("--file-prefix={}", s.prefix("dut")));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn pmdswitch");
+        let out = Lines::collect(child.stdout.take().unwrap());
+        let err = Lines::collect(child.stderr.take().unwrap());
+        let p = Pmds { child, out, err, json };
+        assert!(
+            p.out.wait_for("forwarding with", 1, Duration::from_secs(20)),
+            "pmdswitch did not start:\n{}\n{}",
+            p.out.text(),
+            p.err.text()
+        );
+        p
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // kill(1) keeps the test crate free of unsafe.
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// SIGTERM, wait; returns the exit status and how long the exit took.
+    pub fn stop(mut self) -> (ExitStatus, Duration, serde_json::Value, String) {
+        let t = Instant::now();
+        self.signal(15);
+        let st = wait_timeout(&mut self.child, Duration::from_secs(20)).expect("pmdswitch did not exit within 20 s of SIGTERM");
+        let took = t.elapsed();
+        std::thread::sleep(Duration::from_millis(50));
+        let text = format!("{}\n{}", self.out.text(), self.err.text());
+        let json = std::fs::read_to_string(&self.json)
+            .map(|s| serde_json::from_str(&s).expect("stats JSON parses"))
+            .unwrap_or(serde_json::Value::Null);
+        (st, took, json, text)
+    }
+
+    /// Thread id of the worker pinned to `core` (thread name `pmd-cN`).
+    pub fn worker_tid(&self, core: usize) -> Option<i32> {
+        let dir = format!("/proc/{}/task", self.pid());
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if comm.trim() == format!("pmd-c{core}") {
+                return e.file_name().to_string_lossy().parse().ok();
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Pmds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < t {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Runs pmdswitch to completion (for bad-input tests).
+pub fn run_once(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin()).args(args).stdin(Stdio::null()).output().expect("spawn");
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// Port counters as the NIC (virtio-user) side of testpmd reports them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NicStats {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// Interactive dpdk-testpmd with virtio-user ports: the peer a VM would be.
+pub struct Testpmd {
+    prefix: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub out: Lines,
+    pub err: Lines,
+}
+
+impl Testpmd {
+    /// `vdevs` are full `--vdev` values; `fwd` a forward mode (io, txonly, rxonly).
+    /// Both testpmd lcores run on `cpu`, leaving the other core to the device under test.
+    pub fn start(prefix: &str, vdevs: &[String], fwd: &str, cpu: usize, extra: &[&str]) -> Testpmd {
+        let mut cmd = Command::new("dpdk-testpmd");
+        cmd.arg(format!("--lcores=0@{cpu},1@{cpu}"))
+            .arg("--no-pci")
+            .arg(format!("--file-prefix={prefix}"))
+            // virtio-user shares memory by fd: one file per segment list, or traffic
+            // stalls after ~85 packets ("Too many memory regions").
+            .arg("--single-file-segments")
+            .arg("--in-memory")
+            .arg("--log-level=notice");
+        for v in vdevs {
+            cmd.arg(format!("--vdev={v}"));
+        }
+        cmd.args(["--", "-i", "--nb-cores=1", &format!("--forward-mode={fwd}")]).args(extra);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn dpdk-testpmd (run scripts/setup.sh)");
+        let stdin = child.stdin.take();
+        let out = Lines::collect(child.stdout.take().unwrap());
+        let err = Lines::collect(child.stderr.take().unwrap());
+        let t = Testpmd { prefix: prefix.to_string(), child, stdin, out, err };
+        // The prompt has no newline; the link check is the last line before it.
+        let up = t.out.wait_for("Checking link statuses", 1, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            up,
+            "testpmd did not start:\n{}\n{}",
+            t.out.text(),
+            t.err.text()
+        );
+        t
+    }
+
+    pub fn cmd(&mut self, line: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{line}");
+            let _ = s.flush();
+        }
+    }
+
+    /// Stops forwarding, reads the NIC counters of every port, and quits.
+    pub fn finish(mut self) -> HashMap<u16, NicStats> {
+        self.cmd("stop");
+        std::thread::sleep(Duration::from_millis(300));
+        self.cmd("show port stats all");
+        std::thread::sleep(Duration::from_millis(300));
+        self.cmd("quit");
+        self.stdin = None;
+        let _ = wait_timeout(&mut self.child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+        parse_port_stats(&self.out.text())
+    }
+
+    /// Quits without reading counters (the peer going away).
+    pub fn quit(mut self) {
+        self.cmd("quit");
+        self.stdin = None;
+        if wait_timeout(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // testpmd leaves its EAL runtime directory behind even with --in-memory.
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+    }
+}
+
+/// Parses the last "NIC statistics for port N" blocks of testpmd's output.
+pub fn parse_port_stats(text: &str) -> HashMap<u16, NicStats> {
+    let mut out = HashMap::new();
+    let mut cur: Option<u16> = None;
+    for line in text.lines() {
+        if let Some(i) = line.find("NIC statistics for port") {
+            cur = line[i + 23..].split_whitespace().next().and_then(|n| n.parse().ok());
+            continue;
+        }
+        let Some(p) = cur else { continue };
+        let num = |key: &str| -> Option<u64> {
+            let i = line.find(key)?;
+            line[i + key.len()..].split_whitespace().next()?.parse().ok()
+        };
+        if let Some(v) = num("RX-packets:") {
+            out.entry(p).or_insert_with(NicStats::default).rx = v;
+        }
+        if let Some(v) = num("TX-packets:") {
+            out.entry(p).or_insert_with(NicStats::default).tx = v;
+        }
+    }
+    out
+}
+
+/// Numbers out of the stats JSON.
+pub fn port(j: &serde_json::Value, name: &str, key: &str) -> u64 {
+    j["ports"][name][key].as_u64().unwrap_or_else(|| panic!("stats JSON lacks ports.{name}.{key}: {j}"))
+}
+
+pub fn drops(j: &serde_json::Value, name: &str) -> u64 {
+    j["ports"][name]["drops"].as_object().expect("drops").values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+/// The pool is back at its baseline: no mbuf leaked.
+pub fn assert_no_leak(j: &serde_json::Value) {
+    let base = j["mempool"]["in_use_baseline"].as_u64().expect("baseline");
+    let end = j["mempool"]["in_use_end"].as_u64().expect("end");
+    assert_eq!(end, base, "mbufs leaked: {} in use at exit, {} at start", end, base);
+}
+
+/// Neither hugepage files nor an EAL runtime directory left for `prefix`.
+pub fn assert_no_leftovers(prefix: &str) {
+    let huge: Vec<_> = std::fs::read_dir("/dev/hugepages")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default();
+    assert!(huge.is_empty(), "hugepage files left: {huge:?}");
+    assert!(!Path::new("/var/run/dpdk").join(prefix).exists(), "EAL runtime dir left for {prefix}");
+}

@@ -1,0 +1,204 @@
+//! Integration tests: the real binary forwarding between vhost-user sockets, virtio-user
+//! peers in other DPDK processes (Debian's dpdk-testpmd), and vdev ports.
+//!
+//! Needs the machine prepared by scripts/setup.sh (hugepages, dpdk-testpmd, strace).
+//! Each test's peers run on CPU 0, pmdswitch's worker on CPU 1.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn vu(path: &str, extra: &str) -> String {
+    format!("net_virtio_user0,path={path}{extra}")
+}
+
+#[test]
+fn vhost_pair_counters_agree_across_processes() {
+    require_bed();
+    let s = Scratch::new("pair");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let mut rx = Testpmd::start(&s.prefix("rx"), &[vu(&sb, "")], "rxonly", 0, &[]);
+    let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)), "{}", pm.out.text());
+    rx.cmd("start");
+    tx.cmd("start");
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = tx.finish()[&0].tx;
+    // Let the worker drain the vring and the receiver its ring.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = rx.finish()[&0].rx;
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert!(sent > 10_000, "generator sent only {sent}");
+    assert_eq!(port(&j, "a", "rx_packets"), sent, "every packet the peer sent was received");
+    assert_eq!(
+        port(&j, "a", "rx_packets"),
+        port(&j, "b", "tx_packets") + drops(&j, "b"),
+        "a->b: rx = tx + counted drops\n{j}"
+    );
+    assert_eq!(port(&j, "b", "tx_packets"), got, "what pmdswitch sent on b is what the peer received");
+    assert_eq!(port(&j, "a", "rx_bytes"), sent * 64, "64-byte frames");
+    assert_no_leak(&j);
+    assert!(!Path::new(&sa).exists() && !Path::new(&sb).exists(), "sockets removed at exit");
+    assert_no_leftovers(&s.prefix("dut"));
+}
+
+#[test]
+fn every_packet_leaves_the_other_port() {
+    require_bed();
+    let s = Scratch::new("null");
+    let sa = s.sock("a.sock");
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
+    tx.cmd("start");
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = tx.finish()[&0].tx;
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert!(sent > 10_000, "generator sent only {sent}");
+    assert_eq!(port(&j, "a", "rx_packets"), sent);
+    assert_eq!(port(&j, "b", "tx_packets"), sent, "net_null never refuses: nothing may be lost\n{j}");
+    assert_eq!(drops(&j, "b"), 0);
+    assert_eq!(j["ports"]["b"]["driver"]["opackets"].as_u64(), Some(sent), "the driver counted the same packets");
+    assert_no_leak(&j);
+}
+
+#[test]
+fn vhost_client_reconnects_when_the_peer_returns() {
+    require_bed();
+    let s = Scratch::new("client");
+    let sc = s.sock("c.sock");
+    // The peer serves the socket (like QEMU server=on); pmdswitch connects to it.
+    let mut g = Testpmd::start(&s.prefix("g1"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-client:{sc}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(15)), "{}", pm.out.text());
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let sent1 = g.finish()[&0].tx;
+    assert!(pm.out.wait_for("detached", 1, Duration::from_secs(10)), "{}", pm.out.text());
+    // The peer comes back on the same path: pmdswitch reconnects by itself.
+    let mut g = Testpmd::start(&s.prefix("g2"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(15)), "no reconnect:\n{}", pm.out.text());
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let sent2 = g.finish()[&0].tx;
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert!(sent1 > 0 && sent2 > 0, "{sent1} {sent2}");
+    assert_eq!(port(&j, "a", "rx_packets"), sent1 + sent2, "{j}");
+    assert_eq!(port(&j, "b", "tx_packets"), sent1 + sent2);
+    assert_no_leak(&j);
+}
+
+/// The DTS loop: one testpmd, two virtio-user ports in io forwarding, seeded with bursts.
+fn loop_peer(s: &Scratch, sa: &str, sb: &str) -> Testpmd {
+    let mut g = Testpmd::start(&s.prefix("gen"), &[vu(sa, ""), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    g.cmd("start tx_first 4");
+    g
+}
+
+#[test]
+fn sigterm_under_traffic_exits_clean_and_accounts_every_packet() {
+    require_bed();
+    let s = Scratch::new("term");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let g = loop_peer(&s, &sa, &sb);
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, took, j, text) = pm.stop();
+    g.quit();
+    assert_eq!(st.code(), Some(0), "{text}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    assert!(!Path::new(&sa).exists() && !Path::new(&sb).exists(), "sockets removed");
+    let moved = port(&j, "a", "rx_packets") + port(&j, "b", "rx_packets");
+    assert!(moved > 100_000, "little traffic before SIGTERM: {moved}");
+    for (from, to) in [("a", "b"), ("b", "a")] {
+        assert_eq!(
+            port(&j, from, "rx_packets"),
+            port(&j, to, "tx_packets") + drops(&j, to),
+            "{from}->{to}: rx = tx + counted drops\n{j}"
+        );
+    }
+    let w = &j["workers"][0];
+    assert_eq!(w["core"].as_u64(), Some(1));
+    assert!(w["busy_cycles"].as_u64().unwrap() > 0 && w["idle_cycles"].is_u64());
+    assert_eq!(w["packets"].as_u64(), Some(moved));
+    assert_no_leak(&j);
+    assert_no_leftovers(&s.prefix("dut"));
+}
+
+/// Lines strace wrote for `tid` over `secs` (one line per system call).
+fn syscalls(tid: i32, secs: u32, out: &Path) -> usize {
+    let st = Command::new("timeout")
+        .args(["-s", "INT", &secs.to_string(), "strace", "-qq", "-o"])
+        .arg(out)
+        .args(["-p", &tid.to_string()])
+        .status()
+        .expect("strace (scripts/setup.sh installs it)");
+    assert!(st.code() == Some(124) || st.success(), "strace failed: {st:?}");
+    std::fs::read_to_string(out).unwrap_or_default().lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+#[test]
+fn worker_makes_no_system_calls_while_forwarding() {
+    require_bed();
+    let s = Scratch::new("sys");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let g = loop_peer(&s, &sa, &sb);
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_secs(1));
+    let tid = pm.worker_tid(1).expect("worker thread pmd-c1");
+    let n_worker = syscalls(tid, 2, &s.path("worker.strace"));
+    // Control: the same probe on the (sleeping) main thread does see system calls.
+    let n_main = syscalls(pm.pid(), 1, &s.path("main.strace"));
+    let (st, _, j, text) = pm.stop();
+    g.quit();
+    assert!(st.success(), "{text}");
+    assert!(n_main > 0, "strace saw nothing on the main thread: the probe is broken");
+    assert_eq!(n_worker, 0, "worker made system calls:\n{}", std::fs::read_to_string(s.path("worker.strace")).unwrap_or_default());
+    assert!(port(&j, "a", "rx_packets") > 100_000, "the worker was forwarding meanwhile");
+}
+
+fn sh(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false)
+}
+
+#[test]
+fn tap_ports_carry_ping_between_namespaces() {
+    require_bed();
+    let s = Scratch::new("tap");
+    let id = std::process::id() % 100_000;
+    let (t0, t1) = (format!("pt{id}a"), format!("pt{id}b"));
+    let (n0, n1) = (format!("pmds-{id}-0"), format!("pmds-{id}-1"));
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vdev:net_tap0,iface={t0}"), "--port", &format!("b=vdev:net_tap1,iface={t1}"), "--xconnect", "a,b", "--cores", "1"],
+    );
+    // Two test hosts in namespaces of our own, on the RFC 2544 benchmark range.
+    let setup = format!(
+        "ip netns add {n0} && ip netns add {n1} && ip link set {t0} netns {n0} && ip link set {t1} netns {n1} && \
+         ip -n {n0} addr add 198.18.0.1/24 dev {t0} && ip -n {n1} addr add 198.18.0.2/24 dev {t1} && \
+         ip -n {n0} link set {t0} up && ip -n {n1} link set {t1} up"
+    );
+    let ok_setup = sh(&setup);
+    let ping = ok_setup && sh(&format!("ip netns exec {n0} ping -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null"));
+    let (st, _, j, text) = pm.stop();
+    sh(&format!("ip netns del {n0} 2>/dev/null; ip netns del {n1} 2>/dev/null"));
+    assert!(ok_setup, "namespace setup failed");
+    assert!(ping, "ping through pmdswitch failed\n{text}");
+    assert!(st.success());
+    assert!(port(&j, "a", "rx_packets") >= 4, "ARP + 3 echo requests crossed a->b\n{j}");
+    assert!(port(&j, "b", "rx_packets") >= 4, "ARP reply + 3 echo replies crossed b->a");
+    assert_no_leak(&j);
+}
