@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::cli::RunArgs;
-use crate::dpdk::eal::{Eal, LogCapture};
+use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue, EthStats};
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::dpdk::mempool::Mempool;
@@ -187,6 +187,31 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     Ok(Plan { ports, peer, cores, main_core, eal, socket_mode, own_prefix })
 }
 
+fn eal_prefix(eal: &[String]) -> Option<String> {
+    let i = eal.iter().position(|a| a == "--file-prefix" || a.starts_with("--file-prefix="))?;
+    match eal[i].split_once('=') {
+        Some((_, v)) => Some(v.to_string()),
+        None => eal.get(i + 1).cloned(),
+    }
+}
+
+/// The line of the EAL's output that says why init failed: getopt's complaint or the
+/// first specific EAL message (not the generic "Invalid 'command line' arguments").
+fn eal_reason(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let specific = |l: &&&str| {
+        l.contains("unrecognized option")
+            || l.contains("requires an argument")
+            || (l.starts_with("EAL:") && !l.contains("Invalid 'command line'") && !l.contains("FATAL") && !l.contains("Error - exiting"))
+    };
+    lines
+        .iter()
+        .find(specific)
+        .or(lines.last())
+        .map(|l| l.trim_start_matches("pmdswitch: ").trim_start_matches("EAL: ").to_string())
+        .unwrap_or_default()
+}
+
 fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
     match (a, b) {
         (PortSpec::VhostServer(x) | PortSpec::VhostClient(x), PortSpec::VhostServer(y) | PortSpec::VhostClient(y)) => x == y,
@@ -221,16 +246,22 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let capture = if a.verbose { None } else { LogCapture::start() };
     let rt = |m: String| Failure::Runtime(m);
 
-    let eal = match Eal::init(&plan.eal) {
+    let quiet = if a.verbose { None } else { QuietStdio::start() };
+    let init = Eal::init(&plan.eal);
+    let said = quiet.map(|q| q.finish()).unwrap_or_default();
+    let eal = match init {
         Ok(e) => e,
         Err(e) => {
-            let log = capture.map(|c| c.finish()).unwrap_or_default();
-            // A failed init can leave its runtime directory behind; remove it when the
-            // prefix is ours (a user-given one may belong to a live process).
-            if let Some(p) = &plan.own_prefix {
-                let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
+            let log = capture.map(|c| c.finish()).unwrap_or_default() + &said;
+            // A failed init can leave its runtime directory behind: remove it, unless the
+            // prefix was refused because a live process holds it (then it is theirs).
+            let held = log.contains("Cannot create lock") || log.contains("another primary");
+            if let Some(p) = plan.own_prefix.clone().or_else(|| eal_prefix(&plan.eal)) {
+                if !held {
+                    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
+                }
             }
-            let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            let why = eal_reason(&log);
             return Err(rt(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })));
         }
     };

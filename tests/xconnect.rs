@@ -75,9 +75,10 @@ fn vhost_client_reconnects_when_the_peer_returns() {
     require_bed();
     let s = Scratch::new("client");
     let sc = s.sock("c.sock");
-    // The peer serves the socket (like QEMU server=on); pmdswitch connects to it.
-    let mut g = Testpmd::start(&s.prefix("g1"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
+    // The peer serves the socket (like QEMU server=on); pmdswitch connects to it and
+    // keeps retrying until it is there (testpmd's server mode waits for us at start-up).
     let pm = Pmds::start(&s, &["--port", &format!("a=vhost-client:{sc}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let mut g = Testpmd::start(&s.prefix("g1"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(15)), "{}", pm.out.text());
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));

@@ -98,6 +98,76 @@ pub fn thread_unregister() {
     unsafe { sys::rte_thread_unregister() }
 }
 
+/// Redirects the process's stdout and stderr (fds 1 and 2) into an anonymous temporary
+/// file while it lives. The EAL's argument parser prints with getopt and `printf`
+/// (usage text, "unrecognized option"), which no log stream catches; call this around
+/// `rte_eal_init` only, while no other thread writes.
+pub struct QuietStdio {
+    saved: [i32; 2],
+    tmp: File,
+}
+
+impl QuietStdio {
+    pub fn start() -> Option<QuietStdio> {
+        let tmp = tempfile_anon()?;
+        // SAFETY: plain fd syscalls on fds we own or on 1/2; the saved copies restore them.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            let saved = [libc::dup(1), libc::dup(2)];
+            if saved[0] < 0 || saved[1] < 0 {
+                return None;
+            }
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tmp);
+            libc::dup2(fd, 1);
+            libc::dup2(fd, 2);
+            Some(QuietStdio { saved, tmp })
+        }
+    }
+
+    /// Restores fds 1 and 2 and returns what was written meanwhile.
+    pub fn finish(mut self) -> String {
+        self.restore();
+        let mut text = String::new();
+        let _ = self.tmp.seek(SeekFrom::Start(0));
+        let _ = self.tmp.read_to_string(&mut text);
+        text
+    }
+
+    fn restore(&mut self) {
+        if self.saved[0] < 0 {
+            return;
+        }
+        // SAFETY: the saved fds are valid dups of the original 1 and 2.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::dup2(self.saved[0], 1);
+            libc::dup2(self.saved[1], 2);
+            libc::close(self.saved[0]);
+            libc::close(self.saved[1]);
+        }
+        self.saved = [-1, -1];
+    }
+}
+
+impl Drop for QuietStdio {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+fn tempfile_anon() -> Option<File> {
+    // SAFETY: tmpfile returns an owned FILE* or NULL; we take a dup of its fd and close it.
+    unsafe {
+        let f = libc::tmpfile();
+        if f.is_null() {
+            return None;
+        }
+        let fd = libc::dup(libc::fileno(f));
+        libc::fclose(f);
+        (fd >= 0).then(|| File::from_raw_fd(fd))
+    }
+}
+
 /// Captures DPDK's log output in an anonymous temporary file while it lives, so start-up
 /// errors reach the user as one line of ours instead of screens of EAL chatter.
 /// `finish` returns what was logged and restores DPDK's default stream.
