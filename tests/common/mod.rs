@@ -207,19 +207,26 @@ impl Testpmd {
     /// `vdevs` are full `--vdev` values; `fwd` a forward mode (io, txonly, rxonly).
     /// Both testpmd lcores run on `cpu`, leaving the other core to the device under test.
     pub fn start(prefix: &str, vdevs: &[String], fwd: &str, cpu: usize, extra: &[&str]) -> Testpmd {
-        let mut cmd = Command::new("dpdk-testpmd");
-        cmd.arg(format!("--lcores=0@{cpu},1@{cpu}"))
-            .arg("--no-pci")
-            .arg(format!("--file-prefix={prefix}"))
+        let mut eal = vec![
+            format!("--lcores=0@{cpu},1@{cpu}"),
             // virtio-user shares memory by fd: one file per segment list, or traffic
             // stalls after ~85 packets ("Too many memory regions").
-            .arg("--single-file-segments")
-            .arg("--in-memory")
-            .arg("--log-level=notice");
-        for v in vdevs {
-            cmd.arg(format!("--vdev={v}"));
-        }
-        cmd.args(["--", "-i", "--nb-cores=1", &format!("--forward-mode={fwd}")]).args(extra);
+            "--single-file-segments".into(),
+        ];
+        eal.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+        let mut app = vec![format!("--forward-mode={fwd}")];
+        app.extend(extra.iter().map(|x| x.to_string()));
+        Testpmd::spawn(prefix, &eal, &app)
+    }
+
+    /// dpdk-testpmd in interactive mode with `eal` args (plus --no-pci, the prefix,
+    /// --in-memory) and `app` args (plus -i --nb-cores=1).
+    pub fn spawn(prefix: &str, eal: &[String], app: &[String]) -> Testpmd {
+        // stdbuf: testpmd's printf output is block-buffered on a pipe; line-buffer it so
+        // `show port stats` answers arrive while it runs.
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "dpdk-testpmd"]).args(eal).arg("--no-pci").arg(format!("--file-prefix={prefix}")).arg("--in-memory").arg("--log-level=notice");
+        cmd.args(["--", "-i", "--nb-cores=1"]).args(app);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn dpdk-testpmd (run scripts/setup.sh)");
         let stdin = child.stdin.take();
@@ -229,13 +236,25 @@ impl Testpmd {
         // The prompt has no newline; the link check is the last line before it.
         let up = t.out.wait_for("Checking link statuses", 1, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(300));
-        assert!(
-            up,
-            "testpmd did not start:\n{}\n{}",
-            t.out.text(),
-            t.err.text()
-        );
+        assert!(up, "testpmd did not start:\n{}\n{}", t.out.text(), t.err.text());
         t
+    }
+
+    /// The NIC counters of every port now (`show port stats all`).
+    pub fn port_stats_now(&mut self, ports: usize) -> HashMap<u16, NicStats> {
+        let before = self.out.count("NIC statistics for port");
+        let skip = self.out.0.lock().unwrap().len();
+        self.cmd("show port stats all");
+        // Each block ends with the Tx-pps line; wait for all of them.
+        self.out.wait_for("NIC statistics for port", before + ports, Duration::from_secs(5));
+        let t = std::time::Instant::now();
+        loop {
+            let text = self.out.0.lock().unwrap()[skip..].join("\n");
+            if text.matches("Tx-pps").count() >= ports || t.elapsed() > Duration::from_secs(5) {
+                return parse_port_stats(&text);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn cmd(&mut self, line: &str) {
