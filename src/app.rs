@@ -1,7 +1,7 @@
 //! `pmdswitch run`: validate, start the EAL, build ports and workers, forward until told
 //! to stop, then tear everything down in reverse and report.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,6 @@ pub struct Plan {
     /// For each port index, the port it forwards to.
     pub peer: Vec<Option<usize>>,
     pub cores: Vec<usize>,
-    pub main_core: usize,
     pub eal: Vec<String>,
     pub socket_mode: u32,
     /// The file prefix we chose (none when the user gave one).
@@ -184,7 +183,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if !no_huge && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
-    Ok(Plan { ports, peer, cores, main_core, eal, socket_mode, own_prefix })
+    Ok(Plan { ports, peer, cores, eal, socket_mode, own_prefix })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -560,6 +559,7 @@ fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, t
             o["driver"] = json!({
                 "rx_missed": e.imissed, "rx_nombuf": e.rx_nombuf, "rx_errors": e.ierrors,
                 "tx_errors": e.oerrors, "ipackets": e.ipackets, "opackets": e.opackets,
+                "ibytes": e.ibytes, "obytes": e.obytes,
             });
         }
         if let Some(c) = r.connected {
@@ -590,8 +590,3 @@ fn write_json(path: &PathBuf, v: &Value) -> Result<(), Failure> {
     std::fs::write(path, text + "\n").map_err(|e| Failure::Runtime(format!("cannot write --stats-json {}: {e}", path.display())))
 }
 
-#[allow(dead_code)]
-fn unique<T: std::hash::Hash + Eq>(v: &[T]) -> bool {
-    let mut s = HashSet::new();
-    v.iter().all(|x| s.insert(x))
-}

@@ -14,6 +14,8 @@ use super::sys;
 /// `rte_eal_init` works once per process: a second call fails with EALREADY even after
 /// cleanup, and a failed call leaves state behind, so a process that failed must exit.
 pub struct Eal {
+    /// The runtime directory (`/var/run/dpdk/PREFIX`), which the EAL creates even with
+    /// `--in-memory` and does not remove: we do, in Drop.
     runtime_dir: Option<std::path::PathBuf>,
 }
 
@@ -43,11 +45,6 @@ impl Eal {
         Ok(Eal { runtime_dir: (!dir.is_empty()).then(|| dir.into()) })
     }
 
-    /// The runtime directory (`/var/run/dpdk/PREFIX`), which the EAL creates even with
-    /// `--in-memory` and does not remove.
-    pub fn runtime_dir(&self) -> Option<&std::path::Path> {
-        self.runtime_dir.as_deref()
-    }
 
     /// The CPU the EAL main lcore runs on.
     pub fn main_lcore_cpu(&self) -> u32 {

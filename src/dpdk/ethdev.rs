@@ -57,8 +57,6 @@ impl Drop for Dev {
 /// queue handle taken from it are dropped.
 pub struct EthPort {
     dev: Arc<Dev>,
-    pub n_rxq: u16,
-    pub n_txq: u16,
 }
 
 /// Device name part of a devargs string: `net_ring0,nodeaction=...` -> `net_ring0`.
@@ -170,11 +168,7 @@ impl EthPort {
         // Not every PMD has promiscuous mode (vhost, ring): failure is harmless there.
         // SAFETY: plain call on a configured port.
         unsafe { sys::rte_eth_promiscuous_enable(id.0) };
-        Ok((EthPort { dev, n_rxq: cfg.n_rxq, n_txq: cfg.n_txq }, rxqs, txqs))
-    }
-
-    pub fn id(&self) -> PortId {
-        self.dev.id
+        Ok((EthPort { dev }, rxqs, txqs))
     }
 
     /// # Errors
@@ -210,14 +204,6 @@ impl EthPort {
         }
     }
 
-    /// The MAC address the driver reports, as `aa:bb:cc:dd:ee:ff`.
-    pub fn mac(&self) -> String {
-        let mut a = sys::rte_ether_addr::default();
-        // SAFETY: a is a valid out-parameter.
-        unsafe { sys::rte_eth_macaddr_get(self.dev.id.0, &mut a) };
-        let b = a.addr_bytes;
-        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
-    }
 }
 
 /// Owns rx queue `queue` of a port: only one worker polls it.
@@ -244,10 +230,6 @@ impl EthRxQueue {
         batch.rx_filled(got);
         got
     }
-
-    pub fn queue(&self) -> u16 {
-        self.queue
-    }
 }
 
 impl EthTxQueue {
@@ -260,10 +242,6 @@ impl EthTxQueue {
         let sent = unsafe { sys::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.tx_consumed(sent);
         sent
-    }
-
-    pub fn queue(&self) -> u16 {
-        self.queue
     }
 }
 

@@ -118,18 +118,6 @@ impl Batch {
         self.tx_consumed(n);
     }
 
-    /// For tests and the generator: appends an mbuf the caller owns.
-    ///
-    /// # Safety
-    /// `m` must be a live mbuf that nothing else will free.
-    pub(crate) unsafe fn push_raw(&mut self, m: *mut sys::rte_mbuf) -> bool {
-        if self.tail == MAX_BURST {
-            return false;
-        }
-        self.pkts[self.tail] = m;
-        self.tail += 1;
-        true
-    }
 }
 
 impl Drop for Batch {

@@ -274,10 +274,6 @@ impl VhostPort {
         &self.slot
     }
 
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
     /// Rx handle for queue pair `qp`: dequeues from the guest's TX vring (2·qp+1).
     pub fn rx_queue(&self, qp: u16, pool: &Arc<Mempool>) -> VhostRxQueue {
         VhostRxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * qp + 1, pool: pool.clone() }
@@ -327,11 +323,6 @@ impl VhostRxQueue {
         self.vid = self.slot.vid();
     }
 
-    #[inline(always)]
-    pub fn is_up(&self) -> bool {
-        self.vid != NO_VID
-    }
-
     /// `rte_vhost_dequeue_burst` into an empty batch: copies packets out of guest memory
     /// into new mbufs from the pool. Returns 0 when no device is attached.
     #[inline(always)]
@@ -345,10 +336,6 @@ impl VhostRxQueue {
         let got = unsafe { sys::rte_vhost_dequeue_burst(self.vid, self.vring, self.pool.as_ptr(), p, n) } as usize;
         batch.rx_filled(got);
         got
-    }
-
-    pub fn slot(&self) -> &Arc<VhostSlot> {
-        &self.slot
     }
 }
 
