@@ -99,22 +99,23 @@ fn vhost_client_reconnects_when_the_peer_returns() {
     assert_no_leak(&j);
 }
 
-/// The DTS loop: one testpmd, two virtio-user ports in io forwarding, seeded with bursts.
-fn loop_peer(s: &Scratch, sa: &str, sb: &str) -> Testpmd {
-    let mut g = Testpmd::start(&s.prefix("gen"), &[vu(sa, ""), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
+/// The DTS loop running: pmdswitch cross-connecting two vhost-server sockets, and one
+/// testpmd with two virtio-user ports in io forwarding, seeded with 4 bursts.
+fn running_loop(s: &Scratch) -> (Pmds, Testpmd, String, String) {
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let pm = Pmds::start(s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let mut g = Testpmd::start(&s.prefix("gen"), &[vu(&sa, ""), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
     std::thread::sleep(Duration::from_millis(300));
     g.cmd("start tx_first 4");
-    g
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)), "{}", pm.out.text());
+    (pm, g, sa, sb)
 }
 
 #[test]
 fn sigterm_under_traffic_exits_clean_and_accounts_every_packet() {
     require_bed();
     let s = Scratch::new("term");
-    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
-    let g = loop_peer(&s, &sa, &sb);
-    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
+    let (pm, g, sa, sb) = running_loop(&s);
     std::thread::sleep(Duration::from_secs(2));
     let (st, took, j, text) = pm.stop();
     g.quit();
@@ -154,10 +155,7 @@ fn syscalls(tid: i32, secs: u32, out: &Path) -> usize {
 fn worker_makes_no_system_calls_while_forwarding() {
     require_bed();
     let s = Scratch::new("sys");
-    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
-    let g = loop_peer(&s, &sa, &sb);
-    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
+    let (pm, g, _, _) = running_loop(&s);
     std::thread::sleep(Duration::from_secs(1));
     let tid = pm.worker_tid(1).expect("worker thread pmd-c1");
     let n_worker = syscalls(tid, 2, &s.path("worker.strace"));
