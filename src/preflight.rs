@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -57,6 +57,15 @@ pub fn check_socket_dir(port: &str, path: &Path) -> Result<(), String> {
         return Err(format!(
             "port '{port}': socket directory {} does not exist: create it (mkdir -p {}) or pick another path",
             dir.display(),
+            dir.display()
+        ));
+    }
+    // A world-writable directory without the sticky bit lets anyone replace our socket
+    // with theirs between restarts (and so attach to a VM's traffic).
+    let mode = fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(format!(
+            "port '{port}': socket directory {} is world-writable without the sticky bit: use a private directory (e.g. mkdir -m 750 /run/pmdswitch)",
             dir.display()
         ));
     }
@@ -166,6 +175,13 @@ mod tests {
         assert!(live.exists());
         check_server_socket("a", &live).unwrap();
         assert!(!live.exists());
+        // World-writable directory without the sticky bit: refused; with it (like /tmp): fine.
+        let open = dir.join("open");
+        fs::create_dir_all(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_server_socket("a", &open.join("x.sock")).unwrap_err().contains("sticky"));
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(check_server_socket("a", &open.join("x.sock")).is_ok());
         // Symlink: refused.
         std::os::unix::fs::symlink(dir.join("file"), dir.join("link")).unwrap();
         assert!(check_server_socket("a", &dir.join("link")).unwrap_err().contains("symlink"));

@@ -201,3 +201,79 @@ fn tap_ports_carry_ping_between_namespaces() {
     assert!(port(&j, "b", "rx_packets") >= 4, "ARP reply + 3 echo replies crossed b->a");
     assert_no_leak(&j);
 }
+
+#[test]
+fn second_frontend_on_a_socket_is_refused_and_the_first_keeps_forwarding() {
+    require_bed();
+    let s = Scratch::new("second");
+    let sa = s.sock("a.sock");
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let mut first = Testpmd::start(&s.prefix("first"), &[vu(&sa, "")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
+    first.cmd("start");
+    // A second frontend on the same socket: pmdswitch refuses the connection.
+    let second = Command::new("dpdk-testpmd")
+        .args(["--lcores=0@0,1@0", "--no-pci", "--in-memory", "--single-file-segments", "--log-level=notice"])
+        .arg(format!("--file-prefix={}", s.prefix("second")))
+        .arg(format!("--vdev={}", vu(&sa, "")))
+        .args(["--", "--nb-cores=1", "--forward-mode=txonly", "--stats-period=1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut second = KillOnDrop(second, s.prefix("second"));
+    assert!(pm.err.wait_for("refused a second vhost-user frontend", 1, Duration::from_secs(15)), "{}", pm.err.text());
+    let before = pm.out.count("attached");
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = second.0.kill();
+    let sent = first.finish()[&0].tx;
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert_eq!(before, 1, "only the first frontend became a device");
+    assert!(sent > 10_000);
+    assert_eq!(port(&j, "a", "rx_packets"), sent, "the first frontend's traffic all arrived\n{j}");
+    assert_eq!(port(&j, "b", "tx_packets"), sent);
+}
+
+struct KillOnDrop(std::process::Child, String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.1));
+    }
+}
+
+#[test]
+fn peer_killed_and_restarted_repeatedly_loses_nothing_but_counted_packets() {
+    require_bed();
+    // Short form for CI; scripts can ask for the long one (PMDS_KILL_CYCLES=50).
+    let cycles: usize = std::env::var("PMDS_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let s = Scratch::new("kill");
+    let sa = s.sock("a.sock");
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    for i in 0..cycles {
+        let mut g = Testpmd::start(&s.prefix(&format!("k{i}")), &[vu(&sa, "")], "txonly", 0, &[]);
+        assert!(pm.out.wait_for("attached", i + 1, Duration::from_secs(10)), "cycle {i}: no device\n{}", pm.out.text());
+        g.cmd("start");
+        std::thread::sleep(Duration::from_millis(300));
+        drop(g); // SIGKILL: no goodbye on the socket
+        assert!(pm.out.wait_for("detached", i + 1, Duration::from_secs(10)), "cycle {i}: device not removed\n{}", pm.out.text());
+    }
+    // After all that, a well-behaved peer still gets every packet through.
+    let mut g = Testpmd::start(&s.prefix("last"), &[vu(&sa, "")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", cycles + 1, Duration::from_secs(10)));
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = g.finish()[&0].tx;
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    let rx = port(&j, "a", "rx_packets");
+    assert!(rx >= sent && sent > 10_000, "rx {rx}, last peer sent {sent}");
+    assert_eq!(rx, port(&j, "b", "tx_packets") + drops(&j, "b"), "rx = tx + counted drops\n{j}");
+    assert_no_leak(&j);
+}
