@@ -57,6 +57,7 @@ pub struct Plan {
     pub cores: Vec<usize>,
     pub eal: Vec<String>,
     pub socket_mode: u32,
+    pub socket_gid: Option<u32>,
     /// The file prefix we chose (none when the user gave one).
     pub own_prefix: Option<String>,
 }
@@ -183,7 +184,8 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if !no_huge && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
-    Ok(Plan { ports, peer, cores, eal, socket_mode, own_prefix })
+    let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, own_prefix })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -330,7 +332,13 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     for (p, r) in plan.ports.iter().zip(rts.iter_mut()) {
         match r {
             PortRt::Eth { port, .. } => port.start().map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
-            PortRt::Vhost(v) => v.start(plan.socket_mode).map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
+            PortRt::Vhost(v) => {
+                v.start(plan.socket_mode).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
+                if let (Some(gid), PortSpec::VhostServer(path)) = (plan.socket_gid, &p.spec) {
+                    std::os::unix::fs::chown(path, None, Some(gid))
+                        .map_err(|e| rt(format!("port '{}': cannot give {} to group {gid}: {e}", p.name, path.display())))?;
+                }
+            }
         }
     }
     // From here DPDK's own messages (device connects, warnings) go to the terminal.

@@ -56,6 +56,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE", default_value = "660")]
     pub socket_mode: String,
 
+    /// Group owning vhost-server socket files (name or number), e.g. QEMU's group.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
     /// Rx and tx descriptors per ethdev queue.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub ring_size: u16,

@@ -72,6 +72,24 @@ pub fn check_socket_dir(port: &str, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A group name or number to a gid, from /etc/group (no NSS: containers and test beds
+/// keep their groups there).
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| format!("--socket-group '{group}': no such group in /etc/group: create it (groupadd {group}) or give a number"))
+}
+
 /// A PCI port must exist and be bound to a DPDK-capable driver.
 pub fn check_pci(port: &str, addr: &str) -> Result<(), String> {
     let dev = Path::new("/sys/bus/pci/devices").join(addr);
@@ -144,6 +162,13 @@ mod tests {
         assert_eq!(main_core_from_eal(&v(&["--main-lcore=1"])), Some(1));
         assert_eq!(main_core_from_eal(&v(&["-c", "0x6"])), Some(1));
         assert_eq!(main_core_from_eal(&v(&["--in-memory"])), None);
+    }
+
+    #[test]
+    fn groups() {
+        assert_eq!(group_id("0"), Ok(0));
+        assert_eq!(group_id("root"), Ok(0));
+        assert!(group_id("no-such-group-pmds").unwrap_err().contains("groupadd"));
     }
 
     #[test]

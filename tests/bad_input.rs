@@ -61,6 +61,7 @@ fn bad_input_table() {
         case("burst out of range", &["run", "--port", &a, "--burst", "0"], 2, "--burst 0"),
         case("world-writable socket mode", &["run", "--port", &a, "--socket-mode", "666"], 2, "world-writable"),
         case("no ports", &["run"], 2, "no ports"),
+        case("unknown socket group", &["run", "--port", &a, "--socket-group", "no-such-group-pmds"], 2, "groupadd"),
         case("unknown flag", &["run", "--frobnicate"], 2, "unexpected argument"),
         case("malformed PCI address", &["run", "--port", "n=pci:00:1g.0"], 2, "malformed"),
         case("PCI device absent", &["run", "--port", "n=pci:0000:7e:1f.7"], 2, "no PCI device"),

@@ -53,7 +53,14 @@ fn every_packet_leaves_the_other_port() {
     require_bed();
     let s = Scratch::new("null");
     let sa = s.sock("a.sock");
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1", "--socket-group", "daemon"],
+    );
+    // Sockets: mode 0660 by default, group as asked, never world-writable.
+    let md = std::fs::metadata(&sa).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&md), 1, "group daemon (gid 1 on Debian)");
     let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     tx.cmd("start");
