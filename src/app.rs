@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::cli::RunArgs;
+use crate::config;
 use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue, EthStats};
 use crate::dpdk::mbuf::MAX_BURST;
@@ -58,6 +59,8 @@ pub struct Plan {
     pub eal: Vec<String>,
     pub socket_mode: u32,
     pub socket_gid: Option<u32>,
+    pub burst: usize,
+    pub ring_size: u16,
     /// The file prefix we chose (none when the user gave one).
     pub own_prefix: Option<String>,
 }
@@ -94,20 +97,23 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         peer[ids[0]] = Some(ids[1]);
         peer[ids[1]] = Some(ids[0]);
     }
-    if a.burst == 0 || a.burst > MAX_BURST {
-        return usage(format!("--burst {} is out of range: use 1 to {MAX_BURST}", a.burst));
+    let burst = a.burst.unwrap_or(32);
+    if burst == 0 || burst > MAX_BURST {
+        return usage(format!("--burst {burst} is out of range: use 1 to {MAX_BURST}"));
     }
-    let socket_mode = u32::from_str_radix(&a.socket_mode, 8)
+    let mode_text = a.socket_mode.as_deref().unwrap_or("660");
+    let socket_mode = u32::from_str_radix(mode_text, 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| Failure::Usage(format!("--socket-mode '{}' is not an octal mode: use e.g. 660", a.socket_mode)))?;
+        .ok_or_else(|| Failure::Usage(format!("--socket-mode '{mode_text}' is not an octal mode: use e.g. 660")))?;
     if socket_mode & 0o002 != 0 {
         return usage(format!("--socket-mode {:o} makes sockets world-writable: anyone could attach a VM; use 660 or 600", socket_mode));
     }
-    if a.ring_size < 64 {
-        return usage(format!("--ring-size {} is too small: use 64 or more (default 1024)", a.ring_size));
+    let ring_size = a.ring_size.unwrap_or(1024);
+    if ring_size < 64 {
+        return usage(format!("--ring-size {ring_size} is too small: use 64 or more (default 1024)"));
     }
-    if !(a.stats_interval >= 0.0) || a.duration.is_some_and(|d| !(d > 0.0)) {
+    if !(a.stats_interval.unwrap_or(0.0) >= 0.0) || a.duration.is_some_and(|d| !(d > 0.0)) {
         return usage("--stats-interval and --duration take a positive number of seconds");
     }
 
@@ -185,7 +191,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, own_prefix })
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, own_prefix, burst, ring_size })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -243,6 +249,10 @@ struct PortReport {
 
 /// Runs the data plane; returns when stopped (signal or `--duration`).
 pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+    let a = match &a.config {
+        Some(path) => config::load(path).map_err(|mut errs| Failure::Usage(errs.remove(0)))?.merge(a),
+        None => a,
+    };
     let plan = plan(&a)?;
     let capture = if a.verbose { None } else { LogCapture::start() };
     let rt = |m: String| Failure::Runtime(m);
@@ -295,7 +305,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         });
     }
 
-    let mbufs = a.mbufs.unwrap_or_else(|| pool_size(&plan, a.ring_size as u32, a.burst as u32, n_workers as u32));
+    let mbufs = a.mbufs.unwrap_or_else(|| pool_size(&plan, plan.ring_size as u32, plan.burst as u32, n_workers as u32));
     let pool = Arc::new(
         Mempool::pktmbuf_pool_create("pmds_pool", mbufs, 256, 2048 + 128, -1)
             .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh --hugepages N) or lower --mbufs")))?,
@@ -321,7 +331,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                         _ => format!("port '{}': {e}: is the NIC bound to vfio-pci?", p.name),
                     })
                 })?;
-                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: a.ring_size, tx_desc: a.ring_size };
+                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: plan.ring_size, tx_desc: plan.ring_size };
                 let (port, rxqs, txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
                 PortRt::Eth { port, rxqs, txqs }
             }
@@ -379,8 +389,8 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             index: w,
             core: plan.cores[w],
             polls,
-            burst: a.burst,
-            tx_retries: a.tx_retries,
+            burst: plan.burst,
+            tx_retries: a.tx_retries.unwrap_or(8),
             stats: stats[w].clone(),
             barrier: barrier.clone(),
         };
@@ -404,7 +414,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
 
     // The main thread sleeps: on two cores a spinning main thread halves a worker.
     let start = Instant::now();
-    let interval = (a.stats_interval > 0.0).then(|| Duration::from_secs_f64(a.stats_interval));
+    let interval = a.stats_interval.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
     let mut next_print = interval.map(|i| start + i);
     let mut last: Option<(Instant, Vec<PortTotals>)> = None;
     let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));

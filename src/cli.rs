@@ -15,10 +15,20 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the data plane: `pmdswitch run --port a=... --port b=... --xconnect a,b -- [EAL args]`
     Run(RunArgs),
+    /// Check a config file and report every error with its line and column.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
+    /// Read ports, rules and options from a TOML file; options given on the command line
+    /// win, ports and xconnects from both are combined (see `pmdswitch check-config`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// A port, NAME=SPEC; SPEC is vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or
     /// vdev:DRIVER[,ARGS]. Repeat for more ports.
     #[arg(long = "port", value_name = "NAME=SPEC")]
@@ -32,17 +42,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
 
-    /// Packets per rx/tx burst (1-256).
-    #[arg(long, default_value_t = 32)]
-    pub burst: usize,
+    /// Packets per rx/tx burst (1-256) [default: 32].
+    #[arg(long)]
+    pub burst: Option<usize>,
 
-    /// Times a partly refused tx burst is retried before the rest is dropped as tx_full.
-    #[arg(long, default_value_t = 8)]
-    pub tx_retries: u32,
+    /// Times a partly refused tx burst is retried before the rest is dropped as tx_full
+    /// [default: 8].
+    #[arg(long)]
+    pub tx_retries: Option<u32>,
 
-    /// Print a stats table every SECS seconds (0 = only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-    pub stats_interval: f64,
+    /// Print a stats table every SECS seconds [default: 0 = only at exit].
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<f64>,
 
     /// Write the final stats as JSON to FILE on exit.
     #[arg(long, value_name = "FILE")]
@@ -52,17 +63,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
-    /// Mode of vhost-server socket files (octal).
-    #[arg(long, value_name = "MODE", default_value = "660")]
-    pub socket_mode: String,
+    /// Mode of vhost-server socket files, octal [default: 660].
+    #[arg(long, value_name = "MODE")]
+    pub socket_mode: Option<String>,
 
     /// Group owning vhost-server socket files (name or number), e.g. QEMU's group.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
 
-    /// Rx and tx descriptors per ethdev queue.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub ring_size: u16,
+    /// Rx and tx descriptors per ethdev queue [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub ring_size: Option<u16>,
 
     /// Mbufs in the packet pool (default: sized from ports, queues and workers).
     #[arg(long, value_name = "N")]

@@ -5,6 +5,7 @@
 
 mod app;
 mod cli;
+mod config;
 mod dpdk;
 mod preflight;
 mod reload;
@@ -44,6 +45,18 @@ fn main() -> ExitCode {
 
     let result = match cli.cmd {
         cli::Cmd::Run(a) => app::run(a, term),
+        cli::Cmd::CheckConfig { file } => match config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok ({})", file.display(), c.summary());
+                Ok(())
+            }
+            Err(errs) => {
+                for e in &errs {
+                    eprintln!("pmdswitch: {e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,6 +43,12 @@ fn bad_input_table() {
     let _listener = UnixListener::bind(&live).unwrap();
     let live_port = format!("a=vhost-server:{}", live.display());
     let missing_dir = format!("a=vhost-server:{}", s.path("no/such/dir/a.sock").display());
+    let bad_cfg = s.path("bad.toml");
+    std::fs::write(&bad_cfg, "cores = \"1\"\n[ports]\na = \"vhost-server:/tmp/x.sock\"\nb = \"vhost:/tmp/y\"\n").unwrap();
+    let bad_cfg = bad_cfg.to_string_lossy().into_owned();
+    let syntax_cfg = s.path("syntax.toml");
+    std::fs::write(&syntax_cfg, "burst = 32\n[ports\n").unwrap();
+    let syntax_cfg = syntax_cfg.to_string_lossy().into_owned();
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let bad_core = (ncpu + 40).to_string();
     let mut cases = vec![
@@ -61,6 +67,9 @@ fn bad_input_table() {
         case("burst out of range", &["run", "--port", &a, "--burst", "0"], 2, "--burst 0"),
         case("world-writable socket mode", &["run", "--port", &a, "--socket-mode", "666"], 2, "world-writable"),
         case("no ports", &["run"], 2, "no ports"),
+        case("config with a bad port", &["run", "--config", &bad_cfg], 2, "bad.toml:4:5: port 'b': unknown kind"),
+        case("config with a syntax error", &["run", "--config", &syntax_cfg], 2, "syntax.toml:2:"),
+        case("config file missing", &["run", "--config", "/nonexistent/pmds.toml"], 2, "cannot read config"),
         case("unknown socket group", &["run", "--port", &a, "--socket-group", "no-such-group-pmds"], 2, "groupadd"),
         case("unknown flag", &["run", "--frobnicate"], 2, "unexpected argument"),
         case("malformed PCI address", &["run", "--port", "n=pci:00:1g.0"], 2, "malformed"),
@@ -134,4 +143,25 @@ fn missing_hugepages_is_one_line_with_the_fix() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no free hugepages") && err.contains("scripts/setup.sh") && err.contains("--no-huge"), "{err}");
     assert!(!s.path("a.sock").exists());
+}
+
+#[test]
+fn check_config_reports_every_error_with_line_and_column() {
+    let s = Scratch::new("cfg");
+    let bad = s.path("bad.toml");
+    std::fs::write(&bad, "xconnect = [\"a,zz\"]\nburst = 999\n[ports]\na = \"vdev:net_null0\"\nb = \"nope\"\n").unwrap();
+    let (code, out, err) = run_once(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines.iter().any(|l| l.contains("bad.toml:5:5") && l.contains("has no kind")), "{err}");
+    assert!(lines.iter().any(|l| l.contains("bad.toml:1:13") && l.contains("unknown port 'zz'")), "{err}");
+    assert!(lines.iter().any(|l| l.contains("bad.toml:2:9") && l.contains("burst 999")), "{err}");
+
+    let good = s.path("good.toml");
+    std::fs::write(&good, "xconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:/tmp/a.sock\"\nb = \"vdev:net_null0\"\n").unwrap();
+    let (code, out, err) = run_once(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok (2 ports, 1 xconnects)"), "{out}");
 }

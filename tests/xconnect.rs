@@ -53,10 +53,10 @@ fn every_packet_leaves_the_other_port() {
     require_bed();
     let s = Scratch::new("null");
     let sa = s.sock("a.sock");
-    let pm = Pmds::start(
-        &s,
-        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1", "--socket-group", "daemon"],
-    );
+    // Ports, rule and options from a config file; the command line adds the group.
+    let cfg = s.path("pmds.toml");
+    std::fs::write(&cfg, format!("cores = \"1\"\nxconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:{sa}\"\nb = \"vdev:net_null0,no-rx=1\"\n")).unwrap();
+    let pm = Pmds::start(&s, &["--config", cfg.to_str().unwrap(), "--socket-group", "daemon"]);
     // Sockets: mode 0660 by default, group as asked, never world-writable.
     let md = std::fs::metadata(&sa).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777, 0o660);

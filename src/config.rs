@@ -1,0 +1,218 @@
+//! `--config FILE`: a TOML file that says everything the command line can.
+//!
+//! ```toml
+//! cores = "1"
+//! burst = 32
+//! stats-interval = 1
+//! eal = ["--file-prefix=gw"]
+//! xconnect = ["vm1,vm2"]
+//!
+//! [ports]
+//! vm1 = "vhost-server:/run/pmdswitch/vm1.sock"
+//! vm2 = "vhost-client:/run/pmdswitch/vm2.sock"
+//! ```
+//!
+//! Ports keep the file's order (it decides the round-robin of rx queues to workers).
+//! Options given on the command line win over the file; ports and xconnects of both are
+//! combined. Every error names the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cli::RunArgs;
+use crate::dpdk::mbuf::MAX_BURST;
+use crate::spec;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    #[serde(default)]
+    ports: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    xconnect: Vec<Spanned<String>>,
+    cores: Option<Spanned<String>>,
+    burst: Option<Spanned<usize>>,
+    tx_retries: Option<u32>,
+    stats_interval: Option<f64>,
+    stats_json: Option<PathBuf>,
+    duration: Option<f64>,
+    socket_mode: Option<Spanned<String>>,
+    socket_group: Option<String>,
+    ring_size: Option<u16>,
+    mbufs: Option<u32>,
+    #[serde(default)]
+    eal: Vec<String>,
+}
+
+/// A config file that parsed and passed the checks that need no machine state.
+#[derive(Debug)]
+pub struct Config {
+    file_args: RunArgs,
+}
+
+/// `FILE:LINE:COL` of a byte offset.
+fn at(path: &Path, text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    format!("{}:{line}:{col}", path.display())
+}
+
+/// Reads and checks `path`; on failure returns every error found, each one line.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read config {}: {e}", path.display())])?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
+    let f: File = toml::from_str(text).map_err(|e| {
+        let loc = e.span().map(|s| at(path, text, s.start)).unwrap_or_else(|| path.display().to_string());
+        vec![format!("{loc}: {}", e.message().trim().replace('\n', " "))]
+    })?;
+    let mut errs = Vec::new();
+    let mut ports = Vec::new();
+    for (name, spec) in &f.ports {
+        let arg = format!("{name}={}", spec.get_ref());
+        match spec::parse_port(&arg) {
+            Ok(_) => ports.push(arg),
+            Err(e) => errs.push(format!("{}: {e}", at(path, text, spec.span().start))),
+        }
+    }
+    let mut paired: Vec<&str> = Vec::new();
+    for x in &f.xconnect {
+        let loc = at(path, text, x.span().start);
+        match spec::parse_xconnect(x.get_ref()) {
+            Err(e) => errs.push(format!("{loc}: {e}")),
+            Ok((a, b)) => {
+                for n in [&a, &b] {
+                    if !f.ports.contains_key(n.as_str()) {
+                        errs.push(format!("{loc}: xconnect '{}' names unknown port '{n}': add it under [ports]", x.get_ref()));
+                    } else if paired.contains(&n.as_str()) {
+                        errs.push(format!("{loc}: port '{n}' is in two xconnects: a port forwards to exactly one peer"));
+                    } else {
+                        paired.push(f.ports.get_key_value(n.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(c) = &f.cores {
+        if let Err(e) = spec::parse_cores(c.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, c.span().start)));
+        }
+    }
+    if let Some(b) = &f.burst {
+        if *b.get_ref() == 0 || *b.get_ref() > MAX_BURST {
+            errs.push(format!("{}: burst {} is out of range: use 1 to {MAX_BURST}", at(path, text, b.span().start), b.get_ref()));
+        }
+    }
+    if let Some(m) = &f.socket_mode {
+        match u32::from_str_radix(m.get_ref(), 8) {
+            Ok(v) if v <= 0o777 && v & 0o002 == 0 => {}
+            Ok(_) => errs.push(format!("{}: socket-mode {} is world-writable or not a mode: use \"660\"", at(path, text, m.span().start), m.get_ref())),
+            Err(_) => errs.push(format!("{}: socket-mode '{}' is not octal: use \"660\"", at(path, text, m.span().start), m.get_ref())),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Config {
+        file_args: RunArgs {
+            config: Some(path.to_path_buf()),
+            ports,
+            xconnects: f.xconnect.iter().map(|x| x.get_ref().clone()).collect(),
+            cores: f.cores.map(|c| c.into_inner()),
+            burst: f.burst.map(|b| b.into_inner()),
+            tx_retries: f.tx_retries,
+            stats_interval: f.stats_interval,
+            stats_json: f.stats_json,
+            duration: f.duration,
+            socket_mode: f.socket_mode.map(|m| m.into_inner()),
+            socket_group: f.socket_group,
+            ring_size: f.ring_size,
+            mbufs: f.mbufs,
+            verbose: false,
+            eal: f.eal,
+        },
+    })
+}
+
+impl Config {
+    /// The file's settings under the command line's: options from `cli` win; ports and
+    /// xconnects are the file's followed by the command line's; EAL arguments from the
+    /// command line replace the file's when given.
+    pub fn merge(self, cli: RunArgs) -> RunArgs {
+        let f = self.file_args;
+        RunArgs {
+            config: cli.config,
+            ports: f.ports.into_iter().chain(cli.ports).collect(),
+            xconnects: f.xconnects.into_iter().chain(cli.xconnects).collect(),
+            cores: cli.cores.or(f.cores),
+            burst: cli.burst.or(f.burst),
+            tx_retries: cli.tx_retries.or(f.tx_retries),
+            stats_interval: cli.stats_interval.or(f.stats_interval),
+            stats_json: cli.stats_json.or(f.stats_json),
+            duration: cli.duration.or(f.duration),
+            socket_mode: cli.socket_mode.or(f.socket_mode),
+            socket_group: cli.socket_group.or(f.socket_group),
+            ring_size: cli.ring_size.or(f.ring_size),
+            mbufs: cli.mbufs.or(f.mbufs),
+            verbose: cli.verbose,
+            eal: if cli.eal.is_empty() { f.eal } else { cli.eal },
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!("{} ports, {} xconnects", self.file_args.ports.len(), self.file_args.xconnects.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        parse(Path::new("t.toml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn good_file_and_merge() {
+        let text = "cores = \"1\"\nburst = 64\neal = [\"--file-prefix=x\"]\nxconnect = [\"b,a\"]\n[ports]\nb = \"vhost-server:/tmp/b.sock\"\na = \"vdev:net_null0\"\n";
+        let c = parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(c.summary(), "2 ports, 1 xconnects");
+        let cli = RunArgs { burst: Some(16), ports: vec!["c=vdev:net_ring0".into()], ..Default::default() };
+        let m = c.merge(cli);
+        // File order kept, CLI ports after; CLI options win; file options fill in.
+        assert_eq!(m.ports, ["b=vhost-server:/tmp/b.sock", "a=vdev:net_null0", "c=vdev:net_ring0"]);
+        assert_eq!(m.burst, Some(16));
+        assert_eq!(m.cores.as_deref(), Some("1"));
+        assert_eq!(m.eal, ["--file-prefix=x"]);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = errs("burst = 32\ncores = \n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:2:"), "{e:?}");
+        let e = errs("[ports]\na = \"vdev:net_null0\"\na = \"vdev:net_null1\"\n");
+        assert!(e[0].starts_with("t.toml:3:") && e[0].contains("duplicate"), "{e:?}");
+        let e = errs("bogus-key = 1\n");
+        assert!(e[0].starts_with("t.toml:1:1") && e[0].contains("unknown field"), "{e:?}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_place() {
+        let text = "xconnect = [\"a,zz\", \"a\"]\ncores = \"x\"\nburst = 0\nsocket-mode = \"666\"\n[ports]\na = \"vhost:/tmp/a\"\nb = \"vdev:net_null0\"\n";
+        let e = errs(text);
+        assert_eq!(e.len(), 6, "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:6:5") && m.contains("unknown kind 'vhost'")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:1:13") && m.contains("unknown port 'zz'")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:1:21") && m.contains("malformed")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:2:9") && m.contains("core list")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:3:9") && m.contains("burst 0")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("t.toml:4:15") && m.contains("world-writable")), "{e:#?}");
+    }
+}
