@@ -284,3 +284,34 @@ fn peer_killed_and_restarted_repeatedly_loses_nothing_but_counted_packets() {
     assert_eq!(rx, port(&j, "b", "tx_packets") + drops(&j, "b"), "rx = tx + counted drops\n{j}");
     assert_no_leak(&j);
 }
+
+#[test]
+fn restarted_pmdswitch_reconnects_to_a_serving_peer_within_2s() {
+    require_bed();
+    let s = Scratch::new("restart");
+    let sc = s.sock("c.sock");
+    let args = ["--port", &format!("a=vhost-client:{sc}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"];
+    let pm = Pmds::start(&s, &args);
+    // The peer serves the socket (as QEMU with server=on) and keeps sending throughout.
+    let mut g = Testpmd::start(&s.prefix("g"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(15)));
+    g.cmd("start");
+    std::thread::sleep(Duration::from_millis(500));
+    let (st, _, j1, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert!(port(&j1, "a", "rx_packets") > 0, "first instance forwarded nothing");
+    // A new pmdswitch on the same socket: it must find the peer by itself.
+    let t = std::time::Instant::now();
+    let pm = Pmds::start(&s, &args);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)), "no reconnect:\n{}", pm.out.text());
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (st, _, j2, text) = pm.stop();
+    let _ = g.finish();
+    assert!(st.success(), "{text}");
+    assert!(took < Duration::from_secs(2), "reconnect took {took:?}");
+    let rx = port(&j2, "a", "rx_packets");
+    assert!(rx > 1000, "traffic did not resume after the restart: {rx} packets\n{j2}");
+    assert_eq!(rx, port(&j2, "b", "tx_packets") + drops(&j2, "b"));
+    assert_no_leak(&j2);
+}
