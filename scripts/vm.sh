@@ -164,7 +164,7 @@ run() {
   if ((server)); then
     chardev+=",server=on,wait=off"   # backend connects, and may reconnect after a restart
   else
-    local i; for ((i = 0; i < 100 && ! -S $sock; i++)); do sleep 0.1; done   # backend may still be starting
+    local i; for ((i = 0; i < 100; i++)); do [[ -S $sock ]] && break; sleep 0.1; done   # backend may be starting
     [[ -S $sock ]] || die "run: no vhost-user socket at $sock (is the backend listening? else use --server)"
   fi
   # KVM where it works; else TCG, which boots this in seconds because vmlinux is uncompressed.

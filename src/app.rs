@@ -113,7 +113,9 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if ring_size < 64 {
         return usage(format!("--ring-size {ring_size} is too small: use 64 or more (default 1024)"));
     }
-    if !(a.stats_interval.unwrap_or(0.0) >= 0.0) || a.duration.is_some_and(|d| !(d > 0.0)) {
+    // Written so that NaN fails too.
+    let secs_ok = |v: f64, zero_ok: bool| v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0));
+    if !secs_ok(a.stats_interval.unwrap_or(0.0), true) || a.duration.is_some_and(|d| !secs_ok(d, false)) {
         return usage("--stats-interval and --duration take a positive number of seconds");
     }
 
@@ -312,7 +314,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     );
 
     let mut rts: Vec<PortRt> = Vec::with_capacity(n_ports);
-    for (i, p) in plan.ports.iter().enumerate() {
+    for p in &plan.ports {
         // One tx queue: in a cross-connect exactly one worker sends to each port.
         let n_txq = 1;
         let r = match &p.spec {
@@ -336,7 +338,6 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 PortRt::Eth { port, rxqs, txqs }
             }
         };
-        let _ = i;
         rts.push(r);
     }
     for (p, r) in plan.ports.iter().zip(rts.iter_mut()) {

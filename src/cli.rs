@@ -14,7 +14,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run the data plane: `pmdswitch run --port a=... --port b=... --xconnect a,b -- [EAL args]`
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a config file and report every error with its line and column.
     CheckConfig {
         /// The TOML file.

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     }
 
     let result = match cli.cmd {
-        cli::Cmd::Run(a) => app::run(a, term),
+        cli::Cmd::Run(a) => app::run(*a, term),
         cli::Cmd::CheckConfig { file } => match config::load(&file) {
             Ok(c) => {
                 println!("{}: ok ({})", file.display(), c.summary());
