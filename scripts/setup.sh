@@ -6,7 +6,7 @@
 #
 #   --hugepages N   2 MiB hugepages to reserve (default 1024 = 2 GiB)
 #   --no-hugepages  skip the reservation (then run pmdswitch with `-- --no-huge -m 512`)
-#   --extras        also install QEMU and OVS-DPDK for VM test beds and comparisons
+#   --extras        also install OVS-DPDK for side-by-side comparisons
 set -euo pipefail
 
 pages=${PMDSWITCH_HUGEPAGES:-1024}
@@ -27,10 +27,12 @@ done
 say() { echo "setup: $*"; }
 
 # Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (in
-# dpdk-dev, not dpdk, on Debian 12: the peer
-# generator until `pmdswitch gen`), iproute2 for veth/netns tests, python3 for helpers.
-pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 python3 procps strace iputils-ping)
-((extras)) && pkgs+=(qemu-system-x86 openvswitch-switch-dpdk)
+# dpdk-dev, not dpdk, on Debian 12) as the virtio-user peer, strace (no-syscall test),
+# iproute2 + ping (tap ports in namespaces), python3 (hostile frontend), QEMU, busybox
+# and cpio/xz (scripts/vm.sh guests).
+pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 python3 procps strace iputils-ping
+      qemu-system-x86 busybox-static cpio xz-utils)
+((extras)) && pkgs+=(openvswitch-switch-dpdk)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,13 +13,15 @@
 # run        Boot one guest (building first if needed) whose virtio-net is the vhost-user
 #            socket PATH. QEMU is the client (the backend must listen, pmdswitch
 #            vhost-server:PATH) unless --server: then QEMU listens and the backend connects
-#            (vhost-client:PATH) and may restart. The guest sets eth0 to --ip (must lie in
+#            (vhost-client:PATH) and may restart; QEMU's vhost-user netdev holds the boot
+#            until that first connection. The guest sets eth0 to --ip (must lie in
 #            198.18.0.0/15), prints "PMDS-GUEST-READY ip=...", runs CMD with busybox sh
 #            (default: idle until killed), prints "PMDS-GUEST-RESULT rc=N" and powers off.
 #   --mac    default 52:54:00 + the address's last three bytes, so guests differ
 #   --log    console to FILE instead of stdout
 #   --timeout  kill the guest after SECS (default 0 = never)
-# Exit status of run: the guest command's, 124 on timeout, 1 if the guest gave no result.
+# Exit status of run: the guest command's, 124 on timeout, 143 if run itself was killed
+# (it takes its QEMU along), 1 if the guest gave no result.
 set -euo pipefail
 
 cache=${PMDSWITCH_VM_CACHE:-/var/cache/pmdswitch-vm}
@@ -86,11 +88,17 @@ extract_vmlinux() {
   die "no xz/zstd/gzip payload in $img decompresses to an ELF vmlinux"
 }
 
+built() {   # the initramfs is rebuilt whenever INIT above changes
+  [[ -f $cache/vmlinux && -f $cache/modules/order && -f $cache/initramfs.gz &&
+     $(cat "$cache/initramfs.id" 2>/dev/null) == "$init_id" ]]
+}
+
 build() {
-  mkdir -p "$cache"
-  exec 9>"$cache/.lock"; flock 9   # concurrent runs build once
-  if [[ -f $cache/vmlinux && -f $cache/modules/order && -f $cache/initramfs.gz &&
-        $(cat "$cache/initramfs.id" 2>/dev/null) == "$init_id" ]]; then
+  if ! built; then   # checked before locking too, so a read-only cache serves non-root runs
+    mkdir -p "$cache"
+    exec 9>"$cache/.lock"; flock 9   # concurrent runs build once
+  fi
+  if built; then
     say "already built: kernel $(cat "$cache/kernel-version"), in $cache (nothing to do)"
     exec 9>&-; return 0
   fi
@@ -129,7 +137,7 @@ build() {
   (cd "$r" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$tmp/initramfs.gz"
   mv "$tmp/initramfs.gz" "$cache/initramfs.gz"; echo "$init_id" >"$cache/initramfs.id"
   rm -rf "$tmp"; trap - EXIT; exec 9>&-
-  say "built: kernel $(cat "$cache/kernel-version"), vmlinux $(du -h "$cache/vmlinux" | cut -f1)," \
+  say "built: kernel $(cat "$cache/kernel-version"), vmlinux $(du -h --apparent-size "$cache/vmlinux" | cut -f1)," \
       "initramfs $(du -h "$cache/initramfs.gz" | cut -f1), in $cache"
 }
 
