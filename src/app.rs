@@ -59,6 +59,7 @@ pub struct Plan {
     pub eal: Vec<String>,
     pub socket_mode: u32,
     pub socket_gid: Option<u32>,
+    pub socket_uid: Option<u32>,
     pub burst: usize,
     pub ring_size: u16,
     /// The file prefix we chose (none when the user gave one).
@@ -193,7 +194,8 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, own_prefix, burst, ring_size })
+    let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -345,9 +347,11 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             PortRt::Eth { port, .. } => port.start().map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
             PortRt::Vhost(v) => {
                 v.start(plan.socket_mode).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
-                if let (Some(gid), PortSpec::VhostServer(path)) = (plan.socket_gid, &p.spec) {
-                    std::os::unix::fs::chown(path, None, Some(gid))
-                        .map_err(|e| rt(format!("port '{}': cannot give {} to group {gid}: {e}", p.name, path.display())))?;
+                if let PortSpec::VhostServer(path) = &p.spec {
+                    if plan.socket_uid.is_some() || plan.socket_gid.is_some() {
+                        std::os::unix::fs::chown(path, plan.socket_uid, plan.socket_gid)
+                            .map_err(|e| rt(format!("port '{}': cannot chown {}: {e}", p.name, path.display())))?;
+                    }
                 }
             }
         }

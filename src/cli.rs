@@ -67,6 +67,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE")]
     pub socket_mode: Option<String>,
 
+    /// User owning vhost-server socket files (name or number).
+    #[arg(long, value_name = "USER")]
+    pub socket_owner: Option<String>,
+
     /// Group owning vhost-server socket files (name or number), e.g. QEMU's group.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,

@@ -41,6 +41,7 @@ struct File {
     duration: Option<f64>,
     socket_mode: Option<Spanned<String>>,
     socket_group: Option<String>,
+    socket_owner: Option<String>,
     ring_size: Option<u16>,
     mbufs: Option<u32>,
     #[serde(default)]
@@ -132,6 +133,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             duration: f.duration,
             socket_mode: f.socket_mode.map(|m| m.into_inner()),
             socket_group: f.socket_group,
+            socket_owner: f.socket_owner,
             ring_size: f.ring_size,
             mbufs: f.mbufs,
             verbose: false,
@@ -158,6 +160,7 @@ impl Config {
             duration: cli.duration.or(f.duration),
             socket_mode: cli.socket_mode.or(f.socket_mode),
             socket_group: cli.socket_group.or(f.socket_group),
+            socket_owner: cli.socket_owner.or(f.socket_owner),
             ring_size: cli.ring_size.or(f.ring_size),
             mbufs: cli.mbufs.or(f.mbufs),
             verbose: cli.verbose,

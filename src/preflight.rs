@@ -72,22 +72,30 @@ pub fn check_socket_dir(port: &str, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A group name or number to a gid, from /etc/group (no NSS: containers and test beds
-/// keep their groups there).
-pub fn group_id(group: &str) -> Result<u32, String> {
-    if let Ok(n) = group.parse::<u32>() {
+/// A user or group name (or number) to its id, from /etc/passwd or /etc/group (no NSS:
+/// containers and test beds keep their accounts there).
+fn account_id(db: &str, flag: &str, name: &str, fix: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    let text = fs::read_to_string("/etc/group").unwrap_or_default();
+    let text = fs::read_to_string(db).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');
-            let name = f.next()?;
-            let gid = f.nth(1)?.parse::<u32>().ok()?;
-            (name == group).then_some(gid)
+            let n = f.next()?;
+            let id = f.nth(1)?.parse::<u32>().ok()?;
+            (n == name).then_some(id)
         })
         .next()
-        .ok_or_else(|| format!("--socket-group '{group}': no such group in /etc/group: create it (groupadd {group}) or give a number"))
+        .ok_or_else(|| format!("{flag} '{name}': no such entry in {db}: {fix} {name}) or give a number"))
+}
+
+pub fn group_id(group: &str) -> Result<u32, String> {
+    account_id("/etc/group", "--socket-group", group, "create it (groupadd")
+}
+
+pub fn user_id(user: &str) -> Result<u32, String> {
+    account_id("/etc/passwd", "--socket-owner", user, "create it (useradd")
 }
 
 /// A PCI port must exist and be bound to a DPDK-capable driver.
@@ -169,6 +177,9 @@ mod tests {
         assert_eq!(group_id("0"), Ok(0));
         assert_eq!(group_id("root"), Ok(0));
         assert!(group_id("no-such-group-pmds").unwrap_err().contains("groupadd"));
+        assert_eq!(user_id("root"), Ok(0));
+        assert_eq!(user_id("daemon"), Ok(1));
+        assert!(user_id("no-such-user-pmds").unwrap_err().contains("useradd"));
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn bad_input_table() {
         case("config with a bad port", &["run", "--config", &bad_cfg], 2, "bad.toml:4:5: port 'b': unknown kind"),
         case("config with a syntax error", &["run", "--config", &syntax_cfg], 2, "syntax.toml:2:"),
         case("config file missing", &["run", "--config", "/nonexistent/pmds.toml"], 2, "cannot read config"),
+        case("unknown socket owner", &["run", "--port", &a, "--socket-owner", "no-such-user-pmds"], 2, "useradd"),
         case("unknown socket group", &["run", "--port", &a, "--socket-group", "no-such-group-pmds"], 2, "groupadd"),
         case("unknown flag", &["run", "--frobnicate"], 2, "unexpected argument"),
         case("malformed PCI address", &["run", "--port", "n=pci:00:1g.0"], 2, "malformed"),

@@ -56,11 +56,12 @@ fn every_packet_leaves_the_other_port() {
     // Ports, rule and options from a config file; the command line adds the group.
     let cfg = s.path("pmds.toml");
     std::fs::write(&cfg, format!("cores = \"1\"\nxconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:{sa}\"\nb = \"vdev:net_null0,no-rx=1\"\n")).unwrap();
-    let pm = Pmds::start(&s, &["--config", cfg.to_str().unwrap(), "--socket-group", "daemon"]);
+    let pm = Pmds::start(&s, &["--config", cfg.to_str().unwrap(), "--socket-group", "daemon", "--socket-owner", "daemon"]);
     // Sockets: mode 0660 by default, group as asked, never world-writable.
     let md = std::fs::metadata(&sa).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&md), 1, "group daemon (gid 1 on Debian)");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 1, "owner daemon (uid 1 on Debian)");
     let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     tx.cmd("start");
