@@ -399,11 +399,17 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             stats: stats[w].clone(),
             barrier: barrier.clone(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("pmd-c{}", plan.cores[w]))
-            .spawn(move || worker.run())
-            .map_err(|e| rt(format!("cannot start worker thread: {e}")))?;
-        handles.push(h);
+        match std::thread::Builder::new().name(format!("pmd-c{}", plan.cores[w])).spawn(move || worker.run()) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // No half-started set of workers: stop the ones running, then unwind.
+                barrier.stop();
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(rt(format!("cannot start worker thread: {e}")));
+            }
+        }
     }
     if plan.cores.len() > n_workers {
         println!("pmdswitch: {} of {} cores have no rx queue and run no worker", plan.cores.len() - n_workers, plan.cores.len());
