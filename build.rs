@@ -75,9 +75,10 @@ fn main() {
         .allowlist_function("rte_vhost_get_ifname|rte_vhost_get_vring_num")
         .allowlist_function("rte_vhost_enqueue_burst|rte_vhost_dequeue_burst")
         .allowlist_function("rte_vhost_get_negotiated_features")
+        .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_start_.*|rte_tel_data_add_.*")
         .allowlist_function("pmds_.*")
         .allowlist_type("rte_mbuf|rte_vhost_device_ops")
-        .allowlist_var("RTE_VHOST_USER_.*|PMDS_.*")
+        .allowlist_var("RTE_VHOST_USER_.*|RTE_MAX_VHOST_DEVICE|PMDS_.*")
         // Per-lcore variables (`per_lcore__lcore_id`, `per_lcore__rte_errno`) are TLS: as
         // plain statics they link and then segfault. They are reached through the shim.
         .blocklist_item("per_lcore_.*")

@@ -16,6 +16,7 @@ use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue, EthStats};
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::dpdk::mempool::Mempool;
+use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, DeviceEvent, Role, VhostPort};
 use crate::preflight;
 use crate::reload::ReloadBarrier;
@@ -249,6 +250,7 @@ struct PortReport {
     totals: PortTotals,
     eth: Option<EthStats>,
     connected: Option<bool>,
+    guest_notifications: Option<u64>,
 }
 
 /// Runs the data plane; returns when stopped (signal or `--duration`).
@@ -427,7 +429,21 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let start = Instant::now();
     let interval = a.stats_interval.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
     let mut next_print = interval.map(|i| start + i);
-    let mut last: Option<(Instant, Vec<PortTotals>)> = None;
+    let slots: Vec<Option<Arc<vhost::VhostSlot>>> = rts
+        .iter()
+        .map(|r| match r {
+            PortRt::Vhost(v) => Some(v.slot().clone()),
+            _ => None,
+        })
+        .collect();
+    register_telemetry(&plan, &stats, &slots);
+    let sample = |at: Instant| Sample {
+        at,
+        ports: (0..n_ports).map(|i| stats::port_totals(&stats, i)).collect(),
+        notif: slots.iter().map(|s| s.as_ref().map(|s| s.guest_notifications())).collect(),
+    };
+    let zero = Sample { at: start, ports: vec![PortTotals::default(); n_ports], notif: vec![Some(0); n_ports] };
+    let mut last = zero;
     let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
     loop {
         if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -435,10 +451,9 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         }
         if let (Some(t), Some(iv)) = (next_print, interval) {
             if Instant::now() >= t {
-                let now = Instant::now();
-                let cur: Vec<PortTotals> = (0..n_ports).map(|i| stats::port_totals(&stats, i)).collect();
-                print_live(&plan, &cur, last.as_ref(), now, &stats, start);
-                last = Some((now, cur));
+                let cur = sample(Instant::now());
+                print_live(&plan, &cur, &last, &stats, start);
+                last = cur;
                 next_print = Some(t + iv);
             }
         }
@@ -454,6 +469,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let elapsed = start.elapsed().as_secs_f64();
 
     // Shutdown: workers first (they own the queues), then ports, then the pool and EAL.
+    telemetry::clear();
     barrier.stop();
     for h in handles {
         let _ = h.join();
@@ -474,6 +490,10 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             },
             connected: match r {
                 PortRt::Vhost(v) => Some(v.slot().vid() != vhost::NO_VID),
+                _ => None,
+            },
+            guest_notifications: match r {
+                PortRt::Vhost(v) => Some(v.slot().guest_notifications()),
                 _ => None,
             },
         })
@@ -506,26 +526,105 @@ fn pool_size(plan: &Plan, ring: u32, burst: u32, workers: u32) -> u32 {
     n - 1
 }
 
-fn print_live(plan: &Plan, cur: &[PortTotals], last: Option<&(Instant, Vec<PortTotals>)>, now: Instant, ws: &[Arc<WorkerStats>], start: Instant) {
-    let mut out = String::new();
-    out.push_str(&format!("--- {:.1}s\n{:<12} {:>10} {:>10} {:>14} {:>14} {:>10}\n", (now - start).as_secs_f64(), "port", "rx Mpps", "tx Mpps", "rx pkts", "tx pkts", "drops"));
+/// `/pmdswitch/...` telemetry commands (see README, Telemetry). Failing to register is
+/// not fatal: forwarding matters more than its observability.
+fn register_telemetry(plan: &Plan, stats: &[Arc<WorkerStats>], slots: &[Option<Arc<vhost::VhostSlot>>]) {
+    let names: Vec<(String, &'static str)> = plan.ports.iter().map(|p| (p.name.clone(), p.spec.kind())).collect();
+    let mut res = Vec::new();
+    let n = names.clone();
+    res.push(telemetry::register("/pmdswitch/ports", "Port names. Takes no parameters", move |_| {
+        Reply::Strings(n.iter().map(|(name, _)| name.clone()).collect())
+    }));
+    let (n, st, sl) = (names.clone(), stats.to_vec(), slots.to_vec());
+    res.push(telemetry::register("/pmdswitch/port", "Counters of one port. Parameter: port name", move |arg| {
+        let Some(i) = n.iter().position(|(name, _)| name == arg) else { return Reply::Invalid };
+        let t = stats::port_totals(&st, i);
+        let mut kv = vec![
+            ("name".to_string(), Val::Str(n[i].0.clone())),
+            ("kind".to_string(), Val::Str(n[i].1.to_string())),
+            ("rx_packets".to_string(), Val::U64(t.rx_packets)),
+            ("tx_packets".to_string(), Val::U64(t.tx_packets)),
+            ("rx_bytes".to_string(), Val::U64(t.rx_bytes)),
+            ("tx_bytes".to_string(), Val::U64(t.tx_bytes)),
+        ];
+        for c in DropCause::ALL {
+            kv.push((format!("drops/{}", c.name()), Val::U64(t.drops[c as usize])));
+        }
+        if let Some(s) = &sl[i] {
+            kv.push(("connected".to_string(), Val::U64((s.vid() != vhost::NO_VID) as u64)));
+            kv.push(("guest_notifications".to_string(), Val::U64(s.guest_notifications())));
+        }
+        Reply::Dict(kv)
+    }));
+    let st = stats.to_vec();
+    res.push(telemetry::register("/pmdswitch/workers", "Worker cores. Takes no parameters", move |_| {
+        Reply::U64s(st.iter().map(|w| w.core as u64).collect())
+    }));
+    let st = stats.to_vec();
+    res.push(telemetry::register("/pmdswitch/worker", "Cycles and packets of one worker. Parameter: core", move |arg| {
+        let Some(w) = arg.parse::<usize>().ok().and_then(|c| st.iter().find(|w| w.core == c)) else { return Reply::Invalid };
+        let t = stats::worker_totals(w);
+        Reply::Dict(vec![
+            ("core".into(), Val::U64(t.core as u64)),
+            ("busy_cycles".into(), Val::U64(t.busy_cycles)),
+            ("idle_cycles".into(), Val::U64(t.idle_cycles)),
+            ("packets".into(), Val::U64(t.packets)),
+            ("cycles_per_packet".into(), Val::U64(t.cycles_per_packet().round() as u64)),
+        ])
+    }));
+    let (n, st) = (names, stats.to_vec());
+    res.push(telemetry::register("/pmdswitch/drops", "Drops by port and cause (PORT/CAUSE). Takes no parameters", move |_| {
+        let mut kv = Vec::new();
+        for (i, (name, _)) in n.iter().enumerate() {
+            let t = stats::port_totals(&st, i);
+            for c in DropCause::ALL {
+                kv.push((format!("{name}/{}", c.name()), Val::U64(t.drops[c as usize])));
+            }
+        }
+        Reply::Dict(kv)
+    }));
+    if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
+        eprintln!("pmdswitch: warning: telemetry commands unavailable: {e}");
+    }
+}
+
+/// Counters at one instant, for rates in the live table.
+struct Sample {
+    at: Instant,
+    ports: Vec<PortTotals>,
+    /// Guest notifications so far (vhost ports).
+    notif: Vec<Option<u64>>,
+}
+
+fn print_live(plan: &Plan, cur: &Sample, prev: &Sample, ws: &[Arc<WorkerStats>], start: Instant) {
+    let dt = (cur.at - prev.at).as_secs_f64().max(1e-9);
+    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+    let mut out = format!(
+        "--- {:.1}s\n{:<12} {:>10} {:>10} {:>14} {:>14} {:>10} {:>9}\n",
+        (cur.at - start).as_secs_f64(),
+        "port",
+        "rx Mpps",
+        "tx Mpps",
+        "rx pkts",
+        "tx pkts",
+        "drops",
+        "notif/s"
+    );
     for (i, p) in plan.ports.iter().enumerate() {
-        let (rxr, txr) = match last {
-            Some((t, prev)) => {
-                let dt = (now - *t).as_secs_f64().max(1e-9);
-                (
-                    (cur[i].rx_packets - prev[i].rx_packets) as f64 / dt / 1e6,
-                    (cur[i].tx_packets - prev[i].tx_packets) as f64 / dt / 1e6,
-                )
-            }
-            None => {
-                let dt = (now - start).as_secs_f64().max(1e-9);
-                (cur[i].rx_packets as f64 / dt / 1e6, cur[i].tx_packets as f64 / dt / 1e6)
-            }
+        let (c, o) = (&cur.ports[i], &prev.ports[i]);
+        let notif = match (cur.notif[i], prev.notif[i]) {
+            (Some(a), Some(b)) => format!("{:.0}", rate(a, b)),
+            _ => "-".into(),
         };
         out.push_str(&format!(
-            "{:<12} {:>10.3} {:>10.3} {:>14} {:>14} {:>10}\n",
-            p.name, rxr, txr, cur[i].rx_packets, cur[i].tx_packets, cur[i].dropped()
+            "{:<12} {:>10.3} {:>10.3} {:>14} {:>14} {:>10} {:>9}\n",
+            p.name,
+            rate(c.rx_packets, o.rx_packets) / 1e6,
+            rate(c.tx_packets, o.tx_packets) / 1e6,
+            c.rx_packets,
+            c.tx_packets,
+            c.dropped(),
+            notif
         ));
     }
     for w in ws {
@@ -600,6 +699,9 @@ fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, t
         }
         if let Some(c) = r.connected {
             o["connected_at_exit"] = json!(c);
+        }
+        if let Some(n) = r.guest_notifications {
+            o["guest_notifications"] = json!(n);
         }
         ports.insert(r.name.clone(), o);
     }

@@ -43,6 +43,8 @@ fn vhost_pair_counters_agree_across_processes() {
     );
     assert_eq!(port(&j, "b", "tx_packets"), got, "what pmdswitch sent on b is what the peer received");
     assert_eq!(port(&j, "a", "rx_bytes"), sent * 64, "64-byte frames");
+    // A polling virtio-user PMD asks for no interrupts: no eventfd write towards it.
+    assert_eq!(port(&j, "b", "guest_notifications"), 0, "{j}");
     assert_no_leak(&j);
     assert!(!Path::new(&sa).exists() && !Path::new(&sb).exists(), "sockets removed at exit");
     assert_no_leftovers(&s.prefix("dut"));

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ethdev;
 pub mod mbuf;
 pub mod mempool;
+pub mod telemetry;
 pub mod vhost;
 
 

@@ -9,6 +9,7 @@
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
 #include <rte_vhost.h>
+#include <rte_telemetry.h>
 
 /* DPDK's fast path is `static inline`: these out-of-line copies are what Rust calls.
  * The notes measured no difference between this, bindgen's wrap_static_fns and calls

@@ -1,0 +1,56 @@
+//! `/pmdswitch/...` commands read with Debian's dpdk-telemetry.py over the EAL's
+//! telemetry socket, while traffic flows.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn telemetry(prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
+    let mut c = Command::new("dpdk-telemetry.py")
+        .args(["-f", prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (package dpdk-dev)");
+    let mut input = c.stdin.take().unwrap();
+    for cmd in cmds {
+        writeln!(input, "{cmd}").unwrap();
+    }
+    drop(input);
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+        .collect()
+}
+
+#[test]
+fn dpdk_telemetry_reads_ports_workers_and_drops() {
+    require_bed();
+    let s = Scratch::new("tel");
+    let sa = s.sock("a.sock");
+    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let r = telemetry(&s.prefix("dut"), &["/pmdswitch/ports", "/pmdswitch/port,a", "/pmdswitch/workers", "/pmdswitch/worker,1", "/pmdswitch/drops", "/pmdswitch/port,nosuch"]);
+    let _ = g.finish();
+    let (st, _, _, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert_eq!(r.len(), 6, "{r:?}");
+    assert_eq!(r[0]["/pmdswitch/ports"], serde_json::json!(["a", "b"]));
+    let a = &r[1]["/pmdswitch/port"];
+    assert_eq!(a["kind"], "vhost-server");
+    assert!(a["rx_packets"].as_u64().unwrap() > 1000, "{a}");
+    assert_eq!(a["connected"], 1);
+    assert_eq!(r[2]["/pmdswitch/workers"], serde_json::json!([1]));
+    assert!(r[3]["/pmdswitch/worker"]["packets"].as_u64().unwrap() > 1000);
+    assert_eq!(r[4]["/pmdswitch/drops"]["b/tx_full"], 0);
+    assert!(r[5]["/pmdswitch/port"].is_null(), "unknown port answers null");
+}
