@@ -74,7 +74,7 @@ fn main() {
         .allowlist_function("rte_vhost_driver_.*|rte_vhost_enable_guest_notification")
         .allowlist_function("rte_vhost_get_ifname|rte_vhost_get_vring_num")
         .allowlist_function("rte_vhost_enqueue_burst|rte_vhost_dequeue_burst")
-        .allowlist_function("rte_vhost_get_negotiated_features")
+        .allowlist_function("rte_vhost_get_negotiated_features|rte_vhost_get_vhost_vring")
         .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_start_.*|rte_tel_data_add_.*")
         .allowlist_function("pmds_.*")
         .allowlist_type("rte_mbuf|rte_vhost_device_ops")

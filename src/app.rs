@@ -22,7 +22,7 @@ use crate::preflight;
 use crate::reload::ReloadBarrier;
 use crate::spec::{self, PortDef, PortSpec};
 use crate::stats::{self, DropCause, PortTotals, WorkerStats, WorkerTotals};
-use crate::worker::{Poll, Rx, Tx, Worker};
+use crate::worker::{Idle, IdleMode, Poll, Rx, Tx, Worker};
 
 /// A failure the user sees as one line. `Usage` exits 2, `Runtime` exits 1.
 #[derive(Debug)]
@@ -63,6 +63,8 @@ pub struct Plan {
     pub socket_uid: Option<u32>,
     pub burst: usize,
     pub ring_size: u16,
+    pub idle: IdleMode,
+    pub idle_us: u64,
     /// The file prefix we chose (none when the user gave one).
     pub own_prefix: Option<String>,
 }
@@ -98,6 +100,15 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         }
         peer[ids[0]] = Some(ids[1]);
         peer[ids[1]] = Some(ids[0]);
+    }
+    let idle = match a.idle.as_deref().unwrap_or("poll") {
+        "poll" => IdleMode::Poll,
+        "adaptive" => IdleMode::Adaptive,
+        other => return usage(format!("--idle '{other}' is not a mode: use poll or adaptive")),
+    };
+    let idle_us = a.idle_threshold_us.unwrap_or(200);
+    if idle_us == 0 || idle_us > 10_000_000 {
+        return usage(format!("--idle-threshold-us {idle_us} is out of range: use 1 to 10000000"));
     }
     let burst = a.burst.unwrap_or(32);
     if burst == 0 || burst > MAX_BURST {
@@ -196,7 +207,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
     let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size })
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -292,7 +303,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let n_ports = plan.ports.len();
     let owner: Vec<usize> = (0..n_ports).map(|i| i % plan.cores.len()).collect();
     let n_workers = plan.cores.len().min(n_ports);
-    let barrier = Arc::new(ReloadBarrier::new(n_workers));
+    let barrier = Arc::new(ReloadBarrier::new(n_workers).map_err(|e| rt(format!("cannot create worker doorbells: {e}")))?);
     {
         let b = barrier.clone();
         vhost::set_device_hook(move |slot, ev| {
@@ -400,6 +411,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             tx_retries: a.tx_retries.unwrap_or(8),
             stats: stats[w].clone(),
             barrier: barrier.clone(),
+            idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", plan.cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),
@@ -711,6 +723,7 @@ fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, t
             json!({
                 "core": w.core, "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
                 "packets": w.packets, "cycles_per_packet": w.cycles_per_packet(),
+                "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups,
             })
         })
         .collect();

@@ -51,6 +51,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub tx_retries: Option<u32>,
 
+    /// Idle behaviour of workers: poll (busy-poll always) or adaptive (sleep on guest kicks
+    /// after --idle-threshold-us of empty polls) [default: poll].
+    #[arg(long, value_name = "MODE")]
+    pub idle: Option<String>,
+
+    /// Microseconds of empty polling before an adaptive worker sleeps [default: 200].
+    #[arg(long, value_name = "US")]
+    pub idle_threshold_us: Option<u64>,
+
     /// Print a stats table every SECS seconds [default: 0 = only at exit].
     #[arg(long, value_name = "SECS")]
     pub stats_interval: Option<f64>,

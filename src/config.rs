@@ -36,6 +36,8 @@ struct File {
     cores: Option<Spanned<String>>,
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
+    idle: Option<Spanned<String>>,
+    idle_threshold_us: Option<u64>,
     stats_interval: Option<f64>,
     stats_json: Option<PathBuf>,
     duration: Option<f64>,
@@ -110,6 +112,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             errs.push(format!("{}: burst {} is out of range: use 1 to {MAX_BURST}", at(path, text, b.span().start), b.get_ref()));
         }
     }
+    if let Some(i) = &f.idle {
+        if !matches!(i.get_ref().as_str(), "poll" | "adaptive") {
+            errs.push(format!("{}: idle '{}' is not a mode: use \"poll\" or \"adaptive\"", at(path, text, i.span().start), i.get_ref()));
+        }
+    }
     if let Some(m) = &f.socket_mode {
         match u32::from_str_radix(m.get_ref(), 8) {
             Ok(v) if v <= 0o777 && v & 0o002 == 0 => {}
@@ -128,6 +135,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             cores: f.cores.map(|c| c.into_inner()),
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
+            idle: f.idle.map(|i| i.into_inner()),
+            idle_threshold_us: f.idle_threshold_us,
             stats_interval: f.stats_interval,
             stats_json: f.stats_json,
             duration: f.duration,
@@ -155,6 +164,8 @@ impl Config {
             cores: cli.cores.or(f.cores),
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),
+            idle: cli.idle.or(f.idle),
+            idle_threshold_us: cli.idle_threshold_us.or(f.idle_threshold_us),
             stats_interval: cli.stats_interval.or(f.stats_interval),
             stats_json: cli.stats_json.or(f.stats_json),
             duration: cli.duration.or(f.duration),

@@ -19,26 +19,38 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
+use crate::dpdk::idle::Doorbell;
+
 const OFFLINE: u64 = u64::MAX;
 
 pub struct ReloadBarrier {
     seq: CachePadded<AtomicU64>,
     stop: AtomicBool,
     acks: Vec<CachePadded<AtomicU64>>,
+    /// Wakes workers that sleep in adaptive idle mode.
+    bells: Vec<Doorbell>,
 }
 
 impl ReloadBarrier {
-    pub fn new(workers: usize) -> ReloadBarrier {
-        ReloadBarrier {
+    /// # Errors
+    /// A doorbell eventfd could not be created.
+    pub fn new(workers: usize) -> std::io::Result<ReloadBarrier> {
+        Ok(ReloadBarrier {
             seq: CachePadded::new(AtomicU64::new(1)),
             stop: AtomicBool::new(false),
             acks: (0..workers).map(|_| CachePadded::new(AtomicU64::new(OFFLINE))).collect(),
-        }
+            bells: (0..workers).map(|_| Doorbell::new()).collect::<std::io::Result<_>>()?,
+        })
     }
 
-    /// Asks every worker to reload; does not wait.
+    /// Asks every worker to reload; does not wait. Sleeping workers are woken (after the
+    /// sequence moved, so a worker that checks and then sleeps still wakes at once).
     pub fn request(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        for b in &self.bells {
+            b.ring();
+        }
+        seq
     }
 
     /// Asks every worker to reload and waits until each running one has. Sleeps between
@@ -71,6 +83,11 @@ impl ReloadBarrier {
 
     pub fn handle(&self, worker: usize) -> WorkerReload<'_> {
         WorkerReload { barrier: self, idx: worker, seen: 0 }
+    }
+
+    /// The doorbell of `worker`, for its idle sleep.
+    pub fn doorbell(&self, worker: usize) -> &Doorbell {
+        &self.bells[worker]
     }
 }
 
@@ -119,7 +136,7 @@ mod tests {
 
     #[test]
     fn waits_for_running_workers_only() {
-        let b = Arc::new(ReloadBarrier::new(2));
+        let b = Arc::new(ReloadBarrier::new(2).unwrap());
         // Nobody online: returns at once.
         b.request_and_wait();
 

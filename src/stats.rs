@@ -64,6 +64,9 @@ pub struct WorkerCounters {
     pub idle_cycles: AtomicU64,
     /// Packets received (and so processed) by this worker.
     pub packets: AtomicU64,
+    /// Adaptive idle: sleeps taken, and how many a guest kick ended.
+    pub sleeps: AtomicU64,
+    pub kick_wakeups: AtomicU64,
 }
 
 pub struct WorkerStats {
@@ -104,6 +107,8 @@ pub struct WorkerTotals {
     pub busy_cycles: u64,
     pub idle_cycles: u64,
     pub packets: u64,
+    pub sleeps: u64,
+    pub kick_wakeups: u64,
 }
 
 impl WorkerTotals {
@@ -138,6 +143,8 @@ pub fn worker_totals(w: &WorkerStats) -> WorkerTotals {
         busy_cycles: w.own.busy_cycles.load(Relaxed),
         idle_cycles: w.own.idle_cycles.load(Relaxed),
         packets: w.own.packets.load(Relaxed),
+        sleeps: w.own.sleeps.load(Relaxed),
+        kick_wakeups: w.own.kick_wakeups.load(Relaxed),
     }
 }
 

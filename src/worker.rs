@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::vhost::{VhostRxQueue, VhostTxQueue};
+use crate::dpdk::idle::{self, Wake};
 use crate::dpdk::{eal, rdtsc};
-use crate::reload::ReloadBarrier;
+use crate::reload::{ReloadBarrier, WorkerReload};
 use crate::stats::{bump, DropCause, PortCounters, WorkerStats};
 
 /// Where a worker receives from. An enum, not a trait object: dispatch once per burst.
@@ -66,6 +67,26 @@ impl Tx {
     }
 }
 
+/// What a worker does when all its rx queues stay empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Busy-poll forever: lowest latency, a whole core.
+    Poll,
+    /// After `Idle::after_cycles` of empty polls, ask guests to kick and sleep on the kick
+    /// eventfds until traffic returns (or the control plane rings).
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Idle {
+    pub mode: IdleMode,
+    /// TSC cycles of empty polling before a sleep.
+    pub after_cycles: u64,
+    /// Longest sleep, ms: bounds the cost of a missed kick. Queues that cannot notify
+    /// (ethdev ports) are re-polled every millisecond instead.
+    pub max_sleep_ms: i32,
+}
+
 /// One rx queue polled by a worker, and where its packets go.
 pub struct Poll {
     pub rx: Rx,
@@ -84,6 +105,7 @@ pub struct Worker {
     pub tx_retries: u32,
     pub stats: Arc<WorkerStats>,
     pub barrier: Arc<ReloadBarrier>,
+    pub idle: Idle,
 }
 
 impl Worker {
@@ -105,6 +127,7 @@ impl Worker {
         let mut batch = Batch::new();
         let stats = self.stats.clone();
         let mut prev = rdtsc();
+        let mut empty_since = prev;
         loop {
             // Reload point: one load of a read-mostly line per iteration.
             if reload.pending() {
@@ -113,34 +136,98 @@ impl Worker {
                 }
                 self.reload();
             }
-            let mut moved = 0u64;
-            for p in self.polls.iter_mut() {
-                let n = p.rx.burst(&mut batch, self.burst);
-                if n == 0 {
-                    continue;
-                }
-                moved += n as u64;
-                let bytes = batch.bytes();
-                let rxc = &stats.ports[p.rx_port];
-                bump(&rxc.rx_packets, n as u64);
-                bump(&rxc.rx_bytes, bytes);
-                match &mut p.out {
-                    Some((tx, port)) => send(tx, &mut batch, bytes, self.tx_retries, &stats.ports[*port]),
-                    None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
-                }
-            }
+            let moved = self.poll_once(&mut batch, &stats);
             let now = rdtsc();
             if moved > 0 {
                 bump(&stats.own.busy_cycles, now - prev);
                 bump(&stats.own.packets, moved);
+                empty_since = now;
             } else {
                 bump(&stats.own.idle_cycles, now - prev);
+                if self.idle.mode == IdleMode::Adaptive && now - empty_since > self.idle.after_cycles {
+                    let woke = self.nap(&reload, &mut batch, &stats);
+                    let t = rdtsc();
+                    bump(&stats.own.idle_cycles, t - now);
+                    prev = t;
+                    // Traffic (or a kick) restarts the threshold; a quiet wake-up (timeout,
+                    // reload) goes straight back to sleep at the next empty poll.
+                    empty_since = if woke == Some(Wake::Kick) || woke.is_none() { t } else { t.saturating_sub(self.idle.after_cycles + 1) };
+                    continue;
+                }
             }
             prev = now;
         }
         drop(batch);
         drop(reload);
         eal::thread_unregister();
+    }
+
+    /// One pass over every polled rx queue: rx burst, count, send or drop. Returns the
+    /// packets received.
+    #[inline(always)]
+    fn poll_once(&mut self, batch: &mut Batch, stats: &WorkerStats) -> u64 {
+        let mut moved = 0u64;
+        for p in self.polls.iter_mut() {
+            let n = p.rx.burst(batch, self.burst);
+            if n == 0 {
+                continue;
+            }
+            moved += n as u64;
+            let bytes = batch.bytes();
+            let rxc = &stats.ports[p.rx_port];
+            bump(&rxc.rx_packets, n as u64);
+            bump(&rxc.rx_bytes, bytes);
+            match &mut p.out {
+                Some((tx, port)) => send(tx, batch, bytes, self.tx_retries, &stats.ports[*port]),
+                None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+            }
+        }
+        moved
+    }
+
+    /// The idle path (adaptive mode only): turn guest kicks on, poll once more to close
+    /// the lost-wake-up window, sleep on the kick eventfds and the doorbell, then turn
+    /// kicks off again. System calls happen only here, never while traffic flows.
+    /// Returns why the sleep ended, or None when the extra poll found traffic.
+    #[cold]
+    fn nap(&mut self, reload: &WorkerReload<'_>, batch: &mut Batch, stats: &WorkerStats) -> Option<Wake> {
+        let mut kicks = [0i32; 64];
+        let mut n = 0;
+        let mut deaf = false;
+        for p in self.polls.iter_mut() {
+            match &mut p.rx {
+                Rx::Vhost(q) => {
+                    if let Some(fd) = q.arm(true) {
+                        if n < kicks.len() {
+                            kicks[n] = fd;
+                            n += 1;
+                        }
+                    }
+                }
+                Rx::Eth(_) => deaf = true,
+            }
+        }
+        let moved = self.poll_once(batch, stats);
+        let woke = if moved > 0 {
+            bump(&stats.own.packets, moved);
+            None
+        } else if reload.pending() {
+            Some(Wake::Doorbell)
+        } else {
+            let timeout = if deaf { 1 } else { self.idle.max_sleep_ms };
+            let why = idle::sleep(&kicks[..n], self.barrier.doorbell(self.index), timeout);
+            bump(&stats.own.sleeps, 1);
+            if why == Wake::Kick {
+                bump(&stats.own.kick_wakeups, 1);
+            }
+            Some(why)
+        };
+        for p in self.polls.iter_mut() {
+            if let Rx::Vhost(q) = &mut p.rx {
+                q.arm(false);
+            }
+        }
+        woke
     }
 
     fn reload(&mut self) {

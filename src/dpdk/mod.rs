@@ -7,6 +7,7 @@
 pub mod eal;
 pub mod error;
 pub mod ethdev;
+pub mod idle;
 pub mod mbuf;
 pub mod mempool;
 pub mod telemetry;

@@ -10,6 +10,7 @@
 //! the device after this callback returns").
 
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::mem::MaybeUninit;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -354,6 +355,31 @@ impl VhostRxQueue {
     /// Picks up the slot's current vid (call only at the reload point).
     pub fn reload(&mut self) {
         self.vid = self.slot.vid();
+    }
+
+    /// Adaptive idle: asks the guest to kick (`on`) or not to, and returns the vring's kick
+    /// eventfd to sleep on (None without a device). Called by the owning worker only.
+    /// virtio 1.1 §2.7.10: the device may suppress driver notifications; while we sleep
+    /// we need them, and turning them back on must be followed by one more poll, since a
+    /// buffer added just before is not kicked.
+    pub fn arm(&mut self, on: bool) -> Option<i32> {
+        if self.vid == NO_VID {
+            return None;
+        }
+        // SAFETY: the reload protocol keeps self.vid alive while we hold it.
+        unsafe { sys::rte_vhost_enable_guest_notification(self.vid, self.vring, on as i32) };
+        if !on {
+            return None;
+        }
+        let mut vr = MaybeUninit::<sys::rte_vhost_vring>::zeroed();
+        // SAFETY: valid out-parameter of the right type for a live vid.
+        let ret = unsafe { sys::rte_vhost_get_vhost_vring(self.vid, self.vring, vr.as_mut_ptr()) };
+        if ret < 0 {
+            return None;
+        }
+        // SAFETY: initialised by the successful call above.
+        let fd = unsafe { vr.assume_init() }.kickfd;
+        (fd >= 0).then_some(fd)
     }
 
     /// `rte_vhost_dequeue_burst` into an empty batch: copies packets out of guest memory

@@ -1,0 +1,79 @@
+//! Adaptive idle: a worker with nothing to do sleeps on the guests' kick eventfds (≤ 2 %
+//! of a core), wakes when traffic returns, and loses nothing doing so.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// CPU time (clock ticks, normally 1/100 s) the thread has used.
+fn cpu_ticks(pid: i32, tid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_sec() -> u64 {
+    let o = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100)
+}
+
+/// Fraction of one core the worker used over `secs`.
+fn worker_load(pm: &Pmds, secs: u64) -> f64 {
+    let tid = pm.worker_tid(1).expect("worker thread");
+    let a = cpu_ticks(pm.pid(), tid);
+    std::thread::sleep(Duration::from_secs(secs));
+    let b = cpu_ticks(pm.pid(), tid);
+    (b - a) as f64 / (secs * ticks_per_sec()) as f64
+}
+
+#[test]
+fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
+    require_bed();
+    let s = Scratch::new("idle");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    // vhost ports only: an ethdev queue without rx interrupts would keep the worker
+    // waking every millisecond (see README, Adaptive idle).
+    let ports = ["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"];
+
+    // Control: the same probe sees a polling worker burn its core.
+    let pm = Pmds::start(&s, &ports);
+    let busy = worker_load(&pm, 2);
+    let (st, _, _, _) = pm.stop();
+    assert!(st.success());
+    assert!(busy > 0.8, "a polling worker should use its whole core, measured {busy:.2}");
+
+    let mut args = ports.to_vec();
+    args.extend(["--idle", "adaptive"]);
+    let pm = Pmds::start(&s, &args);
+    let idle_empty = worker_load(&pm, 3);
+    // Peers connect (their rings now exist) but send nothing yet.
+    let mut rx = Testpmd::start(&s.prefix("r"), &[format!("net_virtio_user0,path={sb}")], "rxonly", 0, &[]);
+    let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
+    assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
+    rx.cmd("start");
+    let idle_peer = worker_load(&pm, 3);
+    // Traffic returns: the guest's kick wakes the worker; nothing may be lost.
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = g.finish()[&0].tx;
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_after = worker_load(&pm, 3);
+    let got = rx.finish()[&0].rx;
+    let (st, _, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    for (what, load) in [("no peer", idle_empty), ("idle peer", idle_peer), ("after traffic", idle_after)] {
+        assert!(load <= 0.02, "adaptive worker used {:.1} % of a core ({what})", load * 100.0);
+    }
+    assert!(sent > 10_000, "{sent}");
+    assert_eq!(port(&j, "a", "rx_packets"), sent, "every packet after the wake-up arrived\n{j}");
+    assert_eq!(port(&j, "a", "rx_packets"), port(&j, "b", "tx_packets") + drops(&j, "b"), "{j}");
+    assert_eq!(port(&j, "b", "tx_packets"), got, "what left b reached the receiver");
+    let w = &j["workers"][0];
+    assert!(w["sleeps"].as_u64().unwrap() > 10, "{w}");
+    assert!(w["kick_wakeups"].as_u64().unwrap() >= 1, "a guest kick ended a sleep: {w}");
+    assert_no_leak(&j);
+}
