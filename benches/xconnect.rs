@@ -11,17 +11,21 @@
 //! two `net_vhost` ports. This machine's speed jumps about 2x between runs, so the DUTs
 //! alternate A B A B and the verdict is the median of per-round ratios.
 //!
-//!   cargo bench --bench xconnect -- [--rounds N] [--secs S] [--warmup S] [--json FILE]
+//! `--duts A,B` picks the devices compared (first is the reference of the ratio):
+//! `pmdswitch` (default first), `testpmd` (default second), `pmdswitch-adaptive`
+//! (`--idle adaptive`, to show what adaptive idle costs under load).
+//!
+//!   cargo bench --bench xconnect -- [--duts A,B] [--rounds N] [--secs S] [--warmup S] [--json FILE]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 struct Opts {
+    duts: [Dut; 2],
     rounds: usize,
     secs: f64,
     warmup: f64,
@@ -29,7 +33,7 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { rounds: 5, secs: 5.0, warmup: 2.0, json: None };
+    let mut o = Opts { duts: [Dut::Pmdswitch, Dut::Testpmd], rounds: 5, secs: 5.0, warmup: 2.0, json: None };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -39,6 +43,12 @@ fn opts() -> Opts {
             "--secs" => { o.secs = v.parse().expect("--secs S"); i += 1 }
             "--warmup" => { o.warmup = v.parse().expect("--warmup S"); i += 1 }
             "--json" => { o.json = Some(v); i += 1 }
+            "--duts" => {
+                let d: Vec<Dut> = v.split(',').map(|n| Dut::parse(n).unwrap_or_else(|| panic!("--duts: unknown '{n}' (pmdswitch, testpmd, pmdswitch-adaptive)"))).collect();
+                assert!(d.len() == 2, "--duts takes two names");
+                o.duts = [d[0], d[1]];
+                i += 1
+            }
             _ => {} // cargo bench adds --bench
         }
         i += 1;
@@ -49,6 +59,7 @@ fn opts() -> Opts {
 #[derive(Clone, Copy, PartialEq)]
 enum Dut {
     Pmdswitch,
+    PmdswitchAdaptive,
     Testpmd,
 }
 
@@ -56,8 +67,13 @@ impl Dut {
     fn name(self) -> &'static str {
         match self {
             Dut::Pmdswitch => "pmdswitch",
+            Dut::PmdswitchAdaptive => "pmdswitch-adaptive",
             Dut::Testpmd => "testpmd",
         }
+    }
+
+    fn parse(s: &str) -> Option<Dut> {
+        [Dut::Pmdswitch, Dut::PmdswitchAdaptive, Dut::Testpmd].into_iter().find(|d| d.name() == s)
     }
 }
 
@@ -68,10 +84,13 @@ enum Running {
 
 fn start_dut(dut: Dut, s: &Scratch, sa: &str, sb: &str) -> Running {
     match dut {
-        Dut::Pmdswitch => Running::Pmds(Pmds::start(
-            s,
-            &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
-        )),
+        Dut::Pmdswitch | Dut::PmdswitchAdaptive => {
+            let idle = if dut == Dut::Pmdswitch { "poll" } else { "adaptive" };
+            Running::Pmds(Pmds::start(
+                s,
+                &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1", "--idle", idle],
+            ))
+        }
         Dut::Testpmd => {
             // Main lcore on CPU 0 (blocked on its prompt), the forwarding lcore on CPU 1.
             let eal = vec!["-l".into(), "0,1".into(), format!("--vdev=net_vhost0,iface={sa}"), format!("--vdev=net_vhost1,iface={sb}")];
@@ -97,7 +116,6 @@ fn round(dut: Dut, o: &Opts, n: usize) -> f64 {
     let dt = t0.elapsed().as_secs_f64();
     let rx = |m: &std::collections::HashMap<u16, NicStats>| m.values().map(|v| v.rx).sum::<u64>();
     let mpps = (rx(&b) - rx(&a)) as f64 / dt / 1e6;
-    if std::env::var("BENCH_DEBUG").is_ok() { eprintln!("{a:?} {b:?}\n{}", g.out.text()); }
     g.quit();
     match d {
         Running::Pmds(p) => {
@@ -119,33 +137,35 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     require_bed();
     let o = opts();
-    let _ = Command::new("true").stdout(Stdio::null()).status();
     println!("xconnect loop (DTS virtio-user loopback), 64-byte frames, tx_first 4; {} rounds x {} s, warm-up {} s", o.rounds, o.secs, o.warmup);
-    println!("{:>5} {:>14} {:>14} {:>8}", "round", "pmdswitch Mpps", "testpmd Mpps", "ratio");
+    let [da, db] = o.duts;
+    let (na, nb) = (format!("{} Mpps", da.name()), format!("{} Mpps", db.name()));
+    println!("{:>6} {:>24} {:>24} {:>8}", "round", na, nb, "ratio");
     let (mut ps, mut ts, mut rs) = (Vec::new(), Vec::new(), Vec::new());
     for n in 0..o.rounds {
         // Alternate which DUT goes first, so a slow phase of the host hits both.
-        let order = if n % 2 == 0 { [Dut::Pmdswitch, Dut::Testpmd] } else { [Dut::Testpmd, Dut::Pmdswitch] };
+        let order = if n % 2 == 0 { [da, db] } else { [db, da] };
         let mut p = 0.0;
         let mut t = 0.0;
         for dut in order {
             let r = round(dut, &o, n);
-            if dut == Dut::Pmdswitch { p = r } else { t = r }
+            if dut == da { p = r } else { t = r }
         }
         let ratio = if t > 0.0 { p / t } else { 0.0 };
-        println!("{:>5} {:>14.3} {:>14.3} {:>8.3}", n + 1, p, t, ratio);
+        println!("{:>6} {:>24.3} {:>24.3} {:>8.3}", n + 1, p, t, ratio);
         ps.push(p);
         ts.push(t);
         rs.push(ratio);
     }
     let (mp, mt, mr) = (median(&mut ps.clone()), median(&mut ts.clone()), median(&mut rs.clone()));
-    println!("{:>5} {:>14.3} {:>14.3} {:>8.3}", "median", mp, mt, mr);
-    println!("verdict: pmdswitch/testpmd = {mr:.3} (median of per-round ratios; target >= 1.00, goal 1.15)");
+    println!("{:>6} {:>24.3} {:>24.3} {:>8.3}", "median", mp, mt, mr);
+    println!("verdict: {}/{} = {mr:.3} (median of per-round ratios)", da.name(), db.name());
     if let Some(path) = o.json {
         let j = serde_json::json!({
             "bench": "xconnect", "frame": 64, "rounds": o.rounds, "secs": o.secs,
-            "pmdswitch_mpps": ps, "testpmd_mpps": ts, "ratios": rs,
-            "median_pmdswitch_mpps": mp, "median_testpmd_mpps": mt, "median_ratio": mr,
+            "duts": [da.name(), db.name()],
+            "a_mpps": ps, "b_mpps": ts, "ratios": rs,
+            "median_a_mpps": mp, "median_b_mpps": mt, "median_ratio": mr,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap() + "\n").expect("write --json");
     }
