@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::cli::RunArgs;
 use crate::config;
+use crate::observe::{self, PortReport, View};
 use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
-use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue, EthStats};
+use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::telemetry::{self, Reply, Val};
+use crate::dpdk::telemetry;
 use crate::dpdk::vhost::{self, DeviceEvent, Role, VhostPort};
 use crate::preflight;
 use crate::reload::ReloadBarrier;
@@ -109,6 +110,12 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let idle_us = a.idle_threshold_us.unwrap_or(200);
     if idle_us == 0 || idle_us > 10_000_000 {
         return usage(format!("--idle-threshold-us {idle_us} is out of range: use 1 to 10000000"));
+    }
+    if let Some(p) = &a.prometheus {
+        let addr = if p.contains(':') { p.clone() } else { format!("127.0.0.1:{p}") };
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return usage(format!("--prometheus '{p}' is not [ADDR:]PORT: use e.g. 9464 or 127.0.0.1:9464"));
+        }
     }
     let burst = a.burst.unwrap_or(32);
     if burst == 0 || burst > MAX_BURST {
@@ -254,16 +261,6 @@ enum PortRt {
     Vhost(VhostPort),
 }
 
-/// One port of the report.
-struct PortReport {
-    name: String,
-    kind: &'static str,
-    totals: PortTotals,
-    eth: Option<EthStats>,
-    connected: Option<bool>,
-    guest_notifications: Option<u64>,
-}
-
 /// Runs the data plane; returns when stopped (signal or `--duration`).
 pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let a = match &a.config {
@@ -401,6 +398,31 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     }
     drop(take_tx);
 
+    let slots: Vec<Option<Arc<vhost::VhostSlot>>> = rts
+        .iter()
+        .map(|r| match r {
+            PortRt::Vhost(v) => Some(v.slot().clone()),
+            _ => None,
+        })
+        .collect();
+    let view = Arc::new(View {
+        names: plan.ports.iter().map(|p| (p.name.clone(), p.spec.kind())).collect(),
+        stats: stats.clone(),
+        slots: slots.clone(),
+        eth: rts.iter().map(|r| if let PortRt::Eth { port, .. } = r { Some(port.id()) } else { None }).collect(),
+    });
+    observe::register_telemetry(&view);
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics = match &a.prometheus {
+        Some(p) => {
+            let addr = if p.contains(':') { p.clone() } else { format!("127.0.0.1:{p}") };
+            Some(observe::serve_prometheus(&addr, view.clone(), metrics_stop.clone()).map_err(|e| {
+                Failure::Runtime(format!("--prometheus {addr}: cannot listen: {e}: pick a free port"))
+            }))
+        }
+        None => None,
+    };
+    let metrics = metrics.transpose()?;
     let mut handles = Vec::new();
     for (w, polls) in polls.into_iter().enumerate() {
         let worker = Worker {
@@ -441,14 +463,6 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let start = Instant::now();
     let interval = a.stats_interval.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
     let mut next_print = interval.map(|i| start + i);
-    let slots: Vec<Option<Arc<vhost::VhostSlot>>> = rts
-        .iter()
-        .map(|r| match r {
-            PortRt::Vhost(v) => Some(v.slot().clone()),
-            _ => None,
-        })
-        .collect();
-    register_telemetry(&plan, &stats, &slots);
     let sample = |at: Instant| Sample {
         at,
         ports: (0..n_ports).map(|i| stats::port_totals(&stats, i)).collect(),
@@ -482,43 +496,25 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
 
     // Shutdown: workers first (they own the queues), then ports, then the pool and EAL.
     telemetry::clear();
+    metrics_stop.store(true, Ordering::SeqCst);
+    if let Some(h) = metrics {
+        let _ = h.join();
+    }
     barrier.stop();
     for h in handles {
         let _ = h.join();
     }
     let in_use_end = pool.in_use();
-    let reports: Vec<PortReport> = plan
-        .ports
-        .iter()
-        .zip(rts.iter())
-        .enumerate()
-        .map(|(i, (p, r))| PortReport {
-            name: p.name.clone(),
-            kind: p.spec.kind(),
-            totals: stats::port_totals(&stats, i),
-            eth: match r {
-                PortRt::Eth { port, .. } => Some(port.stats()),
-                _ => None,
-            },
-            connected: match r {
-                PortRt::Vhost(v) => Some(v.slot().vid() != vhost::NO_VID),
-                _ => None,
-            },
-            guest_notifications: match r {
-                PortRt::Vhost(v) => Some(v.slot().guest_notifications()),
-                _ => None,
-            },
-        })
-        .collect();
+    let reports = view.ports();
     for r in &rts {
         if let PortRt::Eth { port, .. } = r {
             port.stop();
         }
     }
     drop(rts); // unregisters vhost sockets (files removed), closes ethdev ports
-    let workers: Vec<WorkerTotals> = stats.iter().map(|w| stats::worker_totals(w)).collect();
+    let workers = view.workers();
     print_final(&reports, &workers, elapsed, tsc_hz, baseline, in_use_end);
-    let report = report_json(&reports, &workers, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    let report = observe::report_json(&reports, &workers, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
     drop(pool);
     drop(eal);
     if let Some(path) = &a.stats_json {
@@ -536,68 +532,6 @@ fn pool_size(plan: &Plan, ring: u32, burst: u32, workers: u32) -> u32 {
     let need = eth * 2 * ring + workers * (burst + 384) + vhost * burst + 1024;
     let n = (need * 2).max(8192).next_power_of_two();
     n - 1
-}
-
-/// `/pmdswitch/...` telemetry commands (see README, Telemetry). Failing to register is
-/// not fatal: forwarding matters more than its observability.
-fn register_telemetry(plan: &Plan, stats: &[Arc<WorkerStats>], slots: &[Option<Arc<vhost::VhostSlot>>]) {
-    let names: Vec<(String, &'static str)> = plan.ports.iter().map(|p| (p.name.clone(), p.spec.kind())).collect();
-    let mut res = Vec::new();
-    let n = names.clone();
-    res.push(telemetry::register("/pmdswitch/ports", "Port names. Takes no parameters", move |_| {
-        Reply::Strings(n.iter().map(|(name, _)| name.clone()).collect())
-    }));
-    let (n, st, sl) = (names.clone(), stats.to_vec(), slots.to_vec());
-    res.push(telemetry::register("/pmdswitch/port", "Counters of one port. Parameter: port name", move |arg| {
-        let Some(i) = n.iter().position(|(name, _)| name == arg) else { return Reply::Invalid };
-        let t = stats::port_totals(&st, i);
-        let mut kv = vec![
-            ("name".to_string(), Val::Str(n[i].0.clone())),
-            ("kind".to_string(), Val::Str(n[i].1.to_string())),
-            ("rx_packets".to_string(), Val::U64(t.rx_packets)),
-            ("tx_packets".to_string(), Val::U64(t.tx_packets)),
-            ("rx_bytes".to_string(), Val::U64(t.rx_bytes)),
-            ("tx_bytes".to_string(), Val::U64(t.tx_bytes)),
-        ];
-        for c in DropCause::ALL {
-            kv.push((format!("drops/{}", c.name()), Val::U64(t.drops[c as usize])));
-        }
-        if let Some(s) = &sl[i] {
-            kv.push(("connected".to_string(), Val::U64((s.vid() != vhost::NO_VID) as u64)));
-            kv.push(("guest_notifications".to_string(), Val::U64(s.guest_notifications())));
-        }
-        Reply::Dict(kv)
-    }));
-    let st = stats.to_vec();
-    res.push(telemetry::register("/pmdswitch/workers", "Worker cores. Takes no parameters", move |_| {
-        Reply::U64s(st.iter().map(|w| w.core as u64).collect())
-    }));
-    let st = stats.to_vec();
-    res.push(telemetry::register("/pmdswitch/worker", "Cycles and packets of one worker. Parameter: core", move |arg| {
-        let Some(w) = arg.parse::<usize>().ok().and_then(|c| st.iter().find(|w| w.core == c)) else { return Reply::Invalid };
-        let t = stats::worker_totals(w);
-        Reply::Dict(vec![
-            ("core".into(), Val::U64(t.core as u64)),
-            ("busy_cycles".into(), Val::U64(t.busy_cycles)),
-            ("idle_cycles".into(), Val::U64(t.idle_cycles)),
-            ("packets".into(), Val::U64(t.packets)),
-            ("cycles_per_packet".into(), Val::U64(t.cycles_per_packet().round() as u64)),
-        ])
-    }));
-    let (n, st) = (names, stats.to_vec());
-    res.push(telemetry::register("/pmdswitch/drops", "Drops by port and cause (PORT/CAUSE). Takes no parameters", move |_| {
-        let mut kv = Vec::new();
-        for (i, (name, _)) in n.iter().enumerate() {
-            let t = stats::port_totals(&st, i);
-            for c in DropCause::ALL {
-                kv.push((format!("{name}/{}", c.name()), Val::U64(t.drops[c as usize])));
-            }
-        }
-        Reply::Dict(kv)
-    }));
-    if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
-        eprintln!("pmdswitch: warning: telemetry commands unavailable: {e}");
-    }
 }
 
 /// Counters at one instant, for rates in the live table.
@@ -684,56 +618,6 @@ fn print_final(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, t
     out.push_str(&format!("mempool in use: {in_use} (baseline {baseline})\n"));
     print!("{out}");
     let _ = std::io::stdout().flush();
-}
-
-fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, tsc_hz: u64, size: u32, baseline: u32, in_use: u32) -> Value {
-    let mut ports = Map::new();
-    for r in reports {
-        let mut drops = Map::new();
-        for c in DropCause::ALL {
-            drops.insert(c.name().into(), json!(r.totals.drops[c as usize]));
-        }
-        let mut o = json!({
-            "kind": r.kind,
-            "rx_packets": r.totals.rx_packets,
-            "tx_packets": r.totals.tx_packets,
-            "rx_bytes": r.totals.rx_bytes,
-            "tx_bytes": r.totals.tx_bytes,
-            "drops": drops,
-        });
-        if let Some(e) = r.eth {
-            // Counted by the driver before pmdswitch sees a packet: not part of rx_packets.
-            o["driver"] = json!({
-                "rx_missed": e.imissed, "rx_nombuf": e.rx_nombuf, "rx_errors": e.ierrors,
-                "tx_errors": e.oerrors, "ipackets": e.ipackets, "opackets": e.opackets,
-                "ibytes": e.ibytes, "obytes": e.obytes,
-            });
-        }
-        if let Some(c) = r.connected {
-            o["connected_at_exit"] = json!(c);
-        }
-        if let Some(n) = r.guest_notifications {
-            o["guest_notifications"] = json!(n);
-        }
-        ports.insert(r.name.clone(), o);
-    }
-    let workers: Vec<Value> = workers
-        .iter()
-        .map(|w| {
-            json!({
-                "core": w.core, "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
-                "packets": w.packets, "cycles_per_packet": w.cycles_per_packet(),
-                "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups,
-            })
-        })
-        .collect();
-    json!({
-        "ports": ports,
-        "workers": workers,
-        "mempool": {"size": size, "in_use_baseline": baseline, "in_use_end": in_use},
-        "duration_s": elapsed,
-        "tsc_hz": tsc_hz,
-    })
 }
 
 fn write_json(path: &PathBuf, v: &Value) -> Result<(), Failure> {

@@ -92,6 +92,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub mbufs: Option<u32>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (a bare
+    /// port means 127.0.0.1:PORT).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub prometheus: Option<String>,
+
     /// Show DPDK's own log lines (start-up is otherwise quiet, errors are one line).
     #[arg(short, long)]
     pub verbose: bool,

@@ -46,6 +46,7 @@ struct File {
     socket_owner: Option<String>,
     ring_size: Option<u16>,
     mbufs: Option<u32>,
+    prometheus: Option<String>,
     #[serde(default)]
     eal: Vec<String>,
 }
@@ -145,6 +146,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             socket_owner: f.socket_owner,
             ring_size: f.ring_size,
             mbufs: f.mbufs,
+            prometheus: f.prometheus,
             verbose: false,
             eal: f.eal,
         },
@@ -174,6 +176,7 @@ impl Config {
             socket_owner: cli.socket_owner.or(f.socket_owner),
             ring_size: cli.ring_size.or(f.ring_size),
             mbufs: cli.mbufs.or(f.mbufs),
+            prometheus: cli.prometheus.or(f.prometheus),
             verbose: cli.verbose,
             eal: if cli.eal.is_empty() { f.eal } else { cli.eal },
         }

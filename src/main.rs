@@ -7,6 +7,7 @@ mod app;
 mod cli;
 mod config;
 mod dpdk;
+mod observe;
 mod preflight;
 mod reload;
 mod spec;

@@ -49,6 +49,8 @@ fn bad_input_table() {
     let syntax_cfg = s.path("syntax.toml");
     std::fs::write(&syntax_cfg, "burst = 32\n[ports\n").unwrap();
     let syntax_cfg = syntax_cfg.to_string_lossy().into_owned();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port().to_string();
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let bad_core = (ncpu + 40).to_string();
     let mut cases = vec![
@@ -67,6 +69,8 @@ fn bad_input_table() {
         case("burst out of range", &["run", "--port", &a, "--burst", "0"], 2, "--burst 0"),
         case("world-writable socket mode", &["run", "--port", &a, "--socket-mode", "666"], 2, "world-writable"),
         case("no ports", &["run"], 2, "no ports"),
+        case("bad prometheus address", &["run", "--port", &a, "--prometheus", "nine"], 2, "[ADDR:]PORT"),
+        case("prometheus port in use", &["run", "--port", &a, "--prometheus", &busy_port, "--duration", "1"], 1, "cannot listen"),
         case("config with a bad port", &["run", "--config", &bad_cfg], 2, "bad.toml:4:5: port 'b': unknown kind"),
         case("config with a syntax error", &["run", "--config", &syntax_cfg], 2, "syntax.toml:2:"),
         case("config file missing", &["run", "--config", "/nonexistent/pmds.toml"], 2, "cannot read config"),

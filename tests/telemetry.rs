@@ -29,17 +29,33 @@ fn telemetry(prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).expect("metrics listener");
+    write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
 #[test]
 fn dpdk_telemetry_reads_ports_workers_and_drops() {
     require_bed();
     let s = Scratch::new("tel");
     let sa = s.sock("a.sock");
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = free.local_addr().unwrap().port().to_string();
+    drop(free);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1", "--prometheus", &metrics],
+    );
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
     let r = telemetry(&s.prefix("dut"), &["/pmdswitch/ports", "/pmdswitch/port,a", "/pmdswitch/workers", "/pmdswitch/worker,1", "/pmdswitch/drops", "/pmdswitch/port,nosuch"]);
+    let prom = http_get(&format!("127.0.0.1:{metrics}"), "/metrics");
     let _ = g.finish();
     let (st, _, _, text) = pm.stop();
     assert!(st.success(), "{text}");
@@ -53,4 +69,17 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     assert!(r[3]["/pmdswitch/worker"]["packets"].as_u64().unwrap() > 1000);
     assert_eq!(r[4]["/pmdswitch/drops"]["b/tx_full"], 0);
     assert!(r[5]["/pmdswitch/port"].is_null(), "unknown port answers null");
+
+    // Prometheus text exposition on the same counters.
+    assert!(prom.starts_with("HTTP/1.1 200 OK"), "{prom}");
+    assert!(prom.contains("# TYPE pmdswitch_port_rx_packets_total counter"), "{prom}");
+    let rx: u64 = prom
+        .lines()
+        .find(|l| l.starts_with("pmdswitch_port_rx_packets_total{port=\"a\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("rx counter of port a");
+    assert!(rx > 1000, "{prom}");
+    assert!(prom.contains("pmdswitch_port_drops_total{port=\"b\",cause=\"tx_full\"} 0"), "{prom}");
+    assert!(prom.contains("pmdswitch_worker_packets_total{core=\"1\"}"), "{prom}");
 }

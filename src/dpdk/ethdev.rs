@@ -188,22 +188,27 @@ impl EthPort {
         unsafe { sys::rte_eth_dev_stop(self.dev.id.0) };
     }
 
-    pub fn stats(&self) -> EthStats {
-        let mut s = sys::rte_eth_stats::default();
-        // SAFETY: s is a valid out-parameter.
-        unsafe { sys::rte_eth_stats_get(self.dev.id.0, &mut s) };
-        EthStats {
-            ipackets: s.ipackets,
-            opackets: s.opackets,
-            ibytes: s.ibytes,
-            obytes: s.obytes,
-            imissed: s.imissed,
-            ierrors: s.ierrors,
-            oerrors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        }
+    pub fn id(&self) -> PortId {
+        self.dev.id
     }
+}
 
+/// Driver counters of a port (`rte_eth_stats_get`, safe from any thread; a port that
+/// is gone reads as zeros).
+pub fn stats_of(id: PortId) -> EthStats {
+    let mut s = sys::rte_eth_stats::default();
+    // SAFETY: s is a valid out-parameter; an invalid port id only returns -ENODEV.
+    unsafe { sys::rte_eth_stats_get(id.0, &mut s) };
+    EthStats {
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
 }
 
 /// Owns rx queue `queue` of a port: only one worker polls it.
