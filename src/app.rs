@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::cli::RunArgs;
 use crate::config;
+use crate::ctl;
 use crate::observe::{self, PortReport, View};
 use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue};
@@ -66,6 +67,8 @@ pub struct Plan {
     pub ring_size: u16,
     pub idle: IdleMode,
     pub idle_us: u64,
+    /// Control socket path.
+    pub ctl: PathBuf,
     /// The file prefix we chose (none when the user gave one).
     pub own_prefix: Option<String>,
 }
@@ -116,6 +119,18 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         if addr.parse::<std::net::SocketAddr>().is_err() {
             return usage(format!("--prometheus '{p}' is not [ADDR:]PORT: use e.g. 9464 or 127.0.0.1:9464"));
         }
+    }
+    // Default control socket: one per EAL file prefix, so `pmdswitch ctl` finds a lone
+    // instance by itself and parallel instances never collide.
+    let ctl = match &a.ctl {
+        Some(p) => p.clone(),
+        None => {
+            let prefix = eal_prefix(&a.eal).unwrap_or_else(|| format!("pmdswitch-{}", std::process::id()));
+            PathBuf::from(ctl::DEFAULT_DIR).join(format!("{prefix}.ctl"))
+        }
+    };
+    if a.ctl.is_some() {
+        preflight::check_server_socket("ctl", &ctl).map_err(Failure::Usage)?;
     }
     let burst = a.burst.unwrap_or(32);
     if burst == 0 || burst > MAX_BURST {
@@ -214,7 +229,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
     let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us })
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl })
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -423,6 +438,10 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         None => None,
     };
     let metrics = metrics.transpose()?;
+    let idle_mode = Arc::new(AtomicU8::new(plan.idle as u8));
+    let ctl_path = plan.ctl.clone();
+    let ctl = ctl::serve(&ctl_path, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
+        .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
     let mut handles = Vec::new();
     for (w, polls) in polls.into_iter().enumerate() {
         let worker = Worker {
@@ -434,11 +453,14 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             stats: stats[w].clone(),
             barrier: barrier.clone(),
             idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },
+            idle_mode: idle_mode.clone(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", plan.cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 // No half-started set of workers: stop the ones running, then unwind.
+                metrics_stop.store(true, Ordering::SeqCst);
+                let _ = std::fs::remove_file(&ctl_path);
                 barrier.stop();
                 for h in handles {
                     let _ = h.join();
@@ -500,6 +522,8 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     if let Some(h) = metrics {
         let _ = h.join();
     }
+    let _ = ctl.join();
+    let _ = std::fs::remove_file(&ctl_path);
     barrier.stop();
     for h in handles {
         let _ = h.join();

@@ -15,6 +15,16 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the data plane: `pmdswitch run --port a=... --port b=... --xconnect a,b -- [EAL args]`
     Run(Box<RunArgs>),
+    /// Talk to a running pmdswitch: show ports|workers|stats [--json], clear stats,
+    /// set idle poll|adaptive.
+    Ctl {
+        /// Control socket [default: the only one in /var/run/pmdswitch].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The command, e.g. `show ports --json`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Check a config file and report every error with its line and column.
     CheckConfig {
         /// The TOML file.
@@ -96,6 +106,11 @@ pub struct RunArgs {
     /// port means 127.0.0.1:PORT).
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub prometheus: Option<String>,
+
+    /// Control socket for `pmdswitch ctl` (mode 0600) [default:
+    /// /var/run/pmdswitch/FILE-PREFIX.ctl].
+    #[arg(long, value_name = "PATH")]
+    pub ctl: Option<PathBuf>,
 
     /// Show DPDK's own log lines (start-up is otherwise quiet, errors are one line).
     #[arg(short, long)]

@@ -147,6 +147,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             ring_size: f.ring_size,
             mbufs: f.mbufs,
             prometheus: f.prometheus,
+            ctl: None,
             verbose: false,
             eal: f.eal,
         },
@@ -177,6 +178,7 @@ impl Config {
             ring_size: cli.ring_size.or(f.ring_size),
             mbufs: cli.mbufs.or(f.mbufs),
             prometheus: cli.prometheus.or(f.prometheus),
+            ctl: cli.ctl,
             verbose: cli.verbose,
             eal: if cli.eal.is_empty() { f.eal } else { cli.eal },
         }

@@ -6,6 +6,7 @@
 mod app;
 mod cli;
 mod config;
+mod ctl;
 mod dpdk;
 mod observe;
 mod preflight;
@@ -46,6 +47,13 @@ fn main() -> ExitCode {
 
     let result = match cli.cmd {
         cli::Cmd::Run(a) => app::run(*a, term),
+        cli::Cmd::Ctl { socket, command } => match ctl::client(socket, &command) {
+            Ok(reply) => {
+                print!("{reply}");
+                Ok(())
+            }
+            Err(e) => Err(app::Failure::Runtime(e)),
+        },
         cli::Cmd::CheckConfig { file } => match config::load(&file) {
             Ok(c) => {
                 println!("{}: ok ({})", file.display(), c.summary());

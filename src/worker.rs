@@ -5,6 +5,7 @@
 //! default of 8), then drop and count by cause. No allocation, lock, syscall or log line
 //! per packet; counters are updated per burst and the clock read once per iteration.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
@@ -77,6 +78,19 @@ pub enum IdleMode {
     Adaptive,
 }
 
+impl IdleMode {
+    pub fn from_u8(v: u8) -> IdleMode {
+        if v == 1 { IdleMode::Adaptive } else { IdleMode::Poll }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IdleMode::Poll => "poll",
+            IdleMode::Adaptive => "adaptive",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Idle {
     pub mode: IdleMode,
@@ -106,6 +120,8 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
     pub barrier: Arc<ReloadBarrier>,
     pub idle: Idle,
+    /// The idle mode the control plane wants (`ctl set idle`), read at the reload point.
+    pub idle_mode: Arc<AtomicU8>,
 }
 
 impl Worker {
@@ -231,6 +247,7 @@ impl Worker {
     }
 
     fn reload(&mut self) {
+        self.idle.mode = IdleMode::from_u8(self.idle_mode.load(Ordering::SeqCst));
         for p in self.polls.iter_mut() {
             p.rx.reload();
             if let Some((tx, _)) = &mut p.out {
