@@ -71,6 +71,7 @@ fn main() {
         .allowlist_function("rte_eth_dev_close|rte_eth_stats_get|rte_eth_dev_get_port_by_name")
         .allowlist_function("rte_eth_dev_socket_id|rte_eth_promiscuous_enable")
         .allowlist_function("rte_eth_dev_adjust_nb_rx_tx_desc|rte_eth_macaddr_get")
+        .allowlist_function("rte_eth_dev_rx_intr_enable|rte_eth_dev_rx_intr_disable|rte_eth_dev_rx_intr_ctl_q_get_fd")
         .allowlist_function("rte_vhost_driver_.*|rte_vhost_enable_guest_notification")
         .allowlist_function("rte_vhost_get_ifname|rte_vhost_get_vring_num")
         .allowlist_function("rte_vhost_enqueue_burst|rte_vhost_dequeue_burst")

@@ -360,7 +360,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                         _ => format!("port '{}': {e}: is the NIC bound to vfio-pci?", p.name),
                     })
                 })?;
-                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: plan.ring_size, tx_desc: plan.ring_size };
+                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: plan.ring_size, tx_desc: plan.ring_size, rx_intr: plan.idle == IdleMode::Adaptive };
                 let (port, rxqs, txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
                 PortRt::Eth { port, rxqs, txqs }
             }

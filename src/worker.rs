@@ -97,7 +97,7 @@ pub struct Idle {
     /// TSC cycles of empty polling before a sleep.
     pub after_cycles: u64,
     /// Longest sleep, ms: bounds the cost of a missed kick. Queues that cannot notify
-    /// (ethdev ports) are re-polled every millisecond instead.
+    /// (ethdev ports whose driver has no rx interrupts) are re-polled every millisecond.
     pub max_sleep_ms: i32,
 }
 
@@ -207,8 +207,8 @@ impl Worker {
     /// Returns why the sleep ended, or None when the extra poll found traffic.
     #[cold]
     fn nap(&mut self, reload: &WorkerReload<'_>, batch: &mut Batch, stats: &WorkerStats) -> Option<Wake> {
-        let mut kicks = [0i32; 64];
-        let mut n = 0;
+        let (mut kicks, mut intrs) = ([0i32; 32], [0i32; 32]);
+        let (mut n, mut m) = (0, 0);
         let mut deaf = false;
         for p in self.polls.iter_mut() {
             match &mut p.rx {
@@ -220,7 +220,13 @@ impl Worker {
                         }
                     }
                 }
-                Rx::Eth(_) => deaf = true,
+                Rx::Eth(q) => match q.arm(true) {
+                    Some(fd) if m < intrs.len() => {
+                        intrs[m] = fd;
+                        m += 1;
+                    }
+                    _ => deaf = true,
+                },
             }
         }
         let moved = self.poll_once(batch, stats);
@@ -231,7 +237,7 @@ impl Worker {
             Some(Wake::Doorbell)
         } else {
             let timeout = if deaf { 1 } else { self.idle.max_sleep_ms };
-            let why = idle::sleep(&kicks[..n], self.barrier.doorbell(self.index), timeout);
+            let why = idle::sleep(&kicks[..n], &intrs[..m], self.barrier.doorbell(self.index), timeout);
             bump(&stats.own.sleeps, 1);
             if why == Wake::Kick {
                 bump(&stats.own.kick_wakeups, 1);
@@ -239,8 +245,13 @@ impl Worker {
             Some(why)
         };
         for p in self.polls.iter_mut() {
-            if let Rx::Vhost(q) = &mut p.rx {
-                q.arm(false);
+            match &mut p.rx {
+                Rx::Vhost(q) => {
+                    q.arm(false);
+                }
+                Rx::Eth(q) => {
+                    q.arm(false);
+                }
             }
         }
         woke

@@ -101,6 +101,9 @@ pub struct EthConfig {
     pub n_txq: u16,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// Ask for rx queue interrupts (adaptive idle). Drivers that refuse them are
+    /// configured without.
+    pub rx_intr: bool,
 }
 
 impl EthPort {
@@ -130,9 +133,17 @@ impl EthPort {
             });
         }
         // All-zero rte_eth_conf: no offloads, no RSS, default MTU — what io forwarding needs.
-        let conf = sys::rte_eth_conf::default();
+        let mut conf = sys::rte_eth_conf::default();
+        if cfg.rx_intr {
+            conf.intr_conf.set_rxq(1);
+        }
         // SAFETY: conf is a valid, initialised configuration.
-        let ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+        let mut ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+        if ret < 0 && cfg.rx_intr {
+            conf.intr_conf.set_rxq(0);
+            // SAFETY: as above; configuring again after a failure is allowed.
+            ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+        }
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_configure({id:?})"), ret));
         }
@@ -234,6 +245,35 @@ impl EthRxQueue {
         let got = unsafe { sys::pmds_eth_rx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.rx_filled(got);
         got
+    }
+}
+
+impl EthRxQueue {
+    /// Adaptive idle: turns this queue's rx interrupt on (returning the fd to sleep on)
+    /// or off. None when the driver has no rx interrupts (or the port was configured
+    /// without them): the worker then re-polls instead of sleeping long.
+    pub fn arm(&mut self, on: bool) -> Option<i32> {
+        let (port, q) = (self.dev.id.0, self.queue);
+        // SAFETY: plain calls on a started port and a queue this handle owns.
+        unsafe {
+            if !on {
+                sys::rte_eth_dev_rx_intr_disable(port, q);
+                return None;
+            }
+            // ENOTSUP: the driver has no switch, its queue fd is always armed (net_tap:
+            // the tap fd itself, readable while packets wait), as DPDK's l3fwd-power
+            // example assumes.
+            let ret = sys::rte_eth_dev_rx_intr_enable(port, q);
+            if ret < 0 && ret != -libc::ENOTSUP {
+                return None;
+            }
+            let fd = sys::rte_eth_dev_rx_intr_ctl_q_get_fd(port, q);
+            if fd < 0 {
+                sys::rte_eth_dev_rx_intr_disable(port, q);
+                return None;
+            }
+            Some(fd)
+        }
     }
 }
 

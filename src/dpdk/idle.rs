@@ -60,17 +60,23 @@ pub enum Wake {
     Timeout,
 }
 
-/// Sleeps until a kick fd or the doorbell fires, or `timeout_ms` passes; clears what
-/// fired (so the next sleep does not return at once).
-pub fn sleep(kicks: &[i32], bell: &Doorbell, timeout_ms: i32) -> Wake {
+/// Sleeps until a kick fd, an rx interrupt fd or the doorbell fires, or `timeout_ms`
+/// passes. Kick eventfds and the doorbell are cleared when they fire (so the next sleep
+/// does not return at once); rx interrupt fds are left to their driver (a tap fd, for
+/// one, holds packets, and the next rx burst empties it).
+pub fn sleep(kicks: &[i32], rx_intr: &[i32], bell: &Doorbell, timeout_ms: i32) -> Wake {
     let mut fds: [libc::pollfd; 65] = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 65];
     fds[0] = libc::pollfd { fd: bell.fd, events: libc::POLLIN, revents: 0 };
-    let n = kicks.len().min(64);
+    let n = kicks.len().min(32);
     for (i, &k) in kicks[..n].iter().enumerate() {
         fds[i + 1] = libc::pollfd { fd: k, events: libc::POLLIN, revents: 0 };
     }
-    // SAFETY: fds[..n+1] are initialised pollfds; poll writes only their revents.
-    let ret = unsafe { libc::poll(fds.as_mut_ptr(), (n + 1) as libc::nfds_t, timeout_ms) };
+    let m = rx_intr.len().min(32);
+    for (i, &k) in rx_intr[..m].iter().enumerate() {
+        fds[n + 1 + i] = libc::pollfd { fd: k, events: libc::POLLIN, revents: 0 };
+    }
+    // SAFETY: fds[..n+m+1] are initialised pollfds; poll writes only their revents.
+    let ret = unsafe { libc::poll(fds.as_mut_ptr(), (n + m + 1) as libc::nfds_t, timeout_ms) };
     if ret <= 0 {
         return Wake::Timeout;
     }
@@ -84,6 +90,15 @@ pub fn sleep(kicks: &[i32], bell: &Doorbell, timeout_ms: i32) -> Wake {
             drain_fd(f.fd);
             why = Wake::Kick;
         }
+    }
+    if fds[n + 1..n + 1 + m].iter().any(|f| f.revents & libc::POLLIN != 0) {
+        why = Wake::Kick;
+    }
+    // An fd that reports only an error or hang-up (a tap interface deleted under us)
+    // would make every later poll return at once: nap 1 ms instead of spinning.
+    let broken = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+    if why == Wake::Timeout && fds[..=n + m].iter().any(|f| f.revents & broken != 0) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     why
 }
