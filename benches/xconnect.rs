@@ -94,7 +94,7 @@ fn start_dut(dut: Dut, s: &Scratch, sa: &str, sb: &str) -> Running {
         Dut::Testpmd => {
             // Main lcore on CPU 0 (blocked on its prompt), the forwarding lcore on CPU 1.
             let eal = vec!["-l".into(), "0,1".into(), format!("--vdev=net_vhost0,iface={sa}"), format!("--vdev=net_vhost1,iface={sb}")];
-            let mut t = Testpmd::spawn(&s.prefix("duttp"), &eal, &["--forward-mode=io".into()]);
+            let mut t = Testpmd::spawn_on(&s.prefix("duttp"), None, &eal, &["--forward-mode=io".into()]);
             t.cmd("start");
             Running::Testpmd(t)
         }

@@ -31,9 +31,10 @@ pm=$!
 for _ in $(seq 100); do [[ -S $dir/a.sock && -S $dir/b.sock ]] && break; sleep 0.1; done
 
 # The peer: two virtio-user ports in io forwarding, seeded with 4 bursts (DPDK DTS's
-# virtio-user loopback plan). It quits when pmdswitch closes the sockets.
+# virtio-user loopback plan), pinned to CPU 0 with its EAL control threads (unpinned,
+# those would take the worker's core). It quits when pmdswitch closes the sockets.
 { sleep 1; echo "start tx_first 4"; sleep $((secs + 5)); echo quit; } | \
-  dpdk-testpmd --lcores=0@0,1@0 --no-pci --in-memory --single-file-segments \
+  taskset -c 0 dpdk-testpmd --lcores=0@0,1@0 --no-pci --in-memory --single-file-segments \
     --file-prefix="$gen_prefix" --log-level=notice \
     --vdev="net_virtio_user0,path=$dir/a.sock" --vdev="net_virtio_user1,path=$dir/b.sock" \
     -- -i --nb-cores=1 --forward-mode=io >"$dir/peer.log" 2>&1 &

@@ -39,7 +39,7 @@ while ((SECONDS < end)); do
   n=$((n + 1))
   gp="pmds-soak-gen-$$-$n"
   { sleep 1; echo "start tx_first 4"; sleep "$cycle"; echo quit; } | \
-    dpdk-testpmd --lcores=0@0,1@0 --no-pci --in-memory --single-file-segments --file-prefix="$gp" \
+    taskset -c 0 dpdk-testpmd --lcores=0@0,1@0 --no-pci --in-memory --single-file-segments --file-prefix="$gp" \
       --log-level=notice --vdev="net_virtio_user0,path=$dir/a.sock" --vdev="net_virtio_user1,path=$dir/b.sock" \
       -- -i --nb-cores=1 --forward-mode=io >/dev/null 2>&1 &
   gen=$!

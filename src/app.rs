@@ -286,6 +286,13 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let capture = if a.verbose { None } else { LogCapture::start() };
     let rt = |m: String| Failure::Runtime(m);
 
+    // EAL control threads (vhost-events, eal-intr-thread, telemetry) take the CPUs of the
+    // process's affinity at init that no lcore uses. Our workers are not EAL lcores, so
+    // without this those threads would land on the worker cores: run init pinned to the
+    // main core and they stay there with it (workers then pin themselves explicitly).
+    if let Some(&main) = preflight::main_core_from_eal(&plan.eal[1..]).as_ref().or(preflight::allowed_cpus().first()) {
+        core_affinity::set_for_current(core_affinity::CoreId { id: main });
+    }
     let quiet = if a.verbose { None } else { QuietStdio::start() };
     let init = Eal::init(&plan.eal);
     let said = quiet.map(|q| q.finish()).unwrap_or_default();

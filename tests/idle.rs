@@ -78,32 +78,21 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     assert_no_leak(&j);
 }
 
-fn sh(cmd: &str) -> bool {
-    std::process::Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false)
-}
-
 #[test]
 fn adaptive_worker_sleeps_on_tap_rx_interrupts() {
     require_bed();
     let s = Scratch::new("idletap");
-    let id = std::process::id() % 100_000;
-    let (t0, t1) = (format!("pi{id}a"), format!("pi{id}b"));
-    let (n0, n1) = (format!("pmdsi-{id}-0"), format!("pmdsi-{id}-1"));
+    let t = TapHosts::names("pi");
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vdev:net_tap0,iface={t0}"), "--port", &format!("b=vdev:net_tap1,iface={t1}"), "--xconnect", "a,b", "--cores", "1", "--idle", "adaptive"],
+        &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1", "--idle", "adaptive"],
     );
-    let ok_setup = sh(&format!(
-        "ip netns add {n0} && ip netns add {n1} && ip link set {t0} netns {n0} && ip link set {t1} netns {n1} && \
-         ip -n {n0} addr add 198.18.0.1/24 dev {t0} && ip -n {n1} addr add 198.18.0.2/24 dev {t1} && \
-         ip -n {n0} link set {t0} up && ip -n {n1} link set {t1} up"
-    ));
+    let hosts = TapHosts::setup(&t);
     let idle = worker_load(&pm, 3);
-    let ping = ok_setup && sh(&format!("ip netns exec {n0} ping -c 5 -i 0.3 -W 2 198.18.0.2 >/dev/null"));
+    let ping = hosts.ping(5, 0.3);
     let after = worker_load(&pm, 2);
     let (st, _, j, text) = pm.stop();
-    sh(&format!("ip netns del {n0} 2>/dev/null; ip netns del {n1} 2>/dev/null"));
-    assert!(ok_setup, "namespace setup failed");
+    assert!(hosts.ok, "namespace setup failed");
     assert!(ping, "ping through a sleeping worker failed\n{text}");
     assert!(st.success());
     assert!(idle <= 0.02 && after <= 0.02, "idle {:.1} % / after {:.1} % of a core", idle * 100.0, after * 100.0);

@@ -179,32 +179,19 @@ fn worker_makes_no_system_calls_while_forwarding() {
     assert!(port(&j, "a", "rx_packets") > 100_000, "the worker was forwarding meanwhile");
 }
 
-fn sh(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false)
-}
-
 #[test]
 fn tap_ports_carry_ping_between_namespaces() {
     require_bed();
     let s = Scratch::new("tap");
-    let id = std::process::id() % 100_000;
-    let (t0, t1) = (format!("pt{id}a"), format!("pt{id}b"));
-    let (n0, n1) = (format!("pmds-{id}-0"), format!("pmds-{id}-1"));
+    let t = TapHosts::names("pt");
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vdev:net_tap0,iface={t0}"), "--port", &format!("b=vdev:net_tap1,iface={t1}"), "--xconnect", "a,b", "--cores", "1"],
+        &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1"],
     );
-    // Two test hosts in namespaces of our own, on the RFC 2544 benchmark range.
-    let setup = format!(
-        "ip netns add {n0} && ip netns add {n1} && ip link set {t0} netns {n0} && ip link set {t1} netns {n1} && \
-         ip -n {n0} addr add 198.18.0.1/24 dev {t0} && ip -n {n1} addr add 198.18.0.2/24 dev {t1} && \
-         ip -n {n0} link set {t0} up && ip -n {n1} link set {t1} up"
-    );
-    let ok_setup = sh(&setup);
-    let ping = ok_setup && sh(&format!("ip netns exec {n0} ping -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null"));
+    let hosts = TapHosts::setup(&t);
+    let ping = hosts.ping(3, 0.2);
     let (st, _, j, text) = pm.stop();
-    sh(&format!("ip netns del {n0} 2>/dev/null; ip netns del {n1} 2>/dev/null"));
-    assert!(ok_setup, "namespace setup failed");
+    assert!(hosts.ok, "namespace setup failed");
     assert!(ping, "ping through pmdswitch failed\n{text}");
     assert!(st.success());
     assert!(port(&j, "a", "rx_packets") >= 4, "ARP + 3 echo requests crossed a->b\n{j}");

@@ -216,16 +216,23 @@ impl Testpmd {
         eal.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
         let mut app = vec![format!("--forward-mode={fwd}")];
         app.extend(extra.iter().map(|x| x.to_string()));
-        Testpmd::spawn(prefix, &eal, &app)
+        // Pinned: EAL control threads take the CPUs of the initial affinity that no lcore
+        // uses; unpinned they would sit on the device under test's core.
+        Testpmd::spawn_on(prefix, Some(cpu), &eal, &app)
     }
 
     /// dpdk-testpmd in interactive mode with `eal` args (plus --no-pci, the prefix,
-    /// --in-memory) and `app` args (plus -i --nb-cores=1).
-    pub fn spawn(prefix: &str, eal: &[String], app: &[String]) -> Testpmd {
+    /// --in-memory) and `app` args (plus -i --nb-cores=1), started under `taskset -c
+    /// CPU` when `pin` says so.
+    pub fn spawn_on(prefix: &str, pin: Option<usize>, eal: &[String], app: &[String]) -> Testpmd {
         // stdbuf: testpmd's printf output is block-buffered on a pipe; line-buffer it so
         // `show port stats` answers arrive while it runs.
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "dpdk-testpmd"]).args(eal).arg("--no-pci").arg(format!("--file-prefix={prefix}")).arg("--in-memory").arg("--log-level=notice");
+        cmd.arg("-oL");
+        if let Some(cpu) = pin {
+            cmd.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        cmd.arg("dpdk-testpmd").args(eal).arg("--no-pci").arg(format!("--file-prefix={prefix}")).arg("--in-memory").arg("--log-level=notice");
         cmd.args(["--", "-i", "--nb-cores=1"]).args(app);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn dpdk-testpmd (run scripts/setup.sh)");
@@ -343,4 +350,46 @@ pub fn assert_no_leftovers(prefix: &str) {
         .unwrap_or_default();
     assert!(huge.is_empty(), "hugepage files left: {huge:?}");
     assert!(!Path::new("/var/run/dpdk").join(prefix).exists(), "EAL runtime dir left for {prefix}");
+}
+
+pub fn sh(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Two net_tap interfaces of a pmdswitch moved into network namespaces of the test's
+/// own, addressed on the RFC 2544 benchmark range (198.18.0.1 and .2); the namespaces
+/// are deleted on drop.
+pub struct TapHosts {
+    pub ns: [String; 2],
+    pub ok: bool,
+}
+
+impl TapHosts {
+    /// Interface names for a pmdswitch's `--port X=vdev:net_tapN,iface=NAME`.
+    pub fn names(tag: &str) -> [String; 2] {
+        let id = std::process::id() % 100_000;
+        [format!("{tag}{id}a"), format!("{tag}{id}b")]
+    }
+
+    pub fn setup(ifaces: &[String; 2]) -> TapHosts {
+        let ns = [format!("pmds-{}-0", ifaces[0]), format!("pmds-{}-1", ifaces[1])];
+        let (t0, t1, n0, n1) = (&ifaces[0], &ifaces[1], &ns[0], &ns[1]);
+        let ok = sh(&format!(
+            "ip netns add {n0} && ip netns add {n1} && ip link set {t0} netns {n0} && ip link set {t1} netns {n1} && \
+             ip -n {n0} addr add 198.18.0.1/24 dev {t0} && ip -n {n1} addr add 198.18.0.2/24 dev {t1} && \
+             ip -n {n0} link set {t0} up && ip -n {n1} link set {t1} up"
+        ));
+        TapHosts { ns, ok }
+    }
+
+    /// Pings 198.18.0.2 from the first namespace.
+    pub fn ping(&self, count: u32, interval: f64) -> bool {
+        self.ok && sh(&format!("ip netns exec {} ping -c {count} -i {interval} -W 2 198.18.0.2 >/dev/null", self.ns[0]))
+    }
+}
+
+impl Drop for TapHosts {
+    fn drop(&mut self) {
+        sh(&format!("ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null", self.ns[0], self.ns[1]));
+    }
 }
