@@ -33,7 +33,7 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { duts: [Dut::Pmdswitch, Dut::Testpmd], rounds: 5, secs: 5.0, warmup: 2.0, json: None };
+    let mut o = Opts { duts: [Dut::Pmdswitch, Dut::Testpmd], rounds: 10, secs: 5.0, warmup: 2.0, json: None };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
