@@ -1,6 +1,6 @@
 //! pmdswitch: a DPDK poll-mode data plane in Rust.
 //!
-//! `unsafe` lives only in `dpdk/` (the DPDK layer); everything else is safe code.
+//! Unsafe code lives only in `dpdk/` (the DPDK layer); everything else is safe Rust.
 #![deny(unsafe_code)]
 
 mod app;
