@@ -19,12 +19,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn cpu_ticks(pid: i32, tid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 /// Percent of a core an idle worker uses over 5 s, with quiet virtio-user peers attached.
 fn idle_cpu(mode: &str, n: usize) -> f64 {
     let s = Scratch::new(&format!("bidle-{mode}-{n}"));
@@ -33,13 +27,10 @@ fn idle_cpu(mode: &str, n: usize) -> f64 {
     let g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}"), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
     assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
     std::thread::sleep(Duration::from_secs(1));
-    let tid = pm.worker_tid(1).unwrap();
-    let a = cpu_ticks(pm.pid(), tid);
-    std::thread::sleep(Duration::from_secs(5));
-    let b = cpu_ticks(pm.pid(), tid);
+    let load = pm.worker_load(1, 5);
     g.quit();
     let _ = pm.stop();
-    (b - a) as f64 / 5.0 // ticks are 1/100 s: ticks per second = percent
+    load * 100.0
 }
 
 /// Round-trip times (µs) of pings through a sleeping (or polling) worker.

@@ -7,29 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// CPU time (clock ticks, normally 1/100 s) the thread has used.
-fn cpu_ticks(pid: i32, tid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
-    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_sec() -> u64 {
-    let o = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100)
-}
-
-/// Fraction of one core the worker used over `secs`.
-fn worker_load(pm: &Pmds, secs: u64) -> f64 {
-    let tid = pm.worker_tid(1).expect("worker thread");
-    let a = cpu_ticks(pm.pid(), tid);
-    std::thread::sleep(Duration::from_secs(secs));
-    let b = cpu_ticks(pm.pid(), tid);
-    (b - a) as f64 / (secs * ticks_per_sec()) as f64
-}
-
 #[test]
 fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     require_bed();
@@ -41,7 +18,7 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
 
     // Control: the same probe sees a polling worker burn its core.
     let pm = Pmds::start(&s, &ports);
-    let busy = worker_load(&pm, 2);
+    let busy = pm.worker_load(1, 2);
     let (st, _, _, _) = pm.stop();
     assert!(st.success());
     assert!(busy > 0.8, "a polling worker should use its whole core, measured {busy:.2}");
@@ -49,19 +26,19 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     let mut args = ports.to_vec();
     args.extend(["--idle", "adaptive"]);
     let pm = Pmds::start(&s, &args);
-    let idle_empty = worker_load(&pm, 3);
+    let idle_empty = pm.worker_load(1, 3);
     // Peers connect (their rings now exist) but send nothing yet.
     let mut rx = Testpmd::start(&s.prefix("r"), &[format!("net_virtio_user0,path={sb}")], "rxonly", 0, &[]);
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
     rx.cmd("start");
-    let idle_peer = worker_load(&pm, 3);
+    let idle_peer = pm.worker_load(1, 3);
     // Traffic returns: the guest's kick wakes the worker; nothing may be lost.
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
     let sent = g.finish()[&0].tx;
     std::thread::sleep(Duration::from_millis(500));
-    let idle_after = worker_load(&pm, 3);
+    let idle_after = pm.worker_load(1, 3);
     let got = rx.finish()[&0].rx;
     let (st, _, j, text) = pm.stop();
     assert!(st.success(), "{text}");
@@ -88,9 +65,9 @@ fn adaptive_worker_sleeps_on_tap_rx_interrupts() {
         &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1", "--idle", "adaptive"],
     );
     let hosts = TapHosts::setup(&t);
-    let idle = worker_load(&pm, 3);
+    let idle = pm.worker_load(1, 3);
     let ping = hosts.ping(5, 0.3);
-    let after = worker_load(&pm, 2);
+    let after = pm.worker_load(1, 2);
     let (st, _, j, text) = pm.stop();
     assert!(hosts.ok, "namespace setup failed");
     assert!(ping, "ping through a sleeping worker failed\n{text}");

@@ -150,6 +150,16 @@ impl Pmds {
         (st, took, json, text)
     }
 
+    /// Fraction of one core the worker on `core` used over the next `secs` seconds
+    /// (its utime + stime in /proc).
+    pub fn worker_load(&self, core: usize, secs: u64) -> f64 {
+        let tid = self.worker_tid(core).expect("worker thread");
+        let a = cpu_ticks(self.pid(), tid);
+        std::thread::sleep(Duration::from_secs(secs));
+        let b = cpu_ticks(self.pid(), tid);
+        (b - a) as f64 / (secs * ticks_per_sec()) as f64
+    }
+
     /// Thread id of the worker pinned to `core` (thread name `pmd-cN`).
     pub fn worker_tid(&self, core: usize) -> Option<i32> {
         let dir = format!("/proc/{}/task", self.pid());
@@ -168,6 +178,19 @@ impl Drop for Pmds {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (clock ticks) a thread has used: utime + stime, fields 14 and 15 of
+/// /proc/PID/task/TID/stat (counted after the parenthesised name).
+fn cpu_ticks(pid: i32, tid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_sec() -> u64 {
+    let o = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(100)
 }
 
 pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<ExitStatus> {
