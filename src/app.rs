@@ -186,8 +186,22 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         }
     }
 
-    let mut eal = vec!["pmdswitch".to_string()];
     let user = &a.eal;
+    let no_huge = preflight::has_flag(user, &["--no-huge"]);
+    let (eal, own_prefix) = eal_defaults("pmdswitch", user, &ports, main_core);
+    if !no_huge && preflight::free_hugepages() == 0 {
+        return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
+    }
+    let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
+    let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
+    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl })
+}
+
+/// The EAL command line: the user's arguments after `--`, plus our defaults for what they
+/// did not say. `stem` names the program and the file prefix (`STEM-PID`). Returns the
+/// arguments and the prefix we chose (None when the user gave one).
+pub fn eal_defaults(stem: &str, user: &[String], ports: &[PortDef], main_core: usize) -> (Vec<String>, Option<String>) {
+    let mut eal = vec![stem.to_string()];
     let pci: Vec<&String> = ports.iter().filter_map(|p| if let PortSpec::Pci(a) = &p.spec { Some(a) } else { None }).collect();
     if !preflight::has_flag(user, &["--no-pci", "-a", "--allow", "-b", "--block"]) {
         if pci.is_empty() {
@@ -202,7 +216,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let mut own_prefix = None;
     if !preflight::has_flag(user, &["--file-prefix"]) {
-        let p = format!("pmdswitch-{}", std::process::id());
+        let p = format!("{stem}-{}", std::process::id());
         eal.push(format!("--file-prefix={p}"));
         own_prefix = Some(p);
     }
@@ -224,12 +238,40 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         eal.push("--single-file-segments".into());
     }
     eal.extend(user.iter().cloned());
-    if !no_huge && preflight::free_hugepages() == 0 {
-        return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
+    (eal, own_prefix)
+}
+
+/// Initialises the EAL pinned to the main core, quietly unless `verbose`. On failure the
+/// runtime directory we made is removed and the EAL's own reason is quoted in one line.
+/// The returned capture (if any) keeps DPDK's log quiet until the caller finishes it.
+pub fn start_eal(eal: &[String], own_prefix: Option<&str>, verbose: bool) -> Result<(Eal, Option<LogCapture>), Failure> {
+    let capture = if verbose { None } else { LogCapture::start() };
+    // EAL control threads (vhost-events, eal-intr-thread, telemetry) take the CPUs of the
+    // process's affinity at init that no lcore uses. Our workers are not EAL lcores, so
+    // without this those threads would land on the worker cores: run init pinned to the
+    // main core and they stay there with it (workers then pin themselves explicitly).
+    if let Some(&main) = preflight::main_core_from_eal(&eal[1..]).as_ref().or(preflight::allowed_cpus().first()) {
+        core_affinity::set_for_current(core_affinity::CoreId { id: main });
     }
-    let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
-    let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl })
+    let quiet = if verbose { None } else { QuietStdio::start() };
+    let init = Eal::init(eal);
+    let said = quiet.map(|q| q.finish()).unwrap_or_default();
+    match init {
+        Ok(e) => Ok((e, capture)),
+        Err(e) => {
+            let log = capture.map(|c| c.finish()).unwrap_or_default() + &said;
+            // A failed init can leave its runtime directory behind: remove it, unless the
+            // prefix was refused because a live process holds it (then it is theirs).
+            let held = log.contains("Cannot create lock") || log.contains("another primary");
+            if let Some(p) = own_prefix.map(str::to_string).or_else(|| eal_prefix(eal)) {
+                if !held {
+                    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
+                }
+            }
+            let why = eal_reason(&log);
+            Err(Failure::Runtime(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })))
+        }
+    }
 }
 
 fn eal_prefix(eal: &[String]) -> Option<String> {
@@ -283,35 +325,8 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         None => a,
     };
     let plan = plan(&a)?;
-    let capture = if a.verbose { None } else { LogCapture::start() };
     let rt = |m: String| Failure::Runtime(m);
-
-    // EAL control threads (vhost-events, eal-intr-thread, telemetry) take the CPUs of the
-    // process's affinity at init that no lcore uses. Our workers are not EAL lcores, so
-    // without this those threads would land on the worker cores: run init pinned to the
-    // main core and they stay there with it (workers then pin themselves explicitly).
-    if let Some(&main) = preflight::main_core_from_eal(&plan.eal[1..]).as_ref().or(preflight::allowed_cpus().first()) {
-        core_affinity::set_for_current(core_affinity::CoreId { id: main });
-    }
-    let quiet = if a.verbose { None } else { QuietStdio::start() };
-    let init = Eal::init(&plan.eal);
-    let said = quiet.map(|q| q.finish()).unwrap_or_default();
-    let eal = match init {
-        Ok(e) => e,
-        Err(e) => {
-            let log = capture.map(|c| c.finish()).unwrap_or_default() + &said;
-            // A failed init can leave its runtime directory behind: remove it, unless the
-            // prefix was refused because a live process holds it (then it is theirs).
-            let held = log.contains("Cannot create lock") || log.contains("another primary");
-            if let Some(p) = plan.own_prefix.clone().or_else(|| eal_prefix(&plan.eal)) {
-                if !held {
-                    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
-                }
-            }
-            let why = eal_reason(&log);
-            return Err(rt(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })));
-        }
-    };
+    let (eal, capture) = start_eal(&plan.eal, plan.own_prefix.as_deref(), a.verbose)?;
     let main_cpu = eal.main_lcore_cpu() as usize;
     if plan.cores.contains(&main_cpu) {
         return Err(Failure::Usage(format!("core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N")));

@@ -25,6 +25,12 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Traffic generator: stamped Ethernet/IPv4/UDP streams with loss, reordering and
+    /// latency accounting, or an RFC 2544 throughput search (--search).
+    Gen(Box<crate::gen::cmd::GenArgs>),
+    /// Stand up a device under test and the generator on this machine and run the
+    /// benchmark matrix (table, JSON, SVG pictures).
+    Bench(Box<crate::bench::BenchArgs>),
     /// Check a config file and report every error with its line and column.
     CheckConfig {
         /// The TOML file.

@@ -4,11 +4,14 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod bench;
 mod cli;
 mod config;
 mod ctl;
 mod dpdk;
+mod gen;
 mod observe;
+mod plot;
 mod preflight;
 mod reload;
 mod spec;
@@ -47,6 +50,8 @@ fn main() -> ExitCode {
 
     let result = match cli.cmd {
         cli::Cmd::Run(a) => app::run(*a, term),
+        cli::Cmd::Gen(a) => gen::cmd::run(*a, term),
+        cli::Cmd::Bench(a) => bench::run(*a, term),
         cli::Cmd::Ctl { socket, command } => match ctl::client(socket, &command) {
             Ok(reply) => {
                 print!("{reply}");

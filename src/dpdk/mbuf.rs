@@ -6,6 +6,7 @@
 
 use std::mem::offset_of;
 
+use super::mempool::Mempool;
 use super::sys;
 
 /// Largest burst a batch holds (`--burst` is capped to it).
@@ -118,6 +119,63 @@ impl Batch {
         self.tx_consumed(n);
     }
 
+}
+
+/// Generator support: fresh frames to write, received frames to read.
+impl Batch {
+    /// Fills the empty batch with `n` fresh mbufs and lets `f` write each one in a single
+    /// pass: `f(i, room)` gets the whole buffer past the headroom, writes the frame and
+    /// returns its length (clamped to the room). False, with the batch still empty, when
+    /// the pool is short.
+    #[inline(always)]
+    pub fn alloc_fill(&mut self, pool: &Mempool, n: usize, mut f: impl FnMut(usize, &mut [u8]) -> usize) -> bool {
+        debug_assert!(self.is_empty());
+        let n = n.min(MAX_BURST);
+        // SAFETY: pkts has MAX_BURST slots and n <= MAX_BURST; on success every slot is a
+        // fresh, reset mbuf that this batch now owns (rte_pktmbuf_alloc_bulk resets them).
+        if unsafe { sys::pmds_pktmbuf_alloc_bulk(pool.as_ptr(), self.pkts.as_mut_ptr(), n as u32) } != 0 {
+            return false;
+        }
+        self.head = 0;
+        self.tail = n;
+        for (i, &m) in self.pkts[..n].iter().enumerate() {
+            // SAFETY: m is a live, reset, single-segment mbuf we own exclusively; its room
+            // is buf_len - data_off bytes at buf_addr + data_off (what rte_pktmbuf_append
+            // checks), and we set data_len/pkt_len to at most that, as append does.
+            unsafe {
+                let room = ((*m).buf_len - (*m).data_off) as usize;
+                let data = std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), room);
+                let len = f(i, data).min(room) as u16;
+                (*m).data_len = len;
+                (*m).pkt_len = len as u32;
+            }
+        }
+        true
+    }
+
+    /// Calls `f(i, data)` for each pending packet's first segment, writable.
+    #[inline(always)]
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(usize, &mut [u8])) {
+        for (i, &m) in self.pkts[self.head..self.tail].iter().enumerate() {
+            // SAFETY: m is a live mbuf this batch owns exclusively (fresh from the pool or
+            // handed over by rx, refcount 1 in both cases for generator traffic); its first
+            // segment's data is data_len bytes at buf_addr + data_off.
+            let data = unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) };
+            f(i, data);
+        }
+    }
+
+    /// Calls `f(data, pkt_len)` for each pending packet's first segment.
+    #[inline(always)]
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], u32)) {
+        for &m in &self.pkts[self.head..self.tail] {
+            // SAFETY: as in for_each_mut, read-only.
+            let (data, len) = unsafe {
+                (std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize), (*m).pkt_len)
+            };
+            f(data, len);
+        }
+    }
 }
 
 impl Drop for Batch {

@@ -1,0 +1,736 @@
+//! `pmdswitch bench`: the whole measurement loop on one machine, in one command.
+//!
+//! The device under test (DUT) gets two vhost-user sockets and one forwarding core; the
+//! generator (`pmdswitch gen`, a process of its own) stands where two VMs would stand,
+//! with two virtio-user ports on the other core. For each DUT the matrix — frame sizes ×
+//! flow counts × (max rate, NDR) — runs against a fresh DUT per round; with `--compare`
+//! the DUTs alternate within each round (A B, then B A) so a slow phase of a shared host
+//! hits all of them, and ratios are medians of per-round ratios.
+//!
+//! Everything runs as child processes in a scratch directory (sockets, logs, control
+//! sockets); every child uses `--in-memory`, so no hugepage file outlives it. On Ctrl-C
+//! the children (same process group) stop by themselves; we reap them, kill what is
+//! left, and remove the scratch directory.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::app::Failure;
+use crate::plot;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Device under test: pmdswitch, testpmd (io forwarding over net_vhost) or ovs
+    /// (Debian's openvswitch-switch-dpdk, two dpdkvhostuser ports, port-to-port flows)
+    /// [default: pmdswitch].
+    #[arg(long, value_name = "DUT")]
+    pub dut: Option<String>,
+
+    /// Also run these DUTs, interleaved with the first, and print ratios to it, e.g.
+    /// testpmd or testpmd,ovs.
+    #[arg(long, value_name = "LIST")]
+    pub compare: Option<String>,
+
+    /// Frame sizes [default: 64,512,1518].
+    #[arg(long, value_name = "LIST")]
+    pub frames: Option<String>,
+
+    /// Flow counts [default: 1,1024].
+    #[arg(long, value_name = "LIST")]
+    pub flows: Option<String>,
+
+    /// What to measure per cell: max (full speed) and/or ndr (RFC 2544 search)
+    /// [default: max,ndr].
+    #[arg(long, value_name = "LIST")]
+    pub modes: Option<String>,
+
+    /// Seconds per max-rate measurement and per search trial [default: 3].
+    #[arg(long, value_name = "SECS")]
+    pub secs: Option<f64>,
+
+    /// Warm-up seconds before each measurement [default: 1].
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
+
+    /// NDR search resolution, percent [default: 2].
+    #[arg(long, value_name = "PCT")]
+    pub resolution_pct: Option<f64>,
+
+    /// Rounds (each DUT once per round) [default: 1, or 3 with --compare].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+
+    /// Output directory for results.json, throughput.svg, latency.svg and logs
+    /// [default: bench-out/bench-UNIXTIME].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// About 30 s: max rate for every cell with 1 s measurements, NDR at 64 bytes only
+    /// (0.5 s trials, 5 % resolution).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// CPU of the DUT's forwarding core [default: 1]; the generator uses the other.
+    #[arg(long)]
+    pub dut_core: Option<usize>,
+
+    /// CPU of the generator [default: 0].
+    #[arg(long)]
+    pub gen_core: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dut {
+    Pmdswitch,
+    Testpmd,
+    Ovs,
+}
+
+impl Dut {
+    pub fn parse(s: &str) -> Result<Dut, String> {
+        match s {
+            "pmdswitch" => Ok(Dut::Pmdswitch),
+            "testpmd" => Ok(Dut::Testpmd),
+            "ovs" => Ok(Dut::Ovs),
+            _ => Err(format!("DUT '{s}' is unknown: use pmdswitch, testpmd or ovs")),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Dut::Pmdswitch => "pmdswitch",
+            Dut::Testpmd => "testpmd",
+            Dut::Ovs => "ovs",
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(flag: &str, s: &str) -> Result<Vec<T>, Failure> {
+    s.split(',').map(|x| x.trim().parse::<T>().map_err(|_| Failure::Usage(format!("{flag} '{s}': '{x}' is not a number: write e.g. 64,512,1518")))).collect()
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cell {
+    frame: usize,
+    flows: u32,
+}
+
+struct Plan {
+    duts: Vec<Dut>,
+    cells: Vec<Cell>,
+    max: bool,
+    /// Frame sizes and flow counts searched for NDR.
+    ndr_frames: Vec<usize>,
+    ndr_flows: Vec<u32>,
+    secs: f64,
+    warmup: f64,
+    trial_secs: f64,
+    resolution: f64,
+    rounds: usize,
+    out: PathBuf,
+    dut_core: usize,
+    gen_core: usize,
+}
+
+fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
+    let mut duts = vec![Dut::parse(a.dut.as_deref().unwrap_or("pmdswitch")).map_err(Failure::Usage)?];
+    if let Some(c) = &a.compare {
+        for n in c.split(',') {
+            let d = Dut::parse(n.trim()).map_err(Failure::Usage)?;
+            if !duts.contains(&d) {
+                duts.push(d);
+            }
+        }
+    }
+    let frames: Vec<usize> = list("--frames", a.frames.as_deref().unwrap_or("64,512,1518"))?;
+    if let Some(f) = frames.iter().find(|f| !(64..=1518).contains(*f)) {
+        return Err(Failure::Usage(format!("--frames: {f} is out of range for a vhost-user loop: use 64 to 1518")));
+    }
+    let flows: Vec<u32> = list("--flows", a.flows.as_deref().unwrap_or("1,1024"))?;
+    if let Some(f) = flows.iter().find(|f| **f == 0 || **f > 32768) {
+        return Err(Failure::Usage(format!("--flows: {f} is out of range: use 1 to 32768")));
+    }
+    let modes = a.modes.clone().unwrap_or_else(|| "max,ndr".into());
+    let (mut max, mut ndr) = (false, false);
+    for m in modes.split(',') {
+        match m.trim() {
+            "max" => max = true,
+            "ndr" => ndr = true,
+            other => return Err(Failure::Usage(format!("--modes: '{other}' is not a mode: use max, ndr or max,ndr"))),
+        }
+    }
+    for (flag, v) in [("--secs", a.secs), ("--warmup", a.warmup)] {
+        if v.is_some_and(|v| !(v.is_finite() && v >= 0.0 && v < 3600.0)) || (flag == "--secs" && v == Some(0.0)) {
+            return Err(Failure::Usage(format!("{flag} takes seconds (0 < SECS < 3600)")));
+        }
+    }
+    let q = a.quick;
+    let cells = frames.iter().flat_map(|&frame| flows.iter().map(move |&flows| Cell { frame, flows })).collect();
+    let ndr_frames = if !ndr { vec![] } else if q && a.frames.is_none() { vec![64] } else { frames.clone() };
+    let ndr_flows = if q && a.flows.is_none() { vec![flows[0]] } else { flows.clone() };
+    for d in &duts {
+        check_dut(*d)?;
+    }
+    if crate::preflight::free_hugepages() < 512 {
+        return Err(Failure::Usage("fewer than 512 free hugepages: the DUT and the generator need about 1 GiB: run scripts/setup.sh".into()));
+    }
+    let cpus = crate::preflight::allowed_cpus();
+    let gen_core = a.gen_core.unwrap_or(0);
+    let dut_core = a.dut_core.unwrap_or(1);
+    for c in [gen_core, dut_core] {
+        if !cpus.contains(&c) {
+            return Err(Failure::Usage(format!("CPU {c} is not usable here: pick --dut-core and --gen-core from {:?}", cpus)));
+        }
+    }
+    if gen_core == dut_core {
+        return Err(Failure::Usage("--dut-core and --gen-core are the same CPU: the loop needs two".into()));
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        PathBuf::from(format!("bench-out/bench-{t}"))
+    });
+    Ok(Plan {
+        rounds: a.rounds.unwrap_or(if duts.len() > 1 { 3 } else { 1 }).max(1),
+        duts,
+        cells,
+        max: max || !ndr,
+        ndr_frames,
+        ndr_flows,
+        secs: a.secs.unwrap_or(if q { 1.0 } else { 3.0 }),
+        warmup: a.warmup.unwrap_or(if q { 0.5 } else { 1.0 }),
+        trial_secs: a.secs.unwrap_or(if q { 0.5 } else { 3.0 }),
+        resolution: a.resolution_pct.unwrap_or(if q { 5.0 } else { 2.0 }),
+        out,
+        dut_core,
+        gen_core,
+    })
+}
+
+fn check_dut(d: Dut) -> Result<(), Failure> {
+    let need = match d {
+        Dut::Pmdswitch => return Ok(()),
+        Dut::Testpmd => "dpdk-testpmd",
+        Dut::Ovs => "ovs-vswitchd",
+    };
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
+    if !found {
+        return Err(Failure::Usage(format!("--dut {}: {need} is not installed: run scripts/setup.sh --extras", d.name())));
+    }
+    Ok(())
+}
+
+/// Virtio ring size of the generator's ports (DPDK's virtio-user default is 256): 4096
+/// descriptors ride out ~3 ms of a descheduled core at 1.4 Mpps instead of 0.2 ms, so a
+/// zero-loss search measures the switch, not this host's scheduler.
+const QUEUE: usize = 4096;
+
+/// A child process that is stopped (politely, then not) when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    /// Lines of stdout seen so far.
+    lines: Arc<Mutex<Vec<String>>>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Result<Proc, Failure> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Failure::Runtime(format!("cannot start {name}: {e}")))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for r in [Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().expect("piped"))] {
+            let l = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    l.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        Ok(Proc { name: name.into(), child, lines, log })
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().expect("log lock").join("\n")
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<(), Failure> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if self.text().contains(needle) {
+                return Ok(());
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Err(Failure::Runtime(format!("{} exited ({st}) before it was ready; its log: {}", self.name, self.save())));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(Failure::Runtime(format!("{} was not ready after {:?}; its log: {}", self.name, timeout, self.save())))
+    }
+
+    /// Waits for exit; kills after `timeout`.
+    fn finish(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(20)); // let the readers drain
+                self.save();
+                return Some(st);
+            }
+            if t0.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.save();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).stderr(Stdio::null()).status();
+    }
+
+    fn save(&self) -> String {
+        let _ = std::fs::write(&self.log, self.text() + "\n");
+        self.log.display().to_string()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal("-INT");
+            self.finish(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A running DUT with its two sockets.
+struct RunningDut {
+    dut: Dut,
+    procs: Vec<Proc>,
+    stats_json: Option<PathBuf>,
+    /// pmdswitch's control socket: its port counters around each generator run.
+    ctl: Option<PathBuf>,
+    /// OVS state directory (removed at the end).
+    ovs_dir: Option<PathBuf>,
+}
+
+struct Bed {
+    scratch: PathBuf,
+    exe: PathBuf,
+    plan: Plan,
+    tag: String,
+    serial: usize,
+}
+
+impl Bed {
+    fn next(&mut self, what: &str) -> String {
+        self.serial += 1;
+        format!("{}-{what}{}", self.tag, self.serial)
+    }
+
+    fn start_dut(&mut self, dut: Dut, sa: &Path, sb: &Path) -> Result<RunningDut, Failure> {
+        let prefix = self.next(dut.name());
+        let log = self.plan.out.join("logs").join(format!("{prefix}.log"));
+        match dut {
+            Dut::Pmdswitch => {
+                let sj = self.scratch.join(format!("{prefix}.json"));
+                let ctl = self.scratch.join(format!("{prefix}.ctl"));
+                let mut c = Command::new(&self.exe);
+                c.args(["run", "--port"]).arg(format!("a=vhost-server:{}", sa.display())).arg("--port").arg(format!("b=vhost-server:{}", sb.display()));
+                c.args(["--xconnect", "a,b", "--cores", &self.plan.dut_core.to_string(), "--stats-json"]).arg(&sj);
+                c.arg("--ctl").arg(&ctl);
+                c.args(["--", "-l", &self.plan.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
+                let mut p = Proc::spawn("pmdswitch run", &mut c, log)?;
+                p.wait_for("forwarding with", Duration::from_secs(30))?;
+                Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ovs_dir: None })
+            }
+            Dut::Testpmd => {
+                let mut c = Command::new("dpdk-testpmd");
+                c.args(["-l", &format!("{},{}", self.plan.gen_core, self.plan.dut_core), "--no-pci", "--in-memory", &format!("--file-prefix={prefix}")]);
+                c.arg(format!("--vdev=net_vhost0,iface={}", sa.display())).arg(format!("--vdev=net_vhost1,iface={}", sb.display()));
+                c.args(["--", "--forward-mode=io", "--auto-start", "--nb-cores=1"]);
+                let mut p = Proc::spawn("dpdk-testpmd", &mut c, log)?;
+                p.wait_for("Press enter to exit", Duration::from_secs(30))?;
+                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None })
+            }
+            Dut::Ovs => self.start_ovs(sa, sb, &prefix, log),
+        }
+    }
+
+    /// A private OVS: its own ovsdb and ovs-vswitchd in a state directory of ours (the
+    /// machine's own OVS, if any, is not touched), DPDK with one PMD on the DUT core, a
+    /// netdev bridge with two dpdkvhostuser ports (OVS serves the sockets) and
+    /// port-to-port OpenFlow rules.
+    fn start_ovs(&mut self, sa: &Path, sb: &Path, prefix: &str, log: PathBuf) -> Result<RunningDut, Failure> {
+        let dir = self.scratch.join(prefix);
+        std::fs::create_dir_all(&dir).map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display())))?;
+        let db = dir.join("conf.db");
+        let env = |c: &mut Command| {
+            c.env("OVS_RUNDIR", &dir).env("OVS_LOGDIR", &dir).env("OVS_DBDIR", &dir).env("OVS_SYSCONFDIR", &dir);
+        };
+        let run = |args: &[&str]| -> Result<String, Failure> {
+            let mut c = Command::new(args[0]);
+            c.args(&args[1..]);
+            env(&mut c);
+            let o = c.output().map_err(|e| Failure::Runtime(format!("{}: {e}", args[0])))?;
+            if !o.status.success() {
+                return Err(Failure::Runtime(format!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())));
+            }
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        run(&["ovsdb-tool", "create", &db.to_string_lossy(), "/usr/share/openvswitch/vswitch.ovsschema"])?;
+        let sock = dir.join("db.sock");
+        let mut c = Command::new("ovsdb-server");
+        c.arg(&db).arg(format!("--remote=punix:{}", sock.display())).arg(format!("--pidfile={}", dir.join("ovsdb.pid").display())).arg("--unixctl").arg(dir.join("ovsdb.ctl"));
+        env(&mut c);
+        let mut procs = vec![Proc::spawn("ovsdb-server", &mut c, log.with_extension("ovsdb.log"))?];
+        let t0 = Instant::now();
+        while !sock.exists() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let db_arg = format!("--db=unix:{}", sock.display());
+        let vsctl = |args: &[&str]| -> Result<String, Failure> {
+            let mut v = vec!["ovs-vsctl", "--no-wait", db_arg.as_str()];
+            v.extend_from_slice(args);
+            run(&v)
+        };
+        vsctl(&["init"])?;
+        let mask = format!("0x{:x}", 1u64 << self.plan.dut_core);
+        let extra = format!("--in-memory --file-prefix={prefix} --no-pci");
+        vsctl(&["set", "Open_vSwitch", ".", "other_config:dpdk-init=true", &format!("other_config:pmd-cpu-mask={mask}"),
+            &format!("other_config:dpdk-lcore-mask=0x{:x}", 1u64 << self.plan.gen_core), "other_config:dpdk-socket-mem=512",
+            &format!("other_config:dpdk-extra={extra}"), &format!("other_config:vhost-sock-dir={}", dir.display())])?;
+        let mut c = Command::new("ovs-vswitchd");
+        c.arg(format!("unix:{}", sock.display())).arg(format!("--pidfile={}", dir.join("vswitchd.pid").display()));
+        c.arg("--unixctl").arg(dir.join("vswitchd.ctl")).arg(format!("--log-file={}", dir.join("vswitchd.log").display()));
+        env(&mut c);
+        let mut v = Proc::spawn("ovs-vswitchd", &mut c, log.clone())?;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) && !std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default().contains("DPDK Enabled") {
+            if let Ok(Some(_)) = v.child.try_wait() {
+                return Err(Failure::Runtime(format!("ovs-vswitchd exited at start; see {}", dir.join("vswitchd.log").display())));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        procs.push(v);
+        // OVS names the socket after the port: create the ports as a and b, then link
+        // them to the paths the generator was given.
+        vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
+        for (n, p) in [("a", sa), ("b", sb)] {
+            vsctl(&["add-port", "br0", n, "--", "set", "Interface", n, "type=dpdkvhostuser", &format!("ofport_request={}", if n == "a" { 1 } else { 2 })])?;
+            let made = dir.join(n);
+            let t0 = Instant::now();
+            while !made.exists() && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::os::unix::fs::symlink(&made, p).map_err(|e| Failure::Runtime(format!("link {}: {e}", p.display())))?;
+        }
+        let ofctl = |args: &[&str]| -> Result<String, Failure> {
+            let mut v = vec!["ovs-ofctl"];
+            v.extend_from_slice(args);
+            run(&v)
+        };
+        let br = format!("unix:{}", dir.join("br0.mgmt").display());
+        ofctl(&["del-flows", &br])?;
+        ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
+        ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
+        Ok(RunningDut { dut: Dut::Ovs, procs, stats_json: None, ctl: None, ovs_dir: Some(dir) })
+    }
+
+    /// Runs the generator once; returns its JSON.
+    fn gen(&mut self, sa: &Path, sb: &Path, extra: &[String]) -> Result<Value, Failure> {
+        let prefix = self.next("gen");
+        let json_path = self.scratch.join(format!("{prefix}.json"));
+        let mut c = Command::new(&self.exe);
+        c.args(["gen", "--port"]).arg(format!("a=vdev:net_virtio_user0,path={},queue_size={QUEUE}", sa.display()));
+        c.arg("--port").arg(format!("b=vdev:net_virtio_user1,path={},queue_size={QUEUE}", sb.display()));
+        c.args(["--core", &self.plan.gen_core.to_string(), "--json"]).arg(&json_path).arg("--quiet");
+        c.args(extra);
+        c.args(["--", "-l", &self.plan.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
+        let log = self.plan.out.join("logs").join(format!("{prefix}.log"));
+        let mut p = Proc::spawn("pmdswitch gen", &mut c, log)?;
+        let st = p.finish(Duration::from_secs(3600));
+        let text = p.text();
+        match st {
+            Some(s) if s.success() => {}
+            _ => return Err(Failure::Runtime(format!("the generator failed: {}", text.lines().last().unwrap_or("no output")))),
+        }
+        let v: Value = std::fs::read_to_string(&json_path).ok().and_then(|t| serde_json::from_str(&t).ok()).ok_or_else(|| Failure::Runtime("the generator wrote no JSON".into()))?;
+        let _ = std::fs::remove_file(&json_path);
+        Ok(v)
+    }
+
+    fn stop_dut(&mut self, mut d: RunningDut) -> Option<Value> {
+        for p in d.procs.iter_mut().rev() {
+            if d.dut == Dut::Testpmd {
+                if let Some(i) = p.child.stdin.as_mut() {
+                    let _ = i.write_all(b"\n");
+                }
+            } else {
+                p.signal("-INT");
+            }
+            p.finish(Duration::from_secs(10));
+        }
+        if let Some(dir) = &d.ovs_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        d.stats_json.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| serde_json::from_str(&t).ok())
+    }
+}
+
+/// pmdswitch's port counters now: [rx a, tx a, rx b, tx b, drops].
+fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
+    let reply = crate::ctl::client(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
+    let v: Value = serde_json::from_str(&reply).ok()?;
+    let g = |p: &str, k: &str| v["ports"][p][k].as_u64();
+    let drops: u64 = ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
+    Some([g("a", "rx_packets")?, g("a", "tx_packets")?, g("b", "rx_packets")?, g("b", "tx_packets")?, drops])
+}
+
+/// One DUT's numbers for one cell in one round.
+#[derive(Debug, Clone, Default)]
+struct Meas {
+    max_mpps: Option<f64>,
+    ndr_mpps: Option<f64>,
+    /// Latency quantiles at max rate: (quantile, ns) points.
+    cdf: Vec<(f64, f64)>,
+    p99_us: Option<f64>,
+    lost: u64,
+}
+
+pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+    let plan = plan(&a)?;
+    let out = plan.out.clone();
+    std::fs::create_dir_all(out.join("logs")).map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", out.display())))?;
+    let scratch = std::env::temp_dir().join(format!("pmdswitch-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", scratch.display())))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::Runtime(format!("cannot find my own executable: {e}")))?;
+    let mut bed = Bed { scratch: scratch.clone(), exe, tag: format!("pmdsb{}", std::process::id()), serial: 0, plan };
+    let r = matrix(&mut bed, &term);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let results = r?;
+    report(&bed.plan, &results, &term)
+}
+
+/// results[round][dut][cell]
+type Results = Vec<Vec<(Dut, Vec<Meas>, CountCheck)>>;
+
+/// Generator port totals against the DUT's own port counters over the same runs (the
+/// max-rate runs; pmdswitch only, read through its control socket before and after).
+#[derive(Debug, Clone, Default)]
+struct CountCheck {
+    /// Sums over runs: [tx a, rx a, tx b, rx b] as the generator counted them.
+    gen: [u64; 4],
+    /// Sums of the DUT's deltas: [rx a, tx a, rx b, tx b, drops].
+    dut: Option<[u64; 5]>,
+}
+
+fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
+    let p = &bed.plan;
+    let (rounds, duts, cells) = (p.rounds, p.duts.clone(), p.cells.clone());
+    let total = rounds * duts.len();
+    let mut results: Results = Vec::new();
+    let mut step = 0;
+    for r in 0..rounds {
+        let mut order = duts.clone();
+        order.rotate_left(r % duts.len());
+        let mut round = Vec::new();
+        for dut in order {
+            if term.load(Ordering::SeqCst) {
+                return Ok(results);
+            }
+            step += 1;
+            println!("bench: round {}/{rounds}: {} ({step}/{total})", r + 1, dut.name());
+            let _ = std::io::stdout().flush();
+            let sa = bed.scratch.join(format!("{}-a.sock", bed.tag));
+            let sb = bed.scratch.join(format!("{}-b.sock", bed.tag));
+            let running = bed.start_dut(dut, &sa, &sb)?;
+            let mut meas = vec![Meas::default(); cells.len()];
+            let mut check = CountCheck::default();
+            let res = (|| -> Result<(), Failure> {
+                for (ci, c) in cells.iter().enumerate() {
+                    if term.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let base = vec!["--frame".to_string(), c.frame.to_string(), "--flows".into(), c.flows.to_string()];
+                    if bed.plan.max {
+                        let mut x = base.clone();
+                        x.extend(["--duration".into(), bed.plan.secs.to_string(), "--warmup".into(), bed.plan.warmup.to_string()]);
+                        let before = dut_counters(&running);
+                        let v = bed.gen(&sa, &sb, &x)?;
+                        if let (Some(b), Some(a)) = (before, dut_counters(&running)) {
+                            let d = check.dut.get_or_insert([0; 5]);
+                            for k in 0..5 {
+                                d[k] += a[k] - b[k];
+                            }
+                        }
+                        let rx: f64 = ["a", "b"].iter().map(|s| v["streams"][s]["rx_pps"].as_f64().unwrap_or(0.0)).sum();
+                        let m = &mut meas[ci];
+                        m.max_mpps = Some(rx / 1e6);
+                        m.lost = v["total"]["lost"].as_u64().unwrap_or(0);
+                        let lat = &v["streams"]["a"]["latency_ns"];
+                        m.p99_us = lat["p99"].as_f64().map(|x| x / 1e3);
+                        m.cdf = lat["cdf"].as_array().map(|a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect()).unwrap_or_default();
+                        for (k, (p, f)) in [("a", "tx_packets"), ("a", "rx_packets"), ("b", "tx_packets"), ("b", "rx_packets")].iter().enumerate() {
+                            check.gen[k] += v["ports"][p][f].as_u64().unwrap_or(0);
+                        }
+                        println!("bench:   {} {}B {} flow(s): max {:.3} Mpps (both directions), lost {}", dut.name(), c.frame, c.flows, rx / 1e6, m.lost);
+                    }
+                    if bed.plan.ndr_frames.contains(&c.frame) && bed.plan.ndr_flows.contains(&c.flows) {
+                        let mut x = base.clone();
+                        x.extend(["--search".into(), "--duration".into(), bed.plan.trial_secs.to_string(), "--warmup".into(), (bed.plan.warmup.min(0.5)).to_string()]);
+                        x.extend(["--resolution-pct".into(), bed.plan.resolution.to_string()]);
+                        let v = bed.gen(&sa, &sb, &x)?;
+                        let s = &v["search"][0];
+                        // Per-port NDR, two ports sending: the loop carries twice that.
+                        let ndr = s["ndr_pps"].as_f64().unwrap_or(0.0) * 2.0 / 1e6;
+                        meas[ci].ndr_mpps = Some(ndr);
+                        println!("bench:   {} {}B {} flow(s): NDR {:.3} Mpps (both directions, {} trials)", dut.name(), c.frame, c.flows, ndr, s["trials"].as_array().map_or(0, |t| t.len()));
+                    }
+                    let _ = std::io::stdout().flush();
+                }
+                Ok(())
+            })();
+            bed.stop_dut(running);
+            res?;
+            round.push((dut, meas, check));
+        }
+        results.push(round);
+    }
+    Ok(results)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure> {
+    let cell_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> Option<f64> {
+        median(results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).filter_map(|x| f(&x.1[ci]))).collect())
+    };
+    // Ratio per round, then the median: the same slow phase hits both numbers of a ratio.
+    let ratio_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> Option<f64> {
+        median(
+            results
+                .iter()
+                .filter_map(|r| {
+                    let a = r.iter().find(|x| x.0 == p.duts[0]).and_then(|x| f(&x.1[ci]))?;
+                    let b = r.iter().find(|x| x.0 == dut).and_then(|x| f(&x.1[ci]))?;
+                    (b > 0.0).then_some(a / b)
+                })
+                .collect(),
+        )
+    };
+    let max_f = |m: &Meas| m.max_mpps;
+    let ndr_f = |m: &Meas| m.ndr_mpps;
+    let mut out = format!(
+        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<10} {:>6} {:>6} {:>10} {:>10} {:>10}",
+        results.len(),
+        p.duts.iter().map(|d| d.name()).collect::<Vec<_>>().join(" vs "),
+        "dut",
+        "frame",
+        "flows",
+        "max Mpps",
+        "NDR Mpps",
+        "p99 us"
+    );
+    if p.duts.len() > 1 {
+        out.push_str(&format!(" {:>12} {:>12}", format!("{}/dut max", p.duts[0].name()), "ndr ratio"));
+    }
+    out.push('\n');
+    let f = |v: Option<f64>, w: usize, prec: usize| v.map_or(format!("{:>w$}", "-"), |x| format!("{x:>w$.prec$}"));
+    let mut cells_json = Vec::new();
+    for &dut in &p.duts {
+        for (ci, c) in p.cells.iter().enumerate() {
+            let (mx, nd, p99) = (cell_of(dut, ci, &max_f), cell_of(dut, ci, &ndr_f), cell_of(dut, ci, &|m: &Meas| m.p99_us));
+            let mut line = format!("{:<10} {:>6} {:>6} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1));
+            let (rm, rn) = if dut != p.duts[0] { (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f)) } else { (None, None) };
+            if p.duts.len() > 1 {
+                line.push_str(&format!(" {} {}", f(rm, 12, 3), f(rn, 12, 3)));
+            }
+            out.push_str(&line);
+            out.push('\n');
+            cells_json.push(json!({
+                "dut": dut.name(), "frame": c.frame, "flows": c.flows,
+                "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99,
+                "ratio_max": rm, "ratio_ndr": rn,
+                "rounds_max_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].max_mpps)).collect::<Vec<_>>(),
+                "rounds_ndr_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].ndr_mpps)).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    // Do the generator's counts add up with the DUT's own (pmdswitch reports them)?
+    let mut checks = Vec::new();
+    for r in results {
+        for (dut, _, c) in r {
+            if let Some([rx_a, tx_a, rx_b, tx_b, drops]) = c.dut {
+                let [g_tx_a, g_rx_a, g_tx_b, g_rx_b] = c.gen;
+                let agree = rx_a == g_tx_a && tx_b == g_rx_b && rx_b == g_tx_b && tx_a == g_rx_a;
+                checks.push(json!({"dut": dut.name(), "gen_tx_a": g_tx_a, "dut_rx_a": rx_a, "gen_rx_b": g_rx_b, "dut_tx_b": tx_b,
+                    "gen_tx_b": g_tx_b, "dut_rx_b": rx_b, "gen_rx_a": g_rx_a, "dut_tx_a": tx_a, "dut_drops": drops, "agree": agree}));
+                out.push_str(&format!(
+                    "counts ({}, max-rate runs): generator tx a {g_tx_a} / DUT rx a {rx_a}; DUT tx b {tx_b} / generator rx b {g_rx_b}; DUT drops {drops}: {}\n",
+                    dut.name(),
+                    if agree { "agree" } else if drops > 0 { "differ by the DUT's counted drops" } else { "DIFFER" }
+                ));
+            }
+        }
+    }
+    print!("{out}");
+    let j = json!({
+        "bench": "pmdswitch bench", "duts": p.duts.iter().map(|d| d.name()).collect::<Vec<_>>(), "rounds": results.len(),
+        "secs": p.secs, "warmup": p.warmup, "ndr_resolution_pct": p.resolution, "cells": cells_json, "count_checks": checks,
+        "interrupted": term.load(Ordering::SeqCst),
+    });
+    let rj = p.out.join("results.json");
+    std::fs::write(&rj, serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", rj.display())))?;
+    // Pictures: throughput by frame size per DUT (first flow count), latency CDF at 64 B.
+    let flows0 = p.cells.first().map(|c| c.flows).unwrap_or(1);
+    let series: Vec<(String, Vec<(f64, f64)>)> = p
+        .duts
+        .iter()
+        .flat_map(|&d| {
+            let max: Vec<(f64, f64)> = p.cells.iter().enumerate().filter(|(_, c)| c.flows == flows0).filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &max_f)?))).collect();
+            let ndr: Vec<(f64, f64)> = p.cells.iter().enumerate().filter(|(_, c)| c.flows == flows0).filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &ndr_f)?))).collect();
+            [(format!("{} max", d.name()), max), (format!("{} NDR", d.name()), ndr)]
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let tp = p.out.join("throughput.svg");
+    plot::lines(&tp, &format!("Throughput by frame size ({flows0} flow(s)), Mpps", ), "frame size, bytes", "Mpps (both directions)", &series, false)
+        .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", tp.display())))?;
+    let cdfs: Vec<(String, Vec<(f64, f64)>)> = p
+        .duts
+        .iter()
+        .filter_map(|&d| {
+            let ci = p.cells.iter().position(|c| c.frame == p.cells[0].frame && c.flows == flows0)?;
+            let m = results.iter().rev().flat_map(|r| r.iter().filter(|x| x.0 == d)).next()?;
+            let pts: Vec<(f64, f64)> = m.1[ci].cdf.iter().map(|&(q, ns)| (ns / 1e3, q)).collect();
+            (!pts.is_empty()).then(|| (d.name().to_string(), pts))
+        })
+        .collect();
+    let lp = p.out.join("latency.svg");
+    plot::lines(&lp, &format!("Latency CDF at max rate, {} B, {flows0} flow(s)", p.cells.first().map_or(64, |c| c.frame)), "latency, us (log)", "fraction of packets", &cdfs, true)
+        .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", lp.display())))?;
+    println!("bench: wrote {}, {}, {}", rj.display(), tp.display(), lp.display());
+    Ok(())
+}

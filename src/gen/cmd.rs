@@ -1,0 +1,626 @@
+//! `pmdswitch gen`: a DPDK process of its own that sends stamped Ethernet/IPv4/UDP traffic
+//! on its ports and accounts for every packet that comes back (see `engine`), or runs an
+//! RFC 2544 throughput search (`--search`, see `search`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::app::{self, Failure};
+use crate::dpdk::ethdev::{self, EthConfig, EthPort};
+use crate::dpdk::mempool::Mempool;
+use crate::gen::engine::{Engine, GenPort, PhaseCfg, PhaseResult};
+use crate::gen::packet::{self, FlowSpec, Sizes};
+use crate::gen::search::{self, SearchParams, Trial};
+use crate::preflight;
+use crate::spec::{self, PortSpec};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenArgs {
+    /// A port, NAME=SPEC with SPEC vdev:DRIVER[,ARGS] or pci:ADDR — typically
+    /// vdev:net_virtio_user0,path=SOCK to stand where a VM stands. Repeat for more.
+    #[arg(long = "port", value_name = "NAME=SPEC")]
+    pub ports: Vec<String>,
+
+    /// Ports that transmit, e.g. a or a,b [default: all]; every port receives.
+    #[arg(long, value_name = "LIST")]
+    pub tx: Option<String>,
+
+    /// The core the generator's poll loop runs on [default: the first CPU that is not
+    /// the main core].
+    #[arg(long, value_name = "CPU")]
+    pub core: Option<usize>,
+
+    /// Frame size(s) with FCS as in RFC 2544: 64, a list 64,512,1518 (cycled), or imix
+    /// (7:4:1 of 64/570/1518) [default: 64]. With --search, each listed size is searched.
+    #[arg(long, value_name = "SIZES")]
+    pub frame: Option<String>,
+
+    /// Flows per port: source IPv4 address and UDP source port vary [default: 1].
+    #[arg(long)]
+    pub flows: Option<u32>,
+
+    /// Source MAC addresses per port, cycled over the flows (a learning bridge's table
+    /// load) [default: 1].
+    #[arg(long)]
+    pub macs: Option<u32>,
+
+    /// Destination MAC for every frame [default: the next port's source MACs].
+    #[arg(long, value_name = "MAC")]
+    pub dst_mac: Option<String>,
+
+    /// Rate per transmitting port: max, or e.g. 2Mpps, 500kpps, 800Mbit (L2), 1Gbit@l1
+    /// (with preamble and gap) [default: max].
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+
+    /// Measured seconds [default: 10 (search: the trial length)].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Stop after this many measured packets per port.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Seconds of traffic before measuring, excluded from results [default: 1].
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
+
+    /// Record the latency of one packet in N [default: 1 = every packet].
+    #[arg(long, value_name = "N")]
+    pub latency_every: Option<u32>,
+
+    /// Packets per burst (1-256) [default: 32].
+    #[arg(long)]
+    pub burst: Option<usize>,
+
+    /// Rx and tx descriptors per queue [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub ring_size: Option<u16>,
+
+    /// Write results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// RFC 2544 throughput search (binary search for the highest rate with loss within
+    /// --ndr-loss, then --pdr-loss), then latency at the rate found.
+    #[arg(long)]
+    pub search: bool,
+
+    /// Search: stop when the bracket is within this percentage of the rate [default: 1].
+    #[arg(long, value_name = "PCT")]
+    pub resolution_pct: Option<f64>,
+
+    /// Search: loss allowed for NDR, percent [default: 0].
+    #[arg(long, value_name = "PCT")]
+    pub ndr_loss_pct: Option<f64>,
+
+    /// Search: loss allowed for PDR, percent [default: 0.1].
+    #[arg(long, value_name = "PCT")]
+    pub pdr_loss_pct: Option<f64>,
+
+    /// Search: most trials per frame size [default: 16].
+    #[arg(long)]
+    pub max_trials: Option<usize>,
+
+    /// No progress lines (results only).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Show DPDK's own log lines.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// EAL arguments after `--` (defaults as for `run`, file prefix pmdswitch-gen-PID).
+    #[arg(last = true, value_name = "EAL ARGS")]
+    pub eal: Vec<String>,
+}
+
+/// A rate as the user wrote it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Max,
+    Pps(f64),
+    /// Bits per second; `l1` counts preamble, start delimiter and inter-frame gap.
+    Bits { bps: f64, l1: bool },
+}
+
+impl Rate {
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "max" {
+            return Ok(Rate::Max);
+        }
+        let bad = || format!("--rate '{s}' is not a rate: use max, 2Mpps, 500kpps, 800Mbit or 1Gbit@l1");
+        let (t, l1) = match t.strip_suffix("@l1") {
+            Some(x) => (x.to_string(), true),
+            None => (t.trim_end_matches("@l2").to_string(), false),
+        };
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let (mult, bits) = match unit {
+            "" | "pps" => (1.0, false),
+            "kpps" => (1e3, false),
+            "mpps" => (1e6, false),
+            "gpps" => (1e9, false),
+            "bit" | "bps" => (1.0, true),
+            "kbit" | "kbps" => (1e3, true),
+            "mbit" | "mbps" => (1e6, true),
+            "gbit" | "gbps" => (1e9, true),
+            _ => return Err(bad()),
+        };
+        if !(v.is_finite() && v > 0.0) || (l1 && !bits) {
+            return Err(bad());
+        }
+        Ok(if bits { Rate::Bits { bps: v * mult, l1 } } else { Rate::Pps(v * mult) })
+    }
+
+    /// Packets per second for a mean frame size (bytes with FCS).
+    pub fn pps(&self, mean_frame: f64) -> Option<f64> {
+        match *self {
+            Rate::Max => None,
+            Rate::Pps(p) => Some(p),
+            Rate::Bits { bps, l1 } => Some(bps / ((mean_frame + if l1 { 20.0 } else { 0.0 }) * 8.0)),
+        }
+    }
+}
+
+/// Everything checked before DPDK starts.
+struct GenPlan {
+    names: Vec<String>,
+    devs: Vec<(String, bool)>,
+    sends: Vec<bool>,
+    sizes: Sizes,
+    flows: u32,
+    macs: u32,
+    dst: Option<[u8; 6]>,
+    rate: Rate,
+    core: usize,
+    eal: Vec<String>,
+    own_prefix: Option<String>,
+}
+
+fn usage<T>(m: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure::Usage(m.into()))
+}
+
+fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
+    let mut defs = Vec::new();
+    for p in &a.ports {
+        let d = spec::parse_port(p).map_err(Failure::Usage)?;
+        if defs.iter().any(|q: &spec::PortDef| q.name == d.name) {
+            return usage(format!("port '{}' is named twice: give each --port a unique name", d.name));
+        }
+        match &d.spec {
+            PortSpec::Vdev(_) | PortSpec::Pci(_) => {}
+            _ => return usage(format!("port '{}': gen ports are DPDK ethdevs: to stand where a VM stands on a vhost-user socket use vdev:net_virtio_userN,path=SOCK", d.name)),
+        }
+        if let PortSpec::Pci(addr) = &d.spec {
+            preflight::check_pci(&d.name, addr).map_err(Failure::Usage)?;
+        }
+        defs.push(d);
+    }
+    if defs.is_empty() {
+        return usage("no ports: add --port NAME=vdev:net_virtio_user0,path=SOCK (one per vhost-user socket of the switch)");
+    }
+    let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    let sends = match &a.tx {
+        None => vec![true; names.len()],
+        Some(list) => {
+            let mut s = vec![false; names.len()];
+            for n in list.split(',') {
+                let i = names.iter().position(|x| x == n).ok_or_else(|| Failure::Usage(format!("--tx names unknown port '{n}': use one of {}", names.join(","))))?;
+                s[i] = true;
+            }
+            s
+        }
+    };
+    let sizes = packet::parse_sizes(a.frame.as_deref().unwrap_or("64")).map_err(Failure::Usage)?;
+    let flows = a.flows.unwrap_or(1);
+    if flows == 0 || flows as u64 * names.len() as u64 > packet::MAX_FLOWS as u64 {
+        return usage(format!("--flows {flows} is out of range: use 1 to {} with {} port(s)", packet::MAX_FLOWS as usize / names.len(), names.len()));
+    }
+    let macs = a.macs.unwrap_or(1);
+    if macs == 0 || macs > 1 << 20 {
+        return usage(format!("--macs {macs} is out of range: use 1 to 1048576"));
+    }
+    let dst = a.dst_mac.as_deref().map(parse_mac).transpose().map_err(Failure::Usage)?;
+    let rate = Rate::parse(a.rate.as_deref().unwrap_or("max")).map_err(Failure::Usage)?;
+    let secs_ok = |v: Option<f64>, zero_ok: bool| v.is_none_or(|v| v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v < 1e6);
+    if !secs_ok(a.duration, false) || !secs_ok(a.warmup, true) {
+        return usage("--duration and --warmup take a number of seconds (duration > 0, warm-up >= 0)");
+    }
+    if a.burst.is_some_and(|b| b == 0 || b > 256) {
+        return usage("--burst is out of range: use 1 to 256");
+    }
+    if a.latency_every == Some(0) {
+        return usage("--latency-every 0: use 1 (every packet) or more");
+    }
+    for (flag, v) in [("--resolution-pct", a.resolution_pct), ("--ndr-loss-pct", a.ndr_loss_pct), ("--pdr-loss-pct", a.pdr_loss_pct)] {
+        if v.is_some_and(|v| !(v.is_finite() && (0.0..100.0).contains(&v))) {
+            return usage(format!("{flag} takes a percentage from 0 to 100"));
+        }
+    }
+    if a.resolution_pct == Some(0.0) {
+        return usage("--resolution-pct 0 would never converge: use e.g. 1 or 0.5");
+    }
+    let allowed = preflight::allowed_cpus();
+    let main_core = preflight::main_core_from_eal(&a.eal).unwrap_or_else(|| allowed.first().copied().unwrap_or(0));
+    let core = match a.core {
+        Some(c) => c,
+        None => allowed.iter().copied().find(|&c| c != main_core).unwrap_or(main_core),
+    };
+    if !allowed.contains(&core) {
+        return usage(format!("--core {core} is not a usable CPU here (usable: {}): pick one of them", allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")));
+    }
+    let (eal, own_prefix) = app::eal_defaults("pmdswitch-gen", &a.eal, &defs, main_core);
+    if !preflight::has_flag(&a.eal, &["--no-huge"]) && preflight::free_hugepages() == 0 {
+        return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
+    }
+    let devs = defs
+        .iter()
+        .map(|d| match &d.spec {
+            PortSpec::Vdev(x) => (x.clone(), false),
+            PortSpec::Pci(x) => (x.clone(), true),
+            _ => unreachable!("checked above"),
+        })
+        .collect();
+    Ok(GenPlan { names, devs, sends, sizes, flows, macs, dst, rate, core, eal, own_prefix })
+}
+
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.is_empty() || p.len() > 2 {
+            return Err(bad());
+        }
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(m)
+}
+
+/// The flow spec of port `i` of `n`: its own source MACs and IPv4 block; destination MACs
+/// are the next port's source MACs unless fixed.
+fn port_spec(i: usize, n: usize, flows: u32, macs: u32, dst: Option<[u8; 6]>) -> (FlowSpec, Option<FlowSpec>) {
+    let mk = |i: usize| FlowSpec {
+        src_mac: [0x02, 0x00, 0x00, (i + 1) as u8, 0x00, 0x00],
+        src_ip: [10, i as u8, 0, 1],
+        dst_ip: [10, ((i + 1) % n) as u8, 0, 1],
+        flows,
+        macs,
+        ..FlowSpec::default()
+    };
+    let mut s = mk(i);
+    let peer = mk((i + 1) % n);
+    match dst {
+        Some(d) => {
+            s.dst_mac = d;
+            (s, None)
+        }
+        None => {
+            s.dst_mac = peer.src_mac;
+            (s, Some(peer))
+        }
+    }
+}
+
+pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+    let p = plan(&a)?;
+    let (eal, capture) = app::start_eal(&p.eal, p.own_prefix.as_deref(), a.verbose)?;
+    let rt = Failure::Runtime;
+    let tsc_hz = eal.tsc_hz();
+    let ring = a.ring_size.unwrap_or(1024).max(64);
+    let burst = a.burst.unwrap_or(32);
+    let pattern = p.sizes.pattern();
+    let max_frame = *pattern.iter().max().unwrap_or(&64);
+    // Descriptors of both rings per port, a burst pending per port, caches: l2fwd's formula.
+    let need = p.names.len() as u32 * (2 * ring as u32 + 2 * burst as u32) + 2 * 512 + 1024;
+    let n_mbufs = (need * 2).max(8192).next_power_of_two() - 1;
+    let room = (max_frame.max(2048) + 128) as u16;
+    let pool = Arc::new(Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, 256, room, -1).map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?);
+
+    let mut ports = Vec::new();
+    let mut eth = Vec::new();
+    for (i, (name, (dev, pci))) in p.names.iter().zip(&p.devs).enumerate() {
+        let id = ethdev::probe(dev, *pci).map_err(|e| {
+            rt(if dev.starts_with("net_virtio_user") {
+                format!("port '{name}': cannot attach {dev} ({e}): is a switch serving that vhost-user socket (pmdswitch run --port X=vhost-server:PATH)?")
+            } else {
+                format!("port '{name}': DPDK could not create '{dev}' ({e}): check the driver name and its arguments")
+            })
+        })?;
+        let cfg = EthConfig { n_rxq: 1, n_txq: 1, rx_desc: ring, tx_desc: ring, rx_intr: false };
+        let (port, mut rxqs, mut txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
+        port.start().map_err(|e| rt(format!("port '{name}': {e}")))?;
+        let (spec, peer) = port_spec(i, p.names.len(), p.flows, p.macs, p.dst);
+        ports.push(GenPort { name: name.clone(), rx: rxqs.pop().expect("one rx queue"), tx: txqs.pop().expect("one tx queue"), sends: p.sends[i], spec, peer });
+        eth.push(port);
+    }
+    if let Some(c) = capture {
+        c.finish();
+    }
+    let engine = Engine::new(ports, pool.clone(), burst, pattern.clone(), p.flows, a.latency_every.unwrap_or(1), tsc_hz);
+    let live = engine.live.clone();
+    let warmup = a.warmup.unwrap_or(1.0);
+    let duration = a.duration.unwrap_or(10.0);
+    let sending = p.sends.iter().filter(|s| **s).count().max(1);
+    let core = p.core;
+    let quiet = a.quiet;
+    let names = p.names.clone();
+
+    // The poll loop runs on its own pinned thread; this one prints progress.
+    let stop = term.clone();
+    let sizes = p.sizes.clone();
+    let rate = p.rate;
+    let args = a.clone();
+    let worker = std::thread::Builder::new()
+        .name(format!("gen-c{core}"))
+        .spawn(move || {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                eprintln!("pmdswitch gen: could not pin to core {core}; running unpinned");
+            }
+            let _ = crate::dpdk::eal::thread_register();
+            let mut engine = engine;
+            let out = if args.search { Outcome::Search(search_all(&mut engine, &args, &sizes, &stop, sending)) } else {
+                let cfg = PhaseCfg { rate_pps: rate.pps(sizes.mean_frame()), warmup_s: warmup, duration_s: duration, count: args.count.unwrap_or(0), drain_quiet_ms: 250 };
+                Outcome::Run(Box::new(engine.run(&cfg, &stop)))
+            };
+            crate::dpdk::eal::thread_unregister();
+            out
+        })
+        .map_err(|e| rt(format!("cannot start the generator thread: {e}")))?;
+
+    let start = Instant::now();
+    let (mut last_tx, mut last_rx, mut last_t) = (0u64, 0u64, Instant::now());
+    while !worker.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        if quiet || last_t.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let (tx, rx) = (live.tx.load(Ordering::Relaxed), live.rx.load(Ordering::Relaxed));
+        let dt = last_t.elapsed().as_secs_f64();
+        let phase = ["idle", "warm-up", "measure", "drain"][live.phase.load(Ordering::Relaxed).min(3) as usize];
+        let (dtx, drx) = (tx.wrapping_sub(last_tx), rx.wrapping_sub(last_rx));
+        let loss = if tx > 0 { tx.saturating_sub(rx) as f64 / tx as f64 * 100.0 } else { 0.0 };
+        println!(
+            "gen {:>6.1}s {:<8} tx {:>8.3} Mpps  rx {:>8.3} Mpps  in flight/lost {:>7.3}%  p99 {:>9.1} us",
+            start.elapsed().as_secs_f64(),
+            phase,
+            dtx as f64 / dt / 1e6,
+            drx as f64 / dt / 1e6,
+            loss,
+            live.p99_ns.load(Ordering::Relaxed) as f64 / 1e3
+        );
+        let _ = std::io::stdout().flush();
+        (last_tx, last_rx, last_t) = (tx, rx, Instant::now());
+    }
+    let out = worker.join().map_err(|_| rt("the generator thread panicked".into()))?;
+    let report = match &out {
+        Outcome::Run(r) => {
+            print_run(&names, r, &p, rate_label(a.rate.as_deref()), tsc_hz, core);
+            run_json(&names, r, &p, tsc_hz)
+        }
+        Outcome::Search(s) => {
+            print_search(s);
+            json!({ "search": s.iter().map(SizeSearch::json).collect::<Vec<_>>(), "ports": names })
+        }
+    };
+    for port in &eth {
+        port.stop();
+    }
+    drop(eth);
+    drop(pool);
+    drop(eal);
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").map_err(|e| rt(format!("cannot write --json {}: {e}", path.display())))?;
+    }
+    if term.load(Ordering::SeqCst) {
+        println!("gen: interrupted: results cover the time until Ctrl-C");
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Run(Box<PhaseResult>),
+    Search(Vec<SizeSearch>),
+}
+
+fn rate_label(r: Option<&str>) -> String {
+    r.unwrap_or("max").to_string()
+}
+
+const CDF_POINTS: [f64; 22] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+/// Latency percentiles in ns, as JSON.
+fn latency_json(h: &hdrhistogram::Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({ "count": 0 });
+    }
+    json!({
+        "count": h.len(), "min": h.min(), "mean": h.mean(),
+        "p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99),
+        "p99_9": h.value_at_quantile(0.999), "p99_99": h.value_at_quantile(0.9999), "max": h.max(),
+        // For CDF pictures: (quantile, ns), denser towards the tail.
+        "cdf": CDF_POINTS.iter().map(|&q| json!([q, h.value_at_quantile(q)])).collect::<Vec<_>>(),
+    })
+}
+
+fn run_json(names: &[String], r: &PhaseResult, p: &GenPlan, tsc_hz: u64) -> Value {
+    let mut streams = serde_json::Map::new();
+    for (i, s) in r.streams.iter().enumerate() {
+        let Some(s) = s else { continue };
+        let pps = if s.tx_secs > 0.0 { s.tx as f64 / s.tx_secs } else { 0.0 };
+        streams.insert(
+            names[i].clone(),
+            json!({
+                "tx": s.tx, "rx": s.rx, "lost": s.lost, "duplicates": s.duplicates, "reordered": s.reordered,
+                "loss_pct": if s.tx > 0 { s.lost as f64 * 100.0 / s.tx as f64 } else { 0.0 },
+                "tx_pps": pps, "rx_pps": if s.tx_secs > 0.0 { s.rx as f64 / s.tx_secs } else { 0.0 },
+                "tx_bytes": s.tx_bytes, "secs": s.tx_secs,
+                "latency_ns": latency_json(&s.latency),
+            }),
+        );
+    }
+    let mut ports = serde_json::Map::new();
+    for (i, t) in r.ports.iter().enumerate() {
+        ports.insert(
+            names[i].clone(),
+            json!({
+                "tx_packets": t.tx_packets, "tx_bytes": t.tx_bytes, "rx_packets": t.rx_packets, "rx_bytes": t.rx_bytes,
+                "rx_foreign": t.rx_foreign, "rx_warmup": t.rx_warmup, "alloc_fail": t.alloc_fail,
+            }),
+        );
+    }
+    let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
+    json!({
+        "frame": p.sizes.pattern(), "flows": p.flows, "macs": p.macs,
+        "streams": streams, "ports": ports,
+        "total": { "tx": r.total_tx(), "rx": r.total_rx(), "lost": r.streams.iter().flatten().map(|s| s.lost).sum::<u64>() },
+        "generator": { "core": p.core, "busy_cycles": r.busy_cycles, "idle_cycles": r.idle_cycles, "busy_fraction": r.busy_cycles as f64 / total, "tsc_hz": tsc_hz },
+        "bad_latency": r.bad_latency, "interrupted": r.interrupted,
+    })
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e3)
+}
+
+fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: String, _tsc_hz: u64, core: usize) {
+    let mut out = format!(
+        "=== pmdswitch gen: frames {:?}, {} flow(s)/port, rate {rate}\n{:<8} {:>12} {:>12} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        p.sizes.pattern(), p.flows, "stream", "tx", "rx", "lost", "loss%", "dup", "reord", "tx Mpps", "rx Mpps", "p50 us", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    for (i, s) in r.streams.iter().enumerate() {
+        let Some(s) = s else { continue };
+        let h = &s.latency;
+        let q = |x: f64| if h.is_empty() { "-".to_string() } else { us(h.value_at_quantile(x)) };
+        let secs = s.tx_secs.max(1e-9);
+        out.push_str(&format!(
+            "{:<8} {:>12} {:>12} {:>10} {:>8.4} {:>6} {:>6} {:>9.3} {:>9.3} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            names[i], s.tx, s.rx, s.lost, if s.tx > 0 { s.lost as f64 * 100.0 / s.tx as f64 } else { 0.0 }, s.duplicates, s.reordered,
+            s.tx as f64 / secs / 1e6, s.rx as f64 / secs / 1e6, q(0.5), q(0.9), q(0.99), q(0.999), q(0.9999), if h.is_empty() { "-".into() } else { us(h.max()) }
+        ));
+    }
+    for (i, t) in r.ports.iter().enumerate() {
+        out.push_str(&format!(
+            "port {:<8} tx {:>12} rx {:>12} (with warm-up; foreign {}, warm-up rx {}, alloc waits {})\n",
+            names[i], t.tx_packets, t.rx_packets, t.rx_foreign, t.rx_warmup, t.alloc_fail
+        ));
+    }
+    let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
+    out.push_str(&format!("generator core {core}: busy {:.1}%, idle {:.1}%\n", r.busy_cycles as f64 * 100.0 / total, r.idle_cycles as f64 * 100.0 / total));
+    if r.bad_latency > 0 {
+        out.push_str(&format!("warning: {} latency samples were negative and left out\n", r.bad_latency));
+    }
+    print!("{out}");
+}
+
+/// One frame size's search and the latency at the rate found.
+pub struct SizeSearch {
+    pub frame: String,
+    pub result: search::SearchResult,
+    pub latency: Option<PhaseResult>,
+    pub mean_frame: f64,
+}
+
+impl SizeSearch {
+    fn json(&self) -> Value {
+        let lat = self.latency.as_ref().map(|l| {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+            for s in l.streams.iter().flatten() {
+                let _ = h.add(&s.latency);
+            }
+            latency_json(&h)
+        });
+        json!({
+            "frame": self.frame, "mean_frame": self.mean_frame,
+            "ndr_pps": self.result.ndr_pps, "pdr_pps": self.result.pdr_pps,
+            "ndr_mbps_l1": self.result.ndr_pps * (self.mean_frame + 20.0) * 8.0 / 1e6,
+            "converged": self.result.converged, "sender_limited": self.result.sender_limited,
+            "trials": self.result.trials.iter().map(|t| json!({"rate_pps": t.rate_pps, "achieved_pps": t.achieved_pps, "tx": t.tx, "rx": t.rx, "loss": t.loss()})).collect::<Vec<_>>(),
+            "latency_at_ndr_ns": lat,
+        })
+    }
+}
+
+fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool, sending: usize) -> Vec<SizeSearch> {
+    let groups: Vec<(String, Vec<usize>)> = match sizes {
+        Sizes::Imix => vec![("imix".into(), sizes.pattern())],
+        _ => sizes.pattern().into_iter().map(|s| (s.to_string(), vec![s])).collect(),
+    };
+    let trial_secs = a.duration.unwrap_or(10.0);
+    let warmup = a.warmup.unwrap_or(1.0);
+    let mut out = Vec::new();
+    for (label, pat) in groups {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        engine.set_pattern(pat.clone());
+        let mean = pat.iter().sum::<usize>() as f64 / pat.len() as f64;
+        // The upper bound: what the generator achieves at full speed in this loop.
+        let cfg = |rate: Option<f64>| PhaseCfg { rate_pps: rate, warmup_s: warmup, duration_s: trial_secs, count: 0, drain_quiet_ms: 250 };
+        let full = engine.run(&cfg(None), stop);
+        let hi = full.achieved_pps();
+        let hi = if hi.is_finite() && hi > 0.0 { hi } else { 1e6 };
+        println!("gen search {label} B: full speed offers {:.3} Mpps per port; searching", hi / 1e6);
+        let params = SearchParams {
+            lo_pps: hi * 0.01,
+            hi_pps: hi,
+            resolution: a.resolution_pct.unwrap_or(1.0) / 100.0,
+            ndr_loss: a.ndr_loss_pct.unwrap_or(0.0) / 100.0,
+            pdr_loss: a.pdr_loss_pct.unwrap_or(0.1) / 100.0,
+            max_trials: a.max_trials.unwrap_or(16),
+        };
+        let result = search::search(&params, |rate| {
+            if stop.load(Ordering::Relaxed) {
+                return Trial { rate_pps: rate, tx: 0, rx: 0, achieved_pps: 0.0 };
+            }
+            let r = engine.run(&cfg(Some(rate)), stop);
+            let t = Trial { rate_pps: rate, tx: r.total_tx(), rx: r.total_rx(), achieved_pps: r.achieved_pps() };
+            println!("gen search {label} B: trial {:.3} Mpps/port -> loss {:.4}% (achieved {:.3})", rate / 1e6, t.loss() * 100.0, t.achieved_pps / 1e6);
+            let _ = std::io::stdout().flush();
+            t
+        });
+        let latency = if result.ndr_pps > 0.0 && !stop.load(Ordering::Relaxed) { Some(engine.run(&cfg(Some(result.ndr_pps)), stop)) } else { None };
+        let _ = sending;
+        out.push(SizeSearch { frame: label, result, latency, mean_frame: mean });
+    }
+    out
+}
+
+fn print_search(s: &[SizeSearch]) {
+    let mut out = format!("=== RFC 2544 throughput (per port)\n{:<8} {:>10} {:>10} {:>12} {:>7} {:>10} {:>10} {:>10}\n", "frame", "NDR Mpps", "PDR Mpps", "NDR Mbit L1", "trials", "p50 us", "p99 us", "max us");
+    for x in s {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+        if let Some(l) = &x.latency {
+            for st in l.streams.iter().flatten() {
+                let _ = h.add(&st.latency);
+            }
+        }
+        let q = |v: f64| if h.is_empty() { "-".to_string() } else { us(h.value_at_quantile(v)) };
+        out.push_str(&format!(
+            "{:<8} {:>10.3} {:>10.3} {:>12.1} {:>7} {:>10} {:>10} {:>10}{}\n",
+            x.frame,
+            x.result.ndr_pps / 1e6,
+            x.result.pdr_pps / 1e6,
+            x.result.ndr_pps * (x.mean_frame + 20.0) * 8.0 / 1e6,
+            x.result.trials.len(),
+            q(0.5),
+            q(0.99),
+            if h.is_empty() { "-".into() } else { us(h.max()) },
+            if x.result.sender_limited { "  (generator-limited)" } else if !x.result.converged { "  (not converged)" } else { "" }
+        ));
+    }
+    print!("{out}");
+}

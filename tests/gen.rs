@@ -1,0 +1,163 @@
+//! `pmdswitch gen` against `pmdswitch run`: the generator's counts must equal the
+//! switch's own, its latency histogram must hold exactly the packets it timestamped, and
+//! `pmdswitch bench` must produce its table, JSON and pictures and leave nothing behind.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Runs `pmdswitch gen` with two virtio-user ports on the switch's sockets; returns its
+/// JSON and stdout.
+fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let json = s.path("gen.json");
+    let o = Command::new(bin())
+        .args(["gen", "--port", &format!("a=vdev:net_virtio_user0,path={sa}"), "--port", &format!("b=vdev:net_virtio_user1,path={sb}")])
+        .args(["--core", "0", "--json"])
+        .arg(&json)
+        .args(args)
+        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gen"))])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn gen");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "gen failed: {}\n{out}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert_no_leftovers(&s.prefix("gen"));
+    (serde_json::from_str(&std::fs::read_to_string(&json).expect("gen JSON")).expect("valid JSON"), out)
+}
+
+fn dut(s: &Scratch, sa: &str, sb: &str) -> Pmds {
+    Pmds::start(s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"])
+}
+
+#[test]
+fn gen_counts_equal_switch_counts() {
+    require_bed();
+    let s = Scratch::new("gencount");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let d = dut(&s, &sa, &sb);
+    // A paced rate the shared host always sustains, so the run has no drops: then every
+    // count must agree exactly.
+    let (g, out) = gen(&s, &sa, &sb, &["--rate", "200kpps", "--duration", "2", "--warmup", "0.5", "--flows", "16", "--frame", "64,512,1518"]);
+    let (st, _, j, text) = d.stop();
+    assert!(st.success(), "{text}");
+    assert_no_leak(&j);
+    assert!(out.contains("=== pmdswitch gen"), "no final table:\n{out}");
+    for p in ["a", "b"] {
+        assert_eq!(drops(&j, p), 0, "the switch dropped: {j}");
+    }
+    // Port totals (warm-up included) against the switch's own counters.
+    let gp = |p: &str, k: &str| g["ports"][p][k].as_u64().unwrap();
+    assert_eq!(gp("a", "tx_packets"), port(&j, "a", "rx_packets"));
+    assert_eq!(gp("b", "tx_packets"), port(&j, "b", "rx_packets"));
+    assert_eq!(port(&j, "b", "tx_packets"), gp("b", "rx_packets"));
+    assert_eq!(port(&j, "a", "tx_packets"), gp("a", "rx_packets"));
+    assert_eq!(gp("a", "tx_bytes"), port(&j, "a", "rx_bytes"));
+    assert_eq!(gp("a", "rx_foreign") + gp("b", "rx_foreign"), 0);
+    for p in ["a", "b"] {
+        let st = &g["streams"][p];
+        let (tx, rx) = (st["tx"].as_u64().unwrap(), st["rx"].as_u64().unwrap());
+        // 2 s at 200 kpps; the pacing may end a burst early or late.
+        assert!((390_000..=410_000).contains(&tx), "stream {p}: tx {tx}");
+        assert_eq!(rx, tx, "stream {p}: every measured packet came back");
+        assert_eq!(st["lost"].as_u64(), Some(0));
+        assert_eq!(st["duplicates"].as_u64(), Some(0));
+        let lat = &st["latency_ns"];
+        // One timestamped packet, one histogram entry.
+        assert_eq!(lat["count"].as_u64(), Some(rx), "histogram count != timestamped rx: {lat}");
+        let (min, max) = (lat["min"].as_u64().unwrap(), lat["max"].as_u64().unwrap());
+        assert!(min > 0 && min <= lat["p50"].as_u64().unwrap() && max < 1_000_000_000, "absurd latency: {lat}");
+    }
+    assert_eq!(g["bad_latency"].as_u64(), Some(0));
+    // Warm-up packets were received but kept out of the streams.
+    assert!(gp("a", "rx_warmup") > 0);
+    assert_eq!(gp("b", "rx_packets"), gp("b", "rx_warmup") + g["streams"]["a"]["rx"].as_u64().unwrap());
+}
+
+#[test]
+fn gen_count_and_search() {
+    require_bed();
+    let s = Scratch::new("gensearch");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let d = dut(&s, &sa, &sb);
+    let (g, _) = gen(&s, &sa, &sb, &["--count", "50000", "--tx", "a", "--warmup", "0", "--duration", "30", "--rate", "1Mpps"]);
+    assert_eq!(g["streams"]["a"]["tx"].as_u64(), Some(50_000), "{g}");
+    assert!(g["streams"].get("b").is_none(), "b does not send: {g}");
+    assert_eq!(g["ports"]["b"]["tx_packets"].as_u64(), Some(0));
+    // A short search: a converged NDR, never above what the sender offered at full speed.
+    let (g, out) = gen(&s, &sa, &sb, &["--search", "--duration", "0.3", "--warmup", "0.2", "--resolution-pct", "10", "--frame", "64"]);
+    let r = &g["search"][0];
+    let ndr = r["ndr_pps"].as_f64().unwrap();
+    assert!(ndr > 10_000.0, "NDR {ndr}:\n{out}");
+    assert!(r["pdr_pps"].as_f64().unwrap() >= ndr);
+    let trials = r["trials"].as_array().unwrap();
+    assert!(!trials.is_empty() && trials.len() <= 16);
+    // Each trial's tx/rx are real counts and the NDR trial lost nothing.
+    assert!(trials.iter().any(|t| (t["rate_pps"].as_f64().unwrap() - ndr).abs() < 1.0 && t["rx"] == t["tx"]), "{r}");
+    assert!(r["latency_at_ndr_ns"]["count"].as_u64().unwrap() > 0);
+    assert!(out.contains("RFC 2544"), "{out}");
+    let (st, _, j, _) = d.stop();
+    assert!(st.success());
+    assert_no_leak(&j);
+}
+
+#[test]
+fn gen_bad_input_is_one_line() {
+    let s = Scratch::new("genbad");
+    let sock = s.sock("none.sock");
+    let cases: Vec<(Vec<String>, &str, i32)> = vec![
+        (vec!["--port".into(), "a=vdev:net_null0".into(), "--rate".into(), "fast".into()], "--rate 'fast' is not a rate", 2),
+        (vec!["--port".into(), format!("a=vhost-server:{sock}")], "gen ports are DPDK ethdevs", 2),
+        (vec!["--port".into(), "a=vdev:net_null0".into(), "--frame".into(), "40".into()], "out of range", 2),
+        (vec!["--port".into(), "a=vdev:net_null0".into(), "--flows".into(), "0".into()], "--flows 0 is out of range", 2),
+        (vec!["--port".into(), "a=vdev:net_null0".into(), "--dst-mac".into(), "01:02".into()], "not six hex bytes", 2),
+        (vec![], "no ports", 2),
+        (vec!["--port".into(), format!("a=vdev:net_virtio_user0,path={sock}")], "is a switch serving that vhost-user socket", 1),
+    ];
+    for (args, want, code) in cases {
+        let prefix = s.prefix(&format!("g{code}"));
+        let mut all: Vec<String> = vec!["gen".into(), "--duration".into(), "0.2".into()];
+        all.extend(args.iter().cloned());
+        all.extend(["--".into(), format!("--file-prefix={prefix}")]);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (rc, _, err) = run_once(&refs);
+        assert_eq!(rc, code, "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: not one line:\n{err}");
+        assert!(lines[0].contains(want), "{args:?}: {err}");
+        assert_no_leftovers(&prefix);
+    }
+}
+
+#[test]
+fn bench_quick_writes_results_and_cleans_up() {
+    require_bed();
+    let s = Scratch::new("bench");
+    let out = s.path("out");
+    let o = Command::new(bin())
+        .args(["bench", "--frames", "64,1518", "--flows", "1", "--secs", "0.5", "--warmup", "0.3", "--resolution-pct", "10", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn bench");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "bench failed:\n{text}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("=== pmdswitch bench") && text.contains("agree"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cells = j["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        assert!(c["max_mpps"].as_f64().unwrap() > 0.0 && c["ndr_mpps"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    assert!(j["count_checks"].as_array().unwrap().iter().all(|c| c["agree"] == true || c["dut_drops"].as_u64() > Some(0)), "{j}");
+    for f in ["throughput.svg", "latency.svg"] {
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("pmdswitch"), "{f}");
+    }
+    // Nothing left: no scratch directory, no EAL runtime directory, no process.
+    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdsb")).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "EAL runtime dirs left: {left:?}");
+    let tmp: Vec<String> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdswitch-bench-")).collect();
+    assert!(tmp.is_empty(), "scratch left: {tmp:?}");
+}
