@@ -64,7 +64,7 @@ fn main() {
         .allowlist_function("rte_lcore_to_cpu_id|rte_thread_register|rte_thread_unregister")
         .allowlist_function("rte_get_tsc_hz|rte_openlog_stream|rte_socket_id")
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_avail_count")
-        .allowlist_function("rte_mempool_in_use_count|rte_pktmbuf_free_bulk")
+        .allowlist_function("rte_mempool_in_use_count|rte_pktmbuf_free_bulk|rte_pktmbuf_copy")
         .allowlist_function("rte_dev_probe|rte_dev_remove|rte_eal_hotplug_remove")
         .allowlist_function("rte_eth_dev_configure|rte_eth_dev_info_get|rte_eth_rx_queue_setup")
         .allowlist_function("rte_eth_tx_queue_setup|rte_eth_dev_start|rte_eth_dev_stop")

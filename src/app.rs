@@ -5,26 +5,30 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crossbeam::utils::CachePadded;
 use serde_json::Value;
 
+use crate::bridge::table::MacTable;
+use crate::bridge::vlan::VlanMode;
 use crate::cli::RunArgs;
 use crate::config;
 use crate::ctl;
-use crate::observe::{self, PortReport, View};
 use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
-use crate::dpdk::ethdev::{self, EthConfig, EthPort, EthRxQueue, EthTxQueue};
+use crate::dpdk::ethdev::{self, EthConfig, EthPort};
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::telemetry;
 use crate::dpdk::vhost::{self, DeviceEvent, Role, VhostPort};
+use crate::observe::{self, PortReport, View};
+use crate::plane::{BridgeEntry, Plane, PortEntry, PortRt, Rule, MAX_PORTS};
 use crate::preflight;
 use crate::reload::ReloadBarrier;
 use crate::spec::{self, PortDef, PortSpec};
-use crate::stats::{self, DropCause, PortTotals, WorkerStats, WorkerTotals};
-use crate::worker::{Idle, IdleMode, Poll, Rx, Tx, Worker};
+use crate::stats::{DropCause, PortTotals, WorkerStats, WorkerTotals};
+use crate::worker::{Idle, IdleMode, RxqCounters, TxLock, Worker};
 
 /// A failure the user sees as one line. `Usage` exits 2, `Runtime` exits 1.
 #[derive(Debug)]
@@ -71,6 +75,18 @@ pub struct Plan {
     pub ctl: PathBuf,
     /// The file prefix we chose (none when the user gave one).
     pub own_prefix: Option<String>,
+    /// Bridges: name and member port indices.
+    pub bridges: Vec<(String, Vec<usize>)>,
+    /// Per port: VLAN mode (bridge members only).
+    pub vlans: Vec<VlanMode>,
+    /// Static MAC entries: port index, MAC, VLAN.
+    pub statics: Vec<(usize, [u8; 6], u16)>,
+    /// Per port: rx queues.
+    pub queues: Vec<u16>,
+    /// Rx queue pins: port name, queue, core.
+    pub affinity: Vec<(String, u16, usize)>,
+    pub mac_aging_ms: u64,
+    pub mac_capacity: usize,
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
@@ -104,6 +120,59 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         }
         peer[ids[0]] = Some(ids[1]);
         peer[ids[1]] = Some(ids[0]);
+    }
+    if ports.len() > MAX_PORTS {
+        return usage(format!("{} ports: pmdswitch handles at most {MAX_PORTS}", ports.len()));
+    }
+    let mut bridges: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut in_bridge: Vec<Option<usize>> = vec![None; ports.len()];
+    for b in &a.bridges {
+        let (name, members) = spec::parse_bridge(b).map_err(Failure::Usage)?;
+        if bridges.iter().any(|(n, _)| *n == name) {
+            return usage(format!("bridge '{name}' is defined twice: give each --bridge a unique name"));
+        }
+        let mut ids = Vec::new();
+        for m in &members {
+            let i = *index.get(m.as_str()).ok_or_else(|| Failure::Usage(format!("bridge '{name}' names unknown port '{m}': define it with --port {m}=SPEC")))?;
+            if peer[i].is_some() || in_bridge[i].is_some() {
+                return usage(format!("port '{m}' is in bridge '{name}' and in another bridge or xconnect: a port has one rule"));
+            }
+            in_bridge[i] = Some(bridges.len());
+            ids.push(i);
+        }
+        bridges.push((name, ids));
+    }
+    let mut vlans = vec![VlanMode::default(); ports.len()];
+    for v in &a.vlans {
+        let (p, mode) = v.split_once('=').ok_or_else(|| Failure::Usage(format!("--vlan '{v}' has no '=': write PORT=access:VID or PORT=trunk:VIDS")))?;
+        let i = *index.get(p).ok_or_else(|| Failure::Usage(format!("--vlan names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if in_bridge[i].is_none() {
+            return usage(format!("--vlan {v}: port '{p}' is in no bridge: VLANs apply to bridge ports (add it to a --bridge)"));
+        }
+        vlans[i] = VlanMode::parse(mode).map_err(|e| Failure::Usage(format!("--vlan {v}: {e}")))?;
+    }
+    let mut statics = Vec::new();
+    for x in &a.static_macs {
+        let (p, mac, vlan) = spec::parse_static_mac(x).map_err(Failure::Usage)?;
+        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--static-mac names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if in_bridge[i].is_none() {
+            return usage(format!("--static-mac {x}: port '{p}' is in no bridge: add it to a --bridge"));
+        }
+        if mac[0] & 1 == 1 {
+            return usage(format!("--static-mac {x}: a group (multicast) address cannot be a station: use a unicast MAC"));
+        }
+        statics.push((i, mac, vlan));
+    }
+    let mut queues = vec![1u16; ports.len()];
+    for q in &a.queues {
+        let (p, n) = spec::parse_queues(q).map_err(Failure::Usage)?;
+        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        queues[i] = n;
+    }
+    let mac_aging_ms = a.mac_aging.unwrap_or(300).saturating_mul(1000);
+    let mac_capacity = a.mac_capacity.unwrap_or(65536);
+    if mac_capacity == 0 || mac_capacity > crate::bridge::table::MAX_CAPACITY {
+        return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", crate::bridge::table::MAX_CAPACITY));
     }
     let idle = match a.idle.as_deref().unwrap_or("poll") {
         "poll" => IdleMode::Poll,
@@ -163,6 +232,18 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
             None => return usage(format!("no CPU left for a worker besides the main core {main_core}: give --cores and move the main core with -- -l N")),
         },
     };
+    let mut affinity = Vec::new();
+    for x in &a.rxq_affinity {
+        let (p, q, core) = spec::parse_affinity(x).map_err(Failure::Usage)?;
+        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--rxq-affinity names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if q >= queues[i] {
+            return usage(format!("--rxq-affinity {x}: port '{p}' has {} rx queue(s): use a queue below that or raise --queues {p}=N", queues[i]));
+        }
+        if !cores.contains(&core) {
+            return usage(format!("--rxq-affinity {x}: core {core} runs no worker: pick one of --cores {}", compress(&cores)));
+        }
+        affinity.push((p, q, core));
+    }
     for &c in &cores {
         if !allowed.contains(&c) {
             return usage(format!(
@@ -170,9 +251,9 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
                 compress(&allowed)
             ));
         }
-        if c == main_core {
+        if c == main_core && !a.share_main_core {
             return usage(format!(
-                "core {c} is the EAL main core: pick other --cores, or move the main core with -- -l N"
+                "core {c} is the EAL main core: pick other --cores, move the main core with -- -l N, or allow it with --share-main-core"
             ));
         }
     }
@@ -194,7 +275,10 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
     let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
-    Ok(Plan { ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl })
+    Ok(Plan {
+        ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl,
+        bridges, vlans, statics, queues, affinity, mac_aging_ms, mac_capacity,
+    })
 }
 
 /// The EAL command line: the user's arguments after `--`, plus our defaults for what they
@@ -299,7 +383,7 @@ fn eal_reason(log: &str) -> String {
         .unwrap_or_default()
 }
 
-fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
+pub fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
     match (a, b) {
         (PortSpec::VhostServer(x) | PortSpec::VhostClient(x), PortSpec::VhostServer(y) | PortSpec::VhostClient(y)) => x == y,
         (PortSpec::Pci(x), PortSpec::Pci(y)) => x == y,
@@ -312,10 +396,63 @@ fn compress(v: &[usize]) -> String {
     v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// A port as it runs.
-enum PortRt {
-    Eth { port: EthPort, rxqs: Vec<EthRxQueue>, txqs: Vec<EthTxQueue> },
-    Vhost(VhostPort),
+/// What every port is opened with (also for ports added at run time).
+pub struct Opener {
+    pub ring_size: u16,
+    pub rx_intr: bool,
+    pub socket_mode: u32,
+    pub socket_uid: Option<u32>,
+    pub socket_gid: Option<u32>,
+    pub workers: usize,
+    pub pool: Arc<Mempool>,
+}
+
+impl Opener {
+    /// Creates and starts a port: registers a vhost socket, or probes, configures and
+    /// starts an ethdev with `queues` rx queues and a tx queue per worker (as many as the
+    /// driver offers). Errors are one line that names the port.
+    pub fn open(&self, def: &PortDef, queues: u16, vlan: VlanMode, base: PortTotals) -> Result<PortEntry, String> {
+        let name = &def.name;
+        let (rt, txqs) = match &def.spec {
+            PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
+                let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
+                let mut v = VhostPort::register(name, &path.to_string_lossy(), role).map_err(|e| format!("port '{name}': {e}"))?;
+                v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
+                if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
+                    std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid).map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
+                }
+                (PortRt::Vhost(v), queues)
+            }
+            PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
+                let id = ethdev::probe(devargs, matches!(def.spec, PortSpec::Pci(_))).map_err(|e| match &def.spec {
+                    PortSpec::Vdev(d) => format!(
+                        "port '{name}': DPDK could not create vdev '{d}' ({e}): check the driver name (net_ring, net_null, net_tap, net_af_packet, net_pcap, net_virtio_user) and its arguments"
+                    ),
+                    _ => format!("port '{name}': {e}: is the NIC bound to vfio-pci?"),
+                })?;
+                let (max_rx, max_tx) = ethdev::max_queues(id).map_err(|e| format!("port '{name}': {e}"))?;
+                if queues > max_rx {
+                    return Err(format!("port '{name}': {queues} rx queues asked, the driver offers {max_rx}: lower --queues {name}=N"));
+                }
+                let n_txq = (self.workers as u16).clamp(1, max_tx.max(1));
+                let cfg = EthConfig { n_rxq: queues, n_txq, rx_desc: self.ring_size, tx_desc: self.ring_size, rx_intr: self.rx_intr, remove: matches!(def.spec, PortSpec::Vdev(_)) };
+                let (port, _, _) = EthPort::configure(id, cfg, &self.pool).map_err(|e| format!("port '{name}': {e}"))?;
+                port.start().map_err(|e| format!("port '{name}': {e}"))?;
+                (PortRt::Eth(port), n_txq)
+            }
+        };
+        Ok(PortEntry {
+            def: def.clone(),
+            rt,
+            queues,
+            txqs,
+            locks: (0..txqs).map(|_| Arc::new(TxLock::default())).collect(),
+            rxq: (0..queues).map(|_| Arc::new(CachePadded::new(RxqCounters::default()))).collect(),
+            vlan,
+            rule: Rule::None,
+            base,
+        })
+    }
 }
 
 /// Runs the data plane; returns when stopped (signal or `--duration`).
@@ -328,15 +465,25 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let rt = |m: String| Failure::Runtime(m);
     let (eal, capture) = start_eal(&plan.eal, plan.own_prefix.as_deref(), a.verbose)?;
     let main_cpu = eal.main_lcore_cpu() as usize;
-    if plan.cores.contains(&main_cpu) {
+    if plan.cores.contains(&main_cpu) && !a.share_main_core {
         return Err(Failure::Usage(format!("core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N")));
     }
     let tsc_hz = eal.tsc_hz();
+    let cycles_per_ms = (tsc_hz / 1000).max(1);
 
-    // Workers: round-robin over the rx queues (one per port for now), in port order.
-    let n_ports = plan.ports.len();
-    let owner: Vec<usize> = (0..n_ports).map(|i| i % plan.cores.len()).collect();
-    let n_workers = plan.cores.len().min(n_ports);
+    // One worker per core, but no more workers than rx queues.
+    let total_rxqs: usize = plan.queues.iter().map(|&q| q as usize).sum();
+    let mut cores = plan.cores.clone();
+    for (_, _, c) in &plan.affinity {
+        // A pinned core keeps its worker even beyond the rx queue count.
+        if let Some(i) = cores.iter().position(|x| x == c) {
+            let c = cores.remove(i);
+            cores.insert(0, c);
+        }
+    }
+    cores.truncate(total_rxqs.max(1).max(plan.affinity.iter().map(|x| x.2).collect::<std::collections::HashSet<_>>().len()));
+    cores.sort_unstable_by_key(|c| plan.cores.iter().position(|x| x == c));
+    let n_workers = cores.len();
     let barrier = Arc::new(ReloadBarrier::new(n_workers).map_err(|e| rt(format!("cannot create worker doorbells: {e}")))?);
     {
         let b = barrier.clone();
@@ -351,6 +498,10 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                     b.request_and_wait();
                     println!("pmdswitch: port {}: vhost device detached", slot.name);
                 }
+                // Called with a vring lock held: only ask, never wait.
+                DeviceEvent::VringChanged => {
+                    b.request();
+                }
             }
             let _ = std::io::stdout().flush();
         });
@@ -361,47 +512,49 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         Mempool::pktmbuf_pool_create("pmds_pool", mbufs, 256, 2048 + 128, -1)
             .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh --hugepages N) or lower --mbufs")))?,
     );
-
-    let mut rts: Vec<PortRt> = Vec::with_capacity(n_ports);
-    for p in &plan.ports {
-        // One tx queue: in a cross-connect exactly one worker sends to each port.
-        let n_txq = 1;
-        let r = match &p.spec {
-            PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
-                let role = if matches!(p.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
-                let path = path.to_string_lossy();
-                PortRt::Vhost(VhostPort::register(&p.name, &path, role).map_err(|e| rt(format!("port '{}': {e}", p.name)))?)
-            }
-            PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
-                let id = ethdev::probe(devargs, matches!(p.spec, PortSpec::Pci(_))).map_err(|e| {
-                    rt(match &p.spec {
-                        PortSpec::Vdev(d) => format!(
-                            "port '{}': DPDK could not create vdev '{d}' ({e}): check the driver name (net_ring, net_null, net_tap, net_af_packet, net_pcap, net_virtio_user) and its arguments",
-                            p.name
-                        ),
-                        _ => format!("port '{}': {e}: is the NIC bound to vfio-pci?", p.name),
-                    })
-                })?;
-                let cfg = EthConfig { n_rxq: 1, n_txq, rx_desc: plan.ring_size, tx_desc: plan.ring_size, rx_intr: plan.idle == IdleMode::Adaptive };
-                let (port, rxqs, txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
-                PortRt::Eth { port, rxqs, txqs }
-            }
-        };
-        rts.push(r);
+    let opener = Opener {
+        ring_size: plan.ring_size,
+        rx_intr: plan.idle == IdleMode::Adaptive,
+        socket_mode: plan.socket_mode,
+        socket_uid: plan.socket_uid,
+        socket_gid: plan.socket_gid,
+        workers: n_workers,
+        pool: pool.clone(),
+    };
+    let stats: Vec<Arc<WorkerStats>> = cores.iter().map(|&c| Arc::new(WorkerStats::new(c, MAX_PORTS))).collect();
+    let view = Arc::new(View::new(stats.clone(), cycles_per_ms));
+    let mut plane = Plane {
+        ports: (0..MAX_PORTS).map(|_| None).collect(),
+        bridges: Vec::new(),
+        cores: cores.clone(),
+        affinity: plan.affinity.iter().filter_map(|(p, q, c)| Some(((p.clone(), *q), cores.iter().position(|x| x == c)?))).collect(),
+        owner: HashMap::new(),
+        pool: pool.clone(),
+        stats: stats.clone(),
+        mailboxes: (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect(),
+        view: view.clone(),
+    };
+    for (i, def) in plan.ports.iter().enumerate() {
+        let e = opener.open(def, plan.queues[i], plan.vlans[i].clone(), PortTotals::default()).map_err(rt)?;
+        plane.ports[i] = Some(e);
     }
-    for (p, r) in plan.ports.iter().zip(rts.iter_mut()) {
-        match r {
-            PortRt::Eth { port, .. } => port.start().map_err(|e| rt(format!("port '{}': {e}", p.name)))?,
-            PortRt::Vhost(v) => {
-                v.start(plan.socket_mode).map_err(|e| rt(format!("port '{}': {e}", p.name)))?;
-                if let PortSpec::VhostServer(path) = &p.spec {
-                    if plan.socket_uid.is_some() || plan.socket_gid.is_some() {
-                        std::os::unix::fs::chown(path, plan.socket_uid, plan.socket_gid)
-                            .map_err(|e| rt(format!("port '{}': cannot chown {}: {e}", p.name, path.display())))?;
-                    }
-                }
+    for (i, p) in plan.peer.iter().enumerate() {
+        if let (Some(p), Some(e)) = (p, plane.ports[i].as_mut()) {
+            e.rule = Rule::Xconnect(*p);
+        }
+    }
+    for (b, (name, members)) in plan.bridges.iter().enumerate() {
+        let table = Arc::new(MacTable::new(plan.mac_capacity, plan.mac_aging_ms, n_workers));
+        for &(p, mac, vlan) in plan.statics.iter().filter(|s| members.contains(&s.0)) {
+            table.add_static(vlan, mac, p as u16).map_err(|e| Failure::Usage(format!("--static-mac on port '{}': {e}", plan.ports[p].name)))?;
+        }
+        for &m in members {
+            if let Some(e) = plane.ports[m].as_mut() {
+                e.rule = Rule::Bridge(b);
             }
         }
+        let current = Arc::new(crate::bridge::fwd::Bridge::new(name, table.clone(), Vec::new()));
+        plane.bridges.push(BridgeEntry { name: name.clone(), table, members: members.clone(), current });
     }
     // From here DPDK's own messages (device connects, warnings) go to the terminal.
     if let Some(c) = capture {
@@ -410,44 +563,8 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     // Mbufs parked in ethdev rx rings are in use for the life of the port: the baseline a
     // clean shutdown returns to.
     let baseline = pool.in_use();
+    let plans = plane.initial_plans();
 
-    // Hand each worker its queues.
-    let stats: Vec<Arc<WorkerStats>> = plan.cores[..n_workers].iter().map(|&c| Arc::new(WorkerStats::new(c, n_ports))).collect();
-    let mut polls: Vec<Vec<Poll>> = (0..n_workers).map(|_| Vec::new()).collect();
-    let mut take_rx: Vec<Option<Rx>> = Vec::new();
-    let mut take_tx: Vec<Option<Tx>> = Vec::new();
-    for r in rts.iter_mut() {
-        match r {
-            PortRt::Eth { rxqs, txqs, .. } => {
-                take_rx.push(rxqs.pop().map(Rx::Eth));
-                take_tx.push(txqs.pop().map(Tx::Eth));
-            }
-            PortRt::Vhost(v) => {
-                take_rx.push(Some(Rx::Vhost(v.rx_queue(0, &pool))));
-                take_tx.push(Some(Tx::Vhost(v.tx_queue(0))));
-            }
-        }
-    }
-    for i in 0..n_ports {
-        let rx = take_rx[i].take().expect("one rx queue per port");
-        let out = plan.peer[i].map(|q| (take_tx[q].take().expect("one sender per port"), q));
-        polls[owner[i]].push(Poll { rx, rx_port: i, out });
-    }
-    drop(take_tx);
-
-    let slots: Vec<Option<Arc<vhost::VhostSlot>>> = rts
-        .iter()
-        .map(|r| match r {
-            PortRt::Vhost(v) => Some(v.slot().clone()),
-            _ => None,
-        })
-        .collect();
-    let view = Arc::new(View {
-        names: plan.ports.iter().map(|p| (p.name.clone(), p.spec.kind())).collect(),
-        stats: stats.clone(),
-        slots: slots.clone(),
-        eth: rts.iter().map(|r| if let PortRt::Eth { port, .. } = r { Some(port.id()) } else { None }).collect(),
-    });
     observe::register_telemetry(&view);
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let metrics = match &a.prometheus {
@@ -462,22 +579,25 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let metrics = metrics.transpose()?;
     let idle_mode = Arc::new(AtomicU8::new(plan.idle as u8));
     let ctl_path = plan.ctl.clone();
-    let ctl = ctl::serve(&ctl_path, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
+    let (ctl, requests) = ctl::serve(&ctl_path, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
         .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
     let mut handles = Vec::new();
-    for (w, polls) in polls.into_iter().enumerate() {
+    for (w, wplan) in plans.into_iter().enumerate() {
         let worker = Worker {
             index: w,
-            core: plan.cores[w],
-            polls,
+            core: cores[w],
+            plan: wplan,
+            mailbox: plane.mailboxes[w].clone(),
             burst: plan.burst,
             tx_retries: a.tx_retries.unwrap_or(8),
             stats: stats[w].clone(),
             barrier: barrier.clone(),
             idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },
             idle_mode: idle_mode.clone(),
+            pool: pool.clone(),
+            cycles_per_ms,
         };
-        match std::thread::Builder::new().name(format!("pmd-c{}", plan.cores[w])).spawn(move || worker.run()) {
+        match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 // No half-started set of workers: stop the ones running, then unwind.
@@ -497,44 +617,46 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     println!(
         "pmdswitch: forwarding with {} worker(s) on core(s) {} (main core {}), {} mbufs; Ctrl-C to stop",
         n_workers,
-        compress(&plan.cores[..n_workers]),
+        compress(&cores),
         main_cpu,
         mbufs
     );
     let _ = std::io::stdout().flush();
 
-    // The main thread sleeps: on two cores a spinning main thread halves a worker.
+    // The main thread sleeps: on two cores a spinning main thread halves a worker. It
+    // wakes for control requests, the MAC tables' learner (every few ms with bridges),
+    // the stats table and the deadline.
     let start = Instant::now();
     let interval = a.stats_interval.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
     let mut next_print = interval.map(|i| start + i);
-    let sample = |at: Instant| Sample {
-        at,
-        ports: (0..n_ports).map(|i| stats::port_totals(&stats, i)).collect(),
-        notif: slots.iter().map(|s| s.as_ref().map(|s| s.guest_notifications())).collect(),
-    };
-    let zero = Sample { at: start, ports: vec![PortTotals::default(); n_ports], notif: vec![Some(0); n_ports] };
-    let mut last = zero;
+    let mut last: HashMap<String, (Instant, PortTotals, Option<u64>)> = HashMap::new();
     let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
+    let tick = if plane.bridges.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
+    let mut control = crate::control::Control { opener, barrier: barrier.clone(), mac_capacity: plan.mac_capacity, mac_aging_ms: plan.mac_aging_ms };
     loop {
         if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if let (Some(t), Some(iv)) = (next_print, interval) {
-            if Instant::now() >= t {
-                let cur = sample(Instant::now());
-                print_live(&plan, &cur, &last, &stats, start);
-                last = cur;
-                next_print = Some(t + iv);
+        if let Some(iv) = interval {
+            if next_print.is_some_and(|t| Instant::now() >= t) {
+                print_live(&view, &mut last, start);
+                next_print = Some(next_print.unwrap_or(start) + iv);
             }
         }
-        // Sleep until the next thing to do, at most 50 ms (the signal check): few wake-ups
-        // on the core the peers and the vhost thread share.
+        let now_ms = crate::dpdk::rdtsc() / cycles_per_ms;
+        for b in &plane.bridges {
+            b.table.maintain(now_ms);
+        }
         let now = Instant::now();
-        let mut until = now + Duration::from_millis(50);
+        let mut until = now + tick;
         for t in [next_print, deadline].into_iter().flatten() {
             until = until.min(t);
         }
-        std::thread::sleep(until.saturating_duration_since(now).max(Duration::from_millis(1)));
+        // Control requests (add-port, ...) wake the loop at once.
+        if let Ok(req) = requests.recv_timeout(until.saturating_duration_since(now).max(Duration::from_millis(1))) {
+            let reply = control.handle(&mut plane, &req.words);
+            let _ = req.reply.send(reply);
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
 
@@ -552,15 +674,18 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     }
     let in_use_end = pool.in_use();
     let reports = view.ports();
-    for r in &rts {
-        if let PortRt::Eth { port, .. } = r {
+    let bridges = view.bridges_json(false);
+    for e in plane.ports.iter().flatten() {
+        if let PortRt::Eth(port) = &e.rt {
             port.stop();
         }
     }
-    drop(rts); // unregisters vhost sockets (files removed), closes ethdev ports
+    drop(control);
+    drop(plane); // unregisters vhost sockets (files removed), closes ethdev ports
     let workers = view.workers();
     print_final(&reports, &workers, elapsed, tsc_hz, baseline, in_use_end);
-    let report = observe::report_json(&reports, &workers, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    let report = observe::report_json(&reports, &workers, bridges, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    drop(view);
     drop(pool);
     drop(eal);
     if let Some(path) = &a.stats_json {
@@ -571,29 +696,25 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
 
 /// Mbufs needed, by the usual DPDK formula (examples/l2fwd): descriptors of every ethdev
 /// ring, a burst in flight and a full mempool cache per worker, a burst per vhost port;
-/// doubled for chained jumbo frames, rounded to 2^k-1 (the ring size the pool prefers).
+/// doubled for chained jumbo frames and bridge copies, rounded to 2^k-1 (the ring size
+/// the pool prefers). Ports added at run time draw on the slack.
 fn pool_size(plan: &Plan, ring: u32, burst: u32, workers: u32) -> u32 {
-    let eth = plan.ports.iter().filter(|p| matches!(p.spec, PortSpec::Pci(_) | PortSpec::Vdev(_))).count() as u32;
-    let vhost = plan.ports.len() as u32 - eth;
-    let need = eth * 2 * ring + workers * (burst + 384) + vhost * burst + 1024;
-    let n = (need * 2).max(8192).next_power_of_two();
+    let mut need = workers * (burst + 384) + 1024;
+    for (p, q) in plan.ports.iter().zip(&plan.queues) {
+        need += match p.spec {
+            PortSpec::Pci(_) | PortSpec::Vdev(_) => (*q as u32 + workers) * ring,
+            _ => *q as u32 * burst,
+        };
+    }
+    let n = (need * 2).max(16384).next_power_of_two();
     n - 1
 }
 
-/// Counters at one instant, for rates in the live table.
-struct Sample {
-    at: Instant,
-    ports: Vec<PortTotals>,
-    /// Guest notifications so far (vhost ports).
-    notif: Vec<Option<u64>>,
-}
-
-fn print_live(plan: &Plan, cur: &Sample, prev: &Sample, ws: &[Arc<WorkerStats>], start: Instant) {
-    let dt = (cur.at - prev.at).as_secs_f64().max(1e-9);
-    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+fn print_live(view: &View, last: &mut HashMap<String, (Instant, PortTotals, Option<u64>)>, start: Instant) {
+    let now = Instant::now();
     let mut out = format!(
         "--- {:.1}s\n{:<12} {:>10} {:>10} {:>14} {:>14} {:>10} {:>9}\n",
-        (cur.at - start).as_secs_f64(),
+        (now - start).as_secs_f64(),
         "port",
         "rx Mpps",
         "tx Mpps",
@@ -602,26 +723,29 @@ fn print_live(plan: &Plan, cur: &Sample, prev: &Sample, ws: &[Arc<WorkerStats>],
         "drops",
         "notif/s"
     );
-    for (i, p) in plan.ports.iter().enumerate() {
-        let (c, o) = (&cur.ports[i], &prev.ports[i]);
-        let notif = match (cur.notif[i], prev.notif[i]) {
+    for r in view.ports() {
+        let (t0, prev, pn) = last.get(&r.name).cloned().unwrap_or((start, PortTotals::default(), Some(0)));
+        let dt = (now - t0).as_secs_f64().max(1e-9);
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+        let notif = match (r.guest_notifications, pn) {
             (Some(a), Some(b)) => format!("{:.0}", rate(a, b)),
             _ => "-".into(),
         };
+        let c = &r.totals;
         out.push_str(&format!(
             "{:<12} {:>10.3} {:>10.3} {:>14} {:>14} {:>10} {:>9}\n",
-            p.name,
-            rate(c.rx_packets, o.rx_packets) / 1e6,
-            rate(c.tx_packets, o.tx_packets) / 1e6,
+            r.name,
+            rate(c.rx_packets, prev.rx_packets) / 1e6,
+            rate(c.tx_packets, prev.tx_packets) / 1e6,
             c.rx_packets,
             c.tx_packets,
             c.dropped(),
             notif
         ));
+        last.insert(r.name.clone(), (now, *c, r.guest_notifications));
     }
-    for w in ws {
-        let t = stats::worker_totals(w);
-        out.push_str(&format!("worker core {:<3} busy {:>5.1}%  {:>7.1} cycles/pkt\n", t.core, t.busy_fraction() * 100.0, t.cycles_per_packet()));
+    for w in view.workers() {
+        out.push_str(&format!("worker core {:<3} busy {:>5.1}%  {:>7.1} cycles/pkt\n", w.core, w.busy_fraction() * 100.0, w.cycles_per_packet()));
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
@@ -649,6 +773,17 @@ fn print_final(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, t
             r.totals.tx_bytes,
             if drops.is_empty() { "0".into() } else { drops.join(" ") }
         ));
+        if r.rxqs.len() > 1 {
+            for q in &r.rxqs {
+                out.push_str(&format!(
+                    "  rxq {:<2} core {:<3} packets {:>14}  {:>7.1} cycles/pkt\n",
+                    q.queue,
+                    q.core.map_or("-".into(), |c| c.to_string()),
+                    q.packets,
+                    if q.packets > 0 { q.busy_cycles as f64 / q.packets as f64 } else { 0.0 }
+                ));
+            }
+        }
     }
     for w in workers {
         let secs = (w.busy_cycles + w.idle_cycles) as f64 / tsc_hz.max(1) as f64;
@@ -670,4 +805,3 @@ fn write_json(path: &PathBuf, v: &Value) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
     std::fs::write(path, text + "\n").map_err(|e| Failure::Runtime(format!("cannot write --stats-json {}: {e}", path.display())))
 }
-

@@ -213,11 +213,20 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     })
 }
 
+/// The DPDK build of ovs-vswitchd that Debian's openvswitch-switch-dpdk installs (the
+/// plain /usr/sbin/ovs-vswitchd has no DPDK unless update-alternatives chose it).
+fn ovs_vswitchd_dpdk() -> Option<PathBuf> {
+    ["/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk", "/usr/sbin/ovs-vswitchd-dpdk"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
 fn check_dut(d: Dut) -> Result<(), Failure> {
+    if d == Dut::Ovs && ovs_vswitchd_dpdk().is_none() {
+        return Err(Failure::Usage("--dut ovs: the DPDK build of ovs-vswitchd is not installed: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()));
+    }
     let need = match d {
         Dut::Pmdswitch => return Ok(()),
         Dut::Testpmd => "dpdk-testpmd",
-        Dut::Ovs => "ovs-vswitchd",
+        Dut::Ovs => "ovsdb-server",
     };
     let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
     if !found {
@@ -358,8 +367,9 @@ impl Bed {
                 Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ovs_dir: None })
             }
             Dut::Testpmd => {
-                let mut c = Command::new("dpdk-testpmd");
-                c.args(["-l", &format!("{},{}", self.plan.gen_core, self.plan.dut_core), "--no-pci", "--in-memory", &format!("--file-prefix={prefix}")]);
+                // stdbuf: testpmd's stdout is block-buffered on a pipe, and we wait for a line.
+                let mut c = Command::new("stdbuf");
+                c.args(["-oL", "dpdk-testpmd", "-l", &format!("{},{}", self.plan.gen_core, self.plan.dut_core), "--no-pci", "--in-memory", &format!("--file-prefix={prefix}")]);
                 c.arg(format!("--vdev=net_vhost0,iface={}", sa.display())).arg(format!("--vdev=net_vhost1,iface={}", sb.display()));
                 c.args(["--", "--forward-mode=io", "--auto-start", "--nb-cores=1"]);
                 let mut p = Proc::spawn("dpdk-testpmd", &mut c, log)?;
@@ -412,28 +422,38 @@ impl Bed {
         let extra = format!("--in-memory --file-prefix={prefix} --no-pci");
         vsctl(&["set", "Open_vSwitch", ".", "other_config:dpdk-init=true", &format!("other_config:pmd-cpu-mask={mask}"),
             &format!("other_config:dpdk-lcore-mask=0x{:x}", 1u64 << self.plan.gen_core), "other_config:dpdk-socket-mem=512",
-            &format!("other_config:dpdk-extra={extra}"), &format!("other_config:vhost-sock-dir={}", dir.display())])?;
-        let mut c = Command::new("ovs-vswitchd");
+            &format!("other_config:dpdk-extra={extra}")])?;
+        let mut c = Command::new(ovs_vswitchd_dpdk().ok_or_else(|| Failure::Runtime("--dut ovs: no DPDK build of ovs-vswitchd: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()))?);
         c.arg(format!("unix:{}", sock.display())).arg(format!("--pidfile={}", dir.join("vswitchd.pid").display()));
         c.arg("--unixctl").arg(dir.join("vswitchd.ctl")).arg(format!("--log-file={}", dir.join("vswitchd.log").display()));
         env(&mut c);
         let mut v = Proc::spawn("ovs-vswitchd", &mut c, log.clone())?;
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(60) && !std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default().contains("DPDK Enabled") {
-            if let Ok(Some(_)) = v.child.try_wait() {
-                return Err(Failure::Runtime(format!("ovs-vswitchd exited at start; see {}", dir.join("vswitchd.log").display())));
+        loop {
+            let vlog = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
+            if vlog.contains("DPDK Enabled") {
+                break;
+            }
+            if vlog.contains("DPDK not supported") || vlog.contains("EAL: FATAL") || t0.elapsed() > Duration::from_secs(60) || matches!(v.child.try_wait(), Ok(Some(_))) {
+                let _ = std::fs::copy(dir.join("vswitchd.log"), &log);
+                return Err(Failure::Runtime(format!("ovs-vswitchd did not bring DPDK up; its log: {}", log.display())));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         procs.push(v);
-        // OVS names the socket after the port: create the ports as a and b, then link
-        // them to the paths the generator was given.
+        // OVS serves dpdkvhostuser sockets in its run directory (OVS_RUNDIR, ours), named
+        // after the port: create the ports as a and b, then link them to the paths the
+        // generator was given.
         vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
         for (n, p) in [("a", sa), ("b", sb)] {
             vsctl(&["add-port", "br0", n, "--", "set", "Interface", n, "type=dpdkvhostuser", &format!("ofport_request={}", if n == "a" { 1 } else { 2 })])?;
             let made = dir.join(n);
             let t0 = Instant::now();
-            while !made.exists() && t0.elapsed() < Duration::from_secs(20) {
+            while !made.exists() {
+                if t0.elapsed() > Duration::from_secs(20) {
+                    let _ = std::fs::copy(dir.join("vswitchd.log"), &log);
+                    return Err(Failure::Runtime(format!("OVS did not create vhost-user socket {}; its log: {}", made.display(), log.display())));
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             std::os::unix::fs::symlink(&made, p).map_err(|e| Failure::Runtime(format!("link {}: {e}", p.display())))?;
@@ -509,6 +529,8 @@ struct Meas {
     cdf: Vec<(f64, f64)>,
     p99_us: Option<f64>,
     lost: u64,
+    /// The generator's busy share during the max-rate run: below ~95 % it had headroom.
+    gen_busy: Option<f64>,
 }
 
 pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
@@ -521,6 +543,13 @@ pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let mut bed = Bed { scratch: scratch.clone(), exe, tag: format!("pmdsb{}", std::process::id()), serial: 0, plan };
     let r = matrix(&mut bed, &term);
     let _ = std::fs::remove_dir_all(&scratch);
+    // A child killed after a time-out cannot clean its EAL runtime directory: ours all
+    // start with the tag.
+    if let Ok(d) = std::fs::read_dir("/var/run/dpdk") {
+        for e in d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}-", bed.tag))) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let results = r?;
     report(&bed.plan, &results, &term)
 }
@@ -581,6 +610,7 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
                         let m = &mut meas[ci];
                         m.max_mpps = Some(rx / 1e6);
                         m.lost = v["total"]["lost"].as_u64().unwrap_or(0);
+                        m.gen_busy = v["generator"]["busy_fraction"].as_f64().map(|x| x * 100.0);
                         let lat = &v["streams"]["a"]["latency_ns"];
                         m.p99_us = lat["p99"].as_f64().map(|x| x / 1e3);
                         m.cdf = lat["cdf"].as_array().map(|a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect()).unwrap_or_default();
@@ -643,7 +673,7 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
     let max_f = |m: &Meas| m.max_mpps;
     let ndr_f = |m: &Meas| m.ndr_mpps;
     let mut out = format!(
-        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<10} {:>6} {:>6} {:>10} {:>10} {:>10}",
+        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<10} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9}",
         results.len(),
         p.duts.iter().map(|d| d.name()).collect::<Vec<_>>().join(" vs "),
         "dut",
@@ -651,7 +681,8 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         "flows",
         "max Mpps",
         "NDR Mpps",
-        "p99 us"
+        "p99 us",
+        "gen busy%"
     );
     if p.duts.len() > 1 {
         out.push_str(&format!(" {:>12} {:>12}", format!("{}/dut max", p.duts[0].name()), "ndr ratio"));
@@ -662,7 +693,8 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
     for &dut in &p.duts {
         for (ci, c) in p.cells.iter().enumerate() {
             let (mx, nd, p99) = (cell_of(dut, ci, &max_f), cell_of(dut, ci, &ndr_f), cell_of(dut, ci, &|m: &Meas| m.p99_us));
-            let mut line = format!("{:<10} {:>6} {:>6} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1));
+            let busy = cell_of(dut, ci, &|m: &Meas| m.gen_busy);
+            let mut line = format!("{:<10} {:>6} {:>6} {} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1), f(busy, 9, 1));
             let (rm, rn) = if dut != p.duts[0] { (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f)) } else { (None, None) };
             if p.duts.len() > 1 {
                 line.push_str(&format!(" {} {}", f(rm, 12, 3), f(rn, 12, 3)));
@@ -671,7 +703,7 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
             out.push('\n');
             cells_json.push(json!({
                 "dut": dut.name(), "frame": c.frame, "flows": c.flows,
-                "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99,
+                "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99, "gen_busy_pct_at_max": busy,
                 "ratio_max": rm, "ratio_ndr": rn,
                 "rounds_max_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].max_mpps)).collect::<Vec<_>>(),
                 "rounds_ndr_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].ndr_mpps)).collect::<Vec<_>>(),

@@ -54,6 +54,46 @@ pub struct RunArgs {
     #[arg(long = "xconnect", value_name = "A,B")]
     pub xconnects: Vec<String>,
 
+    /// An L2 learning bridge over ports: NAME=PORT,PORT,... Repeat for more bridges; a
+    /// port belongs to one bridge or one xconnect.
+    #[arg(long = "bridge", value_name = "NAME=PORTS")]
+    pub bridges: Vec<String>,
+
+    /// VLAN mode of a bridge port: PORT=access:VID or PORT=trunk:VIDS[,native=VID]
+    /// (e.g. trunk:10,20-30) [default: access:0, the untagged domain].
+    #[arg(long = "vlan", value_name = "PORT=MODE")]
+    pub vlans: Vec<String>,
+
+    /// Seconds after which an idle station's MAC entry is removed [default: 300; 0 =
+    /// never].
+    #[arg(long, value_name = "SECS")]
+    pub mac_aging: Option<u64>,
+
+    /// MAC table entries per bridge; a full table floods new stations and counts them
+    /// [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub mac_capacity: Option<usize>,
+
+    /// A static MAC entry (never aged or moved): PORT=MAC[@VLAN].
+    #[arg(long = "static-mac", value_name = "PORT=MAC[@VLAN]")]
+    pub static_macs: Vec<String>,
+
+    /// Rx queues of a port: PORT=N (vhost: queue pairs polled, as negotiated with the
+    /// frontend, e.g. virtio-user queues=N; ethdev: rx queues with RSS) [default: 1].
+    #[arg(long = "queues", value_name = "PORT=N")]
+    pub queues: Vec<String>,
+
+    /// Poll rx queue QUEUE of PORT on the worker of CORE: PORT:QUEUE=CORE [default:
+    /// round-robin over workers].
+    #[arg(long = "rxq-affinity", value_name = "PORT:QUEUE=CORE")]
+    pub rxq_affinity: Vec<String>,
+
+    /// Let a worker run on the EAL main core (machines with fewer CPUs than workers + 1:
+    /// the main thread sleeps, waking every few ms for control work, which then takes
+    /// that worker's time).
+    #[arg(long)]
+    pub share_main_core: bool,
+
     /// Worker cores, e.g. 1 or 1,3 or 2-5 (default: the first CPU that is not the main core).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,

@@ -6,10 +6,25 @@
 //! stats-interval = 1
 //! eal = ["--file-prefix=gw"]
 //! xconnect = ["vm1,vm2"]
+//! mac-aging = 300
+//! static-mac = ["vm3=02:00:00:00:00:03@10"]
+//! rxq-affinity = ["vm3:1=1"]
 //!
 //! [ports]
 //! vm1 = "vhost-server:/run/pmdswitch/vm1.sock"
 //! vm2 = "vhost-client:/run/pmdswitch/vm2.sock"
+//! vm3 = "vhost-server:/run/pmdswitch/vm3.sock"
+//! up = "pci:0000:3b:00.0"
+//!
+//! [bridge]
+//! br0 = ["vm3", "up"]
+//!
+//! [vlan]
+//! vm3 = "access:10"
+//! up = "trunk:10,20"
+//!
+//! [queues]
+//! vm3 = 2
 //! ```
 //!
 //! Ports keep the file's order (it decides the round-robin of rx queues to workers).
@@ -33,6 +48,21 @@ struct File {
     ports: IndexMap<String, Spanned<String>>,
     #[serde(default)]
     xconnect: Vec<Spanned<String>>,
+    /// Bridge name → member ports.
+    #[serde(default)]
+    bridge: IndexMap<String, Vec<String>>,
+    /// Port → VLAN mode.
+    #[serde(default)]
+    vlan: IndexMap<String, Spanned<String>>,
+    mac_aging: Option<u64>,
+    mac_capacity: Option<usize>,
+    #[serde(default)]
+    static_mac: Vec<Spanned<String>>,
+    /// Port → rx queues.
+    #[serde(default)]
+    queues: IndexMap<String, u16>,
+    #[serde(default)]
+    rxq_affinity: Vec<Spanned<String>>,
     cores: Option<Spanned<String>>,
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
@@ -47,6 +77,8 @@ struct File {
     ring_size: Option<u16>,
     mbufs: Option<u32>,
     prometheus: Option<String>,
+    #[serde(default)]
+    share_main_core: bool,
     #[serde(default)]
     eal: Vec<String>,
 }
@@ -103,6 +135,32 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             }
         }
     }
+    for (name, members) in &f.bridge {
+        for m in members {
+            if !f.ports.contains_key(m.as_str()) {
+                errs.push(format!("{}: bridge '{name}' names unknown port '{m}': add it under [ports]", path.display()));
+            } else if paired.contains(&m.as_str()) {
+                errs.push(format!("{}: port '{m}' is in a bridge and in an xconnect (or in two bridges): pick one", path.display()));
+            } else {
+                paired.push(f.ports.get_key_value(m.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
+            }
+        }
+    }
+    for (port, mode) in &f.vlan {
+        if let Err(e) = crate::bridge::vlan::VlanMode::parse(mode.get_ref()) {
+            errs.push(format!("{}: port '{port}': {e}", at(path, text, mode.span().start)));
+        }
+    }
+    for x in &f.static_mac {
+        if let Err(e) = spec::parse_static_mac(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
+    for x in &f.rxq_affinity {
+        if let Err(e) = spec::parse_affinity(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
     if let Some(c) = &f.cores {
         if let Err(e) = spec::parse_cores(c.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, c.span().start)));
@@ -133,6 +191,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             config: Some(path.to_path_buf()),
             ports,
             xconnects: f.xconnect.iter().map(|x| x.get_ref().clone()).collect(),
+            bridges: f.bridge.iter().map(|(n, m)| format!("{n}={}", m.join(","))).collect(),
+            vlans: f.vlan.iter().map(|(p, m)| format!("{p}={}", m.get_ref())).collect(),
+            mac_aging: f.mac_aging,
+            mac_capacity: f.mac_capacity,
+            static_macs: f.static_mac.iter().map(|x| x.get_ref().clone()).collect(),
+            queues: f.queues.iter().map(|(p, n)| format!("{p}={n}")).collect(),
+            rxq_affinity: f.rxq_affinity.iter().map(|x| x.get_ref().clone()).collect(),
             cores: f.cores.map(|c| c.into_inner()),
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
@@ -148,6 +213,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             mbufs: f.mbufs,
             prometheus: f.prometheus,
             ctl: None,
+            share_main_core: f.share_main_core,
             verbose: false,
             eal: f.eal,
         },
@@ -164,6 +230,13 @@ impl Config {
             config: cli.config,
             ports: f.ports.into_iter().chain(cli.ports).collect(),
             xconnects: f.xconnects.into_iter().chain(cli.xconnects).collect(),
+            bridges: f.bridges.into_iter().chain(cli.bridges).collect(),
+            vlans: f.vlans.into_iter().chain(cli.vlans).collect(),
+            mac_aging: cli.mac_aging.or(f.mac_aging),
+            mac_capacity: cli.mac_capacity.or(f.mac_capacity),
+            static_macs: f.static_macs.into_iter().chain(cli.static_macs).collect(),
+            queues: f.queues.into_iter().chain(cli.queues).collect(),
+            rxq_affinity: f.rxq_affinity.into_iter().chain(cli.rxq_affinity).collect(),
             cores: cli.cores.or(f.cores),
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),
@@ -179,13 +252,14 @@ impl Config {
             mbufs: cli.mbufs.or(f.mbufs),
             prometheus: cli.prometheus.or(f.prometheus),
             ctl: cli.ctl,
+            share_main_core: cli.share_main_core || f.share_main_core,
             verbose: cli.verbose,
             eal: if cli.eal.is_empty() { f.eal } else { cli.eal },
         }
     }
 
     pub fn summary(&self) -> String {
-        format!("{} ports, {} xconnects", self.file_args.ports.len(), self.file_args.xconnects.len())
+        format!("{} ports, {} xconnects, {} bridges", self.file_args.ports.len(), self.file_args.xconnects.len(), self.file_args.bridges.len())
     }
 }
 
@@ -201,7 +275,7 @@ mod tests {
     fn good_file_and_merge() {
         let text = "cores = \"1\"\nburst = 64\neal = [\"--file-prefix=x\"]\nxconnect = [\"b,a\"]\n[ports]\nb = \"vhost-server:/tmp/b.sock\"\na = \"vdev:net_null0\"\n";
         let c = parse(Path::new("t.toml"), text).unwrap();
-        assert_eq!(c.summary(), "2 ports, 1 xconnects");
+        assert_eq!(c.summary(), "2 ports, 1 xconnects, 0 bridges");
         let cli = RunArgs { burst: Some(16), ports: vec!["c=vdev:net_ring0".into()], ..Default::default() };
         let m = c.merge(cli);
         // File order kept, CLI ports after; CLI options win; file options fill in.

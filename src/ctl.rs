@@ -1,16 +1,24 @@
 //! The control socket and `pmdswitch ctl`: one request line, one reply, over a Unix
 //! socket of mode 0600 (root, or whoever owns the socket).
 //!
-//! Commands: `show ports|workers|stats [--json]`, `clear stats` (records a baseline that
-//! later `show`s subtract: the live counters, which the workers own, are never written),
-//! `set idle poll|adaptive` (taken up by the workers at their reload point). Adding and
-//! removing ports at run time is not implemented yet.
+//! Reading (answered on the control thread): `show ports|workers|rxqs|bridges|stats
+//! [--json]`, `show macs BRIDGE`, `clear stats` (records a baseline that later `show`s
+//! subtract: the live counters, which the workers own, are never written), `set idle
+//! poll|adaptive` (taken up by the workers at their reload point).
+//!
+//! Changing (handed to the main thread, which owns the port table, and answered when the
+//! workers have taken the change at their reload point): `add-port NAME SPEC
+//! [queues=N] [vlan=MODE]`, `del-port NAME`, `xconnect A,B`, `del-xconnect A`, `bridge
+//! add-port BR PORT`, `bridge del-port BR PORT`, `bridge flush BR [PORT]`, `bridge
+//! add-mac BR MAC[@VLAN] PORT`, `bridge del-mac BR MAC[@VLAN]`. See `control.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,8 +37,15 @@ struct Server {
     view: Arc<View>,
     barrier: Arc<ReloadBarrier>,
     idle: Arc<AtomicU8>,
-    base_ports: Vec<PortTotals>,
+    base_ports: HashMap<String, PortTotals>,
     base_workers: Vec<WorkerTotals>,
+    main: Sender<Request>,
+}
+
+/// A change for the main thread, and where its one-line answer goes.
+pub struct Request {
+    pub words: Vec<String>,
+    pub reply: Sender<String>,
 }
 
 /// Binds `path` (creating its directory; a stale socket is replaced, a live one refused)
@@ -38,7 +53,7 @@ struct Server {
 ///
 /// # Errors
 /// The directory or socket cannot be created, or another pmdswitch serves the path.
-pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Arc<AtomicU8>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Arc<AtomicU8>, stop: Arc<AtomicBool>) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -49,16 +64,10 @@ pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Ar
     let l = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     l.set_nonblocking(true)?;
-    let n_ports = view.names.len();
     let n_workers = view.stats.len();
-    let mut srv = Server {
-        view,
-        barrier,
-        idle,
-        base_ports: vec![PortTotals::default(); n_ports],
-        base_workers: vec![WorkerTotals::default(); n_workers],
-    };
-    std::thread::Builder::new().name("pmds-ctl".into()).spawn(move || {
+    let (tx, rx) = channel();
+    let mut srv = Server { view, barrier, idle, base_ports: HashMap::new(), base_workers: vec![WorkerTotals::default(); n_workers], main: tx };
+    let h = std::thread::Builder::new().name("pmds-ctl".into()).spawn(move || {
         // Polled every 100 ms for the stop flag; requests are rare.
         while !stop.load(Ordering::SeqCst) {
             match l.accept() {
@@ -66,7 +75,8 @@ pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Ar
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
-    })
+    })?;
+    Ok((h, rx))
 }
 
 impl Server {
@@ -84,17 +94,30 @@ impl Server {
         let json = words.contains(&"--json");
         let words: Vec<&str> = words.into_iter().filter(|w| *w != "--json").collect();
         match words.as_slice() {
-            ["show", what @ ("ports" | "workers" | "stats")] => {
+            ["show", what @ ("ports" | "workers" | "stats" | "rxqs")] => {
                 let v = self.snapshot();
                 let v = match *what {
                     "ports" => json!({ "ports": v["ports"] }),
                     "workers" => json!({ "workers": v["workers"] }),
+                    "rxqs" => json!({ "rxqs": v["rxqs"] }),
                     _ => v,
                 };
                 if json { format!("{v}\n") } else { text(&v) }
             }
+            ["show", "bridges"] => {
+                let v = json!({ "bridges": self.view.bridges_json(false) });
+                if json { format!("{v}\n") } else { bridges_text(&v["bridges"]) }
+            }
+            ["show", "macs", br] => {
+                let all = self.view.bridges_json(true);
+                match all.get(*br) {
+                    None => format!("error: no bridge '{br}': see show bridges\n"),
+                    Some(b) if json => format!("{}\n", json!({ "entries": b["entries"] })),
+                    Some(b) => macs_text(&b["entries"]),
+                }
+            }
             ["clear", "stats"] => {
-                self.base_ports = self.view.ports().iter().map(|p| p.totals).collect();
+                self.base_ports = self.view.ports().into_iter().map(|p| (p.name, p.totals)).collect();
                 self.base_workers = self.view.workers();
                 "ok: stats shown from now on count from this moment (live counters untouched)\n".into()
             }
@@ -104,8 +127,17 @@ impl Server {
                 self.barrier.request();
                 format!("ok: idle {}\n", m.name())
             }
+            [first, ..] if crate::control::is_change(first) => {
+                let (tx, rx) = channel();
+                let req = Request { words: words.iter().map(|w| w.to_string()).collect(), reply: tx };
+                if self.main.send(req).is_err() {
+                    return "error: pmdswitch is shutting down\n".into();
+                }
+                // The main thread answers once the workers took the change.
+                rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| "error: no answer from the main thread in 30 s\n".into())
+            }
             _ => format!(
-                "error: unknown command '{}': use show ports|workers|stats [--json], clear stats, set idle poll|adaptive\n",
+                "error: unknown command '{}': use show ports|workers|rxqs|bridges|stats [--json], show macs BR, clear stats, set idle poll|adaptive, add-port, del-port, xconnect, del-xconnect, bridge add-port|del-port|flush|add-mac|del-mac\n",
                 words.join(" ")
             ),
         }
@@ -114,14 +146,23 @@ impl Server {
     /// Counters since the last `clear stats`.
     fn snapshot(&self) -> Value {
         let mut ports = Map::new();
-        for (i, p) in self.view.ports().iter().enumerate() {
-            let (t, b) = (&p.totals, &self.base_ports[i]);
+        let mut rxqs = Vec::new();
+        let zero = PortTotals::default();
+        for p in self.view.ports().iter() {
+            let (t, b) = (&p.totals, self.base_ports.get(&p.name).unwrap_or(&zero));
+            for q in &p.rxqs {
+                rxqs.push(json!({"port": p.name, "queue": q.queue, "core": q.core, "packets": q.packets, "busy_cycles": q.busy_cycles,
+                    "cycles_per_packet": if q.packets > 0 { q.busy_cycles as f64 / q.packets as f64 } else { 0.0 }}));
+            }
             let mut drops = Map::new();
             for c in DropCause::ALL {
                 drops.insert(c.name().into(), json!(t.drops[c as usize] - b.drops[c as usize]));
             }
             let mut o = json!({
                 "kind": p.kind,
+                "spec": p.spec,
+                "rule": p.rule,
+                "tx_lock_contended": p.tx_lock_contended,
                 "rx_packets": t.rx_packets - b.rx_packets,
                 "tx_packets": t.tx_packets - b.tx_packets,
                 "rx_bytes": t.rx_bytes - b.rx_bytes,
@@ -149,7 +190,7 @@ impl Server {
                 })
             })
             .collect();
-        json!({ "ports": ports, "workers": workers })
+        json!({ "ports": ports, "workers": workers, "rxqs": rxqs })
     }
 }
 
@@ -169,6 +210,19 @@ fn text(v: &Value) -> String {
             ));
         }
     }
+    if let Some(qs) = v["rxqs"].as_array() {
+        o.push_str(&format!("{:<12} {:>5} {:>5} {:>14} {:>12}\n", "rxq port", "queue", "core", "packets", "cycles/pkt"));
+        for q in qs {
+            o.push_str(&format!(
+                "{:<12} {:>5} {:>5} {:>14} {:>12.1}\n",
+                q["port"].as_str().unwrap_or(""),
+                q["queue"],
+                q["core"],
+                q["packets"].as_u64().unwrap_or(0),
+                q["cycles_per_packet"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
     if let Some(ws) = v["workers"].as_array() {
         for w in ws {
             o.push_str(&format!(
@@ -180,6 +234,31 @@ fn text(v: &Value) -> String {
                 w["sleeps"].as_u64().unwrap_or(0)
             ));
         }
+    }
+    o
+}
+
+fn bridges_text(v: &Value) -> String {
+    let mut o = String::new();
+    for (name, b) in v.as_object().into_iter().flatten() {
+        let ports: Vec<String> = b["ports"].as_array().into_iter().flatten().map(|p| format!("{}({})", p["port"].as_str().unwrap_or(""), p["vlan"].as_str().unwrap_or(""))).collect();
+        let t = &b["mac_table"];
+        o.push_str(&format!(
+            "bridge {name}: ports {}\n  macs {} (static {}) of {}, aging {} s; learned {} moves {} aged {} full {} learn_dropped {}\n",
+            ports.join(" "), t["entries"], t["statics"], t["capacity"], t["aging_ms"].as_u64().unwrap_or(0) / 1000, t["learned"], t["moves"], t["aged"], t["full"], t["learn_dropped"]
+        ));
+    }
+    if o.is_empty() {
+        o.push_str("no bridges\n");
+    }
+    o
+}
+
+fn macs_text(v: &Value) -> String {
+    let mut o = format!("{:<5} {:<18} {:<12} {:>8}\n", "vlan", "mac", "port", "age s");
+    for e in v.as_array().into_iter().flatten() {
+        let age = if e["static"] == true { "static".to_string() } else { format!("{:.1}", e["age_ms"].as_u64().unwrap_or(0) as f64 / 1000.0) };
+        o.push_str(&format!("{:<5} {:<18} {:<12} {:>8}\n", e["vlan"], e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or(""), age));
     }
     o
 }

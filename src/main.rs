@@ -5,12 +5,15 @@
 
 mod app;
 mod bench;
+mod bridge;
 mod cli;
 mod config;
+mod control;
 mod ctl;
 mod dpdk;
 mod gen;
 mod observe;
+mod plane;
 mod plot;
 mod preflight;
 mod reload;

@@ -5,49 +5,154 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam::utils::CachePadded;
 use serde_json::{json, Map, Value};
 
+use crate::bridge::table::{mac_str, MacTable};
 use crate::dpdk::ethdev::{self, EthStats, PortId};
 use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::stats::{self, DropCause, PortTotals, WorkerStats, WorkerTotals};
+use crate::worker::{RxqCounters, TxLock};
+
+/// One rx queue of a port, for `show rxqs`.
+pub struct RxqMeta {
+    pub queue: u16,
+    /// The core of the worker that polls it.
+    pub core: Option<usize>,
+    pub counters: Arc<CachePadded<RxqCounters>>,
+}
+
+/// A port as the observers see it (rebuilt by the control plane on every change).
+pub struct PortMeta {
+    pub index: usize,
+    pub name: String,
+    pub kind: &'static str,
+    pub spec: String,
+    pub slot: Option<Arc<VhostSlot>>,
+    pub eth: Option<PortId>,
+    /// Counters of the port index when this port was added (indices are reused).
+    pub base: PortTotals,
+    pub rxqs: Vec<RxqMeta>,
+    pub locks: Vec<Arc<TxLock>>,
+    /// "none", "xconnect B" or "bridge NAME".
+    pub rule: String,
+}
+
+pub struct BridgeMeta {
+    pub name: String,
+    pub table: Arc<MacTable>,
+    /// (port index, port name, VLAN mode).
+    pub members: Vec<(usize, String, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    ports: Vec<PortMeta>,
+    bridges: Vec<BridgeMeta>,
+}
 
 /// Read-only handles on everything that counts.
 pub struct View {
-    /// Port names and kinds, in port order.
-    pub names: Vec<(String, &'static str)>,
+    inner: RwLock<Inner>,
     pub stats: Vec<Arc<WorkerStats>>,
-    pub slots: Vec<Option<Arc<VhostSlot>>>,
-    pub eth: Vec<Option<PortId>>,
+    /// TSC cycles per millisecond (the MAC tables' clock, for entry ages).
+    pub cycles_per_ms: u64,
+}
+
+/// Per rx queue numbers.
+#[derive(Debug, Clone)]
+pub struct RxqReport {
+    pub queue: u16,
+    pub core: Option<usize>,
+    pub packets: u64,
+    pub busy_cycles: u64,
 }
 
 /// One port of the report.
 pub struct PortReport {
     pub name: String,
     pub kind: &'static str,
+    pub spec: String,
+    pub rule: String,
     pub totals: PortTotals,
     pub eth: Option<EthStats>,
     pub connected: Option<bool>,
     pub guest_notifications: Option<u64>,
+    pub rxqs: Vec<RxqReport>,
+    /// Contended takes of this port's shared tx queue locks.
+    pub tx_lock_contended: u64,
 }
 
 impl View {
+    pub fn new(stats: Vec<Arc<WorkerStats>>, cycles_per_ms: u64) -> View {
+        View { inner: RwLock::new(Inner::default()), stats, cycles_per_ms }
+    }
+
+    pub fn set(&self, ports: Vec<PortMeta>, bridges: Vec<BridgeMeta>) {
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = Inner { ports, bridges };
+    }
+
     pub fn ports(&self) -> Vec<PortReport> {
-        (0..self.names.len())
-            .map(|i| PortReport {
-                name: self.names[i].0.clone(),
-                kind: self.names[i].1,
-                totals: stats::port_totals(&self.stats, i),
-                eth: self.eth[i].map(ethdev::stats_of),
-                connected: self.slots[i].as_ref().map(|s| s.vid() != vhost::NO_VID),
-                guest_notifications: self.slots[i].as_ref().map(|s| s.guest_notifications()),
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .ports
+            .iter()
+            .map(|m| PortReport {
+                name: m.name.clone(),
+                kind: m.kind,
+                spec: m.spec.clone(),
+                rule: m.rule.clone(),
+                totals: stats::port_totals(&self.stats, m.index).since(&m.base),
+                eth: m.eth.map(ethdev::stats_of),
+                connected: m.slot.as_ref().map(|s| s.vid() != vhost::NO_VID),
+                guest_notifications: m.slot.as_ref().map(|s| s.guest_notifications()),
+                rxqs: m
+                    .rxqs
+                    .iter()
+                    .map(|r| RxqReport { queue: r.queue, core: r.core, packets: r.counters.packets.load(Relaxed), busy_cycles: r.counters.busy_cycles.load(Relaxed) })
+                    .collect(),
+                tx_lock_contended: m.locks.iter().map(|l| l.contended.load(Relaxed)).sum(),
             })
             .collect()
+    }
+
+    pub fn port_names(&self) -> Vec<String> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).ports.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Bridges with their table counters and (if `entries`) the MAC table itself.
+    pub fn bridges_json(&self, entries: bool) -> Value {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let now_ms = crate::dpdk::rdtsc() / self.cycles_per_ms.max(1);
+        let name_of = |p: u16| inner.ports.iter().find(|m| m.index == p as usize).map_or_else(|| format!("#{p}"), |m| m.name.clone());
+        let mut out = Map::new();
+        for b in &inner.bridges {
+            let c = b.table.counters();
+            let mut o = json!({
+                "ports": b.members.iter().map(|(_, n, v)| json!({"port": n, "vlan": v})).collect::<Vec<_>>(),
+                "mac_table": {
+                    "entries": c.entries, "statics": c.statics, "capacity": c.capacity, "aging_ms": b.table.aging_ms(),
+                    "learned": c.learned, "moves": c.moves, "aged": c.aged, "flushed": c.flushed, "full": c.full,
+                    "learn_dropped": c.learn_dropped, "bad_src": c.bad_src, "static_conflicts": c.static_conflicts,
+                },
+            });
+            if entries {
+                o["entries"] = b
+                    .table
+                    .entries(now_ms)
+                    .iter()
+                    .map(|e| json!({"vlan": e.vlan, "mac": mac_str(&e.mac), "port": name_of(e.port), "static": e.is_static, "age_ms": e.age_ms}))
+                    .collect();
+            }
+            out.insert(b.name.clone(), o);
+        }
+        Value::Object(out)
     }
 
     pub fn workers(&self) -> Vec<WorkerTotals> {
@@ -136,7 +241,8 @@ pub fn serve_prometheus(addr: &str, view: Arc<View>, stop: Arc<AtomicBool>) -> s
     })
 }
 
-pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f64, tsc_hz: u64, size: u32, baseline: u32, in_use: u32) -> Value {
+#[allow(clippy::too_many_arguments)]
+pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], bridges: Value, elapsed: f64, tsc_hz: u64, size: u32, baseline: u32, in_use: u32) -> Value {
     let mut ports = Map::new();
     for r in reports {
         let mut drops = Map::new();
@@ -150,6 +256,10 @@ pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f6
             "rx_bytes": r.totals.rx_bytes,
             "tx_bytes": r.totals.tx_bytes,
             "drops": drops,
+            "spec": r.spec,
+            "rule": r.rule,
+            "rxqs": rxqs_json(&r.rxqs),
+            "tx_lock_contended": r.tx_lock_contended,
         });
         if let Some(e) = r.eth {
             // Counted by the driver before pmdswitch sees a packet: not part of rx_packets.
@@ -179,6 +289,7 @@ pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f6
         .collect();
     json!({
         "ports": ports,
+        "bridges": bridges,
         "workers": workers,
         "mempool": {"size": size, "in_use_baseline": baseline, "in_use_end": in_use},
         "duration_s": elapsed,
@@ -186,22 +297,24 @@ pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], elapsed: f6
     })
 }
 
-/// `/pmdswitch/...` telemetry commands (see README, Telemetry). Failing to register is
-/// not fatal: forwarding matters more than its observability.
-pub fn register_telemetry(view: &View) {
-    let (names, stats, slots) = (view.names.clone(), view.stats.as_slice(), view.slots.as_slice());
+pub fn rxqs_json(r: &[RxqReport]) -> Value {
+    r.iter().map(|q| json!({"queue": q.queue, "core": q.core, "packets": q.packets, "busy_cycles": q.busy_cycles})).collect()
+}
+
+/// `/pmdswitch/...` telemetry commands (see README, Telemetry). They read the live view,
+/// so ports added or removed at run time show up. Failing to register is not fatal:
+/// forwarding matters more than its observability.
+pub fn register_telemetry(view: &Arc<View>) {
     let mut res = Vec::new();
-    let n = names.clone();
-    res.push(telemetry::register("/pmdswitch/ports", "Port names. Takes no parameters", move |_| {
-        Reply::Strings(n.iter().map(|(name, _)| name.clone()).collect())
-    }));
-    let (n, st, sl) = (names.clone(), stats.to_vec(), slots.to_vec());
+    let v = view.clone();
+    res.push(telemetry::register("/pmdswitch/ports", "Port names. Takes no parameters", move |_| Reply::Strings(v.port_names())));
+    let v = view.clone();
     res.push(telemetry::register("/pmdswitch/port", "Counters of one port. Parameter: port name", move |arg| {
-        let Some(i) = n.iter().position(|(name, _)| name == arg) else { return Reply::Invalid };
-        let t = stats::port_totals(&st, i);
+        let Some(r) = v.ports().into_iter().find(|r| r.name == arg) else { return Reply::Invalid };
+        let t = r.totals;
         let mut kv = vec![
-            ("name".to_string(), Val::Str(n[i].0.clone())),
-            ("kind".to_string(), Val::Str(n[i].1.to_string())),
+            ("name".to_string(), Val::Str(r.name.clone())),
+            ("kind".to_string(), Val::Str(r.kind.to_string())),
             ("rx_packets".to_string(), Val::U64(t.rx_packets)),
             ("tx_packets".to_string(), Val::U64(t.tx_packets)),
             ("rx_bytes".to_string(), Val::U64(t.rx_bytes)),
@@ -210,17 +323,31 @@ pub fn register_telemetry(view: &View) {
         for c in DropCause::ALL {
             kv.push((format!("drops/{}", c.name()), Val::U64(t.drops[c as usize])));
         }
-        if let Some(s) = &sl[i] {
-            kv.push(("connected".to_string(), Val::U64((s.vid() != vhost::NO_VID) as u64)));
-            kv.push(("guest_notifications".to_string(), Val::U64(s.guest_notifications())));
+        if let Some(c) = r.connected {
+            kv.push(("connected".to_string(), Val::U64(c as u64)));
+        }
+        if let Some(n) = r.guest_notifications {
+            kv.push(("guest_notifications".to_string(), Val::U64(n)));
         }
         Reply::Dict(kv)
     }));
-    let st = stats.to_vec();
+    let v = view.clone();
+    res.push(telemetry::register("/pmdswitch/rxqs", "Packets and busy cycles per rx queue (PORT/QUEUE/...). Takes no parameters", move |_| {
+        let mut kv = Vec::new();
+        for r in v.ports() {
+            for q in &r.rxqs {
+                kv.push((format!("{}/{}/core", r.name, q.queue), Val::U64(q.core.map_or(u64::MAX, |c| c as u64))));
+                kv.push((format!("{}/{}/packets", r.name, q.queue), Val::U64(q.packets)));
+                kv.push((format!("{}/{}/busy_cycles", r.name, q.queue), Val::U64(q.busy_cycles)));
+            }
+        }
+        Reply::Dict(kv)
+    }));
+    let st = view.stats.clone();
     res.push(telemetry::register("/pmdswitch/workers", "Worker cores. Takes no parameters", move |_| {
         Reply::U64s(st.iter().map(|w| w.core as u64).collect())
     }));
-    let st = stats.to_vec();
+    let st = view.stats.clone();
     res.push(telemetry::register("/pmdswitch/worker", "Cycles and packets of one worker. Parameter: core", move |arg| {
         let Some(w) = arg.parse::<usize>().ok().and_then(|c| st.iter().find(|w| w.core == c)) else { return Reply::Invalid };
         let t = stats::worker_totals(w);
@@ -232,13 +359,26 @@ pub fn register_telemetry(view: &View) {
             ("cycles_per_packet".into(), Val::U64(t.cycles_per_packet().round() as u64)),
         ])
     }));
-    let (n, st) = (names, stats.to_vec());
+    let v = view.clone();
     res.push(telemetry::register("/pmdswitch/drops", "Drops by port and cause (PORT/CAUSE). Takes no parameters", move |_| {
         let mut kv = Vec::new();
-        for (i, (name, _)) in n.iter().enumerate() {
-            let t = stats::port_totals(&st, i);
+        for r in v.ports() {
             for c in DropCause::ALL {
-                kv.push((format!("{name}/{}", c.name()), Val::U64(t.drops[c as usize])));
+                kv.push((format!("{}/{}", r.name, c.name()), Val::U64(r.totals.drops[c as usize])));
+            }
+        }
+        Reply::Dict(kv)
+    }));
+    let v = view.clone();
+    res.push(telemetry::register("/pmdswitch/bridges", "MAC table counters per bridge (BRIDGE/COUNTER). Takes no parameters", move |_| {
+        let mut kv = Vec::new();
+        if let Value::Object(bs) = v.bridges_json(false) {
+            for (name, b) in bs {
+                if let Some(t) = b["mac_table"].as_object() {
+                    for (k, x) in t {
+                        kv.push((format!("{name}/{k}"), Val::U64(x.as_u64().unwrap_or(0))));
+                    }
+                }
             }
         }
         Reply::Dict(kv)
@@ -247,4 +387,3 @@ pub fn register_telemetry(view: &View) {
         eprintln!("pmdswitch: warning: telemetry commands unavailable: {e}");
     }
 }
-

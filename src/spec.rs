@@ -160,9 +160,66 @@ pub fn parse_xconnect(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `NAME=PORT,PORT,...` (a bridge and its members, at least two).
+pub fn parse_bridge(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, list) = s.split_once('=').ok_or_else(|| format!("bridge '{s}' has no '=': write --bridge NAME=PORT,PORT,..."))?;
+    check_name(name).map_err(|e| format!("bridge: {e}"))?;
+    let members: Vec<String> = list.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
+    if members.len() < 2 {
+        return Err(format!("bridge '{name}' needs at least two ports: write --bridge {name}=A,B"));
+    }
+    if let Some(m) = members.iter().enumerate().find(|(i, m)| members[..*i].contains(m)).map(|(_, m)| m) {
+        return Err(format!("bridge '{name}' lists port '{m}' twice: name each port once"));
+    }
+    Ok((name.to_string(), members))
+}
+
+/// `PORT=MAC[@VLAN]`.
+pub fn parse_static_mac(s: &str) -> Result<(String, [u8; 6], u16), String> {
+    let (port, rest) = s.split_once('=').ok_or_else(|| format!("static MAC '{s}' has no '=': write PORT=MAC[@VLAN], e.g. a=02:00:00:00:00:01@10"))?;
+    let (mac, vlan) = match rest.split_once('@') {
+        Some((m, v)) => (m, v.parse::<u16>().ok().filter(|v| *v <= 4094).ok_or_else(|| format!("static MAC '{s}': VLAN '{v}' is not 0 to 4094"))?),
+        None => (rest, 0),
+    };
+    let mac = crate::bridge::table::parse_mac(mac).map_err(|e| format!("static MAC '{s}': {e}"))?;
+    Ok((port.to_string(), mac, vlan))
+}
+
+/// `PORT=N` rx queues, 1 to 8.
+pub fn parse_queues(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("--queues '{s}' is malformed: write PORT=N with N from 1 to 8");
+    let (port, n) = s.split_once('=').ok_or_else(bad)?;
+    let n: u16 = n.parse().ok().filter(|n| (1..=8).contains(n)).ok_or_else(bad)?;
+    Ok((port.to_string(), n))
+}
+
+/// `PORT:QUEUE=CORE`.
+pub fn parse_affinity(s: &str) -> Result<(String, u16, usize), String> {
+    let bad = || format!("--rxq-affinity '{s}' is malformed: write PORT:QUEUE=CORE, e.g. a:1=2");
+    let (pq, core) = s.split_once('=').ok_or_else(bad)?;
+    let (port, q) = pq.rsplit_once(':').ok_or_else(bad)?;
+    Ok((port.to_string(), q.parse().map_err(|_| bad())?, core.parse().map_err(|_| bad())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_rules_parse() {
+        assert_eq!(parse_bridge("br0=a,b,c").unwrap(), ("br0".into(), vec!["a".into(), "b".into(), "c".into()]));
+        assert!(parse_bridge("br0=a").unwrap_err().contains("at least two"));
+        assert!(parse_bridge("br0=a,b,a").unwrap_err().contains("twice"));
+        assert!(parse_bridge("br0").unwrap_err().contains("no '='"));
+        assert_eq!(parse_static_mac("a=02:00:00:00:00:01@10").unwrap(), ("a".into(), [2, 0, 0, 0, 0, 1], 10));
+        assert_eq!(parse_static_mac("a=02:00:00:00:00:01").unwrap().2, 0);
+        assert!(parse_static_mac("a=02:00@1").is_err());
+        assert!(parse_static_mac("a=02:00:00:00:00:01@5000").unwrap_err().contains("VLAN"));
+        assert_eq!(parse_queues("a=2").unwrap(), ("a".into(), 2));
+        assert!(parse_queues("a=0").is_err() && parse_queues("a=9").is_err() && parse_queues("a").is_err());
+        assert_eq!(parse_affinity("a:1=3").unwrap(), ("a".into(), 1, 3));
+        assert!(parse_affinity("a=3").is_err());
+    }
 
     #[test]
     fn ports_parse() {

@@ -17,10 +17,36 @@ pub enum DropCause {
     PortDown = 1,
     /// The ingress port has no forwarding rule.
     Unrouted = 2,
+    /// Bridge, ingress: a frame tagged with another VLAN on an access port.
+    TaggedOnAccess = 3,
+    /// Bridge, ingress: a tagged frame of a VLAN the trunk does not carry.
+    VlanNotAllowed = 4,
+    /// Bridge, ingress: an untagged frame on a trunk without a native VLAN.
+    UntaggedOnTrunk = 5,
+    /// Bridge: the destination is behind the ingress port (802.1D filtering), or a static
+    /// entry points at a port outside the frame's VLAN.
+    Filtered = 6,
+    /// No mbuf or headroom for a copy or a VLAN tag push.
+    NoMbuf = 7,
+    /// Shorter than an Ethernet header.
+    Runt = 8,
 }
 
+/// Number of drop causes (the length of every drops array).
+pub const N_CAUSES: usize = 9;
+
 impl DropCause {
-    pub const ALL: [DropCause; 3] = [DropCause::TxFull, DropCause::PortDown, DropCause::Unrouted];
+    pub const ALL: [DropCause; N_CAUSES] = [
+        DropCause::TxFull,
+        DropCause::PortDown,
+        DropCause::Unrouted,
+        DropCause::TaggedOnAccess,
+        DropCause::VlanNotAllowed,
+        DropCause::UntaggedOnTrunk,
+        DropCause::Filtered,
+        DropCause::NoMbuf,
+        DropCause::Runt,
+    ];
 
     /// The name used in tables and JSON (`drops.CAUSE`).
     pub fn name(self) -> &'static str {
@@ -28,6 +54,12 @@ impl DropCause {
             DropCause::TxFull => "tx_full",
             DropCause::PortDown => "port_down",
             DropCause::Unrouted => "unrouted",
+            DropCause::TaggedOnAccess => "tagged_on_access",
+            DropCause::VlanNotAllowed => "vlan_not_allowed",
+            DropCause::UntaggedOnTrunk => "untagged_on_trunk",
+            DropCause::Filtered => "filtered",
+            DropCause::NoMbuf => "no_mbuf",
+            DropCause::Runt => "runt",
         }
     }
 }
@@ -46,7 +78,7 @@ pub struct PortCounters {
     pub rx_bytes: AtomicU64,
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
-    pub drops: [AtomicU64; 3],
+    pub drops: [AtomicU64; N_CAUSES],
 }
 
 impl PortCounters {
@@ -92,10 +124,23 @@ pub struct PortTotals {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
-    pub drops: [u64; 3],
+    pub drops: [u64; N_CAUSES],
 }
 
 impl PortTotals {
+    /// Counts since `base` (a port index reused by a later port starts from its base).
+    pub fn since(&self, base: &PortTotals) -> PortTotals {
+        let mut t = *self;
+        t.rx_packets -= base.rx_packets;
+        t.rx_bytes -= base.rx_bytes;
+        t.tx_packets -= base.tx_packets;
+        t.tx_bytes -= base.tx_bytes;
+        for (d, b) in t.drops.iter_mut().zip(base.drops) {
+            *d -= b;
+        }
+        t
+    }
+
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum()
     }
@@ -165,8 +210,11 @@ mod tests {
         let ws = [a, b];
         assert_eq!(port_totals(&ws, 0).rx_packets, 12);
         let t1 = port_totals(&ws, 1);
-        assert_eq!(t1.drops, [4, 2, 0]);
+        assert_eq!(t1.drops[..3], [4, 2, 0]);
         assert_eq!(t1.dropped(), 6);
-        assert_eq!(DropCause::ALL.map(|c| c.name()), ["tx_full", "port_down", "unrouted"]);
+        assert_eq!(DropCause::ALL[..3].iter().map(|c| c.name()).collect::<Vec<_>>(), ["tx_full", "port_down", "unrouted"]);
+        for (i, c) in DropCause::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "ALL is in index order");
+        }
     }
 }

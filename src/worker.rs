@@ -5,11 +5,15 @@
 //! default of 8), then drop and count by cause. No allocation, lock, syscall or log line
 //! per packet; counters are updated per burst and the clock read once per iteration.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam::utils::CachePadded;
 
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
+use crate::bridge::fwd::{self, Bridge};
 use crate::dpdk::mbuf::Batch;
+use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostRxQueue, VhostTxQueue};
 use crate::dpdk::idle::{self, Wake};
 use crate::dpdk::{eal, rdtsc};
@@ -101,20 +105,86 @@ pub struct Idle {
     pub max_sleep_ms: i32,
 }
 
+/// Where the packets of one rx queue go.
+pub enum Action {
+    /// No rule: drop as `unrouted`.
+    Drop,
+    /// Cross-connect: everything to this port index.
+    Xconnect(usize),
+    /// L2 bridge: the bridge and this port's member index in it.
+    Bridge(Arc<Bridge>, usize),
+}
+
+/// Per rx queue counters (single writer: the worker that polls it), like OVS's
+/// `pmd-rxq-show`: what the queue brought in and the cycles spent on it.
+#[derive(Default)]
+pub struct RxqCounters {
+    pub packets: AtomicU64,
+    pub busy_cycles: AtomicU64,
+}
+
 /// One rx queue polled by a worker, and where its packets go.
 pub struct Poll {
     pub rx: Rx,
     /// Index of the ingress port (into the port table and counters).
     pub rx_port: usize,
-    /// Egress queue and port index; `None` drops as `unrouted`.
-    pub out: Option<(Tx, usize)>,
+    pub action: Action,
+    pub counters: Arc<CachePadded<RxqCounters>>,
+}
+
+/// A lock for a tx queue that more workers send to than the port has queues (the
+/// documented fallback): a test-and-test-and-set spinlock held for one burst, with a
+/// count of contended takes.
+#[derive(Default)]
+pub struct TxLock {
+    held: CachePadded<AtomicBool>,
+    pub contended: AtomicU64,
+}
+
+impl TxLock {
+    #[inline(always)]
+    fn lock(&self) -> TxGuard<'_> {
+        while self.held.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.contended.fetch_add(1, Ordering::Relaxed);
+            while self.held.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        }
+        TxGuard(self)
+    }
+}
+
+struct TxGuard<'a>(&'a TxLock);
+
+impl Drop for TxGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.held.store(false, Ordering::Release);
+    }
+}
+
+/// A worker's tx queue on one port; `lock` is set when the queue is shared.
+pub struct TxQ {
+    pub tx: Tx,
+    pub lock: Option<Arc<TxLock>>,
+}
+
+/// What a worker polls and where it may send: replaced as a whole at a reload point when
+/// the control plane changes ports or rules.
+#[derive(Default)]
+pub struct WorkerPlan {
+    pub polls: Vec<Poll>,
+    /// Indexed by port: this worker's tx queue on it (None: the worker never sends there).
+    pub txs: Vec<Option<TxQ>>,
 }
 
 /// Everything a worker owns, moved into its thread.
 pub struct Worker {
     pub index: usize,
     pub core: usize,
-    pub polls: Vec<Poll>,
+    pub plan: WorkerPlan,
+    /// A new plan from the control plane, taken at the next reload point.
+    pub mailbox: Arc<Mutex<Option<WorkerPlan>>>,
     pub burst: usize,
     pub tx_retries: u32,
     pub stats: Arc<WorkerStats>,
@@ -122,6 +192,10 @@ pub struct Worker {
     pub idle: Idle,
     /// The idle mode the control plane wants (`ctl set idle`), read at the reload point.
     pub idle_mode: Arc<AtomicU8>,
+    /// For bridge copies (VLAN edits of flooded packets).
+    pub pool: Arc<Mempool>,
+    /// TSC cycles per millisecond (the MAC table's clock).
+    pub cycles_per_ms: u64,
 }
 
 impl Worker {
@@ -141,6 +215,9 @@ impl Worker {
         reload.online();
         self.reload();
         let mut batch = Batch::new();
+        // One egress batch per bridge member (sized at each reload).
+        let mut outs: Vec<Batch> = Vec::new();
+        self.size_outs(&mut outs);
         let stats = self.stats.clone();
         let mut prev = rdtsc();
         let mut empty_since = prev;
@@ -151,8 +228,9 @@ impl Worker {
                     break;
                 }
                 self.reload();
+                self.size_outs(&mut outs);
             }
-            let moved = self.poll_once(&mut batch, &stats);
+            let moved = self.poll_once(&mut batch, &mut outs, &stats);
             let now = rdtsc();
             if moved > 0 {
                 bump(&stats.own.busy_cycles, now - prev);
@@ -161,7 +239,7 @@ impl Worker {
             } else {
                 bump(&stats.own.idle_cycles, now - prev);
                 if self.idle.mode == IdleMode::Adaptive && now - empty_since > self.idle.after_cycles {
-                    let woke = self.nap(&reload, &mut batch, &stats);
+                    let woke = self.nap(&reload, &mut batch, &mut outs, &stats);
                     let t = rdtsc();
                     bump(&stats.own.idle_cycles, t - now);
                     prev = t;
@@ -178,25 +256,46 @@ impl Worker {
         eal::thread_unregister();
     }
 
-    /// One pass over every polled rx queue: rx burst, count, send or drop. Returns the
-    /// packets received.
+    /// One pass over every polled rx queue: rx burst, count, switch, send or drop.
+    /// Returns the packets received.
     #[inline(always)]
-    fn poll_once(&mut self, batch: &mut Batch, stats: &WorkerStats) -> u64 {
+    fn poll_once(&mut self, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats) -> u64 {
         let mut moved = 0u64;
-        for p in self.polls.iter_mut() {
+        let WorkerPlan { polls, txs } = &mut self.plan;
+        for p in polls.iter_mut() {
             let n = p.rx.burst(batch, self.burst);
             if n == 0 {
                 continue;
             }
+            let t0 = rdtsc();
             moved += n as u64;
             let bytes = batch.bytes();
             let rxc = &stats.ports[p.rx_port];
             bump(&rxc.rx_packets, n as u64);
             bump(&rxc.rx_bytes, bytes);
-            match &mut p.out {
-                Some((tx, port)) => send(tx, batch, bytes, self.tx_retries, &stats.ports[*port]),
-                None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+            match &p.action {
+                Action::Xconnect(port) => match &mut txs[*port] {
+                    Some(t) => send(t, batch, bytes, self.tx_retries, &stats.ports[*port]),
+                    None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+                },
+                Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+                Action::Bridge(br, member) => {
+                    let outs = &mut outs[..br.members.len()];
+                    fwd::forward(br, self.index, *member, batch, outs, &self.pool, rxc, t0 / self.cycles_per_ms);
+                    for (out, m) in outs.iter_mut().zip(&br.members) {
+                        if out.is_empty() {
+                            continue;
+                        }
+                        let b = out.bytes();
+                        match &mut txs[m.port] {
+                            Some(t) => send(t, out, b, self.tx_retries, &stats.ports[m.port]),
+                            None => stats.ports[m.port].drop(DropCause::PortDown, out.drop_all() as u64),
+                        }
+                    }
+                }
             }
+            bump(&p.counters.packets, n as u64);
+            bump(&p.counters.busy_cycles, rdtsc() - t0);
         }
         moved
     }
@@ -206,11 +305,11 @@ impl Worker {
     /// kicks off again. System calls happen only here, never while traffic flows.
     /// Returns why the sleep ended, or None when the extra poll found traffic.
     #[cold]
-    fn nap(&mut self, reload: &WorkerReload<'_>, batch: &mut Batch, stats: &WorkerStats) -> Option<Wake> {
+    fn nap(&mut self, reload: &WorkerReload<'_>, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats) -> Option<Wake> {
         let (mut kicks, mut intrs) = ([0i32; 32], [0i32; 32]);
         let (mut n, mut m) = (0, 0);
         let mut deaf = false;
-        for p in self.polls.iter_mut() {
+        for p in self.plan.polls.iter_mut() {
             match &mut p.rx {
                 Rx::Vhost(q) => {
                     if let Some(fd) = q.arm(true) {
@@ -229,7 +328,7 @@ impl Worker {
                 },
             }
         }
-        let moved = self.poll_once(batch, stats);
+        let moved = self.poll_once(batch, outs, stats);
         let woke = if moved > 0 {
             bump(&stats.own.packets, moved);
             None
@@ -244,7 +343,7 @@ impl Worker {
             }
             Some(why)
         };
-        for p in self.polls.iter_mut() {
+        for p in self.plan.polls.iter_mut() {
             match &mut p.rx {
                 Rx::Vhost(q) => {
                     q.arm(false);
@@ -257,13 +356,25 @@ impl Worker {
         woke
     }
 
+    /// At a reload point: take a new plan if the control plane left one (the old one,
+    /// and any queue handle it alone held, is dropped here), then re-read shared state.
     fn reload(&mut self) {
+        if let Some(plan) = self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.plan = plan;
+        }
         self.idle.mode = IdleMode::from_u8(self.idle_mode.load(Ordering::SeqCst));
-        for p in self.polls.iter_mut() {
+        for p in self.plan.polls.iter_mut() {
             p.rx.reload();
-            if let Some((tx, _)) = &mut p.out {
-                tx.reload();
-            }
+        }
+        for t in self.plan.txs.iter_mut().flatten() {
+            t.tx.reload();
+        }
+    }
+
+    fn size_outs(&self, outs: &mut Vec<Batch>) {
+        let need = self.plan.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
+        while outs.len() < need {
+            outs.push(Batch::new());
         }
     }
 }
@@ -272,7 +383,9 @@ impl Worker {
 /// `retries` times, then drops the rest as `tx_full`; a port with no device drops all as
 /// `port_down`. Leaves the batch empty.
 #[inline(always)]
-fn send(tx: &mut Tx, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounters) {
+fn send(t: &mut TxQ, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounters) {
+    let _held = t.lock.as_deref().map(TxLock::lock);
+    let tx = &mut t.tx;
     if !tx.is_up() {
         c.drop(DropCause::PortDown, batch.drop_all() as u64);
         return;

@@ -168,5 +168,5 @@ fn check_config_reports_every_error_with_line_and_column() {
     std::fs::write(&good, "xconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:/tmp/a.sock\"\nb = \"vdev:net_null0\"\n").unwrap();
     let (code, out, err) = run_once(&["check-config", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("ok (2 ports, 1 xconnects)"), "{out}");
+    assert!(out.contains("ok (2 ports, 1 xconnects, 0 bridges)"), "{out}");
 }

@@ -6,25 +6,11 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+
 use common::*;
 
-/// Runs `pmdswitch gen` with two virtio-user ports on the switch's sockets; returns its
-/// JSON and stdout.
 fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, String) {
-    let json = s.path("gen.json");
-    let o = Command::new(bin())
-        .args(["gen", "--port", &format!("a=vdev:net_virtio_user0,path={sa}"), "--port", &format!("b=vdev:net_virtio_user1,path={sb}")])
-        .args(["--core", "0", "--json"])
-        .arg(&json)
-        .args(args)
-        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gen"))])
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn gen");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "gen failed: {}\n{out}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
-    assert_no_leftovers(&s.prefix("gen"));
-    (serde_json::from_str(&std::fs::read_to_string(&json).expect("gen JSON")).expect("valid JSON"), out)
+    gen_run(s, &[("a", sa), ("b", sb)], args)
 }
 
 fn dut(s: &Scratch, sa: &str, sb: &str) -> Pmds {

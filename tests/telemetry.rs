@@ -84,12 +84,6 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     assert!(prom.contains("pmdswitch_worker_packets_total{core=\"1\"}"), "{prom}");
 }
 
-fn ctl(sock: &std::path::Path, cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["ctl", "--socket", sock.to_str().unwrap()];
-    args.extend_from_slice(cmd);
-    run_once(&args)
-}
-
 #[test]
 fn ctl_shows_clears_and_sets_idle_mode() {
     require_bed();

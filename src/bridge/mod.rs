@@ -7,7 +7,8 @@
 //! - [`vlan`]: per-port VLAN policy (access or trunk), ingress classification, egress
 //!   decision and the tag edit a frame needs between the two.
 //!
-//! The per-burst forwarding code that ties them to mbufs lives next to these modules.
+//! - [`fwd`]: the per-burst hot path that ties them to mbufs (one file, two screens).
 
 pub mod table;
 pub mod vlan;
+pub mod fwd;

@@ -40,15 +40,24 @@ pub struct EthStats {
 
 struct Dev {
     id: PortId,
+    /// Also remove the underlying device (vdevs added at run time), so that the same
+    /// name can be probed again later.
+    remove: bool,
 }
 
 impl Drop for Dev {
     fn drop(&mut self) {
         // SAFETY: the last handle to this port is gone, so no worker polls it; stop then
-        // close releases the queues and the PMD's resources.
+        // close releases the queues and the PMD's resources; the rte_device stays valid
+        // until rte_dev_remove, which detaches the driver (DPDK guide, "Hotplug").
         unsafe {
             sys::rte_eth_dev_stop(self.id.0);
+            let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+            let dev = if self.remove && sys::rte_eth_dev_info_get(self.id.0, info.as_mut_ptr()) == 0 { info.assume_init().device } else { std::ptr::null_mut() };
             sys::rte_eth_dev_close(self.id.0);
+            if !dev.is_null() {
+                sys::rte_dev_remove(dev);
+            }
         }
     }
 }
@@ -57,6 +66,9 @@ impl Drop for Dev {
 /// queue handle taken from it are dropped.
 pub struct EthPort {
     dev: Arc<Dev>,
+    n_rxq: u16,
+    n_txq: u16,
+    pool: Arc<Mempool>,
 }
 
 /// Device name part of a devargs string: `net_ring0,nodeaction=...` -> `net_ring0`.
@@ -83,6 +95,22 @@ pub fn probe(devargs: &str, already_probed: bool) -> Result<PortId> {
     port_by_name(name)
 }
 
+/// The most rx and tx queues the device's driver offers.
+///
+/// # Errors
+/// rte_eth_dev_info_get's error (ENODEV for a stale id).
+pub fn max_queues(id: PortId) -> Result<(u16, u16)> {
+    let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+    // SAFETY: info is a valid out-parameter of the right type.
+    let ret = unsafe { sys::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
+    if ret < 0 {
+        return Err(DpdkError::from_ret(format!("rte_eth_dev_info_get({id:?})"), ret));
+    }
+    // SAFETY: rte_eth_dev_info_get succeeded, so the struct is initialised.
+    let info = unsafe { info.assume_init() };
+    Ok((info.max_rx_queues, info.max_tx_queues))
+}
+
 pub fn port_by_name(name: &str) -> Result<PortId> {
     let c = CString::new(name).map_err(|_| DpdkError::from_ret("port name", -libc::EINVAL))?;
     let mut id = 0u16;
@@ -104,6 +132,8 @@ pub struct EthConfig {
     /// Ask for rx queue interrupts (adaptive idle). Drivers that refuse them are
     /// configured without.
     pub rx_intr: bool,
+    /// Remove the device when the port is dropped (vdevs), not only close the port.
+    pub remove: bool,
 }
 
 impl EthPort {
@@ -114,7 +144,7 @@ impl EthPort {
     /// # Errors
     /// The first failing ethdev call, e.g. EINVAL for more queues than the PMD offers.
     pub fn configure(id: PortId, cfg: EthConfig, pool: &Arc<Mempool>) -> Result<(EthPort, Vec<EthRxQueue>, Vec<EthTxQueue>)> {
-        let dev = Arc::new(Dev { id });
+        let dev = Arc::new(Dev { id, remove: cfg.remove });
         let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
         // SAFETY: info is a valid out-parameter of the right type.
         let ret = unsafe { sys::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
@@ -136,6 +166,13 @@ impl EthPort {
         let mut conf = sys::rte_eth_conf::default();
         if cfg.rx_intr {
             conf.intr_conf.set_rxq(1);
+        }
+        // Several rx queues: spread flows with RSS over every hash type the device offers
+        // (DPDK guide, Poll Mode Driver, "RSS"); a device without RSS keeps one queue's
+        // traffic on queue 0.
+        if cfg.n_rxq > 1 && info.flow_type_rss_offloads != 0 {
+            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads;
         }
         // SAFETY: conf is a valid, initialised configuration.
         let mut ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
@@ -179,7 +216,7 @@ impl EthPort {
         // Not every PMD has promiscuous mode (vhost, ring): failure is harmless there.
         // SAFETY: plain call on a configured port.
         unsafe { sys::rte_eth_promiscuous_enable(id.0) };
-        Ok((EthPort { dev }, rxqs, txqs))
+        Ok((EthPort { dev, n_rxq: cfg.n_rxq, n_txq: cfg.n_txq, pool: pool.clone() }, rxqs, txqs))
     }
 
     /// # Errors
@@ -191,6 +228,27 @@ impl EthPort {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_start({:?})", self.dev.id), ret));
         }
         Ok(())
+    }
+
+    pub fn n_rxq(&self) -> u16 {
+        self.n_rxq
+    }
+
+    pub fn n_txq(&self) -> u16 {
+        self.n_txq
+    }
+
+    /// A new handle on rx queue `q` (< n_rxq). The caller keeps the one-poller rule: a
+    /// plan gives each queue to exactly one worker and takes it back before moving it.
+    pub fn rx_queue(&self, q: u16) -> EthRxQueue {
+        assert!(q < self.n_rxq, "rx queue {q} of {}", self.n_rxq);
+        EthRxQueue { dev: self.dev.clone(), queue: q, _pool: self.pool.clone() }
+    }
+
+    /// A new handle on tx queue `q` (< n_txq); shared queues need the caller's lock.
+    pub fn tx_queue(&self, q: u16) -> EthTxQueue {
+        assert!(q < self.n_txq, "tx queue {q} of {}", self.n_txq);
+        EthTxQueue { dev: self.dev.clone(), queue: q }
     }
 
     /// Stops the port (safe to call twice); queue handles must no longer be polled.

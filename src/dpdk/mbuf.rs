@@ -183,3 +183,149 @@ impl Drop for Batch {
         self.drop_all();
     }
 }
+
+/// One owned packet, taken out of a [`Batch`] for per-packet switching (the bridge):
+/// read it, share it with another egress port (reference count), edit its head (VLAN
+/// tag push/pop), put it into another batch. Dropping it frees it.
+pub struct Mbuf(std::ptr::NonNull<sys::rte_mbuf>);
+
+// SAFETY: an mbuf we own can move between threads (workers hand nothing across today,
+// but the type says what is true: DPDK mbufs are not tied to a thread).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    #[inline(always)]
+    fn ptr(&self) -> *mut sys::rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    /// The first segment's bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let m = self.ptr();
+        // SAFETY: we own a reference to a live mbuf; data_len bytes at buf_addr + data_off
+        // are its first segment's data.
+        unsafe { std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize) }
+    }
+
+    /// The first segment's bytes, writable — only when no other reference shares them.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if self.refcnt() != 1 {
+            return None;
+        }
+        let m = self.ptr();
+        // SAFETY: refcount 1: nobody else reads this buffer; bounds as in data().
+        Some(unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) })
+    }
+
+    #[inline(always)]
+    pub fn pkt_len(&self) -> u32 {
+        // SAFETY: live mbuf.
+        unsafe { (*self.ptr()).pkt_len }
+    }
+
+    #[inline(always)]
+    fn refcnt(&self) -> u16 {
+        // SAFETY: live mbuf.
+        unsafe { sys::pmds_mbuf_refcnt_read(self.ptr()) }
+    }
+
+    /// Another reference to the same packet (flooding without copying, as DPDK's
+    /// multicast example does): the buffer is freed when the last reference goes.
+    #[inline(always)]
+    pub fn share(&self) -> Mbuf {
+        // SAFETY: live mbuf; the new handle owns the reference we add.
+        unsafe { sys::pmds_mbuf_refcnt_update(self.ptr(), 1) };
+        Mbuf(self.0)
+    }
+
+    /// A private copy (all segments) from `pool`, for an egress that must edit the head
+    /// of a shared packet. None when the pool is empty.
+    pub fn deep_copy(&self, pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: live mbuf and pool; rte_pktmbuf_copy returns a new mbuf we own or NULL.
+        let c = unsafe { sys::rte_pktmbuf_copy(self.ptr(), pool.as_ptr(), 0, u32::MAX) };
+        std::ptr::NonNull::new(c).map(Mbuf)
+    }
+
+    /// Grows the head by `n` bytes (rte_pktmbuf_prepend) and returns the new first
+    /// segment; None when the headroom is short or the packet is shared.
+    #[inline]
+    pub fn prepend(&mut self, n: u16) -> Option<&mut [u8]> {
+        if self.refcnt() != 1 {
+            return None;
+        }
+        // SAFETY: exclusive live mbuf; prepend checks the headroom and returns NULL if short.
+        if unsafe { sys::pmds_pktmbuf_prepend(self.ptr(), n) }.is_null() {
+            return None;
+        }
+        self.data_mut()
+    }
+
+    /// Drops `n` bytes from the head (rte_pktmbuf_adj); false if the first segment is
+    /// shorter or the packet is shared.
+    #[inline]
+    pub fn adj(&mut self, n: u16) -> bool {
+        // SAFETY: exclusive live mbuf; adj checks the length and returns NULL if short.
+        self.refcnt() == 1 && !unsafe { sys::pmds_pktmbuf_adj(self.ptr(), n) }.is_null()
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference; rte_pktmbuf_free drops one reference (and the
+        // buffer with the last one).
+        unsafe { sys::pmds_pktmbuf_free(self.ptr()) }
+    }
+}
+
+impl Batch {
+    /// Takes every pending packet out, leaving the batch empty. Packets the caller does
+    /// not take from the iterator are freed when it is dropped.
+    #[inline(always)]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let (h, t) = (self.head, self.tail);
+        self.head = 0;
+        self.tail = 0;
+        Drain { pkts: &self.pkts[h..t], i: 0 }
+    }
+
+    /// Appends a packet; hands it back when the batch is full.
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.tail == MAX_BURST {
+            return Err(m);
+        }
+        self.pkts[self.tail] = m.0.as_ptr();
+        self.tail += 1;
+        std::mem::forget(m);
+        Ok(())
+    }
+}
+
+/// Iterator of [`Batch::drain`]: owns the packets it has not yielded yet.
+pub struct Drain<'a> {
+    pkts: &'a [*mut sys::rte_mbuf],
+    i: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Mbuf> {
+        let m = *self.pkts.get(self.i)?;
+        self.i += 1;
+        // The batch forgot these pointers in drain(); each becomes exactly one handle.
+        std::ptr::NonNull::new(m).map(Mbuf)
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for &m in &self.pkts[self.i..] {
+            // SAFETY: not yet yielded, so still owned here; freed once.
+            unsafe { sys::pmds_pktmbuf_free(m) };
+        }
+    }
+}

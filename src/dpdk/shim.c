@@ -51,3 +51,25 @@ int pmds_errno(void)
 {
 	return rte_errno;
 }
+
+/* Bridge flooding shares one mbuf between egress ports (refcount), and VLAN push/pop
+ * moves the start of the data. */
+void pmds_mbuf_refcnt_update(struct rte_mbuf *m, int16_t v)
+{
+	rte_mbuf_refcnt_update(m, v);
+}
+
+uint16_t pmds_mbuf_refcnt_read(const struct rte_mbuf *m)
+{
+	return rte_mbuf_refcnt_read(m);
+}
+
+char *pmds_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_prepend(m, len);
+}
+
+char *pmds_pktmbuf_adj(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_adj(m, len);
+}

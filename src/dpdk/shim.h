@@ -21,6 +21,10 @@ int pmds_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, uns
 void pmds_pktmbuf_free(struct rte_mbuf *m);
 char *pmds_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 void *pmds_pktmbuf_data(struct rte_mbuf *m);
+void pmds_mbuf_refcnt_update(struct rte_mbuf *m, int16_t v);
+uint16_t pmds_mbuf_refcnt_read(const struct rte_mbuf *m);
+char *pmds_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
+char *pmds_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 unsigned int pmds_lcore_id(void);
 int pmds_errno(void);
 /* Offsets of the rte_mbuf fields Rust reads directly; checked by _Static_assert in

@@ -42,6 +42,8 @@ pub struct VhostSlot {
     pub name: String,
     /// The running device's vid, or [`NO_VID`]. Workers read it only at their reload point.
     vid: AtomicI32,
+    /// Bit i set: vring i is enabled by the frontend (vrings 0..64).
+    enabled: AtomicU64,
     /// The vid of the accepted connection (one frontend per socket), or [`NO_VID`].
     conn_vid: AtomicI32,
     /// Guest notifications of devices that have gone (see [`VhostSlot::guest_notifications`]).
@@ -78,6 +80,9 @@ pub enum DeviceEvent {
     Added,
     /// The slot's vid was withdrawn; return only when no worker can still use the old one.
     Removed,
+    /// The frontend enabled or disabled a vring (multiqueue: how many queue pairs are in
+    /// use); workers re-pick their tx vring at the next reload. Must not block.
+    VringChanged,
 }
 
 /// Guest notifications per vid (the library's vids are below RTE_MAX_VHOST_DEVICE).
@@ -153,6 +158,7 @@ extern "C" fn on_destroy_device(vid: c_int) {
         if let Some(h) = HOOK.get() {
             h(&slot, DeviceEvent::Removed);
         }
+        slot.enabled.store(0, Ordering::SeqCst);
         // No worker enqueues to the old vid any more: fold its count into the slot.
         if let Some(c) = usize::try_from(vid).ok().and_then(|v| GUEST_NOTIFICATIONS.get(v)) {
             slot.notifications_past.fetch_add(c.swap(0, Ordering::Relaxed), Ordering::Relaxed);
@@ -160,10 +166,25 @@ extern "C" fn on_destroy_device(vid: c_int) {
     });
 }
 
-extern "C" fn on_vring_state_changed(_vid: c_int, _queue: u16, _enable: c_int) -> c_int {
-    // Nothing to do, and nothing allowed: the library calls this with the vring's
-    // access_lock held, so rte_vhost_enable_guest_notification here spins forever on
-    // that lock (seen with 22.11). Notifications are disabled in new_device.
+extern "C" fn on_vring_state_changed(vid: c_int, queue: u16, enable: c_int) -> c_int {
+    // Record the state and ask workers to re-pick tx vrings; nothing else is allowed:
+    // the library calls this with the vring's access_lock held, so e.g.
+    // rte_vhost_enable_guest_notification here spins forever on that lock (seen with
+    // 22.11). Notifications are disabled in new_device.
+    let _ = catch_unwind(|| {
+        let Some(slot) = slot_for_vid(vid) else { return };
+        if queue < 64 {
+            let bit = 1u64 << queue;
+            if enable != 0 {
+                slot.enabled.fetch_or(bit, Ordering::SeqCst);
+            } else {
+                slot.enabled.fetch_and(!bit, Ordering::SeqCst);
+            }
+        }
+        if let Some(h) = HOOK.get() {
+            h(&slot, DeviceEvent::VringChanged);
+        }
+    });
     0
 }
 
@@ -261,6 +282,7 @@ impl VhostPort {
             name: name.to_owned(),
             vid: AtomicI32::new(NO_VID),
             conn_vid: AtomicI32::new(NO_VID),
+            enabled: AtomicU64::new(0),
             notifications_past: AtomicU64::new(0),
             devices_added: AtomicU64::new(0),
             devices_removed: AtomicU64::new(0),
@@ -315,7 +337,7 @@ impl VhostPort {
 
     /// Tx handle for queue pair `qp`: enqueues into the guest's RX vring (2·qp).
     pub fn tx_queue(&self, qp: u16) -> VhostTxQueue {
-        VhostTxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * qp }
+        VhostTxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * qp, pair: qp }
     }
 }
 
@@ -349,6 +371,9 @@ pub struct VhostTxQueue {
     slot: Arc<VhostSlot>,
     vid: i32,
     vring: u16,
+    /// The queue pair this handle prefers; the vring used is picked among the enabled
+    /// ones at each reload (a frontend may use fewer pairs than offered).
+    pair: u16,
 }
 
 impl VhostRxQueue {
@@ -399,8 +424,17 @@ impl VhostRxQueue {
 }
 
 impl VhostTxQueue {
+    /// Picks up the slot's vid and the guest-rx vring to use: pair `self.pair` modulo the
+    /// number of enabled pairs (virtio 1.1 §5.1.6.5.5: the driver says how many pairs it
+    /// uses; sending to a disabled vring would drop everything).
     pub fn reload(&mut self) {
         self.vid = self.slot.vid();
+        let en = self.slot.enabled.load(Ordering::SeqCst);
+        let pairs: Vec<u16> = (0..32u16).filter(|p| en & (1u64 << (2 * p)) != 0).collect();
+        self.vring = match pairs.len() {
+            0 => 0,
+            n => 2 * pairs[self.pair as usize % n],
+        };
     }
 
     #[inline(always)]

@@ -340,7 +340,7 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 format!("port '{name}': DPDK could not create '{dev}' ({e}): check the driver name and its arguments")
             })
         })?;
-        let cfg = EthConfig { n_rxq: 1, n_txq: 1, rx_desc: ring, tx_desc: ring, rx_intr: false };
+        let cfg = EthConfig { n_rxq: 1, n_txq: 1, rx_desc: ring, tx_desc: ring, rx_intr: false, remove: false };
         let (port, mut rxqs, mut txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
         port.start().map_err(|e| rt(format!("port '{name}': {e}")))?;
         let (spec, peer) = port_spec(i, p.names.len(), p.flows, p.macs, p.dst);

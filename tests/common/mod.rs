@@ -416,3 +416,35 @@ impl Drop for TapHosts {
         sh(&format!("ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null", self.ns[0], self.ns[1]));
     }
 }
+
+/// Runs `pmdswitch gen` to completion with one virtio-user port per `(name, socket)`
+/// (all on CPU 0, as a VM would be); returns its JSON and stdout. Fails the test if gen
+/// fails or leaves EAL files behind.
+pub fn gen_run(s: &Scratch, ports: &[(&str, &str)], args: &[&str]) -> (serde_json::Value, String) {
+    let json = s.path(&format!("gen-{}.json", SEQ.fetch_add(1, Ordering::SeqCst)));
+    let prefix = s.prefix(&format!("gen{}", SEQ.fetch_add(1, Ordering::SeqCst)));
+    let mut c = Command::new(bin());
+    c.arg("gen");
+    for (i, (name, sock)) in ports.iter().enumerate() {
+        c.arg("--port").arg(format!("{name}=vdev:net_virtio_user{i},path={sock}"));
+    }
+    let o = c
+        .args(["--core", "0", "--json"])
+        .arg(&json)
+        .args(args)
+        .args(["--", "-l", "0", &format!("--file-prefix={prefix}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn gen");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "gen failed: {}\n{out}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert_no_leftovers(&prefix);
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).expect("gen JSON")).expect("valid JSON");
+    (v, out)
+}
+
+/// `pmdswitch ctl --socket PATH WORDS...`: (exit code, stdout, stderr).
+pub fn ctl(sock: &Path, words: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bin()).arg("ctl").arg("--socket").arg(sock).args(words).stdin(Stdio::null()).output().expect("spawn ctl");
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}

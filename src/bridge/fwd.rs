@@ -1,0 +1,179 @@
+//! The bridge's hot path: one received burst in, one batch per egress port out.
+//!
+//! Per packet: read the Ethernet header, classify the VLAN on ingress (`vlan::ingress`),
+//! hand the source to the MAC table's learner (`MacTable::learn`: a read, rarely an
+//! enqueue — never a write to the shared table), look the destination up, then either
+//! one egress port, or a flood to every other member of the VLAN. Flooding shares the
+//! mbuf by reference count (no copy) where the egress ports need the frame as received;
+//! an egress that must push, pop or rewrite a tag gets a private copy when the packet is
+//! shared (an in-place edit would change what the other ports send).
+//!
+//! Counters are gathered per burst on the stack and added to the ingress/egress port's
+//! single-writer counters once per burst.
+
+use std::sync::Arc;
+
+use crate::bridge::table::MacTable;
+use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
+use crate::dpdk::mbuf::{Batch, Mbuf};
+use crate::dpdk::mempool::Mempool;
+use crate::stats::{DropCause, PortCounters, N_CAUSES};
+
+/// One member port of a bridge.
+pub struct Member {
+    /// Index into the switch's port table.
+    pub port: usize,
+    pub vlan: VlanMode,
+}
+
+/// Largest port index a bridge can map (the switch's port table size).
+pub const MAX_PORTS: usize = 64;
+const NOT_MEMBER: u8 = u8::MAX;
+
+/// A bridge as the workers see it: immutable; a membership change publishes a new one
+/// that shares the same MAC table (which stores switch port indices, not member slots).
+pub struct Bridge {
+    pub name: String,
+    pub table: Arc<MacTable>,
+    pub members: Vec<Member>,
+    /// Switch port index → member index (NOT_MEMBER if the port is not in the bridge).
+    member_of: [u8; MAX_PORTS],
+}
+
+impl Bridge {
+    /// # Panics
+    /// More than 254 members or a port index ≥ MAX_PORTS (the caller validates both).
+    pub fn new(name: &str, table: Arc<MacTable>, members: Vec<Member>) -> Bridge {
+        let mut member_of = [NOT_MEMBER; MAX_PORTS];
+        for (i, m) in members.iter().enumerate() {
+            member_of[m.port] = u8::try_from(i).expect("at most 254 members");
+        }
+        Bridge { name: name.to_string(), table, members, member_of }
+    }
+
+    /// The member index of switch port `port`, if it belongs to this bridge.
+    #[inline(always)]
+    pub fn member(&self, port: usize) -> Option<usize> {
+        match self.member_of.get(port) {
+            Some(&m) if m != NOT_MEMBER => Some(m as usize),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with a packet on one egress member.
+#[inline(always)]
+fn edit_for(m: &Member, tag: Option<u16>, vlan: u16) -> Option<TagEdit> {
+    vlan::tag_edit(tag, vlan::egress(&m.vlan, vlan))
+}
+
+/// Applies `edit` to a packet this port owns exclusively (copying first if it is
+/// shared); None when no mbuf or headroom was left.
+#[inline]
+fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
+    if edit == TagEdit::None {
+        return Some(m);
+    }
+    if m.data_mut().is_none() {
+        m = m.deep_copy(pool)?;
+    }
+    match edit {
+        TagEdit::None => {}
+        TagEdit::Push(v) => vlan::push_in_place(m.prepend(vlan::TAG_LEN as u16)?, v).ok()?,
+        TagEdit::Pop => {
+            vlan::pop_in_place(m.data_mut()?).ok()?;
+            if !m.adj(vlan::TAG_LEN as u16) {
+                return None;
+            }
+        }
+        TagEdit::Rewrite(v) => vlan::rewrite_in_place(m.data_mut()?, v).ok()?,
+    }
+    Some(m)
+}
+
+/// Switches one burst received on member `ingress` of `br` into `outs` (one batch per
+/// member, indexed like `br.members`; all empty on entry). Drops are charged to the
+/// ingress port's counters `rxc` by cause; the caller sends each non-empty `outs[i]` to
+/// `br.members[i].port`. `now_ms` is read once per burst by the caller.
+#[inline]
+pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
+    let me = &br.members[ingress];
+    let mut drops = [0u64; N_CAUSES];
+    for m in batch.drain() {
+        let d = m.data();
+        if d.len() < 14 {
+            drops[DropCause::Runt as usize] += 1;
+            continue;
+        }
+        let dst: [u8; 6] = d[0..6].try_into().expect("6 bytes");
+        let src: [u8; 6] = d[6..12].try_into().expect("6 bytes");
+        let tag = vlan::vlan_tag(d);
+        let vid = match vlan::ingress(&me.vlan, tag) {
+            Ok(v) => v,
+            Err(e) => {
+                drops[match e {
+                    VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
+                    VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
+                    VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
+                } as usize] += 1;
+                continue;
+            }
+        };
+        br.table.learn(worker, vid, src, me.port as u16, now_ms);
+        match br.table.lookup(vid, dst).map(|p| br.member(p as usize)) {
+            Some(Some(p)) if p != ingress => {
+                match edit_for(&br.members[p], tag, vid).map(|e| apply(m, e, pool)) {
+                    Some(Some(m)) => put(&mut outs[p], m, &mut drops),
+                    Some(None) => drops[DropCause::NoMbuf as usize] += 1,
+                    None => drops[DropCause::Filtered as usize] += 1,
+                }
+            }
+            // Behind the ingress port (802.1D: the stations talk on their own segment), or
+            // a stale entry for a port that left the bridge.
+            Some(_) => drops[DropCause::Filtered as usize] += 1,
+            None => flood(br, ingress, m, tag, vid, outs, pool, &mut drops),
+        }
+    }
+    for c in DropCause::ALL {
+        if drops[c as usize] > 0 {
+            rxc.drop(c, drops[c as usize]);
+        }
+    }
+}
+
+/// Unknown unicast, broadcast, multicast: every other member of the VLAN, never back out
+/// of the ingress port. The last member takes the original reference.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn flood(br: &Bridge, ingress: usize, m: Mbuf, tag: Option<u16>, vid: u16, outs: &mut [Batch], pool: &Mempool, drops: &mut [u64; N_CAUSES]) {
+    let last = (0..br.members.len()).rev().find(|&p| p != ingress && edit_for(&br.members[p], tag, vid).is_some());
+    let Some(last) = last else {
+        drops[DropCause::Filtered as usize] += 1;
+        return;
+    };
+    for (p, member) in br.members.iter().enumerate().take(last) {
+        if p == ingress {
+            continue;
+        }
+        if let Some(e) = edit_for(member, tag, vid) {
+            match apply(m.share(), e, pool) {
+                Some(c) => put(&mut outs[p], c, drops),
+                None => drops[DropCause::NoMbuf as usize] += 1,
+            }
+        }
+    }
+    let e = edit_for(&br.members[last], tag, vid).expect("checked above");
+    match apply(m, e, pool) {
+        Some(c) => put(&mut outs[last], c, drops),
+        None => drops[DropCause::NoMbuf as usize] += 1,
+    }
+}
+
+#[inline(always)]
+fn put(out: &mut Batch, m: Mbuf, drops: &mut [u64; N_CAUSES]) {
+    // An egress batch gets at most one reference per received packet, and a burst is at
+    // most MAX_BURST packets, so this cannot fail; if it ever did, the packet is counted.
+    if out.push(m).is_err() {
+        drops[DropCause::NoMbuf as usize] += 1;
+    }
+}

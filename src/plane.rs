@@ -1,0 +1,271 @@
+//! The switch as it runs: the port table, the forwarding rules, the bridges, and which
+//! worker polls which rx queue. Owned by the main thread; every change ends in
+//! [`Plane::publish`], which builds each worker's [`WorkerPlan`] afresh and hands it over
+//! at the workers' reload point.
+//!
+//! Rx queue assignment is stable: a queue keeps its worker for its whole life, so a
+//! change never has two workers polling one queue, and ports untouched by a change are
+//! polled without a gap (their handles are rebuilt, the rings are not). New queues go to
+//! `--rxq-affinity`'s worker, else to the worker with the fewest queues (round-robin at
+//! start: OVS's `pmd-rxq-assign=roundrobin`). Rebalancing by measured cycles is not done;
+//! the per-queue cycle counters are there to show when it would help.
+//!
+//! Tx queues: each worker sends on its own tx queue of every egress port, `w % n`; a port
+//! with fewer tx queues (or vhost queue pairs) than workers shares them under a
+//! [`TxLock`] whose contended takes are counted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crossbeam::utils::CachePadded;
+
+use crate::bridge::fwd::{Bridge, Member};
+use crate::bridge::table::MacTable;
+use crate::bridge::vlan::VlanMode;
+use crate::dpdk::ethdev::{EthPort, PortId};
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::vhost::{VhostPort, VhostSlot};
+use crate::observe::{BridgeMeta, PortMeta, RxqMeta, View};
+use crate::reload::ReloadBarrier;
+use crate::spec::PortDef;
+use crate::stats::{self, PortTotals, WorkerStats};
+use crate::worker::{Action, Poll, Rx, RxqCounters, Tx, TxLock, TxQ, WorkerPlan};
+
+pub use crate::bridge::fwd::MAX_PORTS;
+
+/// A port as it runs.
+pub enum PortRt {
+    Eth(EthPort),
+    Vhost(VhostPort),
+}
+
+/// Where a port's received packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    None,
+    Xconnect(usize),
+    /// Member of bridge (index into `Plane::bridges`).
+    Bridge(usize),
+}
+
+pub struct PortEntry {
+    pub def: PortDef,
+    pub rt: PortRt,
+    /// Rx queues polled (vhost: queue pairs).
+    pub queues: u16,
+    /// Tx queues (ethdev) or queue pairs (vhost) to spread workers over.
+    pub txqs: u16,
+    pub locks: Vec<Arc<TxLock>>,
+    pub rxq: Vec<Arc<CachePadded<RxqCounters>>>,
+    pub vlan: VlanMode,
+    pub rule: Rule,
+    /// Counters of this index at the time the port was added (indices are reused).
+    pub base: PortTotals,
+}
+
+impl PortEntry {
+    pub fn slot(&self) -> Option<Arc<VhostSlot>> {
+        match &self.rt {
+            PortRt::Vhost(v) => Some(v.slot().clone()),
+            PortRt::Eth(_) => None,
+        }
+    }
+
+    pub fn eth_id(&self) -> Option<PortId> {
+        match &self.rt {
+            PortRt::Eth(p) => Some(p.id()),
+            PortRt::Vhost(_) => None,
+        }
+    }
+}
+
+pub struct BridgeEntry {
+    pub name: String,
+    pub table: Arc<MacTable>,
+    /// Member ports in order.
+    pub members: Vec<usize>,
+    /// What the workers use, rebuilt when members change.
+    pub current: Arc<Bridge>,
+}
+
+pub struct Plane {
+    pub ports: Vec<Option<PortEntry>>,
+    pub bridges: Vec<BridgeEntry>,
+    pub cores: Vec<usize>,
+    /// (port name, queue) → worker index, from `--rxq-affinity`.
+    pub affinity: HashMap<(String, u16), usize>,
+    /// (port index, queue) → worker index.
+    pub owner: HashMap<(usize, u16), usize>,
+    pub pool: Arc<Mempool>,
+    pub stats: Vec<Arc<WorkerStats>>,
+    pub mailboxes: Vec<Arc<Mutex<Option<WorkerPlan>>>>,
+    pub view: Arc<View>,
+}
+
+impl Plane {
+    pub fn workers(&self) -> usize {
+        self.cores.len()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.as_ref().is_some_and(|p| p.def.name == name))
+    }
+
+    /// A free port index, or None when the table is full.
+    pub fn free_index(&self) -> Option<usize> {
+        self.ports.iter().position(Option::is_none)
+    }
+
+    /// Counters of index `i` now, to start a new port's count from.
+    pub fn baseline(&self, i: usize) -> PortTotals {
+        stats::port_totals(&self.stats, i)
+    }
+
+    /// Gives every rx queue without a worker one: its affinity, else the least loaded.
+    pub fn assign(&mut self) {
+        let mut load = vec![0usize; self.workers()];
+        self.owner.retain(|(p, q), _| self.ports.get(*p).and_then(Option::as_ref).is_some_and(|e| *q < e.queues));
+        for w in self.owner.values() {
+            load[*w] += 1;
+        }
+        for (i, e) in self.ports.iter().enumerate() {
+            let Some(e) = e else { continue };
+            for q in 0..e.queues {
+                if self.owner.contains_key(&(i, q)) {
+                    continue;
+                }
+                let w = match self.affinity.get(&(e.def.name.clone(), q)) {
+                    Some(&w) => w,
+                    // Fewest queues; ties to the lowest index (round-robin at start).
+                    None => (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0),
+                };
+                load[w] += 1;
+                self.owner.insert((i, q), w);
+            }
+        }
+    }
+
+    /// Rebuilds the workers' view of every bridge (after a membership or VLAN change).
+    pub fn rebuild_bridges(&mut self) {
+        for b in &mut self.bridges {
+            let members = b
+                .members
+                .iter()
+                .filter_map(|&p| self.ports[p].as_ref().map(|e| Member { port: p, vlan: e.vlan.clone() }))
+                .collect();
+            b.current = Arc::new(Bridge::new(&b.name, b.table.clone(), members));
+        }
+    }
+
+    /// One worker's plan from the current state: fresh queue handles for what it polls,
+    /// and a tx queue on every port some rule sends to.
+    fn plan_for(&self, w: usize) -> WorkerPlan {
+        let n = self.workers();
+        let mut polls = Vec::new();
+        let mut keys: Vec<(usize, u16)> = self.owner.iter().filter(|(_, &o)| o == w).map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        for (p, q) in keys {
+            let Some(e) = &self.ports[p] else { continue };
+            let rx = match &e.rt {
+                PortRt::Eth(port) => Rx::Eth(port.rx_queue(q)),
+                PortRt::Vhost(v) => Rx::Vhost(v.rx_queue(q, &self.pool)),
+            };
+            let action = match e.rule {
+                Rule::None => Action::Drop,
+                Rule::Xconnect(peer) => Action::Xconnect(peer),
+                Rule::Bridge(b) => {
+                    let br = &self.bridges[b].current;
+                    match br.member(p) {
+                        Some(m) => Action::Bridge(br.clone(), m),
+                        None => Action::Drop,
+                    }
+                }
+            };
+            polls.push(Poll { rx, rx_port: p, action, counters: e.rxq[q as usize].clone() });
+        }
+        let egress: Vec<bool> = (0..self.ports.len())
+            .map(|i| {
+                self.ports.iter().flatten().any(|e| e.rule == Rule::Xconnect(i))
+                    || self.ports[i].as_ref().is_some_and(|e| matches!(e.rule, Rule::Bridge(_)))
+            })
+            .collect();
+        let txs = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let e = e.as_ref().filter(|_| egress[i])?;
+                let q = (w % e.txqs as usize) as u16;
+                let tx = match &e.rt {
+                    PortRt::Eth(port) => Tx::Eth(port.tx_queue(q)),
+                    PortRt::Vhost(v) => Tx::Vhost(v.tx_queue(q)),
+                };
+                let lock = (n > e.txqs as usize).then(|| e.locks[q as usize].clone());
+                Some(TxQ { tx, lock })
+            })
+            .collect();
+        WorkerPlan { polls, txs }
+    }
+
+    /// Hands every worker its new plan and returns once all running workers took it (the
+    /// old plans, and their queue handles, are dropped by then). Also refreshes the view.
+    pub fn publish(&mut self, barrier: &ReloadBarrier) {
+        self.assign();
+        self.rebuild_bridges();
+        for w in 0..self.workers() {
+            let plan = self.plan_for(w);
+            *self.mailboxes[w].lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+        }
+        self.refresh_view();
+        barrier.request_and_wait();
+    }
+
+    /// The plan each worker starts with (before its thread runs).
+    pub fn initial_plans(&mut self) -> Vec<WorkerPlan> {
+        self.assign();
+        self.rebuild_bridges();
+        self.refresh_view();
+        (0..self.workers()).map(|w| self.plan_for(w)).collect()
+    }
+
+    pub fn refresh_view(&self) {
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let e = e.as_ref()?;
+                let mut rxqs: Vec<RxqMeta> = (0..e.queues)
+                    .map(|q| RxqMeta { queue: q, core: self.owner.get(&(i, q)).map(|&w| self.cores[w]), counters: e.rxq[q as usize].clone() })
+                    .collect();
+                rxqs.sort_by_key(|r| r.queue);
+                Some(PortMeta {
+                    index: i,
+                    name: e.def.name.clone(),
+                    kind: e.def.spec.kind(),
+                    spec: e.def.spec.to_string(),
+                    slot: e.slot(),
+                    eth: e.eth_id(),
+                    base: e.base,
+                    rxqs,
+                    locks: e.locks.clone(),
+                    rule: match e.rule {
+                        Rule::None => "none".into(),
+                        Rule::Xconnect(p) => format!("xconnect {}", self.ports[p].as_ref().map_or("?", |x| x.def.name.as_str())),
+                        Rule::Bridge(b) => format!("bridge {}", self.bridges[b].name),
+                    },
+                })
+            })
+            .collect();
+        let bridges = self
+            .bridges
+            .iter()
+            .map(|b| BridgeMeta {
+                name: b.name.clone(),
+                table: b.table.clone(),
+                members: b.members.iter().filter_map(|&p| self.ports[p].as_ref().map(|e| (p, e.def.name.clone(), e.vlan.to_string()))).collect(),
+            })
+            .collect();
+        self.view.set(ports, bridges);
+    }
+}
