@@ -128,19 +128,22 @@ impl Plane {
         for w in self.owner.values() {
             load[*w] += 1;
         }
-        for (i, e) in self.ports.iter().enumerate() {
-            let Some(e) = e else { continue };
-            for q in 0..e.queues {
-                if self.owner.contains_key(&(i, q)) {
-                    continue;
+        // Pinned queues first, so that the others balance around them.
+        for pinned in [true, false] {
+            for (i, e) in self.ports.iter().enumerate() {
+                let Some(e) = e else { continue };
+                for q in 0..e.queues {
+                    if self.owner.contains_key(&(i, q)) {
+                        continue;
+                    }
+                    let w = match (self.affinity.get(&(e.def.name.clone(), q)), pinned) {
+                        (Some(&w), true) => w,
+                        (None, false) => (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0),
+                        _ => continue,
+                    };
+                    load[w] += 1;
+                    self.owner.insert((i, q), w);
                 }
-                let w = match self.affinity.get(&(e.def.name.clone(), q)) {
-                    Some(&w) => w,
-                    // Fewest queues; ties to the lowest index (round-robin at start).
-                    None => (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0),
-                };
-                load[w] += 1;
-                self.owner.insert((i, q), w);
             }
         }
     }

@@ -350,6 +350,10 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     if let Some(c) = capture {
         c.finish();
     }
+    // The switch sees each virtio-user device become ready (vhost new_device) a moment
+    // after our start and hands it to its workers at their next reload point; traffic
+    // sent before that would be dropped there as port_down. Let the ports settle.
+    std::thread::sleep(Duration::from_millis(200));
     let engine = Engine::new(ports, pool.clone(), burst, pattern.clone(), p.flows, a.latency_every.unwrap_or(1), tsc_hz);
     let live = engine.live.clone();
     let warmup = a.warmup.unwrap_or(1.0);
