@@ -84,30 +84,55 @@ pub struct BenchArgs {
     /// CPU of the generator [default: 0].
     #[arg(long)]
     pub gen_core: Option<usize>,
+
+    /// Source MACs per generator port (a learning bridge's table load) [default: 1].
+    #[arg(long)]
+    pub macs: Option<u32>,
+
+    /// Pace the "max" runs at this rate per port instead (e.g. 10kpps: latency of a
+    /// lightly loaded switch, the wake-up cost of adaptive idle).
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dut {
+    /// `pmdswitch run`, cross-connect, busy polling.
     Pmdswitch,
+    /// The same with `--idle adaptive` (what sleeping costs under load, and on wake-up).
+    PmdswitchAdaptive,
+    /// `pmdswitch run --bridge br0=a,b` (MAC learning and lookups per packet).
+    PmdswitchBridge,
     Testpmd,
+    /// OVS-DPDK with port-to-port OpenFlow rules.
     Ovs,
+    /// OVS-DPDK with the NORMAL action (its learning switch).
+    OvsNormal,
 }
+
+const DUTS: [Dut; 6] = [Dut::Pmdswitch, Dut::PmdswitchAdaptive, Dut::PmdswitchBridge, Dut::Testpmd, Dut::Ovs, Dut::OvsNormal];
 
 impl Dut {
     pub fn parse(s: &str) -> Result<Dut, String> {
-        match s {
-            "pmdswitch" => Ok(Dut::Pmdswitch),
-            "testpmd" => Ok(Dut::Testpmd),
-            "ovs" => Ok(Dut::Ovs),
-            _ => Err(format!("DUT '{s}' is unknown: use pmdswitch, testpmd or ovs")),
-        }
+        DUTS.into_iter().find(|d| d.name() == s).ok_or_else(|| {
+            format!("DUT '{s}' is unknown: use one of {}", DUTS.map(|d| d.name()).join(", "))
+        })
     }
     pub fn name(self) -> &'static str {
         match self {
             Dut::Pmdswitch => "pmdswitch",
+            Dut::PmdswitchAdaptive => "pmdswitch-adaptive",
+            Dut::PmdswitchBridge => "pmdswitch-bridge",
             Dut::Testpmd => "testpmd",
             Dut::Ovs => "ovs",
+            Dut::OvsNormal => "ovs-normal",
         }
+    }
+    fn is_pmdswitch(self) -> bool {
+        matches!(self, Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge)
+    }
+    fn is_ovs(self) -> bool {
+        matches!(self, Dut::Ovs | Dut::OvsNormal)
     }
 }
 
@@ -137,6 +162,8 @@ struct Plan {
     out: PathBuf,
     dut_core: usize,
     gen_core: usize,
+    macs: u32,
+    rate: Option<String>,
 }
 
 fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
@@ -170,6 +197,9 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         if v.is_some_and(|v| !(v.is_finite() && v >= 0.0 && v < 3600.0)) || (flag == "--secs" && v == Some(0.0)) {
             return Err(Failure::Usage(format!("{flag} takes seconds (0 < SECS < 3600)")));
         }
+    }
+    if let Some(r) = &a.rate {
+        crate::gen::cmd::Rate::parse(r).map_err(|e| Failure::Usage(e.replace("--rate", "bench --rate")))?;
     }
     let q = a.quick;
     let cells = frames.iter().flat_map(|&frame| flows.iter().map(move |&flows| Cell { frame, flows })).collect();
@@ -210,6 +240,8 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         out,
         dut_core,
         gen_core,
+        macs: a.macs.unwrap_or(1),
+        rate: a.rate.clone(),
     })
 }
 
@@ -220,13 +252,13 @@ fn ovs_vswitchd_dpdk() -> Option<PathBuf> {
 }
 
 fn check_dut(d: Dut) -> Result<(), Failure> {
-    if d == Dut::Ovs && ovs_vswitchd_dpdk().is_none() {
+    if d.is_ovs() && ovs_vswitchd_dpdk().is_none() {
         return Err(Failure::Usage("--dut ovs: the DPDK build of ovs-vswitchd is not installed: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()));
     }
     let need = match d {
-        Dut::Pmdswitch => return Ok(()),
+        Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge => return Ok(()),
         Dut::Testpmd => "dpdk-testpmd",
-        Dut::Ovs => "ovsdb-server",
+        Dut::Ovs | Dut::OvsNormal => "ovsdb-server",
     };
     let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
     if !found {
@@ -306,6 +338,14 @@ impl Proc {
         }
     }
 
+    /// A line to the child's stdin (testpmd's prompt).
+    fn say(&mut self, line: &str) {
+        if let Some(i) = self.child.stdin.as_mut() {
+            let _ = writeln!(i, "{line}");
+            let _ = i.flush();
+        }
+    }
+
     fn signal(&self, sig: &str) {
         let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).stderr(Stdio::null()).status();
     }
@@ -354,12 +394,17 @@ impl Bed {
         let prefix = self.next(dut.name());
         let log = self.plan.out.join("logs").join(format!("{prefix}.log"));
         match dut {
-            Dut::Pmdswitch => {
+            Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge => {
                 let sj = self.scratch.join(format!("{prefix}.json"));
                 let ctl = self.scratch.join(format!("{prefix}.ctl"));
                 let mut c = Command::new(&self.exe);
                 c.args(["run", "--port"]).arg(format!("a=vhost-server:{}", sa.display())).arg("--port").arg(format!("b=vhost-server:{}", sb.display()));
-                c.args(["--xconnect", "a,b", "--cores", &self.plan.dut_core.to_string(), "--stats-json"]).arg(&sj);
+                match dut {
+                    Dut::PmdswitchBridge => c.args(["--bridge", "br0=a,b"]),
+                    Dut::PmdswitchAdaptive => c.args(["--xconnect", "a,b", "--idle", "adaptive"]),
+                    _ => c.args(["--xconnect", "a,b"]),
+                };
+                c.args(["--cores", &self.plan.dut_core.to_string(), "--stats-json"]).arg(&sj);
                 c.arg("--ctl").arg(&ctl);
                 c.args(["--", "-l", &self.plan.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
                 let mut p = Proc::spawn("pmdswitch run", &mut c, log)?;
@@ -371,12 +416,15 @@ impl Bed {
                 let mut c = Command::new("stdbuf");
                 c.args(["-oL", "dpdk-testpmd", "-l", &format!("{},{}", self.plan.gen_core, self.plan.dut_core), "--no-pci", "--in-memory", &format!("--file-prefix={prefix}")]);
                 c.arg(format!("--vdev=net_vhost0,iface={}", sa.display())).arg(format!("--vdev=net_vhost1,iface={}", sb.display()));
-                c.args(["--", "--forward-mode=io", "--auto-start", "--nb-cores=1"]);
+                // Interactive, so that its own cycles/packet can be read per run
+                // (--record-core-cycles; `clear`/`show fwd stats all`).
+                c.args(["--", "-i", "--forward-mode=io", "--nb-cores=1", "--record-core-cycles"]);
                 let mut p = Proc::spawn("dpdk-testpmd", &mut c, log)?;
-                p.wait_for("Press enter to exit", Duration::from_secs(30))?;
+                p.wait_for("Checking link statuses", Duration::from_secs(30))?;
+                p.say("start");
                 Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None })
             }
-            Dut::Ovs => self.start_ovs(sa, sb, &prefix, log),
+            Dut::Ovs | Dut::OvsNormal => self.start_ovs(dut, sa, sb, &prefix, log),
         }
     }
 
@@ -384,7 +432,7 @@ impl Bed {
     /// machine's own OVS, if any, is not touched), DPDK with one PMD on the DUT core, a
     /// netdev bridge with two dpdkvhostuser ports (OVS serves the sockets) and
     /// port-to-port OpenFlow rules.
-    fn start_ovs(&mut self, sa: &Path, sb: &Path, prefix: &str, log: PathBuf) -> Result<RunningDut, Failure> {
+    fn start_ovs(&mut self, dut: Dut, sa: &Path, sb: &Path, prefix: &str, log: PathBuf) -> Result<RunningDut, Failure> {
         let dir = self.scratch.join(prefix);
         std::fs::create_dir_all(&dir).map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display())))?;
         let db = dir.join("conf.db");
@@ -465,9 +513,13 @@ impl Bed {
         };
         let br = format!("unix:{}", dir.join("br0.mgmt").display());
         ofctl(&["del-flows", &br])?;
-        ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
-        ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
-        Ok(RunningDut { dut: Dut::Ovs, procs, stats_json: None, ctl: None, ovs_dir: Some(dir) })
+        if dut == Dut::OvsNormal {
+            ofctl(&["add-flow", &br, "actions=NORMAL"])?;
+        } else {
+            ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
+            ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
+        }
+        Ok(RunningDut { dut, procs, stats_json: None, ctl: None, ovs_dir: Some(dir) })
     }
 
     /// Runs the generator once; returns its JSON.
@@ -496,9 +548,7 @@ impl Bed {
     fn stop_dut(&mut self, mut d: RunningDut) -> Option<Value> {
         for p in d.procs.iter_mut().rev() {
             if d.dut == Dut::Testpmd {
-                if let Some(i) = p.child.stdin.as_mut() {
-                    let _ = i.write_all(b"\n");
-                }
+                p.say("quit");
             } else {
                 p.signal("-INT");
             }
@@ -520,6 +570,64 @@ fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
     Some([g("a", "rx_packets")?, g("a", "tx_packets")?, g("b", "rx_packets")?, g("b", "tx_packets")?, drops])
 }
 
+/// Starts a DUT-side cycle count (testpmd and OVS; pmdswitch is read through `ctl`).
+fn dut_cycles_start(d: &mut RunningDut) -> Option<[u64; 2]> {
+    match d.dut {
+        Dut::Testpmd => {
+            d.procs[0].say("clear fwd stats all");
+            None
+        }
+        Dut::Ovs | Dut::OvsNormal => {
+            ovs_appctl(d, &["dpif-netdev/pmd-stats-clear"]);
+            None
+        }
+        _ => pmds_worker_cycles(d),
+    }
+}
+
+/// The DUT's own busy cycles per packet since `dut_cycles_start`: what forwarding costs
+/// it, independent of whether the loop was limited by the generator.
+fn dut_cycles_per_packet(d: &mut RunningDut, start: Option<[u64; 2]>) -> Option<f64> {
+    match d.dut {
+        Dut::Testpmd => {
+            let p = &mut d.procs[0];
+            let seen = p.text().matches("CPU cycles/packet=").count();
+            p.say("show fwd stats all");
+            let t0 = Instant::now();
+            while p.text().matches("CPU cycles/packet=").count() == seen && t0.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let text = p.text();
+            let line = text.rsplit("CPU cycles/packet=").next()?;
+            line.split_whitespace().next()?.parse().ok()
+        }
+        Dut::Ovs | Dut::OvsNormal => {
+            let out = ovs_appctl(d, &["dpif-netdev/pmd-stats-show"])?;
+            let l = out.lines().find(|l| l.contains("avg processing cycles per packet"))?;
+            l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+        }
+        _ => {
+            let [b0, p0] = start?;
+            let [b1, p1] = pmds_worker_cycles(d)?;
+            (p1 > p0).then(|| (b1 - b0) as f64 / (p1 - p0) as f64)
+        }
+    }
+}
+
+/// pmdswitch's worker totals now: [busy cycles, packets].
+fn pmds_worker_cycles(d: &RunningDut) -> Option<[u64; 2]> {
+    let reply = crate::ctl::client(d.ctl.clone(), &["show".into(), "workers".into(), "--json".into()]).ok()?;
+    let v: Value = serde_json::from_str(&reply).ok()?;
+    let ws = v["workers"].as_array()?;
+    Some([ws.iter().filter_map(|w| w["busy_cycles"].as_u64()).sum(), ws.iter().filter_map(|w| w["packets"].as_u64()).sum()])
+}
+
+fn ovs_appctl(d: &RunningDut, args: &[&str]) -> Option<String> {
+    let dir = d.ovs_dir.as_ref()?;
+    let o = Command::new("ovs-appctl").arg("-t").arg(dir.join("vswitchd.ctl")).args(args).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// One DUT's numbers for one cell in one round.
 #[derive(Debug, Clone, Default)]
 struct Meas {
@@ -531,6 +639,8 @@ struct Meas {
     lost: u64,
     /// The generator's busy share during the max-rate run: below ~95 % it had headroom.
     gen_busy: Option<f64>,
+    /// The DUT's own busy cycles per packet in the max-rate run.
+    dut_cpp: Option<f64>,
 }
 
 pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
@@ -586,7 +696,7 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
             let _ = std::io::stdout().flush();
             let sa = bed.scratch.join(format!("{}-a.sock", bed.tag));
             let sb = bed.scratch.join(format!("{}-b.sock", bed.tag));
-            let running = bed.start_dut(dut, &sa, &sb)?;
+            let mut running = bed.start_dut(dut, &sa, &sb)?;
             let mut meas = vec![Meas::default(); cells.len()];
             let mut check = CountCheck::default();
             let res = (|| -> Result<(), Failure> {
@@ -594,12 +704,17 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
                     if term.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let base = vec!["--frame".to_string(), c.frame.to_string(), "--flows".into(), c.flows.to_string()];
+                    let base = vec!["--frame".to_string(), c.frame.to_string(), "--flows".into(), c.flows.to_string(), "--macs".into(), bed.plan.macs.to_string()];
                     if bed.plan.max {
                         let mut x = base.clone();
                         x.extend(["--duration".into(), bed.plan.secs.to_string(), "--warmup".into(), bed.plan.warmup.to_string()]);
+                        if let Some(r) = &bed.plan.rate {
+                            x.extend(["--rate".into(), r.clone()]);
+                        }
                         let before = dut_counters(&running);
+                        let cyc = dut_cycles_start(&mut running);
                         let v = bed.gen(&sa, &sb, &x)?;
+                        meas[ci].dut_cpp = dut_cycles_per_packet(&mut running, cyc);
                         if let (Some(b), Some(a)) = (before, dut_counters(&running)) {
                             let d = check.dut.get_or_insert([0; 5]);
                             for k in 0..5 {
@@ -673,7 +788,7 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
     let max_f = |m: &Meas| m.max_mpps;
     let ndr_f = |m: &Meas| m.ndr_mpps;
     let mut out = format!(
-        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<10} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9}",
+        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<18} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>11}",
         results.len(),
         p.duts.iter().map(|d| d.name()).collect::<Vec<_>>().join(" vs "),
         "dut",
@@ -682,10 +797,11 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         "max Mpps",
         "NDR Mpps",
         "p99 us",
-        "gen busy%"
+        "gen busy%",
+        "DUT cyc/pkt"
     );
     if p.duts.len() > 1 {
-        out.push_str(&format!(" {:>12} {:>12}", format!("{}/dut max", p.duts[0].name()), "ndr ratio"));
+        out.push_str(&format!(" {:>10} {:>10} {:>10}", "max ratio", "ndr ratio", "cost ratio"));
     }
     out.push('\n');
     let f = |v: Option<f64>, w: usize, prec: usize| v.map_or(format!("{:>w$}", "-"), |x| format!("{x:>w$.prec$}"));
@@ -694,21 +810,31 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         for (ci, c) in p.cells.iter().enumerate() {
             let (mx, nd, p99) = (cell_of(dut, ci, &max_f), cell_of(dut, ci, &ndr_f), cell_of(dut, ci, &|m: &Meas| m.p99_us));
             let busy = cell_of(dut, ci, &|m: &Meas| m.gen_busy);
-            let mut line = format!("{:<10} {:>6} {:>6} {} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1), f(busy, 9, 1));
-            let (rm, rn) = if dut != p.duts[0] { (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f)) } else { (None, None) };
+            let cpp_f = |m: &Meas| m.dut_cpp;
+            let cpp = cell_of(dut, ci, &cpp_f);
+            let mut line = format!("{:<18} {:>6} {:>6} {} {} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1), f(busy, 9, 1), f(cpp, 11, 1));
+            // Cost ratio: the other DUT's cycles per packet over the first's (> 1: the
+            // first needs fewer cycles per packet, i.e. has more capacity per core).
+            let (rm, rn, rc) = if dut != p.duts[0] { (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f), ratio_of(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x))) } else { (None, None, None) };
             if p.duts.len() > 1 {
-                line.push_str(&format!(" {} {}", f(rm, 12, 3), f(rn, 12, 3)));
+                line.push_str(&format!(" {} {} {}", f(rm, 10, 3), f(rn, 10, 3), f(rc, 10, 3)));
             }
             out.push_str(&line);
             out.push('\n');
             cells_json.push(json!({
                 "dut": dut.name(), "frame": c.frame, "flows": c.flows,
-                "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99, "gen_busy_pct_at_max": busy,
-                "ratio_max": rm, "ratio_ndr": rn,
+                "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99, "gen_busy_pct_at_max": busy, "dut_cycles_per_packet": cpp,
+                "ratio_max": rm, "ratio_ndr": rn, "ratio_cost": rc,
                 "rounds_max_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].max_mpps)).collect::<Vec<_>>(),
                 "rounds_ndr_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].ndr_mpps)).collect::<Vec<_>>(),
             }));
         }
+    }
+    if p.duts.len() > 1 {
+        out.push_str(&format!(
+            "ratios are {first}/DUT per round, then the median; cost ratio = the DUT's own busy cycles per packet / {first}'s (above 1: {first} needs fewer cycles per packet)\n",
+            first = p.duts[0].name()
+        ));
     }
     // Do the generator's counts add up with the DUT's own (pmdswitch reports them)?
     let mut checks = Vec::new();
