@@ -169,8 +169,8 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
         queues[i] = n;
     }
-    let mac_aging_ms = a.mac_aging.unwrap_or(300).saturating_mul(1000);
-    let mac_capacity = a.mac_capacity.unwrap_or(65536);
+    let mac_aging_ms = a.mac_aging.map_or(crate::bridge::table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
+    let mac_capacity = a.mac_capacity.unwrap_or(crate::bridge::table::DEFAULT_CAPACITY);
     if mac_capacity == 0 || mac_capacity > crate::bridge::table::MAX_CAPACITY {
         return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", crate::bridge::table::MAX_CAPACITY));
     }
@@ -553,7 +553,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 e.rule = Rule::Bridge(b);
             }
         }
-        let current = Arc::new(crate::bridge::fwd::Bridge::new(name, table.clone(), Vec::new()));
+        let current = Arc::new(crate::bridge::fwd::Bridge::new(table.clone(), Vec::new()));
         plane.bridges.push(BridgeEntry { name: name.clone(), table, members: members.clone(), current });
     }
     // From here DPDK's own messages (device connects, warnings) go to the terminal.

@@ -128,9 +128,6 @@ impl Dut {
             Dut::OvsNormal => "ovs-normal",
         }
     }
-    fn is_pmdswitch(self) -> bool {
-        matches!(self, Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge)
-    }
     fn is_ovs(self) -> bool {
         matches!(self, Dut::Ovs | Dut::OvsNormal)
     }

@@ -43,8 +43,9 @@ impl Control {
             ["bridge", "flush", br, rest @ ..] => self.bridge_flush(plane, br, rest.first().copied()),
             ["bridge", "add-mac", br, mac, port] => self.bridge_mac(plane, br, mac, Some(port)),
             ["bridge", "del-mac", br, mac] => self.bridge_mac(plane, br, mac, None),
+            ["bridge", "set", br, opts @ ..] if !opts.is_empty() => self.bridge_set(plane, br, opts),
             _ => Err(format!(
-                "'{}' is not a complete command: add-port NAME SPEC [queues=N], del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge del-mac BR MAC[@VLAN]",
+                "'{}' is not a complete command: add-port NAME SPEC [queues=N], del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge del-mac BR MAC[@VLAN], bridge set BR aging=SECS capacity=N",
                 w.join(" ")
             )),
         };
@@ -167,7 +168,7 @@ impl Control {
             None => {
                 spec::parse_bridge(&format!("{br}=x,y"))?;
                 let table = Arc::new(MacTable::new(self.mac_capacity, self.mac_aging_ms, plane.workers()));
-                let current = Arc::new(Bridge::new(br, table.clone(), Vec::new()));
+                let current = Arc::new(Bridge::new(table.clone(), Vec::new()));
                 plane.bridges.push(BridgeEntry { name: br.to_string(), table, members: Vec::new(), current });
                 plane.bridges.len() - 1
             }
@@ -202,6 +203,19 @@ impl Control {
         let p = port.map(|p| Self::port(plane, p)).transpose()?;
         let n = plane.bridges[b].table.flush(p.map(|p| p as u16));
         Ok(format!("{n} MAC entries flushed from {br}"))
+    }
+
+    fn bridge_set(&mut self, plane: &mut Plane, br: &str, opts: &[&str]) -> Result<String, String> {
+        let b = Self::bridge(plane, br)?;
+        let t = &plane.bridges[b].table;
+        for o in opts {
+            match o.split_once('=') {
+                Some(("aging", v)) => t.set_aging(v.parse::<u64>().map_err(|_| format!("aging '{v}' is not a number of seconds"))?.saturating_mul(1000)),
+                Some(("capacity", v)) => t.set_capacity(v.parse().map_err(|_| format!("capacity '{v}' is not a number"))?)?,
+                _ => return Err(format!("option '{o}' is unknown: use aging=SECS or capacity=N")),
+            }
+        }
+        Ok(format!("bridge {br}: aging {} s, capacity {}", t.aging_ms() / 1000, t.capacity()))
     }
 
     fn bridge_mac(&mut self, plane: &mut Plane, br: &str, mac: &str, port: Option<&str>) -> Result<String, String> {

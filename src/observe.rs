@@ -140,6 +140,9 @@ impl View {
                     "entries": c.entries, "statics": c.statics, "capacity": c.capacity, "aging_ms": b.table.aging_ms(),
                     "learned": c.learned, "moves": c.moves, "aged": c.aged, "flushed": c.flushed, "full": c.full,
                     "learn_dropped": c.learn_dropped, "bad_src": c.bad_src, "static_conflicts": c.static_conflicts,
+                    // Requests waiting for the learner now, and the table's fixed memory.
+                    "learn_queued": (0..b.table.workers()).map(|w| b.table.queued(w)).sum::<usize>(),
+                    "buckets": b.table.buckets(), "memory_bytes": b.table.buckets() * 32,
                 },
             });
             if entries {

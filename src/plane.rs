@@ -156,7 +156,7 @@ impl Plane {
                 .iter()
                 .filter_map(|&p| self.ports[p].as_ref().map(|e| Member { port: p, vlan: e.vlan.clone() }))
                 .collect();
-            b.current = Arc::new(Bridge::new(&b.name, b.table.clone(), members));
+            b.current = Arc::new(Bridge::new(b.table.clone(), members));
         }
     }
 

@@ -33,7 +33,6 @@ const NOT_MEMBER: u8 = u8::MAX;
 /// A bridge as the workers see it: immutable; a membership change publishes a new one
 /// that shares the same MAC table (which stores switch port indices, not member slots).
 pub struct Bridge {
-    pub name: String,
     pub table: Arc<MacTable>,
     pub members: Vec<Member>,
     /// Switch port index → member index (NOT_MEMBER if the port is not in the bridge).
@@ -43,12 +42,12 @@ pub struct Bridge {
 impl Bridge {
     /// # Panics
     /// More than 254 members or a port index ≥ MAX_PORTS (the caller validates both).
-    pub fn new(name: &str, table: Arc<MacTable>, members: Vec<Member>) -> Bridge {
+    pub fn new(table: Arc<MacTable>, members: Vec<Member>) -> Bridge {
         let mut member_of = [NOT_MEMBER; MAX_PORTS];
         for (i, m) in members.iter().enumerate() {
             member_of[m.port] = u8::try_from(i).expect("at most 254 members");
         }
-        Bridge { name: name.to_string(), table, members, member_of }
+        Bridge { table, members, member_of }
     }
 
     /// The member index of switch port `port`, if it belongs to this bridge.

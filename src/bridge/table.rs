@@ -426,17 +426,6 @@ impl MacTable {
         x ^ (x >> 31)
     }
 
-    /// Touches the cache line of the slot where `(vlan, mac)`'s probe starts, so that a
-    /// burst can compute every packet's slot first and look them up after the lines
-    /// arrived (DPDK l3fwd's per-burst pattern). A relaxed load, kept by `black_box`: the
-    /// core has several of them in flight at once. A real prefetch instruction
-    /// (`_mm_prefetch`) needs `unsafe`, which this crate allows only in `src/dpdk/`.
-    #[inline]
-    pub fn prefetch(&self, vlan: u16, mac: [u8; 6]) {
-        let i = self.hash(make_key(vlan, mac)) as usize & self.mask;
-        std::hint::black_box(self.slots[i].seq.load(Relaxed));
-    }
-
     /// The port `(vlan, mac)` was learned on; `None` for an unknown station or a group
     /// address (flood). Lock-free and wait-free; reads only. `vlan` is the classified
     /// VLAN (0-4094, from `vlan::ingress`); only its low 12 bits are used.

@@ -95,12 +95,14 @@ impl VlanSet {
         true
     }
 
+    #[cfg(test)]
     pub fn remove(&mut self, vid: u16) {
         if let Some(w) = self.0.get_mut(usize::from(vid) >> 6) {
             *w &= !(1 << (vid & 63));
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
@@ -183,6 +185,7 @@ fn add_item(set: &mut VlanSet, item: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// One line naming the input and what is wrong with it.
+#[cfg(test)]
 pub fn parse_vlan_set(s: &str) -> Result<VlanSet, String> {
     let mut set = VlanSet::new();
     if s.trim().is_empty() {
@@ -282,16 +285,8 @@ pub enum VlanDrop {
 }
 
 impl VlanDrop {
+    #[cfg(test)]
     pub const ALL: [VlanDrop; 3] = [VlanDrop::TaggedOnAccess, VlanDrop::NotAllowed, VlanDrop::UntaggedOnTrunk];
-
-    /// The counter name.
-    pub fn name(self) -> &'static str {
-        match self {
-            VlanDrop::TaggedOnAccess => "tagged_on_access",
-            VlanDrop::NotAllowed => "vlan_not_allowed",
-            VlanDrop::UntaggedOnTrunk => "untagged_on_trunk",
-        }
-    }
 }
 
 /// The VLAN a frame received on a `mode` port belongs to. `tag` is the VID of the
@@ -440,6 +435,7 @@ pub fn rewrite_in_place(frame: &mut [u8], vid: u16) -> Result<(), FrameError> {
 ///
 /// # Errors
 /// As the in-place functions; `frame` is unchanged on error.
+#[cfg(test)]
 pub fn apply_edit_vec(frame: &mut Vec<u8>, edit: TagEdit) -> Result<(), FrameError> {
     match edit {
         TagEdit::None => Ok(()),

@@ -230,14 +230,6 @@ impl EthPort {
         Ok(())
     }
 
-    pub fn n_rxq(&self) -> u16 {
-        self.n_rxq
-    }
-
-    pub fn n_txq(&self) -> u16 {
-        self.n_txq
-    }
-
     /// A new handle on rx queue `q` (< n_rxq). The caller keeps the one-poller rule: a
     /// plan gives each queue to exactly one worker and takes it back before moving it.
     pub fn rx_queue(&self, q: u16) -> EthRxQueue {

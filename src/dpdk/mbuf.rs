@@ -153,18 +153,6 @@ impl Batch {
         true
     }
 
-    /// Calls `f(i, data)` for each pending packet's first segment, writable.
-    #[inline(always)]
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(usize, &mut [u8])) {
-        for (i, &m) in self.pkts[self.head..self.tail].iter().enumerate() {
-            // SAFETY: m is a live mbuf this batch owns exclusively (fresh from the pool or
-            // handed over by rx, refcount 1 in both cases for generator traffic); its first
-            // segment's data is data_len bytes at buf_addr + data_off.
-            let data = unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) };
-            f(i, data);
-        }
-    }
-
     /// Calls `f(data, pkt_len)` for each pending packet's first segment.
     #[inline(always)]
     pub fn for_each(&self, mut f: impl FnMut(&[u8], u32)) {
@@ -217,12 +205,6 @@ impl Mbuf {
         let m = self.ptr();
         // SAFETY: refcount 1: nobody else reads this buffer; bounds as in data().
         Some(unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) })
-    }
-
-    #[inline(always)]
-    pub fn pkt_len(&self) -> u32 {
-        // SAFETY: live mbuf.
-        unsafe { (*self.ptr()).pkt_len }
     }
 
     #[inline(always)]

@@ -166,7 +166,7 @@ impl Rate {
         match *self {
             Rate::Max => None,
             Rate::Pps(p) => Some(p),
-            Rate::Bits { bps, l1 } => Some(bps / ((mean_frame + if l1 { 20.0 } else { 0.0 }) * 8.0)),
+            Rate::Bits { bps, l1 } => Some(bps / ((mean_frame + if l1 { packet::L1_OVERHEAD as f64 } else { 0.0 }) * 8.0)),
         }
     }
 }
@@ -344,7 +344,7 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         let (port, mut rxqs, mut txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
         port.start().map_err(|e| rt(format!("port '{name}': {e}")))?;
         let (spec, peer) = port_spec(i, p.names.len(), p.flows, p.macs, p.dst);
-        ports.push(GenPort { name: name.clone(), rx: rxqs.pop().expect("one rx queue"), tx: txqs.pop().expect("one tx queue"), sends: p.sends[i], spec, peer });
+        ports.push(GenPort { rx: rxqs.pop().expect("one rx queue"), tx: txqs.pop().expect("one tx queue"), sends: p.sends[i], spec, peer });
         eth.push(port);
     }
     if let Some(c) = capture {
@@ -550,7 +550,7 @@ impl SizeSearch {
         json!({
             "frame": self.frame, "mean_frame": self.mean_frame,
             "ndr_pps": self.result.ndr_pps, "pdr_pps": self.result.pdr_pps,
-            "ndr_mbps_l1": self.result.ndr_pps * (self.mean_frame + 20.0) * 8.0 / 1e6,
+            "ndr_mbps_l1": self.result.ndr_pps * (self.mean_frame + packet::L1_OVERHEAD as f64) * 8.0 / 1e6,
             "converged": self.result.converged, "sender_limited": self.result.sender_limited,
             "trials": self.result.trials.iter().map(|t| json!({"rate_pps": t.rate_pps, "achieved_pps": t.achieved_pps, "tx": t.tx, "rx": t.rx, "loss": t.loss()})).collect::<Vec<_>>(),
             "latency_at_ndr_ns": lat,
@@ -618,7 +618,7 @@ fn print_search(s: &[SizeSearch]) {
             x.frame,
             x.result.ndr_pps / 1e6,
             x.result.pdr_pps / 1e6,
-            x.result.ndr_pps * (x.mean_frame + 20.0) * 8.0 / 1e6,
+            x.result.ndr_pps * (x.mean_frame + packet::L1_OVERHEAD as f64) * 8.0 / 1e6,
             x.result.trials.len(),
             q(0.5),
             q(0.99),

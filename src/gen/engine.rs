@@ -31,7 +31,6 @@ const HDR: usize = SIG_OFFSET + SIG_LEN;
 
 /// One generator port.
 pub struct GenPort {
-    pub name: String,
     pub rx: EthRxQueue,
     pub tx: EthTxQueue,
     /// Transmits in this run (`--tx`); every port receives.
@@ -179,10 +178,6 @@ impl Engine {
         self.pattern = pattern;
         self.sizes = sizes;
         self.headers = headers;
-    }
-
-    pub fn pattern(&self) -> &[usize] {
-        &self.pattern
     }
 
     /// Runs one phase (warm-up, measurement, drain). `stop` ends it early (Ctrl-C).

@@ -46,11 +46,13 @@ pub const L1_OVERHEAD: usize = 20;
 
 /// Bits a frame occupies on the wire, for L1 rates: 10 Gbit/s carries
 /// 10e9 / wire_bits(64) = 14 880 952 frames of 64 bytes per second.
+#[cfg(test)]
 pub fn wire_bits(frame: usize) -> u64 {
     (frame + L1_OVERHEAD) as u64 * 8
 }
 
 /// Bits of a frame itself (with FCS), for L2 rates.
+#[cfg(test)]
 pub fn l2_bits(frame: usize) -> u64 {
     frame as u64 * 8
 }
@@ -240,6 +242,7 @@ pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
 
 /// True if `buf` is an Ethernet frame (untagged or with one 802.1Q tag) holding an IPv4
 /// header with a correct checksum and a total length that fits in the frame.
+#[cfg(test)]
 pub fn verify_ipv4(buf: &[u8]) -> bool {
     let Some(ip) = l3_offset(buf).and_then(|l3| buf.get(l3..)) else { return false };
     let Some(&vihl) = ip.first() else { return false };

@@ -90,6 +90,7 @@ impl SeqTracker {
 
     /// The highest sequence number seen, extended to 64 bits: the first packet's number,
     /// plus 2^32 for each wrap since.
+    #[cfg(test)]
     pub fn highest(&self) -> Option<u64> {
         self.highest
     }
