@@ -2,6 +2,7 @@
 # The measurement campaign behind README's "Measured results": every figure there comes
 # from one of these commands, run back to back (never two at once: 2 cores). About 20
 # minutes. Output: bench-out/campaign-DATE/ (JSON, SVG, logs) and a log on stdout.
+# SKIP_GEN=1 skips the generator's own bench (the first step).
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-out/campaign-$(date +%Y%m%d-%H%M)}
@@ -10,8 +11,10 @@ cargo build --release --quiet
 B=target/release/pmdswitch
 step() { echo "=== $*"; }
 
-step "generator tx-only vs testpmd txonly, NDR repeatability"
-cargo bench --quiet --bench gen -- --rounds 5 --secs 3 --trial-secs 2 --json "$OUT/gen.json"
+if [ -z "${SKIP_GEN:-}" ]; then
+  step "generator tx-only vs testpmd txonly, NDR repeatability"
+  cargo bench --quiet --bench gen -- --rounds 5 --secs 3 --trial-secs 2 --json "$OUT/gen.json"
+fi
 
 step "xconnect loop, max rate: pmdswitch vs testpmd vs OVS-DPDK (port-to-port flows)"
 $B bench --compare testpmd,ovs --frames 64,512,1518 --flows 1,1024 --modes max --rounds 3 --secs 2 --out "$OUT/compare-max"

@@ -579,7 +579,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let metrics = metrics.transpose()?;
     let idle_mode = Arc::new(AtomicU8::new(plan.idle as u8));
     let ctl_path = plan.ctl.clone();
-    let (ctl, requests) = ctl::serve(&ctl_path, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
+    let (ctl, requests) = ctl::serve(&ctl_path, plan.socket_gid, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
         .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
     let mut handles = Vec::new();
     for (w, wplan) in plans.into_iter().enumerate() {

@@ -316,6 +316,22 @@ impl Proc {
         Err(Failure::Runtime(format!("{} was not ready after {:?}; its log: {}", self.name, timeout, self.save())))
     }
 
+    /// Waits for exit like `finish`, passing SIGINT on as soon as `term` is set.
+    fn finish_unless(&mut self, timeout: Duration, term: &AtomicBool) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if term.load(Ordering::SeqCst) {
+                self.signal("-INT");
+                return self.finish(Duration::from_secs(10));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.finish(Duration::ZERO)
+    }
+
     /// Waits for exit; kills after `timeout`.
     fn finish(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let t0 = Instant::now();
@@ -374,6 +390,9 @@ struct RunningDut {
 }
 
 struct Bed {
+    /// Set on SIGINT/SIGTERM: children are told to stop too (a Ctrl-C at a terminal
+    /// reaches them directly; a `kill` of the bench alone does not).
+    term: Arc<AtomicBool>,
     scratch: PathBuf,
     exe: PathBuf,
     plan: Plan,
@@ -531,7 +550,7 @@ impl Bed {
         c.args(["--", "-l", &self.plan.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
         let log = self.plan.out.join("logs").join(format!("{prefix}.log"));
         let mut p = Proc::spawn("pmdswitch gen", &mut c, log)?;
-        let st = p.finish(Duration::from_secs(3600));
+        let st = p.finish_unless(Duration::from_secs(3600), &self.term);
         let text = p.text();
         match st {
             Some(s) if s.success() => {}
@@ -647,7 +666,7 @@ pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let scratch = std::env::temp_dir().join(format!("pmdswitch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", scratch.display())))?;
     let exe = std::env::current_exe().map_err(|e| Failure::Runtime(format!("cannot find my own executable: {e}")))?;
-    let mut bed = Bed { scratch: scratch.clone(), exe, tag: format!("pmdsb{}", std::process::id()), serial: 0, plan };
+    let mut bed = Bed { term: term.clone(), scratch: scratch.clone(), exe, tag: format!("pmdsb{}", std::process::id()), serial: 0, plan };
     let r = matrix(&mut bed, &term);
     let _ = std::fs::remove_dir_all(&scratch);
     // A child killed after a time-out cannot clean its EAL runtime directory: ours all
@@ -693,6 +712,11 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
             let _ = std::io::stdout().flush();
             let sa = bed.scratch.join(format!("{}-a.sock", bed.tag));
             let sb = bed.scratch.join(format!("{}-b.sock", bed.tag));
+            // What a previous DUT left at these paths (OVS's are our symlinks to its own
+            // sockets; a killed DUT leaves its socket file) would make the next bind fail.
+            for p in [&sa, &sb] {
+                let _ = std::fs::remove_file(p);
+            }
             let mut running = bed.start_dut(dut, &sa, &sb)?;
             let mut meas = vec![Meas::default(); cells.len()];
             let mut check = CountCheck::default();

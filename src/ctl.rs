@@ -53,7 +53,9 @@ pub struct Request {
 ///
 /// # Errors
 /// The directory or socket cannot be created, or another pmdswitch serves the path.
-pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Arc<AtomicU8>, stop: Arc<AtomicBool>) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
+/// `group`: when set (`--socket-group`), the socket is also open to that group (mode
+/// 0660), so an operator group can drive pmdswitch without root.
+pub fn serve(path: &Path, group: Option<u32>, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Arc<AtomicU8>, stop: Arc<AtomicBool>) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -62,7 +64,10 @@ pub fn serve(path: &Path, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Ar
     }
     preflight::check_server_socket("ctl", path).map_err(std::io::Error::other)?;
     let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(if group.is_some() { 0o660 } else { 0o600 }))?;
+    if group.is_some() {
+        std::os::unix::fs::chown(path, None, group)?;
+    }
     l.set_nonblocking(true)?;
     let n_workers = view.stats.len();
     let (tx, rx) = channel();

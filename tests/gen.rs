@@ -147,3 +147,33 @@ fn bench_quick_writes_results_and_cleans_up() {
     let tmp: Vec<String> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdswitch-bench-")).collect();
     assert!(tmp.is_empty(), "scratch left: {tmp:?}");
 }
+
+#[test]
+fn bench_interrupted_stops_its_children_and_cleans_up() {
+    require_bed();
+    let s = Scratch::new("benchint");
+    let mut child = Command::new(bin())
+        .args(["bench", "--frames", "64", "--flows", "1", "--modes", "max", "--secs", "30", "--out"])
+        .arg(s.path("out"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    let pid = child.id();
+    // Let the DUT and the generator come up, then interrupt the bench alone (not its
+    // process group, as a terminal's Ctrl-C would): it must pass the stop on.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(sh(&format!("kill -INT {pid}")));
+    let st = wait_timeout(&mut child, std::time::Duration::from_secs(30)).expect("bench stopped after SIGINT");
+    assert!(st.success(), "{st}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let tag = format!("pmdsb{pid}");
+    // ("[p]" keeps pgrep from matching the shell that runs it.)
+    assert!(!sh(&format!("pgrep -f '[p]{}' >/dev/null", &tag[1..])), "a child of the bench is still running");
+    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "EAL runtime dirs left: {left:?}");
+    assert!(!std::path::Path::new(&format!("/tmp/pmdswitch-bench-{pid}")).exists(), "scratch left");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/results.json")).unwrap()).unwrap();
+    assert_eq!(j["interrupted"], true);
+}

@@ -368,11 +368,16 @@ impl Engine {
                 rx.drop_all();
             }
 
+            // Busy/idle while measuring only: warm-up and drain would blur "saturated".
             if work > 0 {
-                busy += now - prev;
                 quiet_since = now;
-            } else {
-                idle += now - prev;
+            }
+            if phase == 2 {
+                if work > 0 {
+                    busy += now - prev;
+                } else {
+                    idle += now - prev;
+                }
             }
             prev = now;
             if now >= next_second {
