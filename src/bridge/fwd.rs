@@ -98,6 +98,11 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
     let me = &br.members[ingress];
     let mut drops = [0u64; N_CAUSES];
+    // Within a burst, packets of one flow repeat (source, destination): remember the
+    // last source handed to the learner and the last destination's lookup, and skip the
+    // table for repeats (the table cannot usefully change within one burst: the learner
+    // is another thread). Keys are (VLAN, MAC) packed like the table's; 0 = none.
+    let (mut last_src, mut last_dst, mut last_out) = (0u64, 0u64, None);
     for m in batch.drain() {
         let d = m.data();
         if d.len() < 14 {
@@ -118,8 +123,16 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
                 continue;
             }
         };
-        br.table.learn(worker, vid, src, me.port as u16, now_ms);
-        match br.table.lookup(vid, dst).map(|p| br.member(p as usize)) {
+        let (ks, kd) = (memo_key(vid, &src), memo_key(vid, &dst));
+        if ks != last_src {
+            br.table.learn(worker, vid, src, me.port as u16, now_ms);
+            last_src = ks;
+        }
+        if kd != last_dst {
+            last_out = br.table.lookup(vid, dst).map(|p| br.member(p as usize));
+            last_dst = kd;
+        }
+        match last_out {
             Some(Some(p)) if p != ingress => {
                 match edit_for(&br.members[p], tag, vid).map(|e| apply(m, e, pool)) {
                     Some(Some(m)) => put(&mut outs[p], m, &mut drops),
@@ -138,6 +151,11 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             rxc.drop(c, drops[c as usize]);
         }
     }
+}
+
+#[inline(always)]
+fn memo_key(vid: u16, mac: &[u8; 6]) -> u64 {
+    (1 << 63) | (u64::from(vid) << 48) | u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]])
 }
 
 /// Unknown unicast, broadcast, multicast: every other member of the VLAN, never back out
