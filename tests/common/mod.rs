@@ -426,7 +426,11 @@ pub fn gen_run(s: &Scratch, ports: &[(&str, &str)], args: &[&str]) -> (serde_jso
     let mut c = Command::new(bin());
     c.arg("gen");
     for (i, (name, sock)) in ports.iter().enumerate() {
-        c.arg("--port").arg(format!("{name}=vdev:net_virtio_user{i},path={sock}"));
+        // Rings of 4096 (virtio-user's default is 256): a generator descheduled for a
+        // millisecond by this shared host must not overflow its rx rings, or an exact
+        // count comparison would charge the switch with the host's hiccup.
+        let q = if sock.contains("queue_size=") { "" } else { ",queue_size=4096" };
+        c.arg("--port").arg(format!("{name}=vdev:net_virtio_user{i},path={sock}{q}"));
     }
     let o = c
         .args(["--core", "0", "--json"])
