@@ -191,7 +191,7 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         }
     }
     for (flag, v) in [("--secs", a.secs), ("--warmup", a.warmup)] {
-        if v.is_some_and(|v| !(v.is_finite() && v >= 0.0 && v < 3600.0)) || (flag == "--secs" && v == Some(0.0)) {
+        if v.is_some_and(|v| !(0.0..3600.0).contains(&v)) || (flag == "--secs" && v == Some(0.0)) {
             return Err(Failure::Usage(format!("{flag} takes seconds (0 < SECS < 3600)")));
         }
     }

@@ -94,6 +94,9 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 /// member, indexed like `br.members`; all empty on entry). Drops are charged to the
 /// ingress port's counters `rxc` by cause; the caller sends each non-empty `outs[i]` to
 /// `br.members[i].port`. `now_ms` is read once per burst by the caller.
+// Eight plain arguments rather than a context struct built per burst: everything here is
+// what the worker already holds.
+#[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
     let me = &br.members[ingress];
