@@ -529,6 +529,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         cores: cores.clone(),
         affinity: plan.affinity.iter().filter_map(|(p, q, c)| Some(((p.clone(), *q), cores.iter().position(|x| x == c)?))).collect(),
         owner: HashMap::new(),
+        cycles_seen: HashMap::new(),
         pool: pool.clone(),
         stats: stats.clone(),
         mailboxes: (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect(),

@@ -20,7 +20,7 @@ use crate::spec::{self, PortSpec};
 
 /// First words of the commands handled here (the rest are read-only, on the ctl thread).
 pub fn is_change(word: &str) -> bool {
-    matches!(word, "add-port" | "del-port" | "xconnect" | "del-xconnect" | "bridge")
+    matches!(word, "add-port" | "del-port" | "xconnect" | "del-xconnect" | "bridge" | "rebalance")
 }
 
 pub struct Control {
@@ -38,6 +38,16 @@ impl Control {
             ["del-port", name] => self.del_port(plane, name),
             ["xconnect", pair] => self.xconnect(plane, pair),
             ["del-xconnect", name] => self.del_xconnect(plane, name),
+            ["rebalance"] => {
+                let n = plane.rebalance(&self.barrier);
+                let mut owners: Vec<String> = plane
+                    .owner
+                    .iter()
+                    .filter_map(|(&(p, q), &w)| Some(format!("{}:{q}=core {}", plane.ports[p].as_ref()?.def.name, plane.cores[w])))
+                    .collect();
+                owners.sort();
+                Ok(format!("{n} rx queue(s) moved by measured cycles; {}", owners.join(", ")))
+            }
             ["bridge", "add-port", br, port, opts @ ..] => self.bridge_add(plane, br, port, opts),
             ["bridge", "del-port", br, port] => self.bridge_del(plane, br, port),
             ["bridge", "flush", br, rest @ ..] => self.bridge_flush(plane, br, rest.first().copied()),

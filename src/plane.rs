@@ -3,12 +3,15 @@
 //! [`Plane::publish`], which builds each worker's [`WorkerPlan`] afresh and hands it over
 //! at the workers' reload point.
 //!
-//! Rx queue assignment is stable: a queue keeps its worker for its whole life, so a
-//! change never has two workers polling one queue, and ports untouched by a change are
-//! polled without a gap (their handles are rebuilt, the rings are not). New queues go to
-//! `--rxq-affinity`'s worker, else to the worker with the fewest queues (round-robin at
-//! start: OVS's `pmd-rxq-assign=roundrobin`). Rebalancing by measured cycles is not done;
-//! the per-queue cycle counters are there to show when it would help.
+//! Rx queue assignment is stable: a queue keeps its worker until `ctl rebalance`, so an
+//! ordinary change never has two workers polling one queue, and ports untouched by a
+//! change are polled without a gap (their handles are rebuilt, the rings are not). New
+//! queues go to `--rxq-affinity`'s worker, else to the worker with the fewest queues
+//! (round-robin at start: OVS's `pmd-rxq-assign=roundrobin`). `ctl rebalance` then
+//! reassigns by the busy cycles each queue used since the last rebalance (OVS's
+//! `pmd-rxq-assign=cycles`: heaviest queue first, to the least loaded worker; pinned
+//! queues stay), in two steps so a moved queue is never polled twice: first every worker
+//! drops the queues it loses, then the new owners take them.
 //!
 //! Tx queues: each worker sends on its own tx queue of every egress port, `w % n`; a port
 //! with fewer tx queues (or vhost queue pairs) than workers shares them under a
@@ -96,6 +99,8 @@ pub struct Plane {
     pub affinity: HashMap<(String, u16), usize>,
     /// (port index, queue) → worker index.
     pub owner: HashMap<(usize, u16), usize>,
+    /// Busy cycles of each rx queue at the last rebalance.
+    pub cycles_seen: HashMap<(usize, u16), u64>,
     pub pool: Arc<Mempool>,
     pub stats: Vec<Arc<WorkerStats>>,
     pub mailboxes: Vec<Arc<Mutex<Option<WorkerPlan>>>>,
@@ -146,6 +151,36 @@ impl Plane {
                 }
             }
         }
+    }
+
+    /// Reassigns unpinned rx queues by the busy cycles they used since the last call (see
+    /// the module doc); returns how many queues changed worker.
+    pub fn rebalance(&mut self, barrier: &ReloadBarrier) -> usize {
+        let mut queues = Vec::new();
+        for (i, e) in self.ports.iter().enumerate() {
+            let Some(e) = e else { continue };
+            for q in 0..e.queues {
+                let c = &e.rxq[q as usize];
+                let used = c.busy_cycles.load(std::sync::atomic::Ordering::Relaxed);
+                let since = used - self.cycles_seen.get(&(i, q)).copied().unwrap_or(0);
+                self.cycles_seen.insert((i, q), used);
+                queues.push(((i, q), since, self.affinity.get(&(e.def.name.clone(), q)).copied()));
+            }
+        }
+        let new = assign_by_cycles(&queues, self.workers());
+        let moved: Vec<(usize, u16)> = new.iter().filter(|(k, w)| self.owner.get(k) != Some(w)).map(|(k, _)| *k).collect();
+        if moved.is_empty() {
+            return 0;
+        }
+        // Step 1: nobody polls a queue that moves.
+        for k in &moved {
+            self.owner.remove(k);
+        }
+        self.publish_assigned(barrier);
+        // Step 2: the new owners take them.
+        self.owner = new;
+        self.publish_assigned(barrier);
+        moved.len()
     }
 
     /// Rebuilds the workers' view of every bridge (after a membership or VLAN change).
@@ -214,6 +249,11 @@ impl Plane {
     /// old plans, and their queue handles, are dropped by then). Also refreshes the view.
     pub fn publish(&mut self, barrier: &ReloadBarrier) {
         self.assign();
+        self.publish_assigned(barrier);
+    }
+
+    /// `publish` without assigning: queues without an owner are not polled.
+    fn publish_assigned(&mut self, barrier: &ReloadBarrier) {
         self.rebuild_bridges();
         for w in 0..self.workers() {
             let plan = self.plan_for(w);
@@ -270,5 +310,58 @@ impl Plane {
             })
             .collect();
         self.view.set(ports, bridges);
+    }
+}
+
+/// `pmd-rxq-assign=cycles`: pinned queues go to their worker; the others, heaviest first
+/// (ties by key, so the result is deterministic), each to the worker with the fewest
+/// cycles so far (ties to the fewest queues, then the lowest index). `queues` is
+/// ((port, queue), busy cycles, pinned worker).
+pub fn assign_by_cycles(queues: &[((usize, u16), u64, Option<usize>)], workers: usize) -> HashMap<(usize, u16), usize> {
+    let mut load = vec![(0u64, 0usize); workers.max(1)];
+    let mut out = HashMap::new();
+    for &(k, c, pin) in queues {
+        if let Some(w) = pin.filter(|&w| w < load.len()) {
+            load[w].0 += c;
+            load[w].1 += 1;
+            out.insert(k, w);
+        }
+    }
+    let mut free: Vec<_> = queues.iter().filter(|q| !out.contains_key(&q.0)).collect();
+    free.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for &&(k, c, _) in &free {
+        let w = (0..load.len()).min_by_key(|&w| (load[w].0, load[w].1, w)).unwrap_or(0);
+        load[w].0 += c;
+        load[w].1 += 1;
+        out.insert(k, w);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_assignment_spreads_heavy_queues_and_keeps_pins() {
+        // Two heavy queues that round-robin had put on one worker get split.
+        let q = [((0, 0), 900, None), ((0, 1), 10, None), ((1, 0), 800, None), ((1, 1), 20, None)];
+        let a = assign_by_cycles(&q, 2);
+        assert_ne!(a[&(0, 0)], a[&(1, 0)], "{a:?}");
+        // Each light queue lands on the lighter worker of the moment.
+        assert_eq!(a[&(1, 1)], a[&(1, 0)]);
+        assert_eq!(a[&(0, 1)], a[&(1, 0)]);
+        // A pinned queue stays, and the rest balance around it.
+        let q = [((0, 0), 900, Some(1)), ((0, 1), 800, None), ((1, 0), 100, None)];
+        let a = assign_by_cycles(&q, 2);
+        assert_eq!(a[&(0, 0)], 1);
+        assert_eq!(a[&(0, 1)], 0);
+        assert_eq!(a[&(1, 0)], 0);
+        // Idle queues are still spread by count.
+        let q = [((0, 0), 0, None), ((0, 1), 0, None), ((1, 0), 0, None), ((1, 1), 0, None)];
+        let a = assign_by_cycles(&q, 2);
+        assert_eq!(a.values().filter(|&&w| w == 0).count(), 2);
+        // One worker: everything there.
+        assert!(assign_by_cycles(&q, 1).values().all(|&w| w == 0));
     }
 }
