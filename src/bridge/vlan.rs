@@ -96,13 +96,6 @@ impl VlanSet {
     }
 
     #[cfg(test)]
-    pub fn remove(&mut self, vid: u16) {
-        if let Some(w) = self.0.get_mut(usize::from(vid) >> 6) {
-            *w &= !(1 << (vid & 63));
-        }
-    }
-
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
@@ -284,10 +277,6 @@ pub enum VlanDrop {
     UntaggedOnTrunk,
 }
 
-impl VlanDrop {
-    #[cfg(test)]
-    pub const ALL: [VlanDrop; 3] = [VlanDrop::TaggedOnAccess, VlanDrop::NotAllowed, VlanDrop::UntaggedOnTrunk];
-}
 
 /// The VLAN a frame received on a `mode` port belongs to. `tag` is the VID of the
 /// frame's 0x8100 tag ([`vlan_tag`]), `None` if untagged; `Some(0)` (priority-tagged)
