@@ -105,7 +105,9 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     // last source handed to the learner and the last destination's lookup, and skip the
     // table for repeats (the table cannot usefully change within one burst: the learner
     // is another thread). Keys are (VLAN, MAC) packed like the table's; 0 = none.
-    let (mut last_src, mut last_dst, mut last_out) = (0u64, 0u64, None);
+    // The destination's whole decision (egress member and tag edit) is remembered with
+    // the ingress tag it was made for.
+    let (mut last_src, mut last_dst, mut last_tag, mut last_dec) = (0u64, 0u64, None, Decision::Flood);
     for m in batch.drain() {
         let d = m.data();
         if d.len() < 14 {
@@ -131,22 +133,27 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             br.table.learn(worker, vid, src, me.port as u16, now_ms);
             last_src = ks;
         }
-        if kd != last_dst {
-            last_out = br.table.lookup(vid, dst).map(|p| br.member(p as usize));
-            last_dst = kd;
+        if kd != last_dst || tag != last_tag {
+            last_dec = match br.table.lookup(vid, dst).map(|p| br.member(p as usize)) {
+                Some(Some(p)) if p != ingress => match edit_for(&br.members[p], tag, vid) {
+                    Some(e) => Decision::To(p, e),
+                    // A static entry on a port outside the frame's VLAN.
+                    None => Decision::Filter,
+                },
+                // Behind the ingress port (802.1D: the stations talk on their own
+                // segment), or a stale entry for a port that left the bridge.
+                Some(_) => Decision::Filter,
+                None => Decision::Flood,
+            };
+            (last_dst, last_tag) = (kd, tag);
         }
-        match last_out {
-            Some(Some(p)) if p != ingress => {
-                match edit_for(&br.members[p], tag, vid).map(|e| apply(m, e, pool)) {
-                    Some(Some(m)) => put(&mut outs[p], m, &mut drops),
-                    Some(None) => drops[DropCause::NoMbuf as usize] += 1,
-                    None => drops[DropCause::Filtered as usize] += 1,
-                }
-            }
-            // Behind the ingress port (802.1D: the stations talk on their own segment), or
-            // a stale entry for a port that left the bridge.
-            Some(_) => drops[DropCause::Filtered as usize] += 1,
-            None => flood(br, ingress, m, tag, vid, outs, pool, &mut drops),
+        match last_dec {
+            Decision::To(p, e) => match apply(m, e, pool) {
+                Some(m) => put(&mut outs[p], m, &mut drops),
+                None => drops[DropCause::NoMbuf as usize] += 1,
+            },
+            Decision::Filter => drops[DropCause::Filtered as usize] += 1,
+            Decision::Flood => flood(br, ingress, m, tag, vid, outs, pool, &mut drops),
         }
     }
     for c in DropCause::ALL {
@@ -154,6 +161,14 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             rxc.drop(c, drops[c as usize]);
         }
     }
+}
+
+/// Where a destination's frames go (per burst memo).
+#[derive(Clone, Copy)]
+enum Decision {
+    To(usize, TagEdit),
+    Filter,
+    Flood,
 }
 
 #[inline(always)]
