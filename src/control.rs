@@ -55,7 +55,7 @@ impl Control {
             ["bridge", "del-mac", br, mac] => self.bridge_mac(plane, br, mac, None),
             ["bridge", "set", br, opts @ ..] if !opts.is_empty() => self.bridge_set(plane, br, opts),
             _ => Err(format!(
-                "'{}' is not a complete command: add-port NAME SPEC [queues=N], del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge del-mac BR MAC[@VLAN], bridge set BR aging=SECS capacity=N",
+                "'{}' is not a complete command: add-port NAME SPEC [queues=N], del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge del-mac BR MAC[@VLAN], bridge set BR aging=SECS capacity=N, rebalance",
                 w.join(" ")
             )),
         };

@@ -142,7 +142,7 @@ impl Server {
                 rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| "error: no answer from the main thread in 30 s\n".into())
             }
             _ => format!(
-                "error: unknown command '{}': use show ports|workers|rxqs|bridges|stats [--json], show macs BR, clear stats, set idle poll|adaptive, add-port, del-port, xconnect, del-xconnect, bridge add-port|del-port|flush|add-mac|del-mac\n",
+                "error: unknown command '{}': use show ports|workers|rxqs|bridges|stats [--json], show macs BR, clear stats, set idle poll|adaptive, add-port, del-port, xconnect, del-xconnect, bridge add-port|del-port|flush|add-mac|del-mac|set, rebalance\n",
                 words.join(" ")
             ),
         }
