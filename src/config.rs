@@ -286,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn module_doc_example_parses_and_plans() {
+        // The example at the top of this file, verbatim.
+        let doc = include_str!("config.rs");
+        let start = doc.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+        let end = start + doc[start..].find("//! ```\n").unwrap();
+        let text: String = doc[start..end].lines().map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n");
+        let c = parse(Path::new("doc.toml"), &text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        assert_eq!(c.summary(), "4 ports, 1 xconnects, 1 bridges");
+        let a = c.merge(RunArgs::default());
+        assert_eq!(a.bridges, ["br0=vm3,up"]);
+        assert_eq!(a.vlans, ["vm3=access:10", "up=trunk:10,20"]);
+        assert_eq!(a.queues, ["vm3=2"]);
+        assert_eq!(a.static_macs, ["vm3=02:00:00:00:00:03@10"]);
+    }
+
+    #[test]
     fn syntax_error_has_line_and_column() {
         let e = errs("burst = 32\ncores = \n");
         assert_eq!(e.len(), 1);
