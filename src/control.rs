@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::app::Opener;
 use crate::bridge::fwd::Bridge;
-use crate::bridge::table::{parse_mac, MacTable};
+use crate::bridge::table::MacTable;
 use crate::bridge::vlan::VlanMode;
 use crate::plane::{BridgeEntry, Plane, PortRt, Rule};
 use crate::preflight;
@@ -230,11 +230,7 @@ impl Control {
 
     fn bridge_mac(&mut self, plane: &mut Plane, br: &str, mac: &str, port: Option<&str>) -> Result<String, String> {
         let b = Self::bridge(plane, br)?;
-        let (m, vlan) = match mac.split_once('@') {
-            Some((m, v)) => (m, v.parse::<u16>().map_err(|_| format!("VLAN '{v}' is not a number"))?),
-            None => (mac, 0),
-        };
-        let m = parse_mac(m)?;
+        let (m, vlan) = spec::parse_mac_vlan(mac)?;
         let table = &plane.bridges[b].table;
         match port {
             Some(p) => {

@@ -221,8 +221,8 @@ fn text(v: &Value) -> String {
             o.push_str(&format!(
                 "{:<12} {:>5} {:>5} {:>14} {:>12.1}\n",
                 q["port"].as_str().unwrap_or(""),
-                q["queue"],
-                q["core"],
+                q["queue"].as_u64().unwrap_or(0),
+                q["core"].as_u64().map_or("-".to_string(), |c| c.to_string()),
                 q["packets"].as_u64().unwrap_or(0),
                 q["cycles_per_packet"].as_f64().unwrap_or(0.0)
             ));
@@ -263,7 +263,7 @@ fn macs_text(v: &Value) -> String {
     let mut o = format!("{:<5} {:<18} {:<12} {:>8}\n", "vlan", "mac", "port", "age s");
     for e in v.as_array().into_iter().flatten() {
         let age = if e["static"] == true { "static".to_string() } else { format!("{:.1}", e["age_ms"].as_u64().unwrap_or(0) as f64 / 1000.0) };
-        o.push_str(&format!("{:<5} {:<18} {:<12} {:>8}\n", e["vlan"], e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or(""), age));
+        o.push_str(&format!("{:<5} {:<18} {:<12} {:>8}\n", e["vlan"].as_u64().unwrap_or(0), e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or(""), age));
     }
     o
 }

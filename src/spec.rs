@@ -177,12 +177,18 @@ pub fn parse_bridge(s: &str) -> Result<(String, Vec<String>), String> {
 /// `PORT=MAC[@VLAN]`.
 pub fn parse_static_mac(s: &str) -> Result<(String, [u8; 6], u16), String> {
     let (port, rest) = s.split_once('=').ok_or_else(|| format!("static MAC '{s}' has no '=': write PORT=MAC[@VLAN], e.g. a=02:00:00:00:00:01@10"))?;
-    let (mac, vlan) = match rest.split_once('@') {
-        Some((m, v)) => (m, v.parse::<u16>().ok().filter(|v| *v <= 4094).ok_or_else(|| format!("static MAC '{s}': VLAN '{v}' is not 0 to 4094"))?),
-        None => (rest, 0),
-    };
-    let mac = crate::bridge::table::parse_mac(mac).map_err(|e| format!("static MAC '{s}': {e}"))?;
+    let (mac, vlan) = parse_mac_vlan(rest).map_err(|e| format!("static MAC '{s}': {e}"))?;
     Ok((port.to_string(), mac, vlan))
+}
+
+/// `MAC[@VLAN]` (VLAN 0 to 4094, default 0), as `--static-mac` and `ctl bridge add-mac`
+/// write a station.
+pub fn parse_mac_vlan(s: &str) -> Result<([u8; 6], u16), String> {
+    let (mac, vlan) = match s.split_once('@') {
+        Some((m, v)) => (m, v.parse::<u16>().ok().filter(|v| *v <= 4094).ok_or_else(|| format!("VLAN '{v}' is not 0 to 4094"))?),
+        None => (s, 0),
+    };
+    Ok((crate::bridge::table::parse_mac(mac)?, vlan))
 }
 
 /// `PORT=N` rx queues, 1 to 8.

@@ -274,20 +274,9 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     Ok(GenPlan { names, devs, sends, sizes, flows, macs, dst, rate, core, eal, own_prefix })
 }
 
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let bad = || format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02");
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.is_empty() || p.len() > 2 {
-            return Err(bad());
-        }
-        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(m)
+/// `--dst-mac`: the bridge's MAC parser, with the generator's own message.
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    crate::bridge::table::parse_mac(s).map_err(|_| format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02"))
 }
 
 /// The flow spec of port `i` of `n`: its own source MACs and IPv4 block; destination MACs
@@ -358,7 +347,6 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let live = engine.live.clone();
     let warmup = a.warmup.unwrap_or(1.0);
     let duration = a.duration.unwrap_or(10.0);
-    let sending = p.sends.iter().filter(|s| **s).count().max(1);
     let core = p.core;
     let quiet = a.quiet;
     let names = p.names.clone();
@@ -376,7 +364,7 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             }
             let _ = crate::dpdk::eal::thread_register();
             let mut engine = engine;
-            let out = if args.search { Outcome::Search(search_all(&mut engine, &args, &sizes, &stop, sending)) } else {
+            let out = if args.search { Outcome::Search(search_all(&mut engine, &args, &sizes, &stop)) } else {
                 let cfg = PhaseCfg { rate_pps: rate.pps(sizes.mean_frame()), warmup_s: warmup, duration_s: duration, count: args.count.unwrap_or(0), drain_quiet_ms: 250 };
                 Outcome::Run(Box::new(engine.run(&cfg, &stop)))
             };
@@ -412,7 +400,7 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let out = worker.join().map_err(|_| rt("the generator thread panicked".into()))?;
     let report = match &out {
         Outcome::Run(r) => {
-            print_run(&names, r, &p, rate_label(a.rate.as_deref()), tsc_hz, core);
+            print_run(&names, r, &p, a.rate.as_deref().unwrap_or("max"), core);
             run_json(&names, r, &p, tsc_hz)
         }
         Outcome::Search(s) => {
@@ -438,10 +426,6 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
 enum Outcome {
     Run(Box<PhaseResult>),
     Search(Vec<SizeSearch>),
-}
-
-fn rate_label(r: Option<&str>) -> String {
-    r.unwrap_or("max").to_string()
 }
 
 const CDF_POINTS: [f64; 22] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
@@ -500,7 +484,7 @@ fn us(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e3)
 }
 
-fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: String, _tsc_hz: u64, core: usize) {
+fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: usize) {
     let mut out = format!(
         "=== pmdswitch gen: frames {:?}, {} flow(s)/port, rate {rate}\n{:<8} {:>12} {:>12} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
         p.sizes.pattern(), p.flows, "stream", "tx", "rx", "lost", "loss%", "dup", "reord", "tx Mpps", "rx Mpps", "p50 us", "p90", "p99", "p99.9", "p99.99", "max"
@@ -558,7 +542,7 @@ impl SizeSearch {
     }
 }
 
-fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool, sending: usize) -> Vec<SizeSearch> {
+fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool) -> Vec<SizeSearch> {
     let groups: Vec<(String, Vec<usize>)> = match sizes {
         Sizes::Imix => vec![("imix".into(), sizes.pattern())],
         _ => sizes.pattern().into_iter().map(|s| (s.to_string(), vec![s])).collect(),
@@ -597,7 +581,6 @@ fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool
             t
         });
         let latency = if result.ndr_pps > 0.0 && !stop.load(Ordering::Relaxed) { Some(engine.run(&cfg(Some(result.ndr_pps)), stop)) } else { None };
-        let _ = sending;
         out.push(SizeSearch { frame: label, result, latency, mean_frame: mean });
     }
     out
