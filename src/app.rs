@@ -597,6 +597,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             idle_mode: idle_mode.clone(),
             pool: pool.clone(),
             cycles_per_ms,
+            scratch: Default::default(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),

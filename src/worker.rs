@@ -196,6 +196,8 @@ pub struct Worker {
     pub pool: Arc<Mempool>,
     /// TSC cycles per millisecond (the MAC table's clock).
     pub cycles_per_ms: u64,
+    /// The bridge's per-burst working space.
+    pub scratch: fwd::Scratch,
 }
 
 impl Worker {
@@ -281,7 +283,7 @@ impl Worker {
                 Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
                 Action::Bridge(br, member) => {
                     let outs = &mut outs[..br.members.len()];
-                    fwd::forward(br, self.index, *member, batch, outs, &self.pool, rxc, t0 / self.cycles_per_ms);
+                    fwd::forward(br, self.index, *member, batch, outs, &mut self.scratch, &self.pool, rxc, t0 / self.cycles_per_ms);
                     for (out, m) in outs.iter_mut().zip(&br.members) {
                         if out.is_empty() {
                             continue;

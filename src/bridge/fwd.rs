@@ -1,7 +1,7 @@
 //! The bridge's hot path: one received burst in, one batch per egress port out.
 //!
 //! Per packet: read the Ethernet header, classify the VLAN on ingress (`vlan::ingress`),
-//! hand the source to the MAC table's learner (`MacTable::learn`: a read, rarely an
+//! hand the source to the MAC table's learner (`MacTable::learn_at`: a read, rarely an
 //! enqueue — never a write to the shared table), look the destination up, then either
 //! one egress port, or a flood to every other member of the VLAN. Flooding shares the
 //! mbuf by reference count (no copy) where the egress ports need the frame as received;
@@ -13,9 +13,9 @@
 
 use std::sync::Arc;
 
-use crate::bridge::table::MacTable;
+use crate::bridge::table::{MacTable, PortNo, Station};
 use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
-use crate::dpdk::mbuf::{Batch, Mbuf};
+use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
 use crate::stats::{DropCause, PortCounters, N_CAUSES};
 
@@ -90,72 +90,108 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
     Some(m)
 }
 
+/// Per-worker scratch space for [`forward`]: what the first pass found about each packet
+/// of a burst. Allocated once; a burst never grows it.
+pub struct Scratch(Vec<Pre>);
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch(Vec::with_capacity(MAX_BURST))
+    }
+}
+
+/// What the first pass found about one packet.
+#[derive(Clone, Copy)]
+pub enum Pre {
+    /// The same first 16 bytes as the packet before it (addresses, ethertype, and the tag
+    /// or the next header's first bytes): the same classification, learning and decision.
+    Same,
+    /// Classified into VLAN `vid`; `tag` as received; its two stations.
+    New { tag: Option<u16>, vid: u16, src: Station, dst: Station },
+    Drop(DropCause),
+}
+
+/// Where a packet goes. Eight bytes, compared as a whole to find runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// To one member, with this tag edit.
+    To(u8, TagEdit),
+    Flood { tag: Option<u16>, vid: u16 },
+    Drop(DropCause),
+}
+
 /// Switches one burst received on member `ingress` of `br` into `outs` (one batch per
 /// member, indexed like `br.members`; all empty on entry). Drops are charged to the
 /// ingress port's counters `rxc` by cause; the caller sends each non-empty `outs[i]` to
 /// `br.members[i].port`. `now_ms` is read once per burst by the caller.
+///
+/// Two passes. The first reads each header (the bytes the rx copy just wrote, so in
+/// cache), classifies its VLAN and computes its stations' table keys. The second learns
+/// sources, looks destinations up and applies the decisions per run of consecutive
+/// packets with the same one: in a two-port bridge usually the whole burst, moved to its
+/// egress batch with one copy of the pointers. (Measured here: one fused pass cost 25 %
+/// more cycles per packet with 1024 flows; a prefetch of the table lines in the first
+/// pass, DPDK l3fwd's pattern, cost more than it saved.) A packet whose first 16 bytes
+/// equal its predecessor's takes the same decision without looking at the table, and the
+/// last source learned and the last destination's decision are remembered: learning,
+/// lookup and tag edit depend only on those bytes and the ingress port, and the table
+/// cannot usefully change within a burst (only the learner thread writes it).
 // Eight plain arguments rather than a context struct built per burst: everything here is
 // what the worker already holds.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
+pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], scratch: &mut Scratch, pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
     let me = &br.members[ingress];
-    let mut drops = [0u64; N_CAUSES];
-    // Within a burst, packets of one flow repeat (source, destination): remember the
-    // last source handed to the learner and the last destination's lookup, and skip the
-    // table for repeats (the table cannot usefully change within one burst: the learner
-    // is another thread). Keys are (VLAN, MAC) packed like the table's; 0 = none.
-    // The destination's whole decision (egress member and tag edit) is remembered with
-    // the ingress tag it was made for.
-    let (mut last_src, mut last_dst, mut last_tag, mut last_dec) = (0u64, 0u64, None, Decision::Flood);
-    for m in batch.drain() {
-        let d = m.data();
-        if d.len() < 14 {
-            drops[DropCause::Runt as usize] += 1;
-            continue;
+    let table = &*br.table;
+    let pre = &mut scratch.0;
+    pre.clear();
+    let mut prev: Option<u128> = None;
+    batch.for_each(|d, _| {
+        let head = d.get(..16).map(|h| u128::from_ne_bytes(h.try_into().expect("16 bytes")));
+        if head.is_some() && head == prev {
+            pre.push(Pre::Same);
+            return;
         }
-        let dst: [u8; 6] = d[0..6].try_into().expect("6 bytes");
-        let src: [u8; 6] = d[6..12].try_into().expect("6 bytes");
-        let tag = vlan::vlan_tag(d);
-        let vid = match vlan::ingress(&me.vlan, tag) {
-            Ok(v) => v,
-            Err(e) => {
-                drops[match e {
-                    VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
-                    VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
-                    VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
-                } as usize] += 1;
-                continue;
+        prev = head;
+        pre.push(match classify(me, d) {
+            Ok((tag, vid)) => {
+                let dst = table.station(vid, d[0..6].try_into().expect("6 bytes"));
+                let src = table.station(vid, d[6..12].try_into().expect("6 bytes"));
+                Pre::New { tag, vid, src, dst }
+            }
+            Err(c) => Pre::Drop(c),
+        });
+    });
+    let mut drops = [0u64; N_CAUSES];
+    let (mut last_src, mut last_dst) = (0u64, None);
+    let mut dst_dec = Decision::Drop(DropCause::Runt);
+    let mut port_memo = (None, dst_dec);
+    let mut run = (0usize, dst_dec);
+    for (i, p) in pre.iter().enumerate() {
+        let dec = match *p {
+            Pre::Same => continue,
+            Pre::Drop(c) => Decision::Drop(c),
+            Pre::New { tag, vid, src, dst } => {
+                if src.key() != last_src {
+                    table.learn_at(worker, &src, me.port as u16, now_ms);
+                    last_src = src.key();
+                }
+                if last_dst != Some((dst.key(), tag)) {
+                    dst_dec = decide(br, ingress, &dst, tag, vid, &mut port_memo);
+                    last_dst = Some((dst.key(), tag));
+                }
+                dst_dec
             }
         };
-        let (ks, kd) = (memo_key(vid, &src), memo_key(vid, &dst));
-        if ks != last_src {
-            br.table.learn(worker, vid, src, me.port as u16, now_ms);
-            last_src = ks;
-        }
-        if kd != last_dst || tag != last_tag {
-            last_dec = match br.table.lookup(vid, dst).map(|p| br.member(p as usize)) {
-                Some(Some(p)) if p != ingress => match edit_for(&br.members[p], tag, vid) {
-                    Some(e) => Decision::To(p, e),
-                    // A static entry on a port outside the frame's VLAN.
-                    None => Decision::Filter,
-                },
-                // Behind the ingress port (802.1D: the stations talk on their own
-                // segment), or a stale entry for a port that left the bridge.
-                Some(_) => Decision::Filter,
-                None => Decision::Flood,
-            };
-            (last_dst, last_tag) = (kd, tag);
-        }
-        match last_dec {
-            Decision::To(p, e) => match apply(m, e, pool) {
-                Some(m) => put(&mut outs[p], m, &mut drops),
-                None => drops[DropCause::NoMbuf as usize] += 1,
-            },
-            Decision::Filter => drops[DropCause::Filtered as usize] += 1,
-            Decision::Flood => flood(br, ingress, m, tag, vid, outs, pool, &mut drops),
+        if dec != run.1 {
+            apply_run(br, ingress, batch, i - run.0, run.1, outs, pool, &mut drops);
+            run = (i, dec);
         }
     }
+    apply_run(br, ingress, batch, pre.len() - run.0, run.1, outs, pool, &mut drops);
+    // Anything left (only if the first pass saw fewer packets than the batch holds,
+    // which it cannot) is freed and counted rather than leaked.
+    drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
     for c in DropCause::ALL {
         if drops[c as usize] > 0 {
             rxc.drop(c, drops[c as usize]);
@@ -163,17 +199,76 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     }
 }
 
-/// Where a destination's frames go (per burst memo).
-#[derive(Clone, Copy)]
-enum Decision {
-    To(usize, TagEdit),
-    Filter,
-    Flood,
+/// Runt check and ingress VLAN: the frame's tag as received and its VLAN, or why it is
+/// dropped.
+#[inline(always)]
+fn classify(me: &Member, d: &[u8]) -> Result<(Option<u16>, u16), DropCause> {
+    if d.len() < 14 {
+        return Err(DropCause::Runt);
+    }
+    let tag = vlan::vlan_tag(d);
+    match vlan::ingress(&me.vlan, tag) {
+        Ok(vid) => Ok((tag, vid)),
+        Err(VlanDrop::TaggedOnAccess) => Err(DropCause::TaggedOnAccess),
+        Err(VlanDrop::NotAllowed) => Err(DropCause::VlanNotAllowed),
+        Err(VlanDrop::UntaggedOnTrunk) => Err(DropCause::UntaggedOnTrunk),
+    }
 }
 
+/// The destination's decision: one member (with its tag edit), a flood, or a filter.
+/// `memo` holds the last decision with the (table port, ingress tag) it was made for: in a
+/// burst most destinations sit behind the same few ports.
 #[inline(always)]
-fn memo_key(vid: u16, mac: &[u8; 6]) -> u64 {
-    (1 << 63) | (u64::from(vid) << 48) | u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]])
+fn decide(br: &Bridge, ingress: usize, dst: &Station, tag: Option<u16>, vid: u16, memo: &mut (Option<(PortNo, Option<u16>)>, Decision)) -> Decision {
+    let Some(port) = br.table.lookup_at(dst) else {
+        return Decision::Flood { tag, vid };
+    };
+    if memo.0 == Some((port, tag)) {
+        return memo.1;
+    }
+    let dec = match br.member(port as usize) {
+        Some(p) if p != ingress => match edit_for(&br.members[p], tag, vid) {
+            Some(e) => Decision::To(p as u8, e),
+            // A static entry on a port outside the frame's VLAN.
+            None => Decision::Drop(DropCause::Filtered),
+        },
+        // Behind the ingress port (802.1D: the stations talk on their own segment), or a
+        // stale entry for a port that left the bridge.
+        _ => Decision::Drop(DropCause::Filtered),
+    };
+    *memo = (Some((port, tag)), dec);
+    dec
+}
+
+/// Applies decision `dec` to the next `n` packets of `batch`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn apply_run(br: &Bridge, ingress: usize, batch: &mut Batch, n: usize, dec: Decision, outs: &mut [Batch], pool: &Mempool, drops: &mut [u64; N_CAUSES]) {
+    match dec {
+        _ if n == 0 => {}
+        Decision::To(p, TagEdit::None) => {
+            let p = usize::from(p);
+            // At most one reference per received packet goes to an egress batch, so the
+            // batch has room; were it ever short, the rest is counted, not leaked.
+            let moved = batch.move_front(n, &mut outs[p]);
+            drops[DropCause::NoMbuf as usize] += batch.drop_front(n - moved) as u64;
+        }
+        Decision::Drop(c) => drops[c as usize] += batch.drop_front(n) as u64,
+        Decision::To(p, e) => {
+            let p = usize::from(p);
+            for m in (0..n).map_while(|_| batch.pop_front()) {
+                match apply(m, e, pool) {
+                    Some(m) => put(&mut outs[p], m, drops),
+                    None => drops[DropCause::NoMbuf as usize] += 1,
+                }
+            }
+        }
+        Decision::Flood { tag, vid } => {
+            for m in (0..n).map_while(|_| batch.pop_front()) {
+                flood(br, ingress, m, tag, vid, outs, pool, drops);
+            }
+        }
+    }
 }
 
 /// Unknown unicast, broadcast, multicast: every other member of the VLAN, never back out

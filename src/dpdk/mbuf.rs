@@ -198,15 +198,6 @@ impl Mbuf {
         self.0.as_ptr()
     }
 
-    /// The first segment's bytes.
-    #[inline(always)]
-    pub fn data(&self) -> &[u8] {
-        let m = self.ptr();
-        // SAFETY: we own a reference to a live mbuf; data_len bytes at buf_addr + data_off
-        // are its first segment's data.
-        unsafe { std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize) }
-    }
-
     /// The first segment's bytes, writable — only when no other reference shares them.
     #[inline(always)]
     pub fn data_mut(&mut self) -> Option<&mut [u8]> {
@@ -273,14 +264,36 @@ impl Drop for Mbuf {
 }
 
 impl Batch {
-    /// Takes every pending packet out, leaving the batch empty. Packets the caller does
-    /// not take from the iterator are freed when it is dropped.
+    /// Moves the first `n` pending packets (fewer if this batch has fewer or `to` fills
+    /// up) to the end of `to`, keeping their order; returns how many moved. Ownership
+    /// moves with the pointers: a run of packets bound for one port costs one copy of
+    /// their pointers, not a step per packet.
     #[inline(always)]
-    pub fn drain(&mut self) -> Drain<'_> {
-        let (h, t) = (self.head, self.tail);
-        self.head = 0;
-        self.tail = 0;
-        Drain { pkts: &self.pkts[h..t], i: 0 }
+    pub fn move_front(&mut self, n: usize, to: &mut Batch) -> usize {
+        let n = n.min(self.len()).min(MAX_BURST - to.tail);
+        to.pkts[to.tail..to.tail + n].copy_from_slice(&self.pkts[self.head..self.head + n]);
+        to.tail += n;
+        self.tx_consumed(n);
+        n
+    }
+
+    /// Frees the first `n` pending packets (fewer if there are fewer); returns how many.
+    #[inline(always)]
+    pub fn drop_front(&mut self, n: usize) -> usize {
+        let n = n.min(self.len());
+        self.free_front(n);
+        n
+    }
+
+    /// Takes the first pending packet out of the batch.
+    #[inline(always)]
+    pub fn pop_front(&mut self) -> Option<Mbuf> {
+        if self.is_empty() {
+            return None;
+        }
+        let m = self.pkts[self.head];
+        self.tx_consumed(1);
+        std::ptr::NonNull::new(m).map(Mbuf)
     }
 
     /// Appends a packet; hands it back when the batch is full.
@@ -296,29 +309,3 @@ impl Batch {
     }
 }
 
-/// Iterator of [`Batch::drain`]: owns the packets it has not yielded yet.
-pub struct Drain<'a> {
-    pkts: &'a [*mut sys::rte_mbuf],
-    i: usize,
-}
-
-impl Iterator for Drain<'_> {
-    type Item = Mbuf;
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Mbuf> {
-        let m = *self.pkts.get(self.i)?;
-        self.i += 1;
-        // The batch forgot these pointers in drain(); each becomes exactly one handle.
-        std::ptr::NonNull::new(m).map(Mbuf)
-    }
-}
-
-impl Drop for Drain<'_> {
-    fn drop(&mut self) {
-        for &m in &self.pkts[self.i..] {
-            // SAFETY: not yet yielded, so still owned here; freed once.
-            unsafe { sys::pmds_pktmbuf_free(m) };
-        }
-    }
-}

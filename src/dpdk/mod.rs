@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 pub mod eal;
+pub mod hugemem;
 pub mod error;
 pub mod ethdev;
 pub mod idle;
