@@ -81,13 +81,16 @@ fn testpmd_txonly(s: &Scratch, secs: f64) -> f64 {
     (b[&0].tx - a[&0].tx) as f64 / dt / 1e6
 }
 
-fn ndr(s: &Scratch, sa: &str, sb: &str, trial: f64) -> f64 {
+/// One search: NDR (both directions, Mpps), whether the loop's capacity held during it,
+/// and how many searches that took (`gen --search` repeats unstable ones).
+fn ndr(s: &Scratch, sa: &str, sb: &str, trial: f64) -> (f64, bool, u64) {
     // Rings of 4096 descriptors, as `pmdswitch bench` uses: virtio-user's default 256
     // overflow whenever this shared host deschedules a core for a fraction of a ms, and
     // a zero-loss search then measures the scheduler.
     let (qa, qb) = (format!("{sa},queue_size=4096"), format!("{sb},queue_size=4096"));
     let (g, _) = gen_run(s, &[("a", &qa), ("b", &qb)], &["--search", "--duration", &trial.to_string(), "--warmup", "0.5", "--resolution-pct", "1", "--quiet"]);
-    g["search"][0]["ndr_pps"].as_f64().unwrap() * 2.0 / 1e6
+    let x = &g["search"][0];
+    (x["ndr_pps"].as_f64().unwrap() * 2.0 / 1e6, x["stable"].as_bool().unwrap(), x["attempts"].as_u64().unwrap())
 }
 
 fn main() {
@@ -116,16 +119,19 @@ fn main() {
 
     let mut spreads = Vec::new();
     let mut pairs = Vec::new();
+    let mut stability = Vec::new();
     if o.ndr {
         println!("NDR repeatability: pmdswitch xconnect, two searches back to back, {} s trials, 1 % resolution", o.trial_secs);
         for r in 0..o.rounds {
             let s = Scratch::new(&format!("bndr{r}"));
             let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
             let d = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
-            let (a, b) = (ndr(&s, &sa, &sb, o.trial_secs), ndr(&s, &sa, &sb, o.trial_secs));
+            let ((a, sta, ata), (b, stb, atb)) = (ndr(&s, &sa, &sb, o.trial_secs), ndr(&s, &sa, &sb, o.trial_secs));
             let _ = d.stop();
             let spread = (a - b).abs() / a.max(b);
-            println!("round {}: NDR {a:.3} then {b:.3} Mpps: spread {:.1} %", r + 1, spread * 100.0);
+            let how = |st: bool, at: u64| format!("{at} search(es), {}", if st { "stable" } else { "UNSTABLE" });
+            println!("round {}: NDR {a:.3} ({}) then {b:.3} Mpps ({}): spread {:.1} %", r + 1, how(sta, ata), how(stb, atb), spread * 100.0);
+            stability.push(((sta, ata), (stb, atb)));
             spreads.push(spread);
             pairs.push((a, b));
         }
@@ -135,7 +141,7 @@ fn main() {
         let j = serde_json::json!({
             "bench": "gen", "rounds": o.rounds, "secs": o.secs,
             "gen_mpps": gs, "testpmd_mpps": ts, "ratios": rs, "median_ratio": mr,
-            "ndr_pairs_mpps": pairs, "ndr_spreads": spreads,
+            "ndr_pairs_mpps": pairs, "ndr_spreads": spreads, "ndr_stable_attempts": stability,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap() + "\n").expect("write --json");
     }

@@ -764,7 +764,8 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
                         // Per-port NDR, two ports sending: the loop carries twice that.
                         let ndr = s["ndr_pps"].as_f64().unwrap_or(0.0) * 2.0 / 1e6;
                         meas[ci].ndr_mpps = Some(ndr);
-                        println!("bench:   {} {}B {} flow(s): NDR {:.3} Mpps (both directions, {} trials)", dut.name(), c.frame, c.flows, ndr, s["trials"].as_array().map_or(0, |t| t.len()));
+                        let stable = if s["stable"].as_bool().unwrap_or(true) { "" } else { ", UNSTABLE: the loop's capacity moved during every search" };
+                        println!("bench:   {} {}B {} flow(s): NDR {:.3} Mpps (both directions, {} trials, {} search(es){stable})", dut.name(), c.frame, c.flows, ndr, s["trials"].as_array().map_or(0, |t| t.len()), s["attempts"].as_u64().unwrap_or(1));
                     }
                     let _ = std::io::stdout().flush();
                 }

@@ -108,6 +108,16 @@ pub struct GenArgs {
     #[arg(long)]
     pub max_trials: Option<usize>,
 
+    /// Search: repeat a search when the device's delivered rate at the top changed by more
+    /// than this percentage between its first and a closing overload trial (the host's
+    /// speed moved) [default: 5]; 100 never repeats.
+    #[arg(long, value_name = "PCT")]
+    pub max_drift_pct: Option<f64>,
+
+    /// Search: repetitions allowed after unstable searches [default: 2].
+    #[arg(long, value_name = "N")]
+    pub search_retries: Option<usize>,
+
     /// No progress lines (results only).
     #[arg(short, long)]
     pub quiet: bool,
@@ -242,8 +252,8 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     if a.latency_every == Some(0) {
         return usage("--latency-every 0: use 1 (every packet) or more");
     }
-    for (flag, v) in [("--resolution-pct", a.resolution_pct), ("--ndr-loss-pct", a.ndr_loss_pct), ("--pdr-loss-pct", a.pdr_loss_pct)] {
-        if v.is_some_and(|v| !(v.is_finite() && (0.0..100.0).contains(&v))) {
+    for (flag, v) in [("--resolution-pct", a.resolution_pct), ("--ndr-loss-pct", a.ndr_loss_pct), ("--pdr-loss-pct", a.pdr_loss_pct), ("--max-drift-pct", a.max_drift_pct)] {
+        if v.is_some_and(|v| !(v.is_finite() && (0.0..=100.0).contains(&v))) {
             return usage(format!("{flag} takes a percentage from 0 to 100"));
         }
     }
@@ -536,7 +546,9 @@ impl SizeSearch {
             "ndr_pps": self.result.ndr_pps, "pdr_pps": self.result.pdr_pps,
             "ndr_mbps_l1": self.result.ndr_pps * (self.mean_frame + packet::L1_OVERHEAD as f64) * 8.0 / 1e6,
             "converged": self.result.converged, "sender_limited": self.result.sender_limited,
-            "trials": self.result.trials.iter().map(|t| json!({"rate_pps": t.rate_pps, "achieved_pps": t.achieved_pps, "tx": t.tx, "rx": t.rx, "loss": t.loss()})).collect::<Vec<_>>(),
+            "stable": self.result.stable, "drift": self.result.drift, "attempts": self.result.attempts,
+            "closing_delivered_pps": self.result.closing.map(|t| t.delivered_pps()),
+            "trials": self.result.trials.iter().map(|t| json!({"rate_pps": t.rate_pps, "achieved_pps": t.achieved_pps, "delivered_pps": t.delivered_pps(), "tx": t.tx, "rx": t.rx, "loss": t.loss()})).collect::<Vec<_>>(),
             "latency_at_ndr_ns": lat,
         })
     }
@@ -569,6 +581,8 @@ fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool
             ndr_loss: a.ndr_loss_pct.unwrap_or(0.0) / 100.0,
             pdr_loss: a.pdr_loss_pct.unwrap_or(0.1) / 100.0,
             max_trials: a.max_trials.unwrap_or(16),
+            max_drift: a.max_drift_pct.unwrap_or(5.0) / 100.0,
+            retries: a.search_retries.unwrap_or(2),
         };
         let result = search::search(&params, |rate| {
             if stop.load(Ordering::Relaxed) {
@@ -608,6 +622,15 @@ fn print_search(s: &[SizeSearch]) {
             if h.is_empty() { "-".into() } else { us(h.max()) },
             if x.result.sender_limited { "  (generator-limited)" } else if !x.result.converged { "  (not converged)" } else { "" }
         ));
+        if x.result.attempts > 1 || !x.result.stable {
+            out.push_str(&format!(
+                "         {} search(es): the delivered rate at the top moved {:.1}% during the {}; {}\n",
+                x.result.attempts,
+                x.result.drift * 100.0,
+                if x.result.attempts > 1 { "last" } else { "search" },
+                if x.result.stable { "stable in the last one, which is reported" } else { "NOT stable: the device's capacity changed while searching, so this rate belongs to no one speed (--max-drift-pct, --search-retries)" }
+            ));
+        }
     }
     print!("{out}");
 }

@@ -7,6 +7,15 @@
 //! trial, then the floor, so that the search starts from a bracket it has measured. The
 //! PDR search reuses every trial of the NDR search, since each also tells something
 //! about the PDR, and so starts from bounds tighter than [NDR, top].
+//!
+//! A search assumes the device's capacity holds still while it runs; on a shared host it
+//! may not (this project's development VM switches between two speeds about 2x apart
+//! for tens of seconds at a time), and a bisection that straddles such a change reports
+//! a rate that belongs to neither speed. So when the top trial overloads the device, a
+//! closing trial at the top follows the search, and the rates the device *delivered* in
+//! the two overload trials (its forwarding rate at maximum offered load, RFC 2889 §5.1)
+//! are compared: if they differ by more than `max_drift`, the search is repeated, up to
+//! `retries` times, and the result says whether the last one was stable.
 
 /// A trial whose sender achieved less than this fraction of the offered rate did not
 /// test the offered rate.
@@ -26,6 +35,11 @@ pub struct SearchParams {
     pub pdr_loss: f64,
     /// Trials in all, NDR and PDR together; the top and the floor always run.
     pub max_trials: usize,
+    /// Largest relative change of the delivered rate between the opening and the closing
+    /// overload trial for which a search counts as stable, e.g. 0.05.
+    pub max_drift: f64,
+    /// Searches repeated after an unstable one.
+    pub retries: usize,
 }
 
 impl Default for SearchParams {
@@ -37,6 +51,8 @@ impl Default for SearchParams {
             ndr_loss: 0.0,
             pdr_loss: 0.001,
             max_trials: 30,
+            max_drift: 0.05,
+            retries: 2,
         }
     }
 }
@@ -66,6 +82,14 @@ impl Trial {
     /// counted, and this trial's loss figure should not be trusted.
     pub fn rx_exceeds_tx(&self) -> bool {
         self.rx > self.tx
+    }
+
+    /// The rate at which packets came back: the achieved rate less the loss.
+    pub fn delivered_pps(&self) -> f64 {
+        if self.tx == 0 {
+            return 0.0;
+        }
+        self.achieved_pps * self.rx.min(self.tx) as f64 / self.tx as f64
     }
 
     /// The sender fell short of the offered rate, so the trial did not test it.
@@ -100,22 +124,49 @@ pub struct SearchResult {
     /// Both searches reached `resolution` (or passed at the top). False if `max_trials`
     /// ran out, or the floor failed: then the rate is below `lo_pps` and reported as 0.
     pub converged: bool,
+    /// The closing overload trial (not in `trials`); None when the top passed.
+    pub closing: Option<Trial>,
+    /// Relative change of the delivered rate from the first trial to `closing`; 0 when
+    /// the top passed.
+    pub drift: f64,
+    /// `drift <= max_drift`: the device held its capacity during the search.
+    pub stable: bool,
+    /// Searches run, the reported one last (1 + repetitions after unstable ones).
+    pub attempts: usize,
 }
 
 /// Runs the search; `trial(rate)` sends at `rate` pps for the trial duration and reports.
+/// Repeats it while the device's capacity moved during it (module doc).
 pub fn search(p: &SearchParams, mut trial: impl FnMut(f64) -> Trial) -> SearchResult {
     let mut run = |rate: f64| Trial { rate_pps: rate, ..trial(rate) };
+    let mut attempts = 0;
+    loop {
+        let mut r = search_once(p, &mut run);
+        attempts += 1;
+        r.attempts = attempts;
+        if r.stable || attempts > p.retries {
+            return r;
+        }
+    }
+}
+
+fn search_once(p: &SearchParams, run: &mut impl FnMut(f64) -> Trial) -> SearchResult {
     let mut trials = vec![run(p.hi_pps)];
     if !trials[0].passes(p.ndr_loss) && p.lo_pps < p.hi_pps {
         trials.push(run(p.lo_pps));
     }
-    let (ndr_pps, ndr_done) = bisect(p, p.ndr_loss, &mut trials, &mut run);
+    let (ndr_pps, ndr_done) = bisect(p, p.ndr_loss, &mut trials, run);
     let ndr_trials = trials.len();
     // Every trial that passed the NDR passes the PDR, so the PDR starts at or above it.
-    let (pdr_pps, pdr_done) = bisect(p, p.pdr_loss, &mut trials, &mut run);
+    let (pdr_pps, pdr_done) = bisect(p, p.pdr_loss, &mut trials, run);
     let sender_limited =
         [p.ndr_loss, p.pdr_loss].into_iter().any(|l| bounds(&trials, l).1.is_some_and(|t| t.sender_limited()));
     let rx_exceeds_tx = trials.iter().any(Trial::rx_exceeds_tx);
+    let closing = (!trials[0].passes(p.ndr_loss)).then(|| run(p.hi_pps));
+    let drift = closing.map_or(0.0, |c| {
+        let (a, b) = (trials[0].delivered_pps(), c.delivered_pps());
+        if a.max(b) > 0.0 { (a - b).abs() / a.max(b) } else { 0.0 }
+    });
     SearchResult {
         ndr_pps,
         pdr_pps,
@@ -124,6 +175,10 @@ pub fn search(p: &SearchParams, mut trial: impl FnMut(f64) -> Trial) -> SearchRe
         sender_limited,
         rx_exceeds_tx,
         converged: ndr_done && pdr_done,
+        closing,
+        drift,
+        stable: drift <= p.max_drift,
+        attempts: 1,
     }
 }
 
@@ -280,6 +335,37 @@ mod tests {
     }
 
     #[test]
+    fn capacity_change_repeats_the_search() {
+        // The device forwards C for its first 5 trials, then 2 C (the host sped up); the
+        // first search straddles the change, the repetition does not.
+        let mut n = 0;
+        let mut dut = device(f64::INFINITY, move |r| {
+            n += 1;
+            overload(if n <= 5 { C } else { 2.0 * C })(r)
+        });
+        let p = params();
+        let r = search(&p, &mut dut);
+        assert_eq!(r.attempts, 2);
+        assert!(r.stable && r.drift < 0.001, "drift {}", r.drift);
+        assert!(2.0 * C * (1.0 - p.resolution) <= r.ndr_pps && r.ndr_pps <= 2.0 * C, "{}", r.ndr_pps);
+        let closing = r.closing.expect("the top overloaded");
+        assert!((closing.delivered_pps() - 2.0 * C).abs() < 1.0);
+        // A device that keeps speeding up: the retries run out and the result says so.
+        let mut n = 0.0;
+        let mut dut = device(f64::INFINITY, move |r| {
+            n += 1.0;
+            overload(C * (1.0 + 0.1 * n))(r)
+        });
+        let r = search(&SearchParams { retries: 1, ..p }, &mut dut);
+        assert!(!r.stable && r.attempts == 2 && r.drift > p.max_drift, "{r:?}");
+        // A steady device: one search, its closing trial delivering what the first did.
+        let r = search(&p, device(f64::INFINITY, overload(C)));
+        assert!(r.stable && r.attempts == 1 && r.drift < 1e-9);
+        let r = search(&p, device(f64::INFINITY, |_| 0.0));
+        assert!(r.stable && r.closing.is_none());
+    }
+
+    #[test]
     fn trial_loss() {
         let t = |tx, rx| Trial { rate_pps: 1.0, achieved_pps: 1.0, tx, rx };
         assert_eq!(t(1000, 999).loss(), 0.001);
@@ -287,6 +373,8 @@ mod tests {
         assert_eq!(t(10, 12).loss(), 0.0);
         assert!(t(10, 12).rx_exceeds_tx() && !t(10, 10).rx_exceeds_tx());
         assert!(Trial { achieved_pps: 0.98, ..t(1, 1) }.sender_limited());
+        assert_eq!(Trial { achieved_pps: 2000.0, ..t(1000, 750) }.delivered_pps(), 1500.0);
+        assert_eq!(t(0, 0).delivered_pps(), 0.0);
         let r = search(&params(), |rate| Trial { rate_pps: rate, achieved_pps: rate, tx: 100, rx: 101 });
         assert!(r.rx_exceeds_tx && r.ndr_pps == params().hi_pps);
         assert!(!search(&params(), device(f64::INFINITY, |_| 0.0)).rx_exceeds_tx);
