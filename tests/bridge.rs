@@ -62,6 +62,47 @@ fn bridge_floods_unknown_then_unicasts_learned() {
     assert!(j["bridges"]["br0"]["mac_table"]["learned"].as_u64().unwrap() >= 2, "{j}");
 }
 
+/// Bursts that mix decisions: a sends four flows in turn, two to stations learned on b
+/// (unicast) and two to unknown stations (flooded to b and c), so every burst
+/// alternates between the two and the forwarder applies runs of one packet. Every
+/// packet must reach exactly the ports its decision names, in order, none lost or leaked.
+#[test]
+fn bridge_mixed_decisions_in_one_burst() {
+    require_bed();
+    let s = Scratch::new("brmix");
+    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
+    let d = Pmds::start(
+        &s,
+        &[
+            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--port", &format!("c=vhost-server:{sc}"),
+            "--bridge", "br0=a,b,c", "--cores", "1",
+        ],
+    );
+    let ports = [("a", sa.as_str()), ("b", sb.as_str()), ("c", sc.as_str())];
+    // b announces its first two stations (flows 0 and 1 use source MACs 0 and 1).
+    let (g0, _) = gen_run(&s, &ports, &["--tx", "b", "--flows", "2", "--macs", "2", "--count", "1000", "--rate", "100kpps", "--warmup", "0"]);
+    let b_tx = g0["ports"]["b"]["tx_packets"].as_u64().unwrap();
+    // a sends to b's stations 0..3: 0 and 1 are known, 2 and 3 are not.
+    let n = 40_000u64;
+    let (g, _) = gen_run(&s, &ports, &["--tx", "a", "--flows", "4", "--macs", "4", "--count", &n.to_string(), "--rate", "200kpps", "--warmup", "0"]);
+    let rx = |p: &str| g["ports"][p]["rx_packets"].as_u64().unwrap();
+    assert_eq!(g["ports"]["a"]["tx_packets"].as_u64(), Some(n), "{g}");
+    let (code, _, j, text) = d.stop();
+    assert!(code.success(), "{text}");
+    assert_eq!(rx("b"), n, "b gets every packet, unicast or flooded: {g} {j}");
+    assert_eq!(rx("c"), n / 2, "c gets exactly the unknown stations' half: {g}");
+    assert_eq!(rx("a"), 0, "never back out of the ingress port: {g}");
+    let st = &g["streams"]["a"];
+    assert_eq!((st["lost"].as_u64(), st["reordered"].as_u64(), st["duplicates"].as_u64()), (Some(0), Some(0), Some(n / 2)), "{g}");
+    assert_eq!(port(&j, "a", "rx_packets"), n);
+    assert_eq!(port(&j, "b", "tx_packets"), n);
+    assert_eq!(port(&j, "c", "tx_packets"), n / 2 + b_tx);
+    for p in ["a", "b", "c"] {
+        assert_eq!(drops(&j, p), 0, "{j}");
+    }
+    assert_no_leak(&j);
+}
+
 #[test]
 fn bridge_vlans_tag_untag_and_filter() {
     require_bed();
