@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::bridge::table::{MacTable, PortNo, Station};
+use crate::bridge::table::{station_key, MacTable, PortNo, Station};
 use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
@@ -106,8 +106,8 @@ pub enum Pre {
     /// The same first 16 bytes as the packet before it (addresses, ethertype, and the tag
     /// or the next header's first bytes): the same classification, learning and decision.
     Same,
-    /// Classified into VLAN `vid`; `tag` as received; its two stations.
-    New { tag: Option<u16>, vid: u16, src: Station, dst: Station },
+    /// Classified into VLAN `vid`; `tag` as received; its two stations' table keys.
+    New { tag: Option<u16>, vid: u16, src: u64, dst: u64 },
     Drop(DropCause),
 }
 
@@ -155,8 +155,8 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
         prev = head;
         pre.push(match classify(me, d) {
             Ok((tag, vid)) => {
-                let dst = table.station(vid, d[0..6].try_into().expect("6 bytes"));
-                let src = table.station(vid, d[6..12].try_into().expect("6 bytes"));
+                let dst = station_key(vid, d[0..6].try_into().expect("6 bytes"));
+                let src = station_key(vid, d[6..12].try_into().expect("6 bytes"));
                 Pre::New { tag, vid, src, dst }
             }
             Err(c) => Pre::Drop(c),
@@ -172,13 +172,13 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             Pre::Same => continue,
             Pre::Drop(c) => Decision::Drop(c),
             Pre::New { tag, vid, src, dst } => {
-                if src.key() != last_src {
-                    table.learn_at(worker, &src, me.port as u16, now_ms);
-                    last_src = src.key();
+                if src != last_src {
+                    table.learn_at(worker, &table.station_of(src), me.port as u16, now_ms);
+                    last_src = src;
                 }
-                if last_dst != Some((dst.key(), tag)) {
-                    dst_dec = decide(br, ingress, &dst, tag, vid, &mut port_memo);
-                    last_dst = Some((dst.key(), tag));
+                if last_dst != Some((dst, tag)) {
+                    dst_dec = decide(br, ingress, &table.station_of(dst), tag, vid, &mut port_memo);
+                    last_dst = Some((dst, tag));
                 }
                 dst_dec
             }

@@ -5,8 +5,8 @@
 //!
 //! # Threads
 //!
-//! - **Workers** (any number, lock-free and wait-free) call [`MacTable::station`] (key
-//!   and home slot, once per new station of a burst), then [`MacTable::lookup_at`] and
+//! - **Workers** (any number, lock-free and wait-free) call [`MacTable::station_of`] (the
+//!   home slot of a key from [`station_key`]), then [`MacTable::lookup_at`] and
 //!   [`MacTable::learn_at`]. They never write the table: `learn_at` only reads the source's entry and, when the entry is missing, on another port, or
 //!   due for a refresh, pushes a request into the worker's *own* bounded queue
 //!   (crossbeam `ArrayQueue`, one per worker; full → `learn_dropped`, and the station's
@@ -138,6 +138,13 @@ const TIME_MAX: u64 = (1 << (64 - TIME_SHIFT)) - 1;
 /// home slot).
 const RECENT: usize = 64;
 
+/// `(vlan, mac)`'s table key: equal for two stations exactly when `(vlan & 0xfff, mac)`
+/// are, never 0. What a worker computes per packet, before it needs the table.
+#[inline(always)]
+pub fn station_key(vlan: u16, mac: [u8; 6]) -> u64 {
+    make_key(vlan, mac)
+}
+
 #[inline(always)]
 fn make_key(vlan: u16, mac: [u8; 6]) -> u64 {
     let m = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
@@ -181,20 +188,13 @@ fn is_station(mac: [u8; 6]) -> bool {
     mac[0] & 1 == 0 && mac != [0; 6]
 }
 
-/// A station's table key and home slot (see [`MacTable::station`]).
+/// A station's table key and home slot (see [`MacTable::station_of`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Station {
     key: u64,
     home: usize,
 }
 
-impl Station {
-    /// The table key: equal for two stations exactly when their VLAN and MAC are.
-    #[inline(always)]
-    pub fn key(&self) -> u64 {
-        self.key
-    }
-}
 
 /// One table slot; see the module doc for the encoding and the seqlock protocol.
 #[derive(Default)]
@@ -455,12 +455,16 @@ impl MacTable {
         (key.wrapping_mul(self.mul) >> self.shift) as usize
     }
 
-    /// `(vlan, mac)`'s key and home slot, computed once per new station of a burst and
-    /// used by [`MacTable::learn_at`] and [`MacTable::lookup_at`]. Two keys are equal
-    /// exactly when `(vlan & 0xfff, mac)` are: the forwarder uses them as its memo.
-    #[inline(always)]
+    /// `(vlan, mac)`'s key and home slot, for [`MacTable::learn_at`] and
+    /// [`MacTable::lookup_at`].
+    #[cfg(test)]
     pub fn station(&self, vlan: u16, mac: [u8; 6]) -> Station {
-        let key = make_key(vlan, mac);
+        self.station_of(station_key(vlan, mac))
+    }
+
+    /// The station whose key (see [`station_key`]) is `key`.
+    #[inline(always)]
+    pub fn station_of(&self, key: u64) -> Station {
         Station { key, home: self.home(key) }
     }
 
@@ -472,7 +476,7 @@ impl MacTable {
         self.lookup_at(&self.station(vlan, mac))
     }
 
-    /// [`MacTable::lookup`] for a station computed with [`MacTable::station`].
+    /// [`MacTable::lookup`] for a station computed with [`MacTable::station_of`].
     #[inline]
     pub fn lookup_at(&self, s: &Station) -> Option<PortNo> {
         if s.key & GROUP_BIT != 0 {
@@ -495,7 +499,7 @@ impl MacTable {
         self.learn_at(worker, &self.station(vlan, mac), port, now_ms);
     }
 
-    /// [`MacTable::learn`] for a station computed with [`MacTable::station`].
+    /// [`MacTable::learn`] for a station computed with [`MacTable::station_of`].
     #[inline]
     pub fn learn_at(&self, worker: usize, s: &Station, port: PortNo, now_ms: u64) {
         let w = &self.workers[worker];
