@@ -92,11 +92,11 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 
 /// Per-worker scratch space for [`forward`]: what the first pass found about each packet
 /// of a burst. Allocated once; a burst never grows it.
-pub struct Scratch(Vec<Pre>);
+pub struct Scratch(Box<[Pre]>);
 
 impl Default for Scratch {
     fn default() -> Scratch {
-        Scratch(Vec::with_capacity(MAX_BURST))
+        Scratch(vec![Pre::Same; MAX_BURST].into_boxed_slice())
     }
 }
 
@@ -143,25 +143,33 @@ enum Decision {
 pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], scratch: &mut Scratch, pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
     let me = &br.members[ingress];
     let table = &*br.table;
-    let pre = &mut scratch.0;
-    pre.clear();
+    // A fixed array and a local count (not a Vec's length in memory, which each push
+    // would store and the next reload).
+    let slots = &mut scratch.0[..];
+    let mut n = 0usize;
     let mut prev: Option<u128> = None;
     batch.for_each(|d, _| {
         let head = d.get(..16).map(|h| u128::from_ne_bytes(h.try_into().expect("16 bytes")));
-        if head.is_some() && head == prev {
-            pre.push(Pre::Same);
-            return;
-        }
-        prev = head;
-        pre.push(match classify(me, d) {
-            Ok((tag, vid)) => {
-                let dst = station_key(vid, d[0..6].try_into().expect("6 bytes"));
-                let src = station_key(vid, d[6..12].try_into().expect("6 bytes"));
-                Pre::New { tag, vid, src, dst }
+        let p = if head.is_some() && head == prev {
+            Pre::Same
+        } else {
+            prev = head;
+            match classify(me, d) {
+                Ok((tag, vid)) => {
+                    let dst = station_key(vid, d[0..6].try_into().expect("6 bytes"));
+                    let src = station_key(vid, d[6..12].try_into().expect("6 bytes"));
+                    Pre::New { tag, vid, src, dst }
+                }
+                Err(c) => Pre::Drop(c),
             }
-            Err(c) => Pre::Drop(c),
-        });
+        };
+        // A batch holds at most MAX_BURST packets, the array's length.
+        if let Some(slot) = slots.get_mut(n) {
+            *slot = p;
+            n += 1;
+        }
     });
+    let pre = &slots[..n];
     let mut drops = [0u64; N_CAUSES];
     let (mut last_src, mut last_dst) = (0u64, None);
     let mut dst_dec = Decision::Drop(DropCause::Runt);
