@@ -196,7 +196,7 @@ impl Engine {
         let mut stamped = vec![0u64; n];
         // Measured packets received at least once (a flooded packet arrives on several
         // ports: counting receptions would end the drain while copies are in flight).
-        let mut meas_unique = 0u64;
+        let (mut meas_unique, mut meas_dups) = (0u64, 0u64);
         let mut tx_meas_bytes = vec![0u64; n];
         let mut pending: Vec<Batch> = (0..n).map(|_| Batch::new()).collect();
         // Per port: packets sent in the current pacing epoch, position in flow/size cycle.
@@ -353,6 +353,7 @@ impl Engine {
                     meas += 1;
                     let class = trackers[sig.flow as usize].record(sig.seq);
                     meas_unique += u64::from(class != Class::Duplicate);
+                    meas_dups += u64::from(class == Class::Duplicate);
                     if class != Class::Duplicate && sig.seq % every == 0 {
                         if sig.tsc > now {
                             bad_latency += 1;
@@ -391,13 +392,13 @@ impl Engine {
             }
             // Drain ends when every measured packet is back (counted once: a flooding DUT
             // delivers copies on several ports, so receptions could reach the count with
-            // copies still in flight) and the ports have been quiet for a tenth of the
-            // quiet spell, for the last copies; or, when some were lost, after the full
-            // quiet spell: a time-out alone ends too early when the device under test is
-            // descheduled for a moment with packets still queued.
+            // copies still in flight) — and, if copies were seen, the other copies may
+            // still be on their way, so only after a quiet spell; or, when some were lost,
+            // after the quiet spell: a time-out alone ends too early when the device under
+            // test is descheduled for a moment with packets still queued.
             if phase == 3 && pending.iter().all(Batch::is_empty) {
                 let all_back = meas_unique >= stamped.iter().sum::<u64>();
-                if (all_back && now - quiet_since > drain_quiet / 10) || now - quiet_since > drain_quiet {
+                if (all_back && meas_dups == 0) || now - quiet_since > drain_quiet {
                     break;
                 }
             }
