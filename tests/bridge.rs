@@ -12,19 +12,25 @@ fn gen_mac(i: u8) -> String {
     format!("02:00:00:{:02x}:00:00", i + 1)
 }
 
+/// pmdswitch with ports a, b, c (vhost-user servers) in bridge br0 on one worker, plus
+/// `extra` arguments; returns it and the three socket paths.
+fn start_three_port_bridge(s: &Scratch, extra: &[&str]) -> (Pmds, [String; 3]) {
+    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
+    let mut args = vec![
+        "--port".to_string(), format!("a=vhost-server:{sa}"), "--port".into(), format!("b=vhost-server:{sb}"), "--port".into(), format!("c=vhost-server:{sc}"),
+        "--bridge".into(), "br0=a,b,c".into(), "--cores".into(), "1".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Pmds::start(s, &args), [sa, sb, sc])
+}
+
 #[test]
 fn bridge_floods_unknown_then_unicasts_learned() {
     require_bed();
     let s = Scratch::new("brflood");
-    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
     let ctl_sock = s.path("ctl");
-    let d = Pmds::start(
-        &s,
-        &[
-            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--port", &format!("c=vhost-server:{sc}"),
-            "--bridge", "br0=a,b,c", "--cores", "1", "--ctl", ctl_sock.to_str().unwrap(),
-        ],
-    );
+    let (d, [sa, sb, sc]) = start_three_port_bridge(&s, &["--ctl", ctl_sock.to_str().unwrap()]);
     let ports = [("a", sa.as_str()), ("b", sb.as_str()), ("c", sc.as_str())];
     // 1. Only b sends, to c's MAC, which nobody has used yet: flooded to a and c.
     let (g, _) = gen_run(&s, &ports, &["--tx", "b", "--rate", "100kpps", "--duration", "1", "--warmup", "0"]);
@@ -70,14 +76,7 @@ fn bridge_floods_unknown_then_unicasts_learned() {
 fn bridge_mixed_decisions_in_one_burst() {
     require_bed();
     let s = Scratch::new("brmix");
-    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
-    let d = Pmds::start(
-        &s,
-        &[
-            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--port", &format!("c=vhost-server:{sc}"),
-            "--bridge", "br0=a,b,c", "--cores", "1",
-        ],
-    );
+    let (d, [sa, sb, sc]) = start_three_port_bridge(&s, &[]);
     let ports = [("a", sa.as_str()), ("b", sb.as_str()), ("c", sc.as_str())];
     // b announces its first two stations (flows 0 and 1 use source MACs 0 and 1).
     let (g0, _) = gen_run(&s, &ports, &["--tx", "b", "--flows", "2", "--macs", "2", "--count", "1000", "--rate", "100kpps", "--warmup", "0"]);
@@ -110,14 +109,7 @@ fn bridge_mixed_decisions_in_one_burst() {
 fn bridge_vlans_tag_untag_and_filter() {
     require_bed();
     let s = Scratch::new("brvlan");
-    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
-    let d = Pmds::start(
-        &s,
-        &[
-            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--port", &format!("c=vhost-server:{sc}"),
-            "--bridge", "br0=a,b,c", "--vlan", "a=access:10", "--vlan", "b=access:20", "--vlan", "c=trunk:10,20", "--cores", "1",
-        ],
-    );
+    let (d, [sa, sb, sc]) = start_three_port_bridge(&s, &["--vlan", "a=access:10", "--vlan", "b=access:20", "--vlan", "c=trunk:10,20"]);
     let ports = [("a", sa.as_str()), ("b", sb.as_str()), ("c", sc.as_str())];
     // a (VLAN 10) sends to an unknown MAC: b is in VLAN 20 (filtered), c carries 10 tagged.
     let (g, _) = gen_run(&s, &ports, &["--tx", "a", "--rate", "100kpps", "--duration", "1", "--warmup", "0", "--frame", "128"]);

@@ -102,7 +102,7 @@ impl Default for Scratch {
 
 /// What the first pass found about one packet.
 #[derive(Clone, Copy)]
-pub enum Pre {
+enum Pre {
     /// The same first 16 bytes as the packet before it (addresses, ethertype, and the tag
     /// or the next header's first bytes): the same classification, learning and decision.
     Same,

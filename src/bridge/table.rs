@@ -7,8 +7,8 @@
 //!
 //! - **Workers** (any number, lock-free and wait-free) call [`MacTable::station_of`] (the
 //!   home slot of a key from [`station_key`]), then [`MacTable::lookup_at`] and
-//!   [`MacTable::learn_at`]. They never write the table: `learn_at` only reads the source's entry and, when the entry is missing, on another port, or
-//!   due for a refresh, pushes a request into the worker's *own* bounded queue
+//!   [`MacTable::learn_at`]. They never write the table: `learn_at` only reads the
+//!   source's entry and, when the entry is missing, on another port, or due for a refresh, pushes a request into the worker's *own* bounded queue
 //!   (crossbeam `ArrayQueue`, one per worker; full → `learn_dropped`, and the station's
 //!   next frame asks again).
 //! - **The learner** (one at a time): [`MacTable::maintain`] drains every queue, applies
@@ -28,9 +28,9 @@
 //! - `key` = valid bit (63) | VLAN (bits 48..60) | MAC (bits 0..48); 0 = empty.
 //! - `val` = port (bits 0..16) | static flag (bit 16) | last seen, ms (bits 17..64).
 //!
-//! The slots live in 2 MiB pages (`dpdk::hugemem`): a probe is a random access, and with
-//! 4 KiB pages most of them also missed the TLB (measured: with 8192 stations, 210 →
-//! 199 cycles per forwarded packet). The home slot is the top bits of the key times a
+//! The slots live in 2 MiB pages (`dpdk::hugemem`): a probe is a random access, and 4 MiB
+//! of 4 KiB pages is 1024 TLB entries' worth (measured in 2 MiB pages: with 8192
+//! stations, 199 instead of 210 cycles per forwarded packet, 6-round A/B). The home slot is the top bits of the key times a
 //! per-table random odd multiplier (multiply-shift, see `MacTable::home`).
 //!
 //! Default capacity 65 536 → 131 072 buckets × 32 B = **4 MiB**, plus per worker one
@@ -185,7 +185,13 @@ fn val_seen(v: u64) -> u64 {
 /// let malformed frames take a slot).
 #[inline(always)]
 fn is_station(mac: [u8; 6]) -> bool {
-    mac[0] & 1 == 0 && mac != [0; 6]
+    key_is_station(make_key(0, mac))
+}
+
+/// An individual, non-zero MAC: the only sources that are learned.
+#[inline(always)]
+fn key_is_station(key: u64) -> bool {
+    key & GROUP_BIT == 0 && key & MAC_BITS != 0
 }
 
 /// A station's table key and home slot (see [`MacTable::station_of`]).
@@ -194,7 +200,6 @@ pub struct Station {
     key: u64,
     home: usize,
 }
-
 
 /// One table slot; see the module doc for the encoding and the seqlock protocol.
 #[derive(Default)]
@@ -468,15 +473,15 @@ impl MacTable {
         Station { key, home: self.home(key) }
     }
 
-    /// The port `(vlan, mac)` was learned on; `None` for an unknown station or a group
-    /// address (flood). Lock-free and wait-free; reads only. `vlan` is the classified
-    /// VLAN (0-4094, from `vlan::ingress`); only its low 12 bits are used.
+    /// [`MacTable::lookup_at`] by VLAN and MAC.
     #[cfg(test)]
     pub fn lookup(&self, vlan: u16, mac: [u8; 6]) -> Option<PortNo> {
         self.lookup_at(&self.station(vlan, mac))
     }
 
-    /// [`MacTable::lookup`] for a station computed with [`MacTable::station_of`].
+    /// The port station `s` was learned on; `None` for an unknown station or a group
+    /// address (flood). Lock-free and wait-free; reads only. The key's VLAN is the
+    /// classified one (0-4094, from `vlan::ingress`).
     #[inline]
     pub fn lookup_at(&self, s: &Station) -> Option<PortNo> {
         if s.key & GROUP_BIT != 0 {
@@ -486,24 +491,24 @@ impl MacTable {
         self.find(s.key, s.home).map(val_port)
     }
 
-    /// The worker-side half of learning, for a frame from `mac` received on `port` in
-    /// `vlan` (after ingress classification) at `now_ms`. Reads the source's entry and
+    /// [`MacTable::learn_at`] by VLAN and MAC.
+    #[cfg(test)]
+    pub fn learn(&self, worker: usize, vlan: u16, mac: [u8; 6], port: PortNo, now_ms: u64) {
+        self.learn_at(worker, &self.station(vlan, mac), port, now_ms);
+    }
+
+    /// The worker-side half of learning, for a frame from station `s` (its VLAN the
+    /// classified one) received on `port` at `now_ms`. Reads the source's entry and
     /// enqueues a request into `worker`'s queue only if the entry is missing, on another
     /// port, or older than aging/4; never for a static entry. A group or all-zero source
     /// is counted as `bad_src` and not learned (802.1Q §8.7 learns individual addresses).
     ///
     /// # Panics
     /// `worker` is not below [`MacTable::workers`] (a wiring bug, not a traffic case).
-    #[cfg(test)]
-    pub fn learn(&self, worker: usize, vlan: u16, mac: [u8; 6], port: PortNo, now_ms: u64) {
-        self.learn_at(worker, &self.station(vlan, mac), port, now_ms);
-    }
-
-    /// [`MacTable::learn`] for a station computed with [`MacTable::station_of`].
     #[inline]
     pub fn learn_at(&self, worker: usize, s: &Station, port: PortNo, now_ms: u64) {
         let w = &self.workers[worker];
-        if s.key & GROUP_BIT != 0 || s.key & MAC_BITS == 0 {
+        if !key_is_station(s.key) {
             bump(&w.own.bad_src, 1);
             return;
         }

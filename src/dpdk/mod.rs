@@ -5,9 +5,9 @@
 #![allow(unsafe_code)]
 
 pub mod eal;
-pub mod hugemem;
 pub mod error;
 pub mod ethdev;
+pub mod hugemem;
 pub mod idle;
 pub mod mbuf;
 pub mod mempool;
