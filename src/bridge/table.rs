@@ -25,7 +25,8 @@
 //! soon. A slot is 32 bytes (`seq`, `key`, `val`: three `AtomicU64`s, aligned to 32 so
 //! a slot never straddles a cache line and a probe touches one line for two slots):
 //!
-//! - `key` = valid bit (63) | VLAN (bits 48..60) | MAC (bits 0..48); 0 = empty.
+//! - `key` = valid bit (63) | VLAN (bits 48..60) | MAC (bits 0..48, octets in wire
+//!   order from the low byte up); 0 = empty.
 //! - `val` = port (bits 0..16) | static flag (bit 16) | last seen, ms (bits 17..64).
 //!
 //! The slots live in 2 MiB pages (`dpdk::hugemem`): a probe is a random access, and 4 MiB
@@ -129,8 +130,11 @@ const VLAN_MAX: u16 = 4094;
 
 const VALID: u64 = 1 << 63;
 /// The MAC address's bits in a key, and its I/G (group) bit: the first octet's low bit.
-const MAC_BITS: u64 = (1 << 48) - 1;
-const GROUP_BIT: u64 = 1 << 40;
+/// The octets sit in wire order from the least significant byte up (little-endian), so
+/// a worker builds a key from one load of the frame and a mask; the first octet is the
+/// low byte, its low bit the key's bit 0.
+pub const MAC_BITS: u64 = (1 << 48) - 1;
+const GROUP_BIT: u64 = 1;
 const STATIC: u64 = 1 << 16;
 const TIME_SHIFT: u32 = 17;
 const TIME_MAX: u64 = (1 << (64 - TIME_SHIFT)) - 1;
@@ -138,17 +142,18 @@ const TIME_MAX: u64 = (1 << (64 - TIME_SHIFT)) - 1;
 /// home slot).
 const RECENT: usize = 64;
 
-/// `(vlan, mac)`'s table key: equal for two stations exactly when `(vlan & 0xfff, mac)`
+/// `(vlan, mac)`'s table key, the MAC given as the low 48 bits of a little-endian load of
+/// its six octets (`u64::from_le_bytes` of the octets and any two more: the bits above
+/// [`MAC_BITS`] are ignored). Equal for two stations exactly when `(vlan & 0xfff, mac)`
 /// are, never 0. What a worker computes per packet, before it needs the table.
 #[inline(always)]
-pub fn station_key(vlan: u16, mac: [u8; 6]) -> u64 {
-    make_key(vlan, mac)
+pub fn station_key(vlan: u16, mac_le: u64) -> u64 {
+    VALID | (u64::from(vlan & 0x0fff) << 48) | (mac_le & MAC_BITS)
 }
 
 #[inline(always)]
 fn make_key(vlan: u16, mac: [u8; 6]) -> u64 {
-    let m = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
-    VALID | (u64::from(vlan & 0x0fff) << 48) | m
+    station_key(vlan, u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]))
 }
 
 fn key_vlan(key: u64) -> u16 {
@@ -156,8 +161,8 @@ fn key_vlan(key: u64) -> u16 {
 }
 
 fn key_mac(key: u64) -> [u8; 6] {
-    let b = key.to_be_bytes();
-    [b[2], b[3], b[4], b[5], b[6], b[7]]
+    let b = key.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
 }
 
 #[inline(always)]
@@ -194,8 +199,9 @@ fn key_is_station(key: u64) -> bool {
     key & GROUP_BIT == 0 && key & MAC_BITS != 0
 }
 
-/// A station's table key and home slot (see [`MacTable::station_of`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A station's table key and home slot (see [`MacTable::station_of`]). The default is
+/// no station (key 0, which no frame has).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Station {
     key: u64,
     home: usize,
@@ -464,7 +470,7 @@ impl MacTable {
     /// [`MacTable::lookup_at`].
     #[cfg(test)]
     pub fn station(&self, vlan: u16, mac: [u8; 6]) -> Station {
-        self.station_of(station_key(vlan, mac))
+        self.station_of(make_key(vlan, mac))
     }
 
     /// The station whose key (see [`station_key`]) is `key`.
@@ -505,20 +511,31 @@ impl MacTable {
     ///
     /// # Panics
     /// `worker` is not below [`MacTable::workers`] (a wiring bug, not a traffic case).
-    #[inline]
+    #[inline(always)]
     pub fn learn_at(&self, worker: usize, s: &Station, port: PortNo, now_ms: u64) {
+        // The common case inline: a known station on the same port, refreshed recently
+        // (or a static entry). A group or all-zero source is never an entry, so it takes
+        // the slow path, which counts it.
+        let v = self.find(s.key, s.home);
+        if let Some(v) = v {
+            if val_static(v) || (val_port(v) == port && now_ms.saturating_sub(val_seen(v)) < self.refresh_ms.load(Relaxed)) {
+                return;
+            }
+        }
+        self.learn_slow(worker, s, port, now_ms, v);
+    }
+
+    /// [`MacTable::learn_at`] when the source's entry `v` is missing, elsewhere or stale.
+    #[cold]
+    #[inline(never)]
+    fn learn_slow(&self, worker: usize, s: &Station, port: PortNo, now_ms: u64, v: Option<u64>) {
         let w = &self.workers[worker];
         if !key_is_station(s.key) {
             bump(&w.own.bad_src, 1);
             return;
         }
-        if let Some(v) = self.find(s.key, s.home) {
-            if val_static(v) {
-                return;
-            }
-            if val_port(v) == port && now_ms.saturating_sub(val_seen(v)) < self.refresh_ms.load(Relaxed) {
-                return;
-            }
+        if v.is_some_and(val_static) {
+            return;
         }
         self.enqueue(w, s.key, s.home, port, now_ms);
     }
