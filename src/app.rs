@@ -596,7 +596,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },
             idle_mode: idle_mode.clone(),
             pool: pool.clone(),
-            cycles_per_ms,
+            clock: crate::worker::MsClock::new(cycles_per_ms),
             scratch: Default::default(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {

@@ -849,6 +849,7 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
                 "ratio_max": rm, "ratio_ndr": rn, "ratio_cost": rc,
                 "rounds_max_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].max_mpps)).collect::<Vec<_>>(),
                 "rounds_ndr_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].ndr_mpps)).collect::<Vec<_>>(),
+                "rounds_cycles_per_packet": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].dut_cpp)).collect::<Vec<_>>(),
             }));
         }
     }

@@ -194,8 +194,8 @@ pub struct Worker {
     pub idle_mode: Arc<AtomicU8>,
     /// For bridge copies (VLAN edits of flooded packets).
     pub pool: Arc<Mempool>,
-    /// TSC cycles per millisecond (the MAC table's clock).
-    pub cycles_per_ms: u64,
+    /// TSC cycles → milliseconds (the MAC table's clock).
+    pub clock: MsClock,
     /// The bridge's per-burst working space.
     pub scratch: fwd::Scratch,
 }
@@ -283,12 +283,14 @@ impl Worker {
                 Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
                 Action::Bridge(br, member) => {
                     let outs = &mut outs[..br.members.len()];
-                    fwd::forward(br, self.index, *member, batch, outs, &mut self.scratch, &self.pool, rxc, t0 / self.cycles_per_ms);
-                    for (out, m) in outs.iter_mut().zip(&br.members) {
+                    let whole = fwd::forward(br, self.index, *member, batch, outs, &mut self.scratch, &self.pool, rxc, self.clock.ms(t0));
+                    for (i, (out, m)) in outs.iter_mut().zip(&br.members).enumerate() {
                         if out.is_empty() {
                             continue;
                         }
-                        let b = out.bytes();
+                        // The whole burst went unchanged to one member (the usual case of a
+                        // two-port bridge): its byte count is the burst's, no second walk.
+                        let b = if whole == Some(i) { bytes } else { out.bytes() };
                         match &mut txs[m.port] {
                             Some(t) => send(t, out, b, self.tx_retries, &stats.ports[m.port]),
                             None => stats.ports[m.port].drop(DropCause::PortDown, out.drop_all() as u64),
@@ -380,6 +382,27 @@ impl Worker {
         }
     }
 }
+
+/// TSC cycles to milliseconds by a multiplication with a 64-bit fixed-point reciprocal:
+/// once per burst, where a 64-bit division costs tens of cycles. The result is the
+/// exact quotient or one less (the reciprocal is rounded down), well within the MAC
+/// table's millisecond clock.
+#[derive(Clone, Copy)]
+pub struct MsClock {
+    recip: u64,
+}
+
+impl MsClock {
+    pub fn new(cycles_per_ms: u64) -> MsClock {
+        MsClock { recip: (u128::from(u64::MAX) / u128::from(cycles_per_ms.max(2))) as u64 }
+    }
+
+    #[inline(always)]
+    pub fn ms(&self, tsc: u64) -> u64 {
+        ((u128::from(tsc) * u128::from(self.recip)) >> 64) as u64
+    }
+}
+
 
 /// Sends the whole batch or accounts for what did not go: retries a full queue up to
 /// `retries` times, then drops the rest as `tx_full`; a port with no device drops all as

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::bridge::table::{station_key, MacTable, PortNo, Station};
+use crate::bridge::table::{station_key, LearnCheck, MacTable, PortNo, Station, FLOOD};
 use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
@@ -136,8 +136,8 @@ enum Kind {
     Drop(DropCause),
 }
 
-/// Where a packet goes. Eight bytes, compared as a whole to find runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a run of packets goes.
+#[derive(Clone, Copy)]
 enum Decision {
     /// To one member, with this tag edit.
     To(u8, TagEdit),
@@ -165,7 +165,7 @@ enum Decision {
 // what the worker already holds.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], scratch: &mut Scratch, pool: &Mempool, rxc: &PortCounters, now_ms: u64) {
+pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], scratch: &mut Scratch, pool: &Mempool, rxc: &PortCounters, now_ms: u64) -> Option<usize> {
     let me = &br.members[ingress];
     let table = &*br.table;
     // A fixed array and a local count (not a Vec's length in memory, which each push
@@ -173,6 +173,7 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     let slots = &mut scratch.0[..];
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
+    let learn = table.learn_check(me.port as u16, now_ms);
     batch.for_each(|d, _| {
         // A batch holds at most MAX_BURST packets, the array's length.
         let Some(slot) = slots.get_mut(n) else { return };
@@ -184,42 +185,48 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
                     slot.kind = Kind::Same;
                 } else {
                     prev = Some(h);
-                    classify(me, table, worker, now_ms, h, true, slot);
+                    classify(me, table, worker, &learn, h, true, slot);
                 }
             }
             None => {
                 prev = None;
-                classify_short(me, table, worker, now_ms, d, slot);
+                classify_short(me, table, worker, &learn, d, slot);
             }
         }
     });
     let pre = &slots[..n];
     let mut drops = [0u64; N_CAUSES];
-    // No frame's station is the default one (key 0).
-    let mut last_dst = (Station::default(), NO_TAG);
-    let mut dst_dec = Decision::Drop(DropCause::Runt);
-    // FLOOD is never a table entry's port, so the first lookup never matches this memo.
-    let mut port_memo = ((crate::bridge::table::FLOOD, NO_TAG), dst_dec);
-    let mut run = (0usize, dst_dec);
+    // The second pass. A packet's decision is a function of its `RunKey` (the table's
+    // answer for its destination and its tag as received; its VLAN follows from the tag
+    // and the ingress port), so a run ends where the key changes and the decision is
+    // worked out once per run, not per packet.
+    // No frame's destination is the default station (key 0).
+    let (mut last_dst, mut last_port) = (Station::default(), FLOOD);
+    let (mut run_at, mut run_key, mut run_dec) = (0usize, RunKey::NONE, Decision::Drop(DropCause::Runt));
     for (i, p) in pre.iter().enumerate() {
-        let dec = match p.kind {
+        let key = match p.kind {
             Kind::Same => continue,
-            Kind::Drop(c) => Decision::Drop(c),
+            Kind::Drop(c) => RunKey::drop(c),
             Kind::New => {
-                let Pre { tag, vid, dst, .. } = *p;
-                if last_dst != (dst, tag) {
-                    dst_dec = decide(br, ingress, &dst, tag, vid, &mut port_memo);
-                    last_dst = (dst, tag);
+                if p.dst != last_dst {
+                    last_port = table.lookup_at(&p.dst).unwrap_or(FLOOD);
+                    last_dst = p.dst;
                 }
-                dst_dec
+                RunKey::to(last_port, p.tag)
             }
         };
-        if dec != run.1 {
-            apply_run(br, ingress, batch, i - run.0, run.1, outs, pool, &mut drops);
-            run = (i, dec);
+        if key != run_key {
+            apply_run(br, ingress, batch, i - run_at, run_dec, outs, pool, &mut drops);
+            run_dec = decide(br, ingress, p, key);
+            (run_at, run_key) = (i, key);
         }
     }
-    apply_run(br, ingress, batch, pre.len() - run.0, run.1, outs, pool, &mut drops);
+    apply_run(br, ingress, batch, pre.len() - run_at, run_dec, outs, pool, &mut drops);
+    // Every packet went unchanged to one member?
+    let whole = match run_dec {
+        Decision::To(m, TagEdit::None) if run_at == 0 && outs[usize::from(m)].len() == pre.len() => Some(usize::from(m)),
+        _ => None,
+    };
     // Anything left (only if the first pass saw fewer packets than the batch holds,
     // which it cannot) is freed and counted rather than leaked.
     drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
@@ -228,6 +235,7 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             rxc.drop(c, drops[c as usize]);
         }
     }
+    whole
 }
 
 /// The header bytes the first pass reads: the MAC addresses, the ethertype and the
@@ -242,7 +250,7 @@ type Head = u128;
 /// after the addresses. Integer shifts and masks on one 16-byte load: the keys take the
 /// addresses in wire order (see `table::station_key`).
 #[inline(always)]
-fn classify(me: &Member, table: &MacTable, worker: usize, now_ms: u64, h: Head, tag_complete: bool, p: &mut Pre) {
+fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h: Head, tag_complete: bool, p: &mut Pre) {
     // Bytes 12..14, the ethertype, read little-endian: 0x8100 on the wire is 0x0081.
     let tagged = tag_complete && (h >> 96) as u16 == vlan::TPID.swap_bytes();
     // Bytes 14..16, the TCI, big-endian on the wire.
@@ -252,7 +260,7 @@ fn classify(me: &Member, table: &MacTable, worker: usize, now_ms: u64, h: Head, 
             p.tag = tag.unwrap_or(NO_TAG);
             p.vid = vid;
             p.dst = table.station_of(station_key(vid, h as u64));
-            table.learn_at(worker, &table.station_of(station_key(vid, (h >> 48) as u64)), me.port as u16, now_ms);
+            table.learn_with(worker, &table.station_of(station_key(vid, (h >> 48) as u64)), learn);
             Kind::New
         }
         Err(VlanDrop::TaggedOnAccess) => Kind::Drop(DropCause::TaggedOnAccess),
@@ -264,39 +272,60 @@ fn classify(me: &Member, table: &MacTable, worker: usize, now_ms: u64, h: Head, 
 /// [`classify`] for a frame shorter than [`HEAD`]: a runt below the addresses and
 /// ethertype, else an untagged frame (its tag could not be whole).
 #[cold]
-fn classify_short(me: &Member, table: &MacTable, worker: usize, now_ms: u64, d: &[u8], p: &mut Pre) {
+fn classify_short(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, d: &[u8], p: &mut Pre) {
     if d.len() < 14 {
         p.kind = Kind::Drop(DropCause::Runt);
         return;
     }
     let mut h = [0u8; HEAD];
     h[..d.len()].copy_from_slice(d);
-    classify(me, table, worker, now_ms, Head::from_le_bytes(h), false, p);
+    classify(me, table, worker, learn, Head::from_le_bytes(h), false, p);
 }
 
-/// The destination's decision: one member (with its tag edit), a flood, or a filter.
-/// `memo` holds the last decision with the (table port, ingress tag) it was made for: in a
-/// burst most destinations sit behind the same few ports.
-#[inline(always)]
-fn decide(br: &Bridge, ingress: usize, dst: &Station, tag: RawTag, vid: u16, memo: &mut ((PortNo, RawTag), Decision)) -> Decision {
-    let Some(port) = br.table.lookup_at(dst) else {
-        return Decision::Flood { tag, vid };
-    };
-    if memo.0 == (port, tag) {
-        return memo.1;
+/// What a packet's decision depends on, in one integer: for a classified packet the port
+/// its destination was learned on (or [`FLOOD`]) and its tag as received; for a packet
+/// the first pass dropped, the cause.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RunKey(u64);
+
+impl RunKey {
+    /// Matches no packet.
+    const NONE: RunKey = RunKey(u64::MAX);
+
+    #[inline(always)]
+    fn to(port: PortNo, tag: RawTag) -> RunKey {
+        RunKey(u64::from(port) << 16 | u64::from(tag))
     }
-    let dec = match br.member(port as usize) {
-        Some(p) if p != ingress => match edit_for(&br.members[p], tag_of(tag), vid) {
-            Some(e) => Decision::To(p as u8, e),
+
+    #[inline(always)]
+    fn drop(c: DropCause) -> RunKey {
+        RunKey(1 << 32 | c as u64)
+    }
+}
+
+/// The decision for packet `p`, the first of a run with key `key`: one member (with its
+/// tag edit), a flood, or a drop.
+#[inline(never)]
+fn decide(br: &Bridge, ingress: usize, p: &Pre, key: RunKey) -> Decision {
+    let (tag, vid) = (p.tag, p.vid);
+    let port = match p.kind {
+        Kind::Drop(c) => return Decision::Drop(c),
+        // (A run never starts at a `Same` packet: it repeats its predecessor's key.)
+        Kind::Same | Kind::New => (key.0 >> 16) as PortNo,
+    };
+    if port == FLOOD {
+        return Decision::Flood { tag, vid };
+    }
+    match br.member(port as usize) {
+        Some(m) if m != ingress => match edit_for(&br.members[m], tag_of(tag), vid) {
+            Some(e) => Decision::To(m as u8, e),
             // A static entry on a port outside the frame's VLAN.
             None => Decision::Drop(DropCause::Filtered),
         },
         // Behind the ingress port (802.1D: the stations talk on their own segment), or a
         // stale entry for a port that left the bridge.
         _ => Decision::Drop(DropCause::Filtered),
-    };
-    *memo = ((port, tag), dec);
-    dec
+    }
 }
 
 /// Applies decision `dec` to the next `n` packets of `batch`.
