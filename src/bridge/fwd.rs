@@ -96,7 +96,7 @@ pub struct Scratch(Box<[Pre]>);
 
 impl Default for Scratch {
     fn default() -> Scratch {
-        Scratch(vec![Pre { kind: Kind::Same, tag: NO_TAG, vid: 0, dst: Station::default() }; MAX_BURST].into_boxed_slice())
+        Scratch(vec![Pre { key: RunKey::NONE, kind: Kind::Same, tag: NO_TAG, vid: 0 }; MAX_BURST].into_boxed_slice())
     }
 }
 
@@ -119,12 +119,12 @@ fn tag_of(t: RawTag) -> Option<u16> {
 /// forwarding".)
 #[derive(Clone, Copy)]
 struct Pre {
+    /// What the packet's decision depends on: the second pass cuts runs where it changes.
+    key: RunKey,
     kind: Kind,
-    /// For `Kind::New`: the tag as received, the classified VLAN, the two stations (table
-    /// keys and home slots, hashed here where the loop carries no other dependency).
+    /// For `Kind::New`: the tag as received and the classified VLAN.
     tag: RawTag,
     vid: u16,
-    dst: Station,
 }
 
 #[derive(Clone, Copy)]
@@ -173,7 +173,11 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     let slots = &mut scratch.0[..];
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
+    let mut last_key = RunKey::NONE;
     let learn = table.learn_check(me.port as u16, now_ms);
+    // The last destination looked up and its port (no frame's destination is the default
+    // station, key 0).
+    let mut dst = (Station::default(), FLOOD);
     batch.for_each(|d, _| {
         // A batch holds at most MAX_BURST packets, the array's length.
         let Some(slot) = slots.get_mut(n) else { return };
@@ -182,43 +186,31 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             Some(h) => {
                 let h = Head::from_le_bytes(h.try_into().expect("16 bytes"));
                 if prev == Some(h) {
+                    // The record of the packet before is still in `slot`'s predecessor;
+                    // the same key is all the second pass needs.
                     slot.kind = Kind::Same;
+                    slot.key = last_key;
                 } else {
                     prev = Some(h);
-                    classify(me, table, worker, &learn, h, true, slot);
+                    classify(me, table, worker, &learn, h, true, &mut dst, slot);
                 }
             }
             None => {
                 prev = None;
-                classify_short(me, table, worker, &learn, d, slot);
+                classify_short(me, table, worker, &learn, d, &mut dst, slot);
             }
         }
+        last_key = slot.key;
     });
     let pre = &slots[..n];
     let mut drops = [0u64; N_CAUSES];
-    // The second pass. A packet's decision is a function of its `RunKey` (the table's
-    // answer for its destination and its tag as received; its VLAN follows from the tag
-    // and the ingress port), so a run ends where the key changes and the decision is
-    // worked out once per run, not per packet.
-    // No frame's destination is the default station (key 0).
-    let (mut last_dst, mut last_port) = (Station::default(), FLOOD);
+    // The second pass: runs of equal keys, each decided once.
     let (mut run_at, mut run_key, mut run_dec) = (0usize, RunKey::NONE, Decision::Drop(DropCause::Runt));
     for (i, p) in pre.iter().enumerate() {
-        let key = match p.kind {
-            Kind::Same => continue,
-            Kind::Drop(c) => RunKey::drop(c),
-            Kind::New => {
-                if p.dst != last_dst {
-                    last_port = table.lookup_at(&p.dst).unwrap_or(FLOOD);
-                    last_dst = p.dst;
-                }
-                RunKey::to(last_port, p.tag)
-            }
-        };
-        if key != run_key {
+        if p.key != run_key {
             apply_run(br, ingress, batch, i - run_at, run_dec, outs, pool, &mut drops);
-            run_dec = decide(br, ingress, p, key);
-            (run_at, run_key) = (i, key);
+            run_dec = decide(br, ingress, p);
+            (run_at, run_key) = (i, p.key);
         }
     }
     apply_run(br, ingress, batch, pre.len() - run_at, run_dec, outs, pool, &mut drops);
@@ -250,36 +242,43 @@ type Head = u128;
 /// after the addresses. Integer shifts and masks on one 16-byte load: the keys take the
 /// addresses in wire order (see `table::station_key`).
 #[inline(always)]
-fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h: Head, tag_complete: bool, p: &mut Pre) {
+fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (Station, PortNo), p: &mut Pre) {
     // Bytes 12..14, the ethertype, read little-endian: 0x8100 on the wire is 0x0081.
     let tagged = tag_complete && (h >> 96) as u16 == vlan::TPID.swap_bytes();
     // Bytes 14..16, the TCI, big-endian on the wire.
     let tag = tagged.then(|| ((h >> 112) as u16).swap_bytes() & 0x0fff);
-    p.kind = match vlan::ingress(&me.vlan, tag) {
-        Ok(vid) => {
-            p.tag = tag.unwrap_or(NO_TAG);
-            p.vid = vid;
-            p.dst = table.station_of(station_key(vid, h as u64));
-            table.learn_with(worker, &table.station_of(station_key(vid, (h >> 48) as u64)), learn);
-            Kind::New
+    let vid = match vlan::ingress(&me.vlan, tag) {
+        Ok(vid) => vid,
+        Err(e) => {
+            let c = match e {
+                VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
+                VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
+                VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
+            };
+            (p.kind, p.key) = (Kind::Drop(c), RunKey::drop(c));
+            return;
         }
-        Err(VlanDrop::TaggedOnAccess) => Kind::Drop(DropCause::TaggedOnAccess),
-        Err(VlanDrop::NotAllowed) => Kind::Drop(DropCause::VlanNotAllowed),
-        Err(VlanDrop::UntaggedOnTrunk) => Kind::Drop(DropCause::UntaggedOnTrunk),
     };
+    let tag = tag.unwrap_or(NO_TAG);
+    table.learn_with(worker, &table.station_of(station_key(vid, (h >> 48) as u64)), learn);
+    let to = table.station_of(station_key(vid, h as u64));
+    if to != dst.0 {
+        *dst = (to, table.lookup_at(&to).unwrap_or(FLOOD));
+    }
+    (p.kind, p.key, p.tag, p.vid) = (Kind::New, RunKey::to(dst.1, tag), tag, vid);
 }
 
 /// [`classify`] for a frame shorter than [`HEAD`]: a runt below the addresses and
 /// ethertype, else an untagged frame (its tag could not be whole).
 #[cold]
-fn classify_short(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, d: &[u8], p: &mut Pre) {
+fn classify_short(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, d: &[u8], dst: &mut (Station, PortNo), p: &mut Pre) {
     if d.len() < 14 {
-        p.kind = Kind::Drop(DropCause::Runt);
+        (p.kind, p.key) = (Kind::Drop(DropCause::Runt), RunKey::drop(DropCause::Runt));
         return;
     }
     let mut h = [0u8; HEAD];
     h[..d.len()].copy_from_slice(d);
-    classify(me, table, worker, learn, Head::from_le_bytes(h), false, p);
+    classify(me, table, worker, learn, Head::from_le_bytes(h), false, dst, p);
 }
 
 /// What a packet's decision depends on, in one integer: for a classified packet the port
@@ -303,15 +302,15 @@ impl RunKey {
     }
 }
 
-/// The decision for packet `p`, the first of a run with key `key`: one member (with its
-/// tag edit), a flood, or a drop.
+/// The decision for packet `p`, the first of a run: one member (with its tag edit), a
+/// flood, or a drop.
 #[inline(never)]
-fn decide(br: &Bridge, ingress: usize, p: &Pre, key: RunKey) -> Decision {
+fn decide(br: &Bridge, ingress: usize, p: &Pre) -> Decision {
     let (tag, vid) = (p.tag, p.vid);
     let port = match p.kind {
         Kind::Drop(c) => return Decision::Drop(c),
         // (A run never starts at a `Same` packet: it repeats its predecessor's key.)
-        Kind::Same | Kind::New => (key.0 >> 16) as PortNo,
+        Kind::Same | Kind::New => (p.key.0 >> 16) as PortNo,
     };
     if port == FLOOD {
         return Decision::Flood { tag, vid };
