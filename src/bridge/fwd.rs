@@ -1,7 +1,7 @@
 //! The bridge's hot path: one received burst in, one batch per egress port out.
 //!
 //! Per packet: read the Ethernet header, classify the VLAN on ingress (`vlan::ingress`),
-//! hand the source to the MAC table's learner (`MacTable::learn_at`: a read, rarely an
+//! hand the source to the MAC table's learner (`MacTable::learn_with`: a read, rarely an
 //! enqueue — never a write to the shared table), look the destination up, then either
 //! one egress port, or a flood to every other member of the VLAN. Flooding shares the
 //! mbuf by reference count (no copy) where the egress ports need the frame as received;
@@ -151,16 +151,25 @@ enum Decision {
 /// `br.members[i].port`. `now_ms` is read once per burst by the caller.
 ///
 /// Two passes. The first reads each header (the bytes the rx copy just wrote, so in
-/// cache), classifies its VLAN and computes its stations' table keys. The second learns
-/// sources, looks destinations up and applies the decisions per run of consecutive
-/// packets with the same one: in a two-port bridge usually the whole burst, moved to its
-/// egress batch with one copy of the pointers. (Measured here: one fused pass cost 25 %
-/// more cycles per packet with 1024 flows; a prefetch of the table lines in the first
-/// pass, DPDK l3fwd's pattern, cost more than it saved.) A packet whose first 16 bytes
-/// equal its predecessor's takes the same decision without looking at the table, and the
-/// last source learned and the last destination's decision are remembered: learning,
-/// lookup and tag edit depend only on those bytes and the ingress port, and the table
-/// cannot usefully change within a burst (only the learner thread writes it).
+/// cache) as one 16-byte integer, classifies its VLAN, checks its source with the
+/// learner and looks its destination up, and records a [`RunKey`]: what the packet's
+/// decision depends on. The second cuts the burst into runs of equal keys, decides once
+/// per run and applies it to the whole run: in a two-port bridge usually the whole burst,
+/// moved to its egress batch with one copy of the pointers. A packet whose first 16 bytes
+/// equal its predecessor's takes its key without looking at the table, and the last
+/// destination's port is remembered: learning, lookup and tag edit depend only on those
+/// bytes and the ingress port, and the table cannot usefully change within a burst (only
+/// the learner thread writes it).
+///
+/// Measured here (`scripts/fwd-cost.sh`, and A/B builds of the same harness): the first
+/// pass's record written field by field and the keys taken from the 16-byte load (two
+/// store-forwarding stalls gone), then the table work moved into the first pass and the
+/// second reduced to comparing keys, took the bridge's extra cost with 1024 flows from 51
+/// to about 28 cycles per packet. Tried and not kept: a prefetch of both table lines a
+/// burst ahead (DPDK l3fwd's pattern; no gain, twice: with ~2 000 stations the lines are
+/// L2 hits, and the time goes to the ~100 instructions of a new header, not to waiting),
+/// the learn check without its seqlock re-read (no gain), a per-worker conversation cache
+/// (no gain, previous session).
 // Eight plain arguments rather than a context struct built per burst: everything here is
 // what the worker already holds.
 #[allow(clippy::too_many_arguments)]
@@ -174,7 +183,7 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
     let mut last_key = RunKey::NONE;
-    let learn = table.learn_check(me.port as u16, now_ms);
+    let learn = table.learn_check(worker, me.port as u16, now_ms);
     // The last destination looked up and its port (no frame's destination is the default
     // station, key 0).
     let mut dst = (Station::default(), FLOOD);
@@ -192,12 +201,12 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
                     slot.key = last_key;
                 } else {
                     prev = Some(h);
-                    classify(me, table, worker, &learn, h, true, &mut dst, slot);
+                    classify(me, table, &learn, h, true, &mut dst, slot);
                 }
             }
             None => {
                 prev = None;
-                classify_short(me, table, worker, &learn, d, &mut dst, slot);
+                classify_short(me, table, &learn, d, &mut dst, slot);
             }
         }
         last_key = slot.key;
@@ -242,7 +251,7 @@ type Head = u128;
 /// after the addresses. Integer shifts and masks on one 16-byte load: the keys take the
 /// addresses in wire order (see `table::station_key`).
 #[inline(always)]
-fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (Station, PortNo), p: &mut Pre) {
+fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (Station, PortNo), p: &mut Pre) {
     // Bytes 12..14, the ethertype, read little-endian: 0x8100 on the wire is 0x0081.
     let tagged = tag_complete && (h >> 96) as u16 == vlan::TPID.swap_bytes();
     // Bytes 14..16, the TCI, big-endian on the wire.
@@ -260,7 +269,7 @@ fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h:
         }
     };
     let tag = tag.unwrap_or(NO_TAG);
-    table.learn_with(worker, &table.station_of(station_key(vid, (h >> 48) as u64)), learn);
+    table.learn_with(&table.station_of(station_key(vid, (h >> 48) as u64)), learn);
     let to = table.station_of(station_key(vid, h as u64));
     if to != dst.0 {
         *dst = (to, table.lookup_at(&to).unwrap_or(FLOOD));
@@ -271,14 +280,14 @@ fn classify(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, h:
 /// [`classify`] for a frame shorter than [`HEAD`]: a runt below the addresses and
 /// ethertype, else an untagged frame (its tag could not be whole).
 #[cold]
-fn classify_short(me: &Member, table: &MacTable, worker: usize, learn: &LearnCheck, d: &[u8], dst: &mut (Station, PortNo), p: &mut Pre) {
+fn classify_short(me: &Member, table: &MacTable, learn: &LearnCheck, d: &[u8], dst: &mut (Station, PortNo), p: &mut Pre) {
     if d.len() < 14 {
         (p.kind, p.key) = (Kind::Drop(DropCause::Runt), RunKey::drop(DropCause::Runt));
         return;
     }
     let mut h = [0u8; HEAD];
     h[..d.len()].copy_from_slice(d);
-    classify(me, table, worker, learn, Head::from_le_bytes(h), false, dst, p);
+    classify(me, table, learn, Head::from_le_bytes(h), false, dst, p);
 }
 
 /// What a packet's decision depends on, in one integer: for a classified packet the port
@@ -409,10 +418,10 @@ mod tests {
     fn first_pass(me: &Member, table: &MacTable, d: &[u8]) -> Pre {
         let mut p = Scratch::default().0[0];
         let mut dst = (Station::default(), FLOOD);
-        let learn = table.learn_check(me.port as u16, 1);
+        let learn = table.learn_check(0, me.port as u16, 1);
         match d.get(..HEAD) {
-            Some(h) => classify(me, table, 0, &learn, Head::from_le_bytes(h.try_into().unwrap()), true, &mut dst, &mut p),
-            None => classify_short(me, table, 0, &learn, d, &mut dst, &mut p),
+            Some(h) => classify(me, table, &learn, Head::from_le_bytes(h.try_into().unwrap()), true, &mut dst, &mut p),
+            None => classify_short(me, table, &learn, d, &mut dst, &mut p),
         }
         p
     }

@@ -7,7 +7,7 @@
 //!
 //! - **Workers** (any number, lock-free and wait-free) call [`MacTable::station_of`] (the
 //!   home slot of a key from [`station_key`]), then [`MacTable::lookup_at`] and
-//!   [`MacTable::learn_at`]. They never write the table: `learn_at` only reads the
+//!   [`MacTable::learn_with`]. They never write the table: `learn_with` only reads the
 //!   source's entry and, when the entry is missing, on another port, or due for a refresh, pushes a request into the worker's *own* bounded queue
 //!   (crossbeam `ArrayQueue`, one per worker; full → `learn_dropped`, and the station's
 //!   next frame asks again).
@@ -218,6 +218,7 @@ impl PartialEq for Station {
 /// A source check's per-burst constants (see [`MacTable::learn_check`]).
 #[derive(Clone, Copy)]
 pub struct LearnCheck {
+    worker: usize,
     port: PortNo,
     now_ms: u64,
     /// The smallest entry value that counts as fresh.
@@ -383,7 +384,7 @@ impl MacTable {
     /// A table for `capacity` entries (clamped to [`MAX_CAPACITY`]), aging out dynamic
     /// entries after `aging_ms` without a frame (0: never), with one learn queue of
     /// [`DEFAULT_LEARN_QUEUE`] requests for each of `workers` workers (indices
-    /// `0..workers` in [`MacTable::learn`]). Allocates everything it will ever use.
+    /// `0..workers` in [`MacTable::learn_with`]). Allocates everything it will ever use.
     pub fn new(capacity: usize, aging_ms: u64, workers: usize) -> MacTable {
         MacTable::with_learn_queue(capacity, aging_ms, workers, DEFAULT_LEARN_QUEUE)
     }
@@ -483,7 +484,7 @@ impl MacTable {
         (key.wrapping_mul(self.mul) >> self.shift) as usize
     }
 
-    /// `(vlan, mac)`'s key and home slot, for [`MacTable::learn_at`] and
+    /// `(vlan, mac)`'s key and home slot, for [`MacTable::learn_with`] and
     /// [`MacTable::lookup_at`].
     #[cfg(test)]
     pub fn station(&self, vlan: u16, mac: [u8; 6]) -> Station {
@@ -528,23 +529,16 @@ impl MacTable {
         self.learn_at(worker, &self.station(vlan, mac), port, now_ms);
     }
 
-    /// The worker-side half of learning, for a frame from station `s` (its VLAN the
-    /// classified one) received on `port` at `now_ms`. Reads the source's entry and
-    /// enqueues a request into `worker`'s queue only if the entry is missing, on another
-    /// port, or older than aging/4; never for a static entry. A group or all-zero source
-    /// is counted as `bad_src` and not learned (802.1Q §8.7 learns individual addresses).
-    ///
-    /// # Panics
-    /// `worker` is not below [`MacTable::workers`] (a wiring bug, not a traffic case).
+    /// [`MacTable::learn_with`] for one frame.
     #[cfg(test)]
     pub fn learn_at(&self, worker: usize, s: &Station, port: PortNo, now_ms: u64) {
-        self.learn_with(worker, s, &self.learn_check(port, now_ms));
+        self.learn_with(s, &self.learn_check(worker, port, now_ms));
     }
 
-    /// What [`MacTable::learn_with`] compares a source's entry with, for frames received
-    /// on `port` at `now_ms`: worked out once per burst.
+    /// What [`MacTable::learn_with`] compares a source's entry with, for frames that
+    /// `worker` received on `port` at `now_ms`: worked out once per burst.
     #[inline(always)]
-    pub fn learn_check(&self, port: PortNo, now_ms: u64) -> LearnCheck {
+    pub fn learn_check(&self, worker: usize, port: PortNo, now_ms: u64) -> LearnCheck {
         let now = now_ms.min(TIME_MAX);
         // An entry is fresh if it was seen after now - refresh, i.e. its value (seen time
         // in the high bits) is at least (now - refresh + 1) << TIME_SHIFT; when refresh
@@ -553,23 +547,31 @@ impl MacTable {
             Some(t) => (t + 1) << TIME_SHIFT,
             None => 0,
         };
-        LearnCheck { port, now_ms, fresh_from }
+        LearnCheck { worker, port, now_ms, fresh_from }
     }
 
-    /// [`MacTable::learn_at`] with the per-burst part worked out by
-    /// [`MacTable::learn_check`].
+    /// The worker-side half of learning, for a frame from station `s` (its VLAN the
+    /// classified one) that `c`'s worker received on `c`'s port at `c`'s time (see
+    /// [`MacTable::learn_check`], worked out once per burst). Reads the source's entry
+    /// and enqueues a request into the worker's queue only if the entry is missing, on
+    /// another port, or older than aging/4; never for a static entry. A group or
+    /// all-zero source is counted as `bad_src` and not learned (802.1Q §8.7 learns
+    /// individual addresses).
+    ///
+    /// # Panics
+    /// `worker` is not below [`MacTable::workers`] (a wiring bug, not a traffic case).
     #[inline(always)]
-    pub fn learn_with(&self, worker: usize, s: &Station, c: &LearnCheck) {
-        // The common case inline, in two compares: a dynamic entry on the same port (the
-        // port and static bits equal `port`), seen recently. A static entry also needs no
-        // request. A group or all-zero source is never an entry, so it takes the slow
-        // path, which counts it.
+    pub fn learn_with(&self, s: &Station, c: &LearnCheck) {
+        // The common case inline, in two compares: a dynamic entry in its home slot on
+        // the same port (its port and static bits together equal `port`), seen recently.
+        // Everything else — static entries, entries further along the probe run, group or
+        // all-zero sources (never entries) — goes to the slow path, which sorts them out.
         if let Some(v) = self.at_home(s.key, s.home) {
             if v & (STATIC | PortNo::MAX as u64) == u64::from(c.port) && v >= c.fresh_from {
                 return;
             }
         }
-        self.learn_slow(worker, s, c);
+        self.learn_slow(s, c);
     }
 
     /// [`MacTable::learn_with`] when the source's entry is not a fresh dynamic one on
@@ -577,8 +579,8 @@ impl MacTable {
     /// another port, stale or static.
     #[cold]
     #[inline(never)]
-    fn learn_slow(&self, worker: usize, s: &Station, c: &LearnCheck) {
-        let w = &self.workers[worker];
+    fn learn_slow(&self, s: &Station, c: &LearnCheck) {
+        let w = &self.workers[c.worker];
         if !key_is_station(s.key) {
             bump(&w.own.bad_src, 1);
             return;
@@ -1618,7 +1620,7 @@ mod micro {
             println!("stations {stations}: {both:.2} ns per packet for both probes, of which {homes:.2} ns computing the two homes ({acc})");
             // Precomputed stations, no division in the loop.
             let st: Vec<(Station, Station)> = pkts.iter().map(|(s, d)| (t.station(0, *s), t.station(0, *d))).collect();
-            let c = t.learn_check(0, 1);
+            let c = t.learn_check(0, 0, 1);
             let reps = n / flows;
             let time = |f: &dyn Fn(&(Station, Station)) -> usize| {
                 let t0 = std::time::Instant::now();
@@ -1631,9 +1633,9 @@ mod micro {
                 (t0.elapsed().as_nanos() as f64 / (reps * flows) as f64, acc)
             };
             let (nothing, _) = time(&|p| p.0.home ^ p.1.home);
-            let (learn, _) = time(&|p| { t.learn_with(0, &p.0, &c); 1 });
+            let (learn, _) = time(&|p| { t.learn_with(&p.0, &c); 1 });
             let (look, _) = time(&|p| usize::from(t.lookup_at(&p.1) == Some(1)));
-            let (both, _) = time(&|p| { t.learn_with(0, &p.0, &c); usize::from(t.lookup_at(&p.1) == Some(1)) });
+            let (both, _) = time(&|p| { t.learn_with(&p.0, &c); usize::from(t.lookup_at(&p.1) == Some(1)) });
             println!("  precomputed stations: loop {nothing:.2} ns, learn {learn:.2}, lookup {look:.2}, both {both:.2}");
         }
     }
