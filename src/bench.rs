@@ -657,6 +657,81 @@ struct Meas {
     gen_busy: Option<f64>,
     /// The DUT's own busy cycles per packet in the max-rate run.
     dut_cpp: Option<f64>,
+    /// The host-speed probe (see `host_probe`) just before the DUT started and just
+    /// after it stopped.
+    host: Option<(f64, f64)>,
+}
+
+/// How far apart two host-speed probes may be and still count as the same speed: the
+/// probe's own spread is about ±20 %; the host's slow phase reads about 5x.
+const HOST_TOLERANCE: f64 = 0.5;
+
+/// The host's speed now, as the loop feels it: TSC cycles for one round trip of a cache
+/// line between the generator's core and the DUT's (one thread on each bounces a
+/// counter; median of 9 samples of 2 000 trips, a few milliseconds). Run while neither
+/// core is busy (before a DUT starts, after it stops). Measured on this machine: 130-190
+/// cycles most of the time, 850-900 for spells of about a second to tens of seconds
+/// (as when the two virtual CPUs sit on different core complexes); in those spells the
+/// packet loop, which moves every descriptor and buffer between the two cores, runs at
+/// half speed, and a fixed single-core workload does not slow at all. Two trials with
+/// different readings did not run on the same machine.
+fn host_probe(a: usize, b: usize) -> Option<f64> {
+    use std::sync::atomic::AtomicU64;
+    let line = Arc::new(crossbeam::utils::CachePadded::new(AtomicU64::new(0)));
+    let done = Arc::new(AtomicBool::new(false));
+    let (l2, d2) = (line.clone(), done.clone());
+    // Both sides on threads of their own: the caller's CPU affinity stays as it was.
+    let echo = std::thread::spawn(move || {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: b }) {
+            return false;
+        }
+        while !d2.load(Ordering::Relaxed) {
+            let v = l2.load(Ordering::Acquire);
+            if v & 1 == 1 {
+                l2.store(v + 1, Ordering::Release);
+            }
+        }
+        true
+    });
+    let ping = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        if core_affinity::set_for_current(core_affinity::CoreId { id: a }) {
+            // A bound in spins, not time, so the inner loop reads no clock: a sample
+            // whose echo never comes (the other side not scheduled) ends the probe.
+            'probe: while samples.len() < 9 {
+                let t0 = crate::dpdk::rdtsc();
+                for _ in 0..2000 {
+                    let v = line.load(Ordering::Acquire) + 1;
+                    line.store(v, Ordering::Release);
+                    let mut spins = 0u64;
+                    while line.load(Ordering::Acquire) == v {
+                        spins += 1;
+                        if spins > 50_000_000 {
+                            break 'probe;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+                samples.push((crate::dpdk::rdtsc() - t0) as f64 / 2000.0);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        samples
+    });
+    let samples = ping.join().unwrap_or_default();
+    let echoed = echo.join().unwrap_or(false);
+    (echoed && samples.len() == 9).then(|| median(samples)).flatten()
+}
+
+/// Whether two DUT runs ran at the same host speed: each run's two probes (before and
+/// after) agree, and the two runs' agree, within [`HOST_TOLERANCE`]. (A spell shorter
+/// than a run can still fall between two probes unseen.)
+fn same_host(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> bool {
+    let close = |x: f64, y: f64| (x / y - 1.0).abs() <= HOST_TOLERANCE;
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => close(a0, a1) && close(b0, b1) && close((a0 + a1) / 2.0, (b0 + b1) / 2.0),
+        _ => false,
+    }
 }
 
 pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
@@ -717,6 +792,7 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
             for p in [&sa, &sb] {
                 let _ = std::fs::remove_file(p);
             }
+            let probe0 = host_probe(bed.plan.gen_core, bed.plan.dut_core);
             let mut running = bed.start_dut(dut, &sa, &sb)?;
             let mut meas = vec![Meas::default(); cells.len()];
             let mut check = CountCheck::default();
@@ -773,6 +849,11 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
             })();
             bed.stop_dut(running);
             res?;
+            // Every cell of this DUT's run shares the probes around it.
+            let host = probe0.zip(host_probe(bed.plan.gen_core, bed.plan.dut_core));
+            for m in meas.iter_mut() {
+                m.host = host;
+            }
             round.push((dut, meas, check));
         }
         results.push(round);
@@ -807,8 +888,24 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
                 .collect(),
         )
     };
+    // The same over the rounds where both trials ran at the same host speed (see
+    // `host_probe`): the median and how many rounds it is over.
+    let steady_ratio_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> (Option<f64>, usize) {
+        let v: Vec<f64> = results
+            .iter()
+            .filter_map(|r| {
+                let a = &r.iter().find(|x| x.0 == p.duts[0])?.1[ci];
+                let b = &r.iter().find(|x| x.0 == dut)?.1[ci];
+                let (fa, fb) = (f(a)?, f(b)?);
+                (same_host(a.host, b.host) && fb > 0.0).then_some(fa / fb)
+            })
+            .collect();
+        let n = v.len();
+        (median(v), n)
+    };
     let max_f = |m: &Meas| m.max_mpps;
     let ndr_f = |m: &Meas| m.ndr_mpps;
+    let mut steady_lines = String::new();
     let mut out = format!(
         "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<18} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>11}",
         results.len(),
@@ -843,7 +940,20 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
             }
             out.push_str(&line);
             out.push('\n');
+            let (srm, src, steady) = if dut != p.duts[0] {
+                let (srm, n) = steady_ratio_of(dut, ci, &max_f);
+                let (src, _) = steady_ratio_of(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x));
+                steady_lines.push_str(&format!(
+                    "  vs {} {}B {} flow(s): {n} of {} rounds at one host speed; over those, max ratio {}, cost ratio {}\n",
+                    dut.name(), c.frame, c.flows, results.len(), f(srm, 0, 3), f(src, 0, 3)
+                ));
+                (srm, src, Some(n))
+            } else {
+                (None, None, None)
+            };
             cells_json.push(json!({
+                "ratio_max_steady": srm, "ratio_cost_steady": src, "steady_rounds": steady,
+                "rounds_host_probe": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].host.map(|(a, b)| [a, b]))).collect::<Vec<_>>(),
                 "dut": dut.name(), "frame": c.frame, "flows": c.flows,
                 "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99, "gen_busy_pct_at_max": busy, "dut_cycles_per_packet": cpp,
                 "ratio_max": rm, "ratio_ndr": rn, "ratio_cost": rc,
@@ -857,6 +967,11 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         out.push_str(&format!(
             "ratios are {first}/DUT per round, then the median; cost ratio = the DUT's own busy cycles per packet / {first}'s (above 1: {first} needs fewer cycles per packet)\n",
             first = p.duts[0].name()
+        ));
+        out.push_str(&format!(
+            "host-speed check (a cache line's round trip between the two cores, timed before each DUT starts and after it stops; \
+             a round counts when all four readings agree within {:.0} %):\n{steady_lines}",
+            HOST_TOLERANCE * 100.0
         ));
     }
     // Do the generator's counts add up with the DUT's own (pmdswitch reports them)?
@@ -914,4 +1029,33 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", lp.display())))?;
     println!("bench: wrote {}, {}, {}", rj.display(), tp.display(), lp.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_host_needs_four_agreeing_probes() {
+        let fast = Some((150.0, 170.0));
+        assert!(same_host(fast, Some((140.0, 190.0))));
+        // Both runs in the slow spell: the same (slow) machine.
+        assert!(same_host(Some((860.0, 880.0)), Some((850.0, 900.0))));
+        // One run fast, one slow; a run that changed speed; a missing probe.
+        assert!(!same_host(fast, Some((860.0, 880.0))));
+        assert!(!same_host(fast, Some((150.0, 870.0))));
+        assert!(!same_host(fast, None));
+    }
+
+    /// The probe reads the two cores' round trip where two usable cores exist; on this
+    /// machine that is a few hundred cycles, never 0.
+    #[test]
+    fn host_probe_reads_a_round_trip() {
+        let cpus: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+        if cpus.len() < 2 {
+            return;
+        }
+        let v = host_probe(cpus[0], cpus[1]).expect("both sides ran");
+        assert!(v > 20.0 && v < 100_000.0, "{v} cycles per round trip");
+    }
 }
