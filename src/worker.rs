@@ -283,17 +283,16 @@ impl Worker {
                 Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
                 Action::Bridge(br, member) => {
                     let outs = &mut outs[..br.members.len()];
+                    // The whole burst unchanged to one member (the usual case of a two-port
+                    // bridge) stays in `batch` and goes out like a cross-connect's.
                     let whole = fwd::forward(br, self.index, *member, batch, outs, &mut self.scratch, &self.pool, rxc, self.clock.ms(t0));
-                    for (i, (out, m)) in outs.iter_mut().zip(&br.members).enumerate() {
-                        if out.is_empty() {
-                            continue;
-                        }
-                        // The whole burst went unchanged to one member (the usual case of a
-                        // two-port bridge): its byte count is the burst's, no second walk.
-                        let b = if whole == Some(i) { bytes } else { out.bytes() };
-                        match &mut txs[m.port] {
-                            Some(t) => send(t, out, b, self.tx_retries, &stats.ports[m.port]),
-                            None => stats.ports[m.port].drop(DropCause::PortDown, out.drop_all() as u64),
+                    if let Some(i) = whole {
+                        send_to(txs, br.members[i].port, batch, bytes, self.tx_retries, stats);
+                    }
+                    for (out, m) in outs.iter_mut().zip(&br.members) {
+                        if !out.is_empty() {
+                            let b = out.bytes();
+                            send_to(txs, m.port, out, b, self.tx_retries, stats);
                         }
                     }
                 }
@@ -403,6 +402,15 @@ impl MsClock {
     }
 }
 
+/// [`send`] to switch port `port`, or a drop counted as `port_down` when it has no tx
+/// queue on this worker.
+#[inline(always)]
+fn send_to(txs: &mut [Option<TxQ>], port: usize, batch: &mut Batch, bytes: u64, retries: u32, stats: &WorkerStats) {
+    match &mut txs[port] {
+        Some(t) => send(t, batch, bytes, retries, &stats.ports[port]),
+        None => stats.ports[port].drop(DropCause::PortDown, batch.drop_all() as u64),
+    }
+}
 
 /// Sends the whole batch or accounts for what did not go: retries a full queue up to
 /// `retries` times, then drops the rest as `tx_full`; a port with no device drops all as

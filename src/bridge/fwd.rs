@@ -37,6 +37,9 @@ pub struct Bridge {
     pub members: Vec<Member>,
     /// Switch port index → member index (NOT_MEMBER if the port is not in the bridge).
     member_of: [u8; MAX_PORTS],
+    /// Unique for the process's life: names this exact configuration in a worker's
+    /// decision memo (a new `Bridge` at a freed one's address must not match it).
+    id: u64,
 }
 
 impl Bridge {
@@ -47,7 +50,8 @@ impl Bridge {
         for (i, m) in members.iter().enumerate() {
             member_of[m.port] = u8::try_from(i).expect("at most 254 members");
         }
-        Bridge { table, members, member_of }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Bridge { table, members, member_of, id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
     }
 
     /// The member index of switch port `port`, if it belongs to this bridge.
@@ -91,12 +95,30 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 }
 
 /// Per-worker scratch space for [`forward`]: what the first pass found about each packet
-/// of a burst. Allocated once; a burst never grows it.
-pub struct Scratch(Box<[Pre]>);
+/// of a burst (allocated once; a burst never grows it), and the last decision made with
+/// what it was made for, carried from burst to burst.
+pub struct Scratch {
+    pre: Box<[Pre]>,
+    memo: Memo,
+}
+
+/// A decision and what it is a function of: the bridge configuration, the ingress
+/// member and the run key.
+#[derive(Clone, Copy)]
+struct Memo {
+    bridge: u64,
+    ingress: usize,
+    key: RunKey,
+    dec: Decision,
+}
 
 impl Default for Scratch {
     fn default() -> Scratch {
-        Scratch(vec![Pre { key: RunKey::NONE, kind: Kind::Same, tag: NO_TAG, vid: 0 }; MAX_BURST].into_boxed_slice())
+        Scratch {
+            pre: vec![Pre { key: RunKey::NONE, kind: Kind::Same, tag: NO_TAG, vid: 0 }; MAX_BURST].into_boxed_slice(),
+            // RunKey::NONE is no packet's key.
+            memo: Memo { bridge: u64::MAX, ingress: 0, key: RunKey::NONE, dec: Decision::Drop(DropCause::Runt) },
+        }
     }
 }
 
@@ -148,7 +170,10 @@ enum Decision {
 /// Switches one burst received on member `ingress` of `br` into `outs` (one batch per
 /// member, indexed like `br.members`; all empty on entry). Drops are charged to the
 /// ingress port's counters `rxc` by cause; the caller sends each non-empty `outs[i]` to
-/// `br.members[i].port`. `now_ms` is read once per burst by the caller.
+/// `br.members[i].port`. Returns `Some(i)` instead when every packet goes unchanged to
+/// member `i`: then they stay in `batch` (nothing is copied to `outs`, nothing dropped)
+/// and the caller sends `batch` to member `i`. `now_ms` is read once per burst by the
+/// caller.
 ///
 /// Two passes. The first reads each header (the bytes the rx copy just wrote, so in
 /// cache) as one 16-byte integer, classifies its VLAN, checks its source with the
@@ -179,7 +204,8 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     let table = &*br.table;
     // A fixed array and a local count (not a Vec's length in memory, which each push
     // would store and the next reload).
-    let slots = &mut scratch.0[..];
+    let Scratch { pre: slots, memo } = scratch;
+    let slots = &mut slots[..];
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
     let mut last_key = RunKey::NONE;
@@ -213,21 +239,26 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     });
     let pre = &slots[..n];
     let mut drops = [0u64; N_CAUSES];
-    // The second pass: runs of equal keys, each decided once.
+    // The second pass: runs of equal keys, each decided once (and most often not at
+    // all: the last decision is remembered from burst to burst).
     let (mut run_at, mut run_key, mut run_dec) = (0usize, RunKey::NONE, Decision::Drop(DropCause::Runt));
     for (i, p) in pre.iter().enumerate() {
         if p.key != run_key {
             apply_run(br, ingress, batch, i - run_at, run_dec, outs, pool, &mut drops);
-            run_dec = decide(br, ingress, p);
-            (run_at, run_key) = (i, p.key);
+            if (memo.bridge, memo.ingress, memo.key) != (br.id, ingress, p.key) {
+                *memo = Memo { bridge: br.id, ingress, key: p.key, dec: decide(br, ingress, p) };
+            }
+            (run_at, run_key, run_dec) = (i, p.key, memo.dec);
+        }
+    }
+    if let Decision::To(m, TagEdit::None) = run_dec {
+        if run_at == 0 && pre.len() == batch.len() {
+            // One run, every packet unchanged to one member (a two-port bridge's usual
+            // burst): left where it is, for the caller to send as received.
+            return Some(usize::from(m));
         }
     }
     apply_run(br, ingress, batch, pre.len() - run_at, run_dec, outs, pool, &mut drops);
-    // Every packet went unchanged to one member?
-    let whole = match run_dec {
-        Decision::To(m, TagEdit::None) if run_at == 0 && outs[usize::from(m)].len() == pre.len() => Some(usize::from(m)),
-        _ => None,
-    };
     // Anything left (only if the first pass saw fewer packets than the batch holds,
     // which it cannot) is freed and counted rather than leaked.
     drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
@@ -236,7 +267,7 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
             rxc.drop(c, drops[c as usize]);
         }
     }
-    whole
+    None
 }
 
 /// The header bytes the first pass reads: the MAC addresses, the ethertype and the
@@ -416,7 +447,7 @@ mod tests {
 
     /// The first pass as `forward` runs it on one frame.
     fn first_pass(me: &Member, table: &MacTable, d: &[u8]) -> Pre {
-        let mut p = Scratch::default().0[0];
+        let mut p = Scratch::default().pre[0];
         let mut dst = (Station::default(), FLOOD);
         let learn = table.learn_check(0, me.port as u16, 1);
         match d.get(..HEAD) {
