@@ -566,9 +566,17 @@ impl MacTable {
         // the same port (its port and static bits together equal `port`), seen recently.
         // Everything else — static entries, entries further along the probe run, group or
         // all-zero sources (never entries) — goes to the slow path, which sorts them out.
-        if let Some(v) = self.at_home(s.key, s.home) {
-            if v & (STATIC | PortNo::MAX as u64) == u64::from(c.port) && v >= c.fresh_from {
-                return;
+        //
+        // Without the slot's seqlock: a torn read here can only skip one request that was
+        // due (the station's next frame makes it) or make one that was not (a no-op
+        // refresh), never misdirect a frame, so the two extra loads and compares the
+        // lookup needs are not spent here.
+        if let Some(slot) = self.slots.get(s.home) {
+            if slot.key.load(Relaxed) == s.key {
+                let v = slot.val.load(Relaxed);
+                if v & (STATIC | PortNo::MAX as u64) == u64::from(c.port) && v >= c.fresh_from {
+                    return;
+                }
             }
         }
         self.learn_slow(s, c);
