@@ -66,6 +66,15 @@ fn bridge_floods_unknown_then_unicasts_learned() {
         assert_eq!(drops(&j, p), 0, "{j}");
     }
     assert!(j["bridges"]["br0"]["mac_table"]["learned"].as_u64().unwrap() >= 2, "{j}");
+    // Byte counters agree with packet counters (every frame here has one size) on the
+    // flooded path (copies to a and c) and on the unicast one (whole bursts to b, sent
+    // from the rx batch with its byte count).
+    let size = port(&j, "a", "rx_bytes") / port(&j, "a", "rx_packets");
+    assert_eq!(port(&j, "a", "rx_bytes"), port(&j, "a", "rx_packets") * size, "{j}");
+    for p in ["a", "b", "c"] {
+        assert!(port(&j, p, "tx_packets") > 50_000, "{j}");
+        assert_eq!(port(&j, p, "tx_bytes"), port(&j, p, "tx_packets") * size, "port {p}: {j}");
+    }
 }
 
 /// Bursts that mix decisions: a sends four flows in turn, two to stations learned on b
