@@ -437,3 +437,26 @@ fn send(t: &mut TxQ, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounte
     bump(&c.tx_packets, sent as u64);
     bump(&c.tx_bytes, tx_bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MsClock;
+
+    /// The reciprocal clock gives the exact quotient or one less, across TSC rates and
+    /// up to centuries of uptime.
+    #[test]
+    fn ms_clock_matches_division() {
+        for hz in [1_000_000u64, 2_596_132_000, 3_000_000_000, 5_000_000_000] {
+            let c = MsClock::new(hz / 1000);
+            let mut x = 1u64;
+            while x < u64::MAX / 3 {
+                for t in [x - 1, x, x + 12_345] {
+                    let exact = t / (hz / 1000);
+                    let got = c.ms(t);
+                    assert!(got == exact || got + 1 == exact, "hz {hz} tsc {t}: {got} vs {exact}");
+                }
+                x = x * 3 + 7;
+            }
+        }
+    }
+}
