@@ -179,8 +179,9 @@ enum Decision {
 /// cache) as one 16-byte integer, classifies its VLAN, checks its source with the
 /// learner and looks its destination up, and records a [`RunKey`]: what the packet's
 /// decision depends on. The second cuts the burst into runs of equal keys, decides once
-/// per run and applies it to the whole run: in a two-port bridge usually the whole burst,
-/// moved to its egress batch with one copy of the pointers. A packet whose first 16 bytes
+/// per run (the last decision is also remembered from burst to burst) and applies it to
+/// the whole run: in a two-port bridge usually the whole burst, which then stays where it
+/// is and is sent like a cross-connect's. A packet whose first 16 bytes
 /// equal its predecessor's takes its key without looking at the table, and the last
 /// destination's port is remembered: learning, lookup and tag edit depend only on those
 /// bytes and the ingress port, and the table cannot usefully change within a burst (only
@@ -188,13 +189,14 @@ enum Decision {
 ///
 /// Measured here (`scripts/fwd-cost.sh`, and A/B builds of the same harness): the first
 /// pass's record written field by field and the keys taken from the 16-byte load (two
-/// store-forwarding stalls gone), then the table work moved into the first pass and the
-/// second reduced to comparing keys, took the bridge's extra cost with 1024 flows from 51
-/// to about 28 cycles per packet. Tried and not kept: a prefetch of both table lines a
-/// burst ahead (DPDK l3fwd's pattern; no gain, twice: with ~2 000 stations the lines are
-/// L2 hits, and the time goes to the ~100 instructions of a new header, not to waiting),
-/// the learn check without its seqlock re-read (no gain), a per-worker conversation cache
-/// (no gain, previous session).
+/// store-forwarding stalls gone), the table work moved into the first pass and the
+/// second reduced to comparing keys, and a whole burst sent from where it was received
+/// took the bridge's extra cost from 51 to about 22 cycles per packet with 1024 flows and
+/// from 9 to about 6 with one. Tried and not kept: a prefetch of both table lines a
+/// burst ahead (DPDK l3fwd's pattern; no gain, twice: with 64 stations and everything
+/// L1-resident a new header costs about what it does with 2 048, so the time goes to its
+/// ~100 instructions and their dependency chain, not to cache misses), and a per-worker
+/// conversation cache (no gain, previous session).
 // Eight plain arguments rather than a context struct built per burst: everything here is
 // what the worker already holds.
 #[allow(clippy::too_many_arguments)]
