@@ -53,6 +53,9 @@
 //! is no data race (no UB) even on the retry path. A version that only re-checks the key
 //! after reading the value would be simpler but has an ABA hole (key K deleted,
 //! another key written, K re-inserted with another port, all between the reader's loads).
+//! The one reader that does without the seqlock is the learn check's home-slot fast path
+//! ([`MacTable::learn_with`]): there a torn pair can only skip one due request (the
+//! station's next frame makes it) or add one needless refresh, never misdirect a frame.
 //!
 //! # Deletion: backward shift, and a shift generation
 //!
@@ -133,7 +136,7 @@ const VALID: u64 = 1 << 63;
 /// The octets sit in wire order from the least significant byte up (little-endian), so
 /// a worker builds a key from one load of the frame and a mask; the first octet is the
 /// low byte, its low bit the key's bit 0.
-pub const MAC_BITS: u64 = (1 << 48) - 1;
+const MAC_BITS: u64 = (1 << 48) - 1;
 const GROUP_BIT: u64 = 1;
 const STATIC: u64 = 1 << 16;
 const TIME_SHIFT: u32 = 17;
