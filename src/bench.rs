@@ -673,8 +673,8 @@ const HOST_TOLERANCE: f64 = 0.5;
 /// cycles most of the time, 850-900 for spells of about a second to tens of seconds
 /// (as when the two virtual CPUs sit on different core complexes); in those spells the
 /// packet loop, which moves every descriptor and buffer between the two cores, runs at
-/// half speed, and a fixed single-core workload does not slow at all. Two trials with
-/// different readings did not run on the same machine.
+/// half speed, and a fixed single-core workload does not slow at all. Two runs with
+/// readings far apart did not run at the same host speed.
 fn host_probe(a: usize, b: usize) -> Option<f64> {
     use std::sync::atomic::AtomicU64;
     let line = Arc::new(crossbeam::utils::CachePadded::new(AtomicU64::new(0)));
@@ -875,34 +875,23 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
     let cell_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> Option<f64> {
         median(results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).filter_map(|x| f(&x.1[ci]))).collect())
     };
-    // Ratio per round, then the median: the same slow phase hits both numbers of a ratio.
-    let ratio_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> Option<f64> {
-        median(
-            results
-                .iter()
-                .filter_map(|r| {
-                    let a = r.iter().find(|x| x.0 == p.duts[0]).and_then(|x| f(&x.1[ci]))?;
-                    let b = r.iter().find(|x| x.0 == dut).and_then(|x| f(&x.1[ci]))?;
-                    (b > 0.0).then_some(a / b)
-                })
-                .collect(),
-        )
-    };
-    // The same over the rounds where both trials ran at the same host speed (see
-    // `host_probe`): the median and how many rounds it is over.
-    let steady_ratio_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| -> (Option<f64>, usize) {
+    // Ratio per round, then the median: a slow phase of the host that lasts a round hits
+    // both numbers of a ratio. `steady`: only the rounds where both DUT runs saw the same
+    // host speed (see `host_probe`); also returns how many rounds that is.
+    let ratios = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>, steady: bool| -> (Option<f64>, usize) {
         let v: Vec<f64> = results
             .iter()
             .filter_map(|r| {
                 let a = &r.iter().find(|x| x.0 == p.duts[0])?.1[ci];
                 let b = &r.iter().find(|x| x.0 == dut)?.1[ci];
                 let (fa, fb) = (f(a)?, f(b)?);
-                (same_host(a.host, b.host) && fb > 0.0).then_some(fa / fb)
+                ((!steady || same_host(a.host, b.host)) && fb > 0.0).then_some(fa / fb)
             })
             .collect();
         let n = v.len();
         (median(v), n)
     };
+    let ratio_of = |dut: Dut, ci: usize, f: &dyn Fn(&Meas) -> Option<f64>| ratios(dut, ci, f, false).0;
     let max_f = |m: &Meas| m.max_mpps;
     let ndr_f = |m: &Meas| m.ndr_mpps;
     let mut steady_lines = String::new();
@@ -941,8 +930,8 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
             out.push_str(&line);
             out.push('\n');
             let (srm, src, steady) = if dut != p.duts[0] {
-                let (srm, n) = steady_ratio_of(dut, ci, &max_f);
-                let (src, _) = steady_ratio_of(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x));
+                let (srm, n) = ratios(dut, ci, &max_f, true);
+                let (src, _) = ratios(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x), true);
                 steady_lines.push_str(&format!(
                     "  vs {} {}B {} flow(s): {n} of {} rounds at one host speed; over those, max ratio {}, cost ratio {}\n",
                     dut.name(), c.frame, c.flows, results.len(), f(srm, 0, 3), f(src, 0, 3)

@@ -279,10 +279,12 @@ const HEAD: usize = 16;
 /// A frame's first [`HEAD`] bytes as one little-endian integer: byte i is bits 8i..8i+8.
 type Head = u128;
 
-/// Writes into `p` the ingress VLAN and the two stations' table keys from the frame's
-/// first 16 bytes, or why the frame is dropped. `tag_complete`: the frame is long enough to hold a whole tag
-/// after the addresses. Integer shifts and masks on one 16-byte load: the keys take the
-/// addresses in wire order (see `table::station_key`).
+/// The first pass for one frame whose first 16 bytes are `h`: classifies its VLAN,
+/// hands its source to the learner, looks its destination up (unless it is `dst.0`, the
+/// last one) and writes its record into `p` — or why the frame is dropped.
+/// `tag_complete`: the frame is long enough to hold a whole tag after the addresses.
+/// Integer shifts and masks on one 16-byte load: the keys take the addresses in wire
+/// order (see `table::station_key`).
 #[inline(always)]
 fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (Station, PortNo), p: &mut Pre) {
     // Bytes 12..14, the ethertype, read little-endian: 0x8100 on the wire is 0x0081.
