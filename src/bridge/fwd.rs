@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::bridge::table::{station_key, LearnCheck, MacTable, PortNo, Station, FLOOD};
+use crate::bridge::table::{station_key, LearnCheck, MacTable, PortNo, FLOOD};
 use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
@@ -98,7 +98,7 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 /// of a burst (allocated once; a burst never grows it), and the last decision made with
 /// what it was made for, carried from burst to burst.
 pub struct Scratch {
-    pre: Box<[Pre]>,
+    keys: Box<[RunKey]>,
     memo: Memo,
 }
 
@@ -115,7 +115,7 @@ struct Memo {
 impl Default for Scratch {
     fn default() -> Scratch {
         Scratch {
-            pre: vec![Pre { key: RunKey::NONE, kind: Kind::Same, tag: NO_TAG, vid: 0 }; MAX_BURST].into_boxed_slice(),
+            keys: vec![RunKey::NONE; MAX_BURST].into_boxed_slice(),
             // RunKey::NONE is no packet's key.
             memo: Memo { bridge: u64::MAX, ingress: 0, key: RunKey::NONE, dec: Decision::Drop(DropCause::Runt) },
         }
@@ -123,39 +123,14 @@ impl Default for Scratch {
 }
 
 /// A frame's 802.1Q tag as received, in one integer: its VID (0-4095; 0 a priority
-/// tag) or [`NO_TAG`]. (An `Option<u16>` is a pair the compiler may assemble in memory;
-/// see [`Pre`].)
+/// tag) or [`NO_TAG`]. (An `Option<u16>` is a pair the compiler may assemble in memory
+/// and copy with one wide load; see [`RunKey`].)
 type RawTag = u16;
 const NO_TAG: RawTag = u16::MAX;
 
 #[inline(always)]
 fn tag_of(t: RawTag) -> Option<u16> {
     (t != NO_TAG).then_some(t)
-}
-
-/// What the first pass found about one packet: plain fields, each written with its own
-/// store. (As an enum built whole, the compiler assembled it on the stack with narrow
-/// stores and copied it with one 16-byte load, which the CPU cannot forward from several
-/// stores: a stall of ~15 cycles per packet, 70 % of the bridge's samples with one flow.
-/// Measured here with perf; AMD and Intel optimization guides, "store-to-load
-/// forwarding".)
-#[derive(Clone, Copy)]
-struct Pre {
-    /// What the packet's decision depends on: the second pass cuts runs where it changes.
-    key: RunKey,
-    kind: Kind,
-    /// For `Kind::New`: the tag as received and the classified VLAN.
-    tag: RawTag,
-    vid: u16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// The same first 16 bytes as the packet before it (addresses, ethertype, and the tag
-    /// or the next header's first bytes): the same classification, learning and decision.
-    Same,
-    New,
-    Drop(DropCause),
 }
 
 /// Where a run of packets goes.
@@ -188,8 +163,8 @@ enum Decision {
 /// the learner thread writes it).
 ///
 /// Measured here (`scripts/fwd-cost.sh`, and A/B builds of the same harness): the first
-/// pass's record written field by field and the keys taken from the 16-byte load (two
-/// store-forwarding stalls gone), the table work moved into the first pass and the
+/// pass's record stored as plain integers (now one, the run key) and the keys taken from
+/// the 16-byte load (two store-forwarding stalls gone), the table work moved into the first pass and the
 /// second reduced to comparing keys, and a whole burst sent from where it was received
 /// took the bridge's extra cost from 51 to about 22 cycles per packet with 1024 flows and
 /// from 9 to about 6 with one. Tried and not kept: a prefetch of both table lines a
@@ -206,51 +181,48 @@ pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, ou
     let table = &*br.table;
     // A fixed array and a local count (not a Vec's length in memory, which each push
     // would store and the next reload).
-    let Scratch { pre: slots, memo } = scratch;
-    let slots = &mut slots[..];
+    let Scratch { keys, memo } = scratch;
+    let keys = &mut keys[..];
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
-    let mut last_key = RunKey::NONE;
+    let mut key = RunKey::NONE;
     let learn = table.learn_check(worker, me.port as u16, now_ms);
-    // The last destination looked up and its port (no frame's destination is the default
-    // station, key 0).
-    let mut dst = (Station::default(), FLOOD);
+    // The last destination's key and the port it was learned on (no frame's destination
+    // has key 0).
+    let mut dst = (0u64, FLOOD);
     batch.for_each(|d, _| {
         // A batch holds at most MAX_BURST packets, the array's length.
-        let Some(slot) = slots.get_mut(n) else { return };
+        let Some(slot) = keys.get_mut(n) else { return };
         n += 1;
         match d.get(..HEAD) {
             Some(h) => {
                 let h = Head::from_le_bytes(h.try_into().expect("16 bytes"));
-                if prev == Some(h) {
-                    // The record of the packet before is still in `slot`'s predecessor;
-                    // the same key is all the second pass needs.
-                    slot.kind = Kind::Same;
-                    slot.key = last_key;
-                } else {
+                // The same 16 bytes as the packet before (addresses, ethertype, and the
+                // tag or the next header's first bytes): the same key.
+                if prev != Some(h) {
                     prev = Some(h);
-                    classify(me, table, &learn, h, true, &mut dst, slot);
+                    key = classify(me, table, &learn, h, true, &mut dst);
                 }
             }
             None => {
                 prev = None;
-                classify_short(me, table, &learn, d, &mut dst, slot);
+                key = classify_short(me, table, &learn, d, &mut dst);
             }
         }
-        last_key = slot.key;
+        *slot = key;
     });
-    let pre = &slots[..n];
+    let pre = &keys[..n];
     let mut drops = [0u64; N_CAUSES];
     // The second pass: runs of equal keys, each decided once (and most often not at
     // all: the last decision is remembered from burst to burst).
     let (mut run_at, mut run_key, mut run_dec) = (0usize, RunKey::NONE, Decision::Drop(DropCause::Runt));
-    for (i, p) in pre.iter().enumerate() {
-        if p.key != run_key {
+    for (i, &k) in pre.iter().enumerate() {
+        if k != run_key {
             apply_run(br, ingress, batch, i - run_at, run_dec, outs, pool, &mut drops);
-            if (memo.bridge, memo.ingress, memo.key) != (br.id, ingress, p.key) {
-                *memo = Memo { bridge: br.id, ingress, key: p.key, dec: decide(br, ingress, p) };
+            if (memo.bridge, memo.ingress, memo.key) != (br.id, ingress, k) {
+                *memo = Memo { bridge: br.id, ingress, key: k, dec: decide(br, ingress, k) };
             }
-            (run_at, run_key, run_dec) = (i, p.key, memo.dec);
+            (run_at, run_key, run_dec) = (i, k, memo.dec);
         }
     }
     if let Decision::To(m, TagEdit::None) = run_dec {
@@ -280,13 +252,13 @@ const HEAD: usize = 16;
 type Head = u128;
 
 /// The first pass for one frame whose first 16 bytes are `h`: classifies its VLAN,
-/// hands its source to the learner, looks its destination up (unless it is `dst.0`, the
-/// last one) and writes its record into `p` — or why the frame is dropped.
+/// hands its source to the learner, looks its destination up (unless its key is
+/// `dst.0`, the last one's) and returns its [`RunKey`] — or why the frame is dropped.
 /// `tag_complete`: the frame is long enough to hold a whole tag after the addresses.
 /// Integer shifts and masks on one 16-byte load: the keys take the addresses in wire
 /// order (see `table::station_key`).
 #[inline(always)]
-fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (Station, PortNo), p: &mut Pre) {
+fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_complete: bool, dst: &mut (u64, PortNo)) -> RunKey {
     // Bytes 12..14, the ethertype, read little-endian: 0x8100 on the wire is 0x0081.
     let tagged = tag_complete && (h >> 96) as u16 == vlan::TPID.swap_bytes();
     // Bytes 14..16, the TCI, big-endian on the wire.
@@ -294,40 +266,45 @@ fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_comp
     let vid = match vlan::ingress(&me.vlan, tag) {
         Ok(vid) => vid,
         Err(e) => {
-            let c = match e {
+            return RunKey::drop(match e {
                 VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
                 VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
                 VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
-            };
-            (p.kind, p.key) = (Kind::Drop(c), RunKey::drop(c));
-            return;
+            })
         }
     };
-    let tag = tag.unwrap_or(NO_TAG);
     table.learn_with(&table.station_of(station_key(vid, (h >> 48) as u64)), learn);
-    let to = table.station_of(station_key(vid, h as u64));
+    let to = station_key(vid, h as u64);
     if to != dst.0 {
-        *dst = (to, table.lookup_at(&to).unwrap_or(FLOOD));
+        *dst = (to, table.lookup_at(&table.station_of(to)).unwrap_or(FLOOD));
     }
-    (p.kind, p.key, p.tag, p.vid) = (Kind::New, RunKey::to(dst.1, tag), tag, vid);
+    RunKey::to(dst.1, tag.unwrap_or(NO_TAG))
 }
 
 /// [`classify`] for a frame shorter than [`HEAD`]: a runt below the addresses and
 /// ethertype, else an untagged frame (its tag could not be whole).
 #[cold]
-fn classify_short(me: &Member, table: &MacTable, learn: &LearnCheck, d: &[u8], dst: &mut (Station, PortNo), p: &mut Pre) {
+fn classify_short(me: &Member, table: &MacTable, learn: &LearnCheck, d: &[u8], dst: &mut (u64, PortNo)) -> RunKey {
     if d.len() < 14 {
-        (p.kind, p.key) = (Kind::Drop(DropCause::Runt), RunKey::drop(DropCause::Runt));
-        return;
+        return RunKey::drop(DropCause::Runt);
     }
     let mut h = [0u8; HEAD];
     h[..d.len()].copy_from_slice(d);
-    classify(me, table, learn, Head::from_le_bytes(h), false, dst, p);
+    classify(me, table, learn, Head::from_le_bytes(h), false, dst)
 }
 
-/// What a packet's decision depends on, in one integer: for a classified packet the port
-/// its destination was learned on (or [`FLOOD`]) and its tag as received; for a packet
-/// the first pass dropped, the cause.
+/// All the first pass records about a packet, and all its decision depends on besides
+/// the ingress member, in one integer: for a classified packet the port its destination
+/// was learned on (or [`FLOOD`]) and its tag as received (the VLAN follows from the tag
+/// and the ingress port's mode); for a packet the first pass dropped, the cause.
+///
+/// One 8-byte store per packet. (The first pass's record was a struct of four plain
+/// fields — the same speed, measured, and three more stores — and before that an enum
+/// built whole, which the compiler assembled on the stack with
+/// narrow stores and copied with one 16-byte load that the CPU cannot forward from
+/// several stores: a stall of ~15 cycles per packet, 70 % of the bridge's samples with
+/// one flow. Measured here with perf; AMD and Intel optimization guides, "store-to-load
+/// forwarding".)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RunKey(u64);
 
@@ -342,19 +319,35 @@ impl RunKey {
 
     #[inline(always)]
     fn drop(c: DropCause) -> RunKey {
-        RunKey(1 << 32 | c as u64)
+        RunKey(DROPPED | c as u64)
+    }
+
+    /// The port and tag of a classified packet's key; the cause of a dropped one's.
+    #[inline(always)]
+    fn parts(self) -> Result<(PortNo, RawTag), DropCause> {
+        if self.0 & DROPPED != 0 {
+            Err(DropCause::ALL.get(self.0 as u16 as usize).copied().unwrap_or(DropCause::NoMbuf))
+        } else {
+            Ok(((self.0 >> 16) as PortNo, self.0 as RawTag))
+        }
     }
 }
 
-/// The decision for packet `p`, the first of a run: one member (with its tag edit), a
-/// flood, or a drop.
+/// The bit that marks a [`RunKey`] as a drop (above a port and a tag's 32 bits).
+const DROPPED: u64 = 1 << 32;
+
+/// The decision for the packets of key `key` received on member `ingress`: one member
+/// (with its tag edit), a flood, or a drop.
 #[inline(never)]
-fn decide(br: &Bridge, ingress: usize, p: &Pre) -> Decision {
-    let (tag, vid) = (p.tag, p.vid);
-    let port = match p.kind {
-        Kind::Drop(c) => return Decision::Drop(c),
-        // (A run never starts at a `Same` packet: it repeats its predecessor's key.)
-        Kind::Same | Kind::New => (p.key.0 >> 16) as PortNo,
+fn decide(br: &Bridge, ingress: usize, key: RunKey) -> Decision {
+    let (port, tag) = match key.parts() {
+        Ok(p) => p,
+        Err(c) => return Decision::Drop(c),
+    };
+    // The first pass classified this tag on this port already; the same call again gives
+    // the same VLAN (an error cannot happen: such a packet's key is a drop).
+    let Ok(vid) = vlan::ingress(&br.members[ingress].vlan, tag_of(tag)) else {
+        return Decision::Drop(DropCause::Filtered);
     };
     if port == FLOOD {
         return Decision::Flood { tag, vid };
@@ -450,15 +443,13 @@ mod tests {
     const GROUP: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 0x01];
 
     /// The first pass as `forward` runs it on one frame.
-    fn first_pass(me: &Member, table: &MacTable, d: &[u8]) -> Pre {
-        let mut p = Scratch::default().pre[0];
-        let mut dst = (Station::default(), FLOOD);
+    fn first_pass(me: &Member, table: &MacTable, d: &[u8]) -> RunKey {
+        let mut dst = (0, FLOOD);
         let learn = table.learn_check(0, me.port as u16, 1);
         match d.get(..HEAD) {
-            Some(h) => classify(me, table, &learn, Head::from_le_bytes(h.try_into().unwrap()), true, &mut dst, &mut p),
-            None => classify_short(me, table, &learn, d, &mut dst, &mut p),
+            Some(h) => classify(me, table, &learn, Head::from_le_bytes(h.try_into().unwrap()), true, &mut dst),
+            None => classify_short(me, table, &learn, d, &mut dst),
         }
-        p
     }
 
     /// The first pass's integer parsing of the header agrees with the byte-wise
@@ -487,16 +478,14 @@ mod tests {
                             let p = first_pass(&me, &table, d);
                             let why = format!("{mode} ethertype {ethertype:#06x} tci {tci:#06x} len {len} dst {dst_mac:02x?}");
                             if len < 14 {
-                                assert_eq!((p.kind, p.key), (Kind::Drop(DropCause::Runt), RunKey::drop(DropCause::Runt)), "{why}");
+                                assert_eq!(p.parts(), Err(DropCause::Runt), "{why}");
                                 continue;
                             }
                             let tag = vlan::vlan_tag(d);
                             match vlan::ingress(&me.vlan, tag) {
                                 Ok(vid) => {
                                     let port = if dst_mac == DST && [0, 10, 30].contains(&vid) { 7 } else { FLOOD };
-                                    assert_eq!(p.kind, Kind::New, "{why}");
-                                    assert_eq!((p.tag, p.vid), (tag.unwrap_or(NO_TAG), vid), "{why}");
-                                    assert_eq!(p.key, RunKey::to(port, tag.unwrap_or(NO_TAG)), "{why}");
+                                    assert_eq!(p.parts(), Ok((port, tag.unwrap_or(NO_TAG))), "{why}");
                                 }
                                 Err(e) => {
                                     let c = match e {
@@ -504,7 +493,7 @@ mod tests {
                                         VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
                                         VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
                                     };
-                                    assert_eq!((p.kind, p.key), (Kind::Drop(c), RunKey::drop(c)), "{why}");
+                                    assert_eq!(p.parts(), Err(c), "{why}");
                                 }
                             }
                             checked += 1;
