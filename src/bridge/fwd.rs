@@ -164,9 +164,9 @@ enum Decision {
 ///
 /// Measured here (`scripts/fwd-cost.sh`, and A/B builds of the same harness): the first
 /// pass's record stored as plain integers (now one, the run key) and the keys taken from
-/// the 16-byte load (two store-forwarding stalls gone), the table work moved into the first pass and the
-/// second reduced to comparing keys, and a whole burst sent from where it was received
-/// took the bridge's extra cost from 51 to about 22 cycles per packet with 1024 flows and
+/// the 16-byte load (two store-forwarding stalls gone), the table work moved into the
+/// first pass and the second reduced to comparing keys, and a whole burst sent from
+/// where it was received took the bridge's extra cost from 51 to about 22 cycles per packet with 1024 flows and
 /// from 9 to about 6 with one. Tried and not kept: a prefetch of both table lines a
 /// burst ahead (DPDK l3fwd's pattern; no gain, twice: with 64 stations and everything
 /// L1-resident a new header costs about what it does with 2 048, so the time goes to its
@@ -265,13 +265,7 @@ fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_comp
     let tag = tagged.then(|| ((h >> 112) as u16).swap_bytes() & 0x0fff);
     let vid = match vlan::ingress(&me.vlan, tag) {
         Ok(vid) => vid,
-        Err(e) => {
-            return RunKey::drop(match e {
-                VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
-                VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
-                VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
-            })
-        }
+        Err(e) => return RunKey::drop(cause_of(e)),
     };
     table.learn_with(&table.station_of(station_key(vid, (h >> 48) as u64)), learn);
     let to = station_key(vid, h as u64);
@@ -279,6 +273,15 @@ fn classify(me: &Member, table: &MacTable, learn: &LearnCheck, h: Head, tag_comp
         *dst = (to, table.lookup_at(&table.station_of(to)).unwrap_or(FLOOD));
     }
     RunKey::to(dst.1, tag.unwrap_or(NO_TAG))
+}
+
+/// The counter an ingress VLAN drop is charged to.
+fn cause_of(e: VlanDrop) -> DropCause {
+    match e {
+        VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
+        VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
+        VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
+    }
 }
 
 /// [`classify`] for a frame shorter than [`HEAD`]: a runt below the addresses and
@@ -300,11 +303,10 @@ fn classify_short(me: &Member, table: &MacTable, learn: &LearnCheck, d: &[u8], d
 ///
 /// One 8-byte store per packet. (The first pass's record was a struct of four plain
 /// fields — the same speed, measured, and three more stores — and before that an enum
-/// built whole, which the compiler assembled on the stack with
-/// narrow stores and copied with one 16-byte load that the CPU cannot forward from
-/// several stores: a stall of ~15 cycles per packet, 70 % of the bridge's samples with
-/// one flow. Measured here with perf; AMD and Intel optimization guides, "store-to-load
-/// forwarding".)
+/// built whole, which the compiler assembled on the stack with narrow stores and copied
+/// with one 16-byte load that the CPU cannot forward from several stores: a stall of
+/// ~15 cycles per packet, 70 % of the bridge's samples with one flow. Measured here with
+/// perf; AMD and Intel optimization guides, "store-to-load forwarding".)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RunKey(u64);
 
@@ -487,14 +489,7 @@ mod tests {
                                     let port = if dst_mac == DST && [0, 10, 30].contains(&vid) { 7 } else { FLOOD };
                                     assert_eq!(p.parts(), Ok((port, tag.unwrap_or(NO_TAG))), "{why}");
                                 }
-                                Err(e) => {
-                                    let c = match e {
-                                        VlanDrop::TaggedOnAccess => DropCause::TaggedOnAccess,
-                                        VlanDrop::NotAllowed => DropCause::VlanNotAllowed,
-                                        VlanDrop::UntaggedOnTrunk => DropCause::UntaggedOnTrunk,
-                                    };
-                                    assert_eq!(p.parts(), Err(c), "{why}");
-                                }
+                                Err(e) => assert_eq!(p.parts(), Err(cause_of(e)), "{why}"),
                             }
                             checked += 1;
                         }

@@ -8,9 +8,10 @@
 //! - **Workers** (any number, lock-free and wait-free) call [`MacTable::station_of`] (the
 //!   home slot of a key from [`station_key`]), then [`MacTable::lookup_at`] and
 //!   [`MacTable::learn_with`]. They never write the table: `learn_with` only reads the
-//!   source's entry and, when the entry is missing, on another port, or due for a refresh, pushes a request into the worker's *own* bounded queue
-//!   (crossbeam `ArrayQueue`, one per worker; full → `learn_dropped`, and the station's
-//!   next frame asks again).
+//!   source's entry and, when the entry is missing, on another port, or due for a
+//!   refresh, pushes a request into the worker's *own* bounded queue (crossbeam
+//!   `ArrayQueue`, one per worker; full → `learn_dropped`, and the station's next frame
+//!   asks again).
 //! - **The learner** (one at a time): [`MacTable::maintain`] drains every queue, applies
 //!   the requests (insert, move, refresh), and ages entries out. [`MacTable::add_static`],
 //!   [`MacTable::remove`], [`MacTable::flush`], [`MacTable::entries`] are learner-side
@@ -31,8 +32,9 @@
 //!
 //! The slots live in 2 MiB pages (`dpdk::hugemem`): a probe is a random access, and 4 MiB
 //! of 4 KiB pages is 1024 TLB entries' worth (measured in 2 MiB pages: with 8192
-//! stations, 199 instead of 210 cycles per forwarded packet, 6-round A/B). The home slot is the top bits of the key times a
-//! per-table random odd multiplier (multiply-shift, see `MacTable::home`).
+//! stations, 199 instead of 210 cycles per forwarded packet, 6-round A/B). The home slot
+//! is the top bits of the key times a per-table random odd multiplier (multiply-shift,
+//! see `MacTable::home`).
 //!
 //! Default capacity 65 536 → 131 072 buckets × 32 B = **4 MiB**, plus per worker one
 //! learn queue of [`DEFAULT_LEARN_QUEUE`] requests × 32 B = 128 KiB and ~700 B of
@@ -202,20 +204,11 @@ fn key_is_station(key: u64) -> bool {
     key & GROUP_BIT == 0 && key & MAC_BITS != 0
 }
 
-/// A station's table key and home slot (see [`MacTable::station_of`]). The default is
-/// no station (key 0, which no frame has). Two are equal when their keys are (the home
-/// follows from the key).
-#[derive(Clone, Copy, Eq, Default)]
+/// A station's table key and home slot (see [`MacTable::station_of`]).
+#[derive(Clone, Copy)]
 pub struct Station {
     key: u64,
     home: usize,
-}
-
-impl PartialEq for Station {
-    #[inline(always)]
-    fn eq(&self, other: &Station) -> bool {
-        self.key == other.key
-    }
 }
 
 /// A source check's per-burst constants (see [`MacTable::learn_check`]).

@@ -4,11 +4,12 @@
 //! With 4 KiB pages the default 4 MiB table spans 1024 pages, more than the first-level
 //! data TLB holds, so probes also walk the page tables (under a hypervisor, a
 //! two-dimensional walk); in 2 MiB pages the bridge needed 199 instead of 210 cycles per
-//! packet with 8192 stations (6-round A/B in the vhost loop). Transparent huge pages are `madvise` mode on Debian 12 (`/sys/kernel/mm/
-//! transparent_hugepage/enabled`), so the region is mapped 2 MiB-aligned and advised
-//! with `MADV_HUGEPAGE` before it is first touched. Not hugetlbfs: the table must also
-//! exist in unit tests and before/without the EAL, and its size is known only at run
-//! time; if the kernel has no huge page to give, the advice is silently 4 KiB pages.
+//! packet with 8192 stations (6-round A/B in the vhost loop). Transparent huge pages are
+//! `madvise` mode on Debian 12 (`/sys/kernel/mm/transparent_hugepage/enabled`), so the
+//! region is mapped 2 MiB-aligned and advised with `MADV_HUGEPAGE` before it is first
+//! touched. Not hugetlbfs: the table must also exist in unit tests and before/without the
+//! EAL, and its size is known only at run time; if the kernel has no huge page to give,
+//! the advice is silently 4 KiB pages.
 
 use std::ops::Deref;
 
