@@ -1,4 +1,6 @@
-//! Command line. Errors at this edge are one line: the problem and the fix.
+//! Every command-line type (clap). It imports nothing of the crate: the commands turn
+//! these strings into checked values with `parse`. Errors at this edge are one line: the
+//! problem and the fix.
 
 use std::path::PathBuf;
 
@@ -30,10 +32,10 @@ pub enum Cmd {
     },
     /// Traffic generator: stamped Ethernet/IPv4/UDP streams with loss, reordering and
     /// latency accounting, or an RFC 2544 throughput search (--search).
-    Gen(Box<crate::gen::cmd::GenArgs>),
+    Gen(Box<GenArgs>),
     /// Stand up a device under test and the generator on this machine and run the
     /// benchmark matrix (table, JSON, SVG pictures).
-    Bench(Box<crate::bench::BenchArgs>),
+    Bench(Box<BenchArgs>),
     /// Check a config file and report every error with its line and column.
     CheckConfig {
         /// The TOML file.
@@ -170,4 +172,185 @@ pub struct RunArgs {
     /// -l MAIN, --log-level=notice.
     #[arg(last = true, value_name = "EAL ARGS")]
     pub eal: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenArgs {
+    /// A port, NAME=SPEC with SPEC vdev:DRIVER[,ARGS] or pci:ADDR — typically
+    /// vdev:net_virtio_user0,path=SOCK to stand where a VM stands. Repeat for more.
+    #[arg(long = "port", value_name = "NAME=SPEC")]
+    pub ports: Vec<String>,
+
+    /// Ports that transmit, e.g. a or a,b [default: all]; every port receives.
+    #[arg(long, value_name = "LIST")]
+    pub tx: Option<String>,
+
+    /// The core the generator's poll loop runs on [default: the first CPU that is not
+    /// the main core].
+    #[arg(long, value_name = "CPU")]
+    pub core: Option<usize>,
+
+    /// Frame size(s) with FCS as in RFC 2544: 64, a list 64,512,1518 (cycled), or imix
+    /// (7:4:1 of 64/570/1518) [default: 64]. With --search, each listed size is searched.
+    #[arg(long, value_name = "SIZES")]
+    pub frame: Option<String>,
+
+    /// Flows per port: source IPv4 address and UDP source port vary [default: 1].
+    #[arg(long)]
+    pub flows: Option<u32>,
+
+    /// Source MAC addresses per port, cycled over the flows (a learning bridge's table
+    /// load) [default: 1].
+    #[arg(long)]
+    pub macs: Option<u32>,
+
+    /// Destination MAC for every frame [default: the next port's source MACs].
+    #[arg(long, value_name = "MAC")]
+    pub dst_mac: Option<String>,
+
+    /// Rate per transmitting port: max, or e.g. 2Mpps, 500kpps, 800Mbit (L2), 1Gbit@l1
+    /// (with preamble and gap) [default: max].
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+
+    /// Measured seconds [default: 10 (search: the trial length)].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Stop after this many measured packets per port.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Seconds of traffic before measuring, excluded from results [default: 1].
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
+
+    /// Record the latency of one packet in N [default: 1 = every packet].
+    #[arg(long, value_name = "N")]
+    pub latency_every: Option<u32>,
+
+    /// Packets per burst (1-256) [default: 32].
+    #[arg(long)]
+    pub burst: Option<usize>,
+
+    /// Rx and tx descriptors per queue [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub ring_size: Option<u16>,
+
+    /// Write results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// RFC 2544 throughput search (binary search for the highest rate with loss within
+    /// --ndr-loss, then --pdr-loss), then latency at the rate found.
+    #[arg(long)]
+    pub search: bool,
+
+    /// Search: stop when the bracket is within this percentage of the rate [default: 1].
+    #[arg(long, value_name = "PCT")]
+    pub resolution_pct: Option<f64>,
+
+    /// Search: loss allowed for NDR, percent [default: 0].
+    #[arg(long, value_name = "PCT")]
+    pub ndr_loss_pct: Option<f64>,
+
+    /// Search: loss allowed for PDR, percent [default: 0.1].
+    #[arg(long, value_name = "PCT")]
+    pub pdr_loss_pct: Option<f64>,
+
+    /// Search: most trials per frame size [default: 16].
+    #[arg(long)]
+    pub max_trials: Option<usize>,
+
+    /// Search: repeat a search when the device's delivered rate at the top changed by more
+    /// than this percentage between its first and a closing overload trial (the host's
+    /// speed moved) [default: 5]; 100 never repeats.
+    #[arg(long, value_name = "PCT")]
+    pub max_drift_pct: Option<f64>,
+
+    /// Search: repetitions allowed after unstable searches [default: 2].
+    #[arg(long, value_name = "N")]
+    pub search_retries: Option<usize>,
+
+    /// No progress lines (results only).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Show DPDK's own log lines.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// EAL arguments after `--` (defaults as for `run`, file prefix pmdswitch-gen-PID).
+    #[arg(last = true, value_name = "EAL ARGS")]
+    pub eal: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Device under test: pmdswitch, testpmd (io forwarding over net_vhost) or ovs
+    /// (Debian's openvswitch-switch-dpdk, two dpdkvhostuser ports, port-to-port flows)
+    /// [default: pmdswitch].
+    #[arg(long, value_name = "DUT")]
+    pub dut: Option<String>,
+
+    /// Also run these DUTs, interleaved with the first, and print ratios to it, e.g.
+    /// testpmd or testpmd,ovs.
+    #[arg(long, value_name = "LIST")]
+    pub compare: Option<String>,
+
+    /// Frame sizes [default: 64,512,1518].
+    #[arg(long, value_name = "LIST")]
+    pub frames: Option<String>,
+
+    /// Flow counts [default: 1,1024].
+    #[arg(long, value_name = "LIST")]
+    pub flows: Option<String>,
+
+    /// What to measure per cell: max (full speed) and/or ndr (RFC 2544 search)
+    /// [default: max,ndr].
+    #[arg(long, value_name = "LIST")]
+    pub modes: Option<String>,
+
+    /// Seconds per max-rate measurement and per search trial [default: 3].
+    #[arg(long, value_name = "SECS")]
+    pub secs: Option<f64>,
+
+    /// Warm-up seconds before each measurement [default: 1].
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
+
+    /// NDR search resolution, percent [default: 2].
+    #[arg(long, value_name = "PCT")]
+    pub resolution_pct: Option<f64>,
+
+    /// Rounds (each DUT once per round) [default: 1, or 3 with --compare].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+
+    /// Output directory for results.json, throughput.svg, latency.svg and logs
+    /// [default: bench-out/bench-UNIXTIME].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// About 30 s: max rate for every cell with 1 s measurements, NDR at 64 bytes only
+    /// (0.5 s trials, 5 % resolution).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// CPU of the DUT's forwarding core [default: 1]; the generator uses the other.
+    #[arg(long)]
+    pub dut_core: Option<usize>,
+
+    /// CPU of the generator [default: 0].
+    #[arg(long)]
+    pub gen_core: Option<usize>,
+
+    /// Source MACs per generator port (a learning bridge's table load) [default: 1].
+    #[arg(long)]
+    pub macs: Option<u32>,
+
+    /// Pace the "max" runs at this rate per port instead (e.g. 10kpps: latency of a
+    /// lightly loaded switch, the wake-up cost of adaptive idle).
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
 }

@@ -1,25 +1,7 @@
-//! pmdswitch: a DPDK poll-mode data plane in Rust.
-//!
-//! Unsafe code lives only in `dpdk/` (the DPDK layer); everything else is safe Rust.
-#![deny(unsafe_code)]
+//! The `pmdswitch` binary: parses the command line and hands it to one command. The
+//! commands (`cmd/`) are leaves over the library: nothing imports them.
 
-mod app;
-mod bench;
-mod bridge;
-mod cli;
-mod config;
-mod control;
-mod ctl;
-mod dpdk;
-mod gen;
-mod observe;
-mod plane;
-mod plot;
-mod preflight;
-mod reload;
-mod spec;
-mod stats;
-mod worker;
+mod cmd;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -27,8 +9,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use pmdswitch::cli::{Cli, Cmd};
+
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::*;
@@ -52,33 +36,18 @@ fn main() -> ExitCode {
     }
 
     let result = match cli.cmd {
-        cli::Cmd::Run(a) => app::run(*a, term),
-        cli::Cmd::Gen(a) => gen::cmd::run(*a, term),
-        cli::Cmd::Bench(a) => bench::run(*a, term),
-        cli::Cmd::Ctl { socket, command } => match ctl::client(socket, &command) {
-            Ok(reply) => {
-                print!("{reply}");
-                Ok(())
-            }
-            Err(e) => Err(app::Failure::Runtime(e)),
-        },
-        cli::Cmd::CheckConfig { file } => match config::load(&file) {
-            Ok(c) => {
-                println!("{}: ok ({})", file.display(), c.summary());
-                Ok(())
-            }
-            Err(errs) => {
-                for e in &errs {
-                    eprintln!("pmdswitch: {e}");
-                }
-                return ExitCode::from(2);
-            }
-        },
+        Cmd::Run(a) => cmd::run::main(*a, term),
+        Cmd::Gen(a) => cmd::gen::main(*a, term),
+        Cmd::Bench(a) => cmd::bench::main(*a, term),
+        Cmd::Ctl { socket, command } => cmd::ctl::main(socket, &command),
+        Cmd::CheckConfig { file } => cmd::check_config::main(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("pmdswitch: {}", f.message());
+            for line in f.message().lines() {
+                eprintln!("pmdswitch: {line}");
+            }
             ExitCode::from(f.exit_code() as u8)
         }
     }

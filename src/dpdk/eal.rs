@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::FromRawFd;
 
 use super::error::{DpdkError, Result};
-use super::sys;
+use super::ffi;
 
 /// The initialised Environment Abstraction Layer. Dropping it calls `rte_eal_cleanup`, so
 /// every DPDK object must be dropped first (declare the `Eal` before them).
@@ -35,12 +35,12 @@ impl Eal {
         let argv = Box::leak(argv.into_boxed_slice());
         // SAFETY: argv holds argc valid NUL-terminated strings plus a NULL, leaked so they
         // outlive the EAL, which may keep pointers into them.
-        let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        let ret = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_rte_errno("rte_eal_init"));
         }
         // SAFETY: after a successful init this returns a static NUL-terminated string.
-        let dir = unsafe { std::ffi::CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+        let dir = unsafe { std::ffi::CStr::from_ptr(ffi::rte_eal_get_runtime_dir()) };
         let dir = dir.to_string_lossy().into_owned();
         Ok(Eal { runtime_dir: (!dir.is_empty()).then(|| dir.into()) })
     }
@@ -49,13 +49,13 @@ impl Eal {
     /// The CPU the EAL main lcore runs on.
     pub fn main_lcore_cpu(&self) -> u32 {
         // SAFETY: EAL is initialised (self exists); both calls only read EAL config.
-        unsafe { sys::rte_lcore_to_cpu_id(sys::rte_get_main_lcore() as i32) as u32 }
+        unsafe { ffi::rte_lcore_to_cpu_id(ffi::rte_get_main_lcore() as i32) as u32 }
     }
 
     /// TSC ticks per second, as calibrated by the EAL.
     pub fn tsc_hz(&self) -> u64 {
         // SAFETY: reads a value set during EAL init.
-        unsafe { sys::rte_get_tsc_hz() }
+        unsafe { ffi::rte_get_tsc_hz() }
     }
 }
 
@@ -64,7 +64,7 @@ impl Drop for Eal {
         // SAFETY: every DPDK object created after init has been dropped (field/declaration
         // order guarantees it) and no registered thread is still running.
         unsafe {
-            sys::rte_eal_cleanup();
+            ffi::rte_eal_cleanup();
         }
         // Leave nothing behind: the directory belongs to our file prefix, which no other
         // live process can share (the EAL refuses a prefix in use).
@@ -81,18 +81,18 @@ impl Drop for Eal {
 /// When all RTE_MAX_LCORE ids are taken.
 pub fn thread_register() -> Result<u32> {
     // SAFETY: no preconditions beyond EAL init, which the caller's Eal guarantees.
-    let ret = unsafe { sys::rte_thread_register() };
+    let ret = unsafe { ffi::rte_thread_register() };
     if ret < 0 {
         return Err(DpdkError::from_rte_errno("rte_thread_register"));
     }
     // SAFETY: reads this thread's TLS lcore id.
-    Ok(unsafe { sys::pmds_lcore_id() })
+    Ok(unsafe { ffi::pmds_lcore_id() })
 }
 
 /// Releases the lcore id taken by [`thread_register`].
 pub fn thread_unregister() {
     // SAFETY: safe to call on a registered or unregistered thread.
-    unsafe { sys::rte_thread_unregister() }
+    unsafe { ffi::rte_thread_unregister() }
 }
 
 /// Redirects the process's stdout and stderr (fds 1 and 2) into an anonymous temporary
@@ -181,7 +181,7 @@ impl LogCapture {
             if file.is_null() {
                 return None;
             }
-            sys::rte_openlog_stream(file.cast());
+            ffi::rte_openlog_stream(file.cast());
             Some(LogCapture { file })
         }
     }
@@ -192,7 +192,7 @@ impl LogCapture {
         // SAFETY: self.file is the FILE* we opened; DPDK stops using it once the stream is
         // reset to NULL (its default), and we close it exactly once here.
         unsafe {
-            sys::rte_openlog_stream(std::ptr::null_mut());
+            ffi::rte_openlog_stream(std::ptr::null_mut());
             libc::fflush(self.file);
             let fd = libc::dup(libc::fileno(self.file));
             libc::fclose(self.file);
@@ -211,7 +211,7 @@ impl Drop for LogCapture {
     fn drop(&mut self) {
         // SAFETY: as in finish(): reset DPDK's stream before closing the file.
         unsafe {
-            sys::rte_openlog_stream(std::ptr::null_mut());
+            ffi::rte_openlog_stream(std::ptr::null_mut());
             libc::fclose(self.file);
         }
     }

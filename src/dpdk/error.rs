@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::fmt;
 
-use super::sys;
+use super::ffi;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpdkError {
@@ -31,7 +31,7 @@ impl DpdkError {
 /// The calling thread's `rte_errno` (a per-lcore TLS variable, read through the C shim).
 pub fn rte_errno() -> i32 {
     // SAFETY: reads a thread-local int; no preconditions.
-    unsafe { sys::pmds_errno() }
+    unsafe { ffi::pmds_errno() }
 }
 
 /// `rte_strerror`: DPDK's own codes (above `__ELASTERROR`) and libc's.
@@ -39,7 +39,7 @@ pub fn strerror(errno: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated
     // buffer that stays valid until the next call on this thread; we copy it at once.
     unsafe {
-        let p = sys::rte_strerror(errno);
+        let p = ffi::rte_strerror(errno);
         if p.is_null() {
             return format!("errno {errno}");
         }

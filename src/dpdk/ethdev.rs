@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::error::{DpdkError, Result};
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::sys;
+use super::ffi;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortId(pub u16);
@@ -51,12 +51,12 @@ impl Drop for Dev {
         // close releases the queues and the PMD's resources; the rte_device stays valid
         // until rte_dev_remove, which detaches the driver (DPDK guide, "Hotplug").
         unsafe {
-            sys::rte_eth_dev_stop(self.id.0);
-            let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
-            let dev = if self.remove && sys::rte_eth_dev_info_get(self.id.0, info.as_mut_ptr()) == 0 { info.assume_init().device } else { std::ptr::null_mut() };
-            sys::rte_eth_dev_close(self.id.0);
+            ffi::rte_eth_dev_stop(self.id.0);
+            let mut info = MaybeUninit::<ffi::rte_eth_dev_info>::zeroed();
+            let dev = if self.remove && ffi::rte_eth_dev_info_get(self.id.0, info.as_mut_ptr()) == 0 { info.assume_init().device } else { std::ptr::null_mut() };
+            ffi::rte_eth_dev_close(self.id.0);
             if !dev.is_null() {
-                sys::rte_dev_remove(dev);
+                ffi::rte_dev_remove(dev);
             }
         }
     }
@@ -87,7 +87,7 @@ pub fn probe(devargs: &str, already_probed: bool) -> Result<PortId> {
     if !already_probed {
         let c = CString::new(devargs).map_err(|_| DpdkError::from_ret("devargs", -libc::EINVAL))?;
         // SAFETY: c is a valid C string; DPDK copies what it keeps.
-        let ret = unsafe { sys::rte_dev_probe(c.as_ptr()) };
+        let ret = unsafe { ffi::rte_dev_probe(c.as_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_dev_probe({devargs})"), ret));
         }
@@ -100,9 +100,9 @@ pub fn probe(devargs: &str, already_probed: bool) -> Result<PortId> {
 /// # Errors
 /// rte_eth_dev_info_get's error (ENODEV for a stale id).
 pub fn max_queues(id: PortId) -> Result<(u16, u16)> {
-    let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+    let mut info = MaybeUninit::<ffi::rte_eth_dev_info>::zeroed();
     // SAFETY: info is a valid out-parameter of the right type.
-    let ret = unsafe { sys::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
+    let ret = unsafe { ffi::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
     if ret < 0 {
         return Err(DpdkError::from_ret(format!("rte_eth_dev_info_get({id:?})"), ret));
     }
@@ -115,7 +115,7 @@ pub fn port_by_name(name: &str) -> Result<PortId> {
     let c = CString::new(name).map_err(|_| DpdkError::from_ret("port name", -libc::EINVAL))?;
     let mut id = 0u16;
     // SAFETY: c is valid; id is a valid out-parameter.
-    let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+    let ret = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
     if ret < 0 {
         return Err(DpdkError::from_ret(format!("rte_eth_dev_get_port_by_name({name})"), ret));
     }
@@ -145,9 +145,9 @@ impl EthPort {
     /// The first failing ethdev call, e.g. EINVAL for more queues than the PMD offers.
     pub fn configure(id: PortId, cfg: EthConfig, pool: &Arc<Mempool>) -> Result<(EthPort, Vec<EthRxQueue>, Vec<EthTxQueue>)> {
         let dev = Arc::new(Dev { id, remove: cfg.remove });
-        let mut info = MaybeUninit::<sys::rte_eth_dev_info>::zeroed();
+        let mut info = MaybeUninit::<ffi::rte_eth_dev_info>::zeroed();
         // SAFETY: info is a valid out-parameter of the right type.
-        let ret = unsafe { sys::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
+        let ret = unsafe { ffi::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_info_get({id:?})"), ret));
         }
@@ -163,7 +163,7 @@ impl EthPort {
             });
         }
         // All-zero rte_eth_conf: no offloads, no RSS, default MTU — what io forwarding needs.
-        let mut conf = sys::rte_eth_conf::default();
+        let mut conf = ffi::rte_eth_conf::default();
         if cfg.rx_intr {
             conf.intr_conf.set_rxq(1);
         }
@@ -171,34 +171,34 @@ impl EthPort {
         // (DPDK guide, Poll Mode Driver, "RSS"); a device without RSS keeps one queue's
         // traffic on queue 0.
         if cfg.n_rxq > 1 && info.flow_type_rss_offloads != 0 {
-            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rxmode.mq_mode = ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads;
         }
         // SAFETY: conf is a valid, initialised configuration.
-        let mut ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+        let mut ret = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
         if ret < 0 && cfg.rx_intr {
             conf.intr_conf.set_rxq(0);
             // SAFETY: as above; configuring again after a failure is allowed.
-            ret = unsafe { sys::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
+            ret = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.n_rxq, cfg.n_txq, &conf) };
         }
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_configure({id:?})"), ret));
         }
         let (mut nrx, mut ntx) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: valid out-parameters.
-        let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nrx, &mut ntx) };
+        let ret = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nrx, &mut ntx) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_adjust_nb_rx_tx_desc({id:?})"), ret));
         }
         // SAFETY: plain query on a valid port.
-        let socket = unsafe { sys::rte_eth_dev_socket_id(id.0) };
+        let socket = unsafe { ffi::rte_eth_dev_socket_id(id.0) };
         // SOCKET_ID_ANY (-1) when the device has no NUMA affinity.
         let socket = if socket < 0 { -1 } else { socket };
         let mut rxqs = Vec::new();
         for q in 0..cfg.n_rxq {
             // SAFETY: the port is configured with n_rxq queues; a NULL rxconf means the
             // driver's defaults; the pool outlives the port (handles hold an Arc).
-            let ret = unsafe { sys::rte_eth_rx_queue_setup(id.0, q, nrx, socket as u32, std::ptr::null(), pool.as_ptr()) };
+            let ret = unsafe { ffi::rte_eth_rx_queue_setup(id.0, q, nrx, socket as u32, std::ptr::null(), pool.as_ptr()) };
             if ret < 0 {
                 return Err(DpdkError::from_ret(format!("rte_eth_rx_queue_setup({id:?}, rxq{q})"), ret));
             }
@@ -207,7 +207,7 @@ impl EthPort {
         let mut txqs = Vec::new();
         for q in 0..cfg.n_txq {
             // SAFETY: as above, NULL txconf = driver defaults.
-            let ret = unsafe { sys::rte_eth_tx_queue_setup(id.0, q, ntx, socket as u32, std::ptr::null()) };
+            let ret = unsafe { ffi::rte_eth_tx_queue_setup(id.0, q, ntx, socket as u32, std::ptr::null()) };
             if ret < 0 {
                 return Err(DpdkError::from_ret(format!("rte_eth_tx_queue_setup({id:?}, txq{q})"), ret));
             }
@@ -215,7 +215,7 @@ impl EthPort {
         }
         // Not every PMD has promiscuous mode (vhost, ring): failure is harmless there.
         // SAFETY: plain call on a configured port.
-        unsafe { sys::rte_eth_promiscuous_enable(id.0) };
+        unsafe { ffi::rte_eth_promiscuous_enable(id.0) };
         Ok((EthPort { dev, n_rxq: cfg.n_rxq, n_txq: cfg.n_txq, pool: pool.clone() }, rxqs, txqs))
     }
 
@@ -223,7 +223,7 @@ impl EthPort {
     /// The PMD's start failure (e.g. a tap interface that cannot be created).
     pub fn start(&self) -> Result<()> {
         // SAFETY: the port is configured and its queues are set up.
-        let ret = unsafe { sys::rte_eth_dev_start(self.dev.id.0) };
+        let ret = unsafe { ffi::rte_eth_dev_start(self.dev.id.0) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_eth_dev_start({:?})", self.dev.id), ret));
         }
@@ -246,7 +246,7 @@ impl EthPort {
     /// Stops the port (safe to call twice); queue handles must no longer be polled.
     pub fn stop(&self) {
         // SAFETY: stopping a started or stopped port is allowed.
-        unsafe { sys::rte_eth_dev_stop(self.dev.id.0) };
+        unsafe { ffi::rte_eth_dev_stop(self.dev.id.0) };
     }
 
     pub fn id(&self) -> PortId {
@@ -257,9 +257,9 @@ impl EthPort {
 /// Driver counters of a port (`rte_eth_stats_get`, safe from any thread; a port that
 /// is gone reads as zeros).
 pub fn stats_of(id: PortId) -> EthStats {
-    let mut s = sys::rte_eth_stats::default();
+    let mut s = ffi::rte_eth_stats::default();
     // SAFETY: s is a valid out-parameter; an invalid port id only returns -ENODEV.
-    unsafe { sys::rte_eth_stats_get(id.0, &mut s) };
+    unsafe { ffi::rte_eth_stats_get(id.0, &mut s) };
     EthStats {
         ipackets: s.ipackets,
         opackets: s.opackets,
@@ -292,7 +292,7 @@ impl EthRxQueue {
         let (p, n) = batch.rx_slots(max);
         // SAFETY: p has room for n mbuf pointers; the port is started and this handle is
         // the only poller of the queue; the driver hands over ownership of what it returns.
-        let got = unsafe { sys::pmds_eth_rx_burst(self.dev.id.0, self.queue, p, n) } as usize;
+        let got = unsafe { ffi::pmds_eth_rx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.rx_filled(got);
         got
     }
@@ -307,19 +307,19 @@ impl EthRxQueue {
         // SAFETY: plain calls on a started port and a queue this handle owns.
         unsafe {
             if !on {
-                sys::rte_eth_dev_rx_intr_disable(port, q);
+                ffi::rte_eth_dev_rx_intr_disable(port, q);
                 return None;
             }
             // ENOTSUP: the driver has no switch, its queue fd is always armed (net_tap:
             // the tap fd itself, readable while packets wait), as DPDK's l3fwd-power
             // example assumes.
-            let ret = sys::rte_eth_dev_rx_intr_enable(port, q);
+            let ret = ffi::rte_eth_dev_rx_intr_enable(port, q);
             if ret < 0 && ret != -libc::ENOTSUP {
                 return None;
             }
-            let fd = sys::rte_eth_dev_rx_intr_ctl_q_get_fd(port, q);
+            let fd = ffi::rte_eth_dev_rx_intr_ctl_q_get_fd(port, q);
             if fd < 0 {
-                sys::rte_eth_dev_rx_intr_disable(port, q);
+                ffi::rte_eth_dev_rx_intr_disable(port, q);
                 return None;
             }
             Some(fd)
@@ -334,7 +334,7 @@ impl EthTxQueue {
     pub fn tx_burst(&mut self, batch: &mut Batch) -> usize {
         let (p, n) = batch.tx_slots();
         // SAFETY: p points at n owned mbufs; only this handle sends on the queue.
-        let sent = unsafe { sys::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
+        let sent = unsafe { ffi::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.tx_consumed(sent);
         sent
     }

@@ -7,20 +7,20 @@
 use std::mem::offset_of;
 
 use super::mempool::Mempool;
-use super::sys;
+use super::ffi;
 
 /// Largest burst a batch holds (`--burst` is capped to it).
 pub const MAX_BURST: usize = 256;
 
 // The fields read directly from Rust (per packet, so no FFI call): their offsets are
 // asserted here against bindgen's layout and in shim.c against the C header.
-const _: () = assert!(offset_of!(sys::rte_mbuf, pkt_len) == sys::PMDS_MBUF_PKT_LEN_OFF as usize);
-const _: () = assert!(offset_of!(sys::rte_mbuf, data_len) == sys::PMDS_MBUF_DATA_LEN_OFF as usize);
-const _: () = assert!(std::mem::size_of::<sys::rte_mbuf>() == sys::PMDS_MBUF_SIZE as usize);
+const _: () = assert!(offset_of!(ffi::rte_mbuf, pkt_len) == ffi::PMDS_MBUF_PKT_LEN_OFF as usize);
+const _: () = assert!(offset_of!(ffi::rte_mbuf, data_len) == ffi::PMDS_MBUF_DATA_LEN_OFF as usize);
+const _: () = assert!(std::mem::size_of::<ffi::rte_mbuf>() == ffi::PMDS_MBUF_SIZE as usize);
 
 /// Up to [`MAX_BURST`] owned mbufs; the pending ones are `pkts[head..tail]`.
 pub struct Batch {
-    pkts: [*mut sys::rte_mbuf; MAX_BURST],
+    pkts: [*mut ffi::rte_mbuf; MAX_BURST],
     head: usize,
     tail: usize,
 }
@@ -64,7 +64,7 @@ impl Batch {
         let n = self.len();
         if n > 0 {
             // SAFETY: head..tail are owned, live mbufs; after the call we forget them.
-            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
         }
         self.head = 0;
         self.tail = 0;
@@ -73,7 +73,7 @@ impl Batch {
 
     /// For rx: room for up to `max` new packets. The batch must be empty.
     #[inline(always)]
-    pub(crate) fn rx_slots(&mut self, max: usize) -> (*mut *mut sys::rte_mbuf, u16) {
+    pub(crate) fn rx_slots(&mut self, max: usize) -> (*mut *mut ffi::rte_mbuf, u16) {
         debug_assert!(self.is_empty());
         self.head = 0;
         self.tail = 0;
@@ -89,7 +89,7 @@ impl Batch {
 
     /// For tx: the pending packets as the driver wants them.
     #[inline(always)]
-    pub(crate) fn tx_slots(&mut self) -> (*mut *mut sys::rte_mbuf, u16) {
+    pub(crate) fn tx_slots(&mut self) -> (*mut *mut ffi::rte_mbuf, u16) {
         // SAFETY: head <= tail <= MAX_BURST, so the pointer stays inside the array.
         (unsafe { self.pkts.as_mut_ptr().add(self.head) }, self.len() as u16)
     }
@@ -114,7 +114,7 @@ impl Batch {
         if n > 0 {
             // SAFETY: head..head+n are owned, live mbufs that the device copied; we forget
             // them right after.
-            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(self.head), n as u32) };
         }
         self.tx_consumed(n);
     }
@@ -133,7 +133,7 @@ impl Batch {
         let n = n.min(MAX_BURST);
         // SAFETY: pkts has MAX_BURST slots and n <= MAX_BURST; on success every slot is a
         // fresh, reset mbuf that this batch now owns (rte_pktmbuf_alloc_bulk resets them).
-        if unsafe { sys::pmds_pktmbuf_alloc_bulk(pool.as_ptr(), self.pkts.as_mut_ptr(), n as u32) } != 0 {
+        if unsafe { ffi::pmds_pktmbuf_alloc_bulk(pool.as_ptr(), self.pkts.as_mut_ptr(), n as u32) } != 0 {
             return false;
         }
         self.head = 0;
@@ -186,7 +186,7 @@ impl Drop for Batch {
 /// One owned packet, taken out of a [`Batch`] for per-packet switching (the bridge):
 /// read it, share it with another egress port (reference count), edit its head (VLAN
 /// tag push/pop), put it into another batch. Dropping it frees it.
-pub struct Mbuf(std::ptr::NonNull<sys::rte_mbuf>);
+pub struct Mbuf(std::ptr::NonNull<ffi::rte_mbuf>);
 
 // SAFETY: an mbuf we own can move between threads (workers hand nothing across today,
 // but the type says what is true: DPDK mbufs are not tied to a thread).
@@ -194,7 +194,7 @@ unsafe impl Send for Mbuf {}
 
 impl Mbuf {
     #[inline(always)]
-    fn ptr(&self) -> *mut sys::rte_mbuf {
+    fn ptr(&self) -> *mut ffi::rte_mbuf {
         self.0.as_ptr()
     }
 
@@ -212,7 +212,7 @@ impl Mbuf {
     #[inline(always)]
     fn refcnt(&self) -> u16 {
         // SAFETY: live mbuf.
-        unsafe { sys::pmds_mbuf_refcnt_read(self.ptr()) }
+        unsafe { ffi::pmds_mbuf_refcnt_read(self.ptr()) }
     }
 
     /// Another reference to the same packet (flooding without copying, as DPDK's
@@ -220,7 +220,7 @@ impl Mbuf {
     #[inline(always)]
     pub fn share(&self) -> Mbuf {
         // SAFETY: live mbuf; the new handle owns the reference we add.
-        unsafe { sys::pmds_mbuf_refcnt_update(self.ptr(), 1) };
+        unsafe { ffi::pmds_mbuf_refcnt_update(self.ptr(), 1) };
         Mbuf(self.0)
     }
 
@@ -228,7 +228,7 @@ impl Mbuf {
     /// of a shared packet. None when the pool is empty.
     pub fn deep_copy(&self, pool: &Mempool) -> Option<Mbuf> {
         // SAFETY: live mbuf and pool; rte_pktmbuf_copy returns a new mbuf we own or NULL.
-        let c = unsafe { sys::rte_pktmbuf_copy(self.ptr(), pool.as_ptr(), 0, u32::MAX) };
+        let c = unsafe { ffi::rte_pktmbuf_copy(self.ptr(), pool.as_ptr(), 0, u32::MAX) };
         std::ptr::NonNull::new(c).map(Mbuf)
     }
 
@@ -240,7 +240,7 @@ impl Mbuf {
             return None;
         }
         // SAFETY: exclusive live mbuf; prepend checks the headroom and returns NULL if short.
-        if unsafe { sys::pmds_pktmbuf_prepend(self.ptr(), n) }.is_null() {
+        if unsafe { ffi::pmds_pktmbuf_prepend(self.ptr(), n) }.is_null() {
             return None;
         }
         self.data_mut()
@@ -251,7 +251,7 @@ impl Mbuf {
     #[inline]
     pub fn adj(&mut self, n: u16) -> bool {
         // SAFETY: exclusive live mbuf; adj checks the length and returns NULL if short.
-        self.refcnt() == 1 && !unsafe { sys::pmds_pktmbuf_adj(self.ptr(), n) }.is_null()
+        self.refcnt() == 1 && !unsafe { ffi::pmds_pktmbuf_adj(self.ptr(), n) }.is_null()
     }
 }
 
@@ -259,7 +259,7 @@ impl Drop for Mbuf {
     fn drop(&mut self) {
         // SAFETY: we own this reference; rte_pktmbuf_free drops one reference (and the
         // buffer with the last one).
-        unsafe { sys::pmds_pktmbuf_free(self.ptr()) }
+        unsafe { ffi::pmds_pktmbuf_free(self.ptr()) }
     }
 }
 

@@ -4,11 +4,11 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 
 use super::error::{DpdkError, Result};
-use super::sys;
+use super::ffi;
 
 /// A pool of packet buffers in hugepage memory.
 pub struct Mempool {
-    ptr: NonNull<sys::rte_mempool>,
+    ptr: NonNull<ffi::rte_mempool>,
     size: u32,
 }
 
@@ -27,7 +27,7 @@ impl Mempool {
     pub fn pktmbuf_pool_create(name: &str, n: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
         let cname = CString::new(name).map_err(|_| DpdkError::from_ret("mempool name", -libc::EINVAL))?;
         // SAFETY: cname is a valid C string for the duration of the call (DPDK copies it).
-        let p = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
+        let p = unsafe { ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
         match NonNull::new(p) {
             Some(ptr) => Ok(Mempool { ptr, size: n }),
             None => Err(DpdkError::from_rte_errno(format!("rte_pktmbuf_pool_create({name}, {n} mbufs)"))),
@@ -37,14 +37,14 @@ impl Mempool {
     /// Mbufs currently allocated (not in the ring nor in any lcore cache).
     pub fn in_use(&self) -> u32 {
         // SAFETY: self.ptr is a live mempool.
-        unsafe { sys::rte_mempool_in_use_count(self.ptr.as_ptr()) }
+        unsafe { ffi::rte_mempool_in_use_count(self.ptr.as_ptr()) }
     }
 
     pub fn size(&self) -> u32 {
         self.size
     }
 
-    pub(crate) fn as_ptr(&self) -> *mut sys::rte_mempool {
+    pub(crate) fn as_ptr(&self) -> *mut ffi::rte_mempool {
         self.ptr.as_ptr()
     }
 }
@@ -53,6 +53,6 @@ impl Drop for Mempool {
     fn drop(&mut self) {
         // SAFETY: we own the pool; all users (ports, workers) hold an Arc<Mempool>, so when
         // this runs none of them is left.
-        unsafe { sys::rte_mempool_free(self.ptr.as_ptr()) }
+        unsafe { ffi::rte_mempool_free(self.ptr.as_ptr()) }
     }
 }

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
 use super::error::{DpdkError, Result};
-use super::sys;
+use super::ffi;
 
 /// A scalar in a telemetry dictionary.
 pub enum Val {
@@ -54,7 +54,7 @@ pub fn register(cmd: &str, help: &str, h: impl Fn(&str) -> Reply + Send + Sync +
     let (Ok(c), Ok(hp)) = (c, hp) else { return Err(DpdkError::from_ret("telemetry command name", -libc::EINVAL)) };
     // SAFETY: both strings are valid for the call (the library copies them); dispatch is
     // a plain extern "C" fn that lives for the program.
-    let ret = unsafe { sys::rte_telemetry_register_cmd(c.as_ptr(), Some(dispatch), hp.as_ptr()) };
+    let ret = unsafe { ffi::rte_telemetry_register_cmd(c.as_ptr(), Some(dispatch), hp.as_ptr()) };
     if ret < 0 {
         return Err(DpdkError::from_ret(format!("rte_telemetry_register_cmd({cmd})"), ret));
     }
@@ -68,7 +68,7 @@ pub fn clear() {
     HANDLERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
-extern "C" fn dispatch(cmd: *const c_char, params: *const c_char, d: *mut sys::rte_tel_data) -> c_int {
+extern "C" fn dispatch(cmd: *const c_char, params: *const c_char, d: *mut ffi::rte_tel_data) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the library passes NUL-terminated strings (params may be NULL) and a
         // valid data object, all alive for this call.
@@ -86,40 +86,40 @@ extern "C" fn dispatch(cmd: *const c_char, params: *const c_char, d: *mut sys::r
     .unwrap_or(-1)
 }
 
-fn fill(d: *mut sys::rte_tel_data, reply: Reply) -> c_int {
+fn fill(d: *mut ffi::rte_tel_data, reply: Reply) -> c_int {
     // SAFETY: d is the library's data object for this callback; names and values are
     // copied by the library before each call returns.
     unsafe {
         match reply {
             Reply::Invalid => return -libc::EINVAL,
             Reply::Dict(kv) => {
-                sys::rte_tel_data_start_dict(d);
+                ffi::rte_tel_data_start_dict(d);
                 for (k, v) in kv {
                     let Ok(k) = CString::new(key(&k)) else { continue };
                     match v {
                         Val::U64(n) => {
-                            sys::rte_tel_data_add_dict_u64(d, k.as_ptr(), n);
+                            ffi::rte_tel_data_add_dict_u64(d, k.as_ptr(), n);
                         }
                         Val::Str(s) => {
                             if let Ok(s) = CString::new(s) {
-                                sys::rte_tel_data_add_dict_string(d, k.as_ptr(), s.as_ptr());
+                                ffi::rte_tel_data_add_dict_string(d, k.as_ptr(), s.as_ptr());
                             }
                         }
                     }
                 }
             }
             Reply::Strings(v) => {
-                sys::rte_tel_data_start_array(d, sys::rte_tel_value_type_RTE_TEL_STRING_VAL);
+                ffi::rte_tel_data_start_array(d, ffi::rte_tel_value_type_RTE_TEL_STRING_VAL);
                 for s in v {
                     if let Ok(s) = CString::new(s) {
-                        sys::rte_tel_data_add_array_string(d, s.as_ptr());
+                        ffi::rte_tel_data_add_array_string(d, s.as_ptr());
                     }
                 }
             }
             Reply::U64s(v) => {
-                sys::rte_tel_data_start_array(d, sys::rte_tel_value_type_RTE_TEL_U64_VAL);
+                ffi::rte_tel_data_start_array(d, ffi::rte_tel_value_type_RTE_TEL_U64_VAL);
                 for n in v {
-                    sys::rte_tel_data_add_array_u64(d, n);
+                    ffi::rte_tel_data_add_array_u64(d, n);
                 }
             }
         }

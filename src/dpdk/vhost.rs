@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::error::{DpdkError, Result};
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::sys;
+use super::ffi;
 
 /// virtio 1.1 §5.1.3 feature bits (bindgen does not see these: they live in linux headers
 /// as macros the vhost headers do not pull in).
@@ -87,8 +87,8 @@ pub enum DeviceEvent {
 
 /// Guest notifications per vid (the library's vids are below RTE_MAX_VHOST_DEVICE).
 /// Written by whichever worker enqueues, right after its eventfd write.
-static GUEST_NOTIFICATIONS: [AtomicU64; sys::RTE_MAX_VHOST_DEVICE as usize] =
-    [const { AtomicU64::new(0) }; sys::RTE_MAX_VHOST_DEVICE as usize];
+static GUEST_NOTIFICATIONS: [AtomicU64; ffi::RTE_MAX_VHOST_DEVICE as usize] =
+    [const { AtomicU64::new(0) }; ffi::RTE_MAX_VHOST_DEVICE as usize];
 
 type Hook = Box<dyn Fn(&VhostSlot, DeviceEvent) + Send + Sync>;
 
@@ -109,7 +109,7 @@ pub fn set_device_hook(hook: impl Fn(&VhostSlot, DeviceEvent) + Send + Sync + 's
 fn slot_for_vid(vid: c_int) -> Option<Arc<VhostSlot>> {
     let mut buf = [0 as c_char; 4096];
     // SAFETY: buf is writable for its whole length, which we pass.
-    let ret = unsafe { sys::rte_vhost_get_ifname(vid, buf.as_mut_ptr(), buf.len()) };
+    let ret = unsafe { ffi::rte_vhost_get_ifname(vid, buf.as_mut_ptr(), buf.len()) };
     if ret < 0 {
         return None;
     }
@@ -121,13 +121,13 @@ fn slot_for_vid(vid: c_int) -> Option<Arc<VhostSlot>> {
 
 fn disable_guest_notifications(vid: c_int) {
     // SAFETY: vid is the device the library is calling us about.
-    let n = unsafe { sys::rte_vhost_get_vring_num(vid) };
+    let n = unsafe { ffi::rte_vhost_get_vring_num(vid) };
     for q in 0..n {
         // Guest kicks are for sleeping backends; our workers poll, so every kick would be a
         // wasted guest exit and eventfd write (virtio 1.1 §2.7.10: driver notification
         // suppression is the device's choice). Fails harmlessly for vrings not yet ready.
         // SAFETY: as above.
-        unsafe { sys::rte_vhost_enable_guest_notification(vid, q, 0) };
+        unsafe { ffi::rte_vhost_enable_guest_notification(vid, q, 0) };
     }
 }
 
@@ -221,11 +221,11 @@ extern "C" fn on_destroy_connection(vid: c_int) {
 
 /// The callback table. The library keeps a pointer to it for the life of the
 /// registration, so it is a `static`.
-struct Ops(sys::rte_vhost_device_ops);
+struct Ops(ffi::rte_vhost_device_ops);
 // SAFETY: the table is immutable; its only raw pointer is the reserved field, always NULL.
 unsafe impl Sync for Ops {}
 
-static OPS: Ops = Ops(sys::rte_vhost_device_ops {
+static OPS: Ops = Ops(ffi::rte_vhost_device_ops {
     new_device: Some(on_new_device),
     destroy_device: Some(on_destroy_device),
     vring_state_changed: Some(on_vring_state_changed),
@@ -268,12 +268,12 @@ impl VhostPort {
     /// The failing `rte_vhost_driver_*` call.
     pub fn register(name: &str, path: &str, role: Role) -> Result<VhostPort> {
         let cpath = CString::new(path).map_err(|_| DpdkError::from_ret("socket path", -libc::EINVAL))?;
-        let mut flags = sys::RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS as u64;
+        let mut flags = ffi::RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS as u64;
         if role == Role::Client {
-            flags |= sys::RTE_VHOST_USER_CLIENT as u64;
+            flags |= ffi::RTE_VHOST_USER_CLIENT as u64;
         }
         // SAFETY: cpath is a valid C string (the library copies it).
-        let ret = unsafe { sys::rte_vhost_driver_register(cpath.as_ptr(), flags) };
+        let ret = unsafe { ffi::rte_vhost_driver_register(cpath.as_ptr(), flags) };
         if ret < 0 {
             return Err(DpdkError::from_rte_errno(format!("rte_vhost_driver_register({path})")));
         }
@@ -293,12 +293,12 @@ impl VhostPort {
         use features::*;
         let off = VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_HOST_UFO | VIRTIO_NET_F_CSUM;
         // SAFETY: the path is registered.
-        let ret = unsafe { sys::rte_vhost_driver_disable_features(port.cpath.as_ptr(), off) };
+        let ret = unsafe { ffi::rte_vhost_driver_disable_features(port.cpath.as_ptr(), off) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_vhost_driver_disable_features({path})"), ret));
         }
         // SAFETY: OPS is a static, so it outlives the registration as the library requires.
-        let ret = unsafe { sys::rte_vhost_driver_callback_register(port.cpath.as_ptr(), &OPS.0) };
+        let ret = unsafe { ffi::rte_vhost_driver_callback_register(port.cpath.as_ptr(), &OPS.0) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_vhost_driver_callback_register({path})"), ret));
         }
@@ -312,7 +312,7 @@ impl VhostPort {
     /// `rte_vhost_driver_start` failed (bind or listen on the path), or chmod failed.
     pub fn start(&mut self, mode: u32) -> Result<()> {
         // SAFETY: the path is registered with callbacks.
-        let ret = unsafe { sys::rte_vhost_driver_start(self.cpath.as_ptr()) };
+        let ret = unsafe { ffi::rte_vhost_driver_start(self.cpath.as_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_vhost_driver_start({})", self.slot.path), ret));
         }
@@ -346,7 +346,7 @@ impl Drop for VhostPort {
         // SAFETY: the path is registered. Unregistering a connected socket calls
         // destroy_device synchronously on this thread; the hook then waits only for
         // workers still running (none, at shutdown).
-        unsafe { sys::rte_vhost_driver_unregister(self.cpath.as_ptr()) };
+        unsafe { ffi::rte_vhost_driver_unregister(self.cpath.as_ptr()) };
         let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         reg.slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
         drop(reg);
@@ -392,13 +392,13 @@ impl VhostRxQueue {
             return None;
         }
         // SAFETY: the reload protocol keeps self.vid alive while we hold it.
-        unsafe { sys::rte_vhost_enable_guest_notification(self.vid, self.vring, on as i32) };
+        unsafe { ffi::rte_vhost_enable_guest_notification(self.vid, self.vring, on as i32) };
         if !on {
             return None;
         }
-        let mut vr = MaybeUninit::<sys::rte_vhost_vring>::zeroed();
+        let mut vr = MaybeUninit::<ffi::rte_vhost_vring>::zeroed();
         // SAFETY: valid out-parameter of the right type for a live vid.
-        let ret = unsafe { sys::rte_vhost_get_vhost_vring(self.vid, self.vring, vr.as_mut_ptr()) };
+        let ret = unsafe { ffi::rte_vhost_get_vhost_vring(self.vid, self.vring, vr.as_mut_ptr()) };
         if ret < 0 {
             return None;
         }
@@ -417,7 +417,7 @@ impl VhostRxQueue {
         let (p, n) = batch.rx_slots(max);
         // SAFETY: the reload protocol guarantees the device behind self.vid is not
         // destroyed while we hold it; p has room for n pointers; mbufs returned are ours.
-        let got = unsafe { sys::rte_vhost_dequeue_burst(self.vid, self.vring, self.pool.as_ptr(), p, n) } as usize;
+        let got = unsafe { ffi::rte_vhost_dequeue_burst(self.vid, self.vring, self.pool.as_ptr(), p, n) } as usize;
         batch.rx_filled(got);
         got
     }
@@ -452,7 +452,7 @@ impl VhostTxQueue {
         }
         let (p, n) = batch.tx_slots();
         // SAFETY: as for rx; p points at n owned mbufs, which the library only reads.
-        let sent = unsafe { sys::rte_vhost_enqueue_burst(self.vid, self.vring, p, n) } as usize;
+        let sent = unsafe { ffi::rte_vhost_enqueue_burst(self.vid, self.vring, p, n) } as usize;
         batch.free_front(sent);
         sent
     }

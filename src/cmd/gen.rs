@@ -3,183 +3,20 @@
 //! RFC 2544 throughput search (`--search`, see `search`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use serde_json::{json, Value};
 
-use crate::app::{self, Failure};
-use crate::dpdk::ethdev::{self, EthConfig, EthPort};
-use crate::dpdk::mempool::Mempool;
-use crate::gen::engine::{Engine, GenPort, PhaseCfg, PhaseResult};
-use crate::gen::packet::{self, FlowSpec, Sizes};
-use crate::gen::search::{self, SearchParams, Trial};
-use crate::preflight;
-use crate::spec::{self, PortSpec};
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct GenArgs {
-    /// A port, NAME=SPEC with SPEC vdev:DRIVER[,ARGS] or pci:ADDR — typically
-    /// vdev:net_virtio_user0,path=SOCK to stand where a VM stands. Repeat for more.
-    #[arg(long = "port", value_name = "NAME=SPEC")]
-    pub ports: Vec<String>,
-
-    /// Ports that transmit, e.g. a or a,b [default: all]; every port receives.
-    #[arg(long, value_name = "LIST")]
-    pub tx: Option<String>,
-
-    /// The core the generator's poll loop runs on [default: the first CPU that is not
-    /// the main core].
-    #[arg(long, value_name = "CPU")]
-    pub core: Option<usize>,
-
-    /// Frame size(s) with FCS as in RFC 2544: 64, a list 64,512,1518 (cycled), or imix
-    /// (7:4:1 of 64/570/1518) [default: 64]. With --search, each listed size is searched.
-    #[arg(long, value_name = "SIZES")]
-    pub frame: Option<String>,
-
-    /// Flows per port: source IPv4 address and UDP source port vary [default: 1].
-    #[arg(long)]
-    pub flows: Option<u32>,
-
-    /// Source MAC addresses per port, cycled over the flows (a learning bridge's table
-    /// load) [default: 1].
-    #[arg(long)]
-    pub macs: Option<u32>,
-
-    /// Destination MAC for every frame [default: the next port's source MACs].
-    #[arg(long, value_name = "MAC")]
-    pub dst_mac: Option<String>,
-
-    /// Rate per transmitting port: max, or e.g. 2Mpps, 500kpps, 800Mbit (L2), 1Gbit@l1
-    /// (with preamble and gap) [default: max].
-    #[arg(long, value_name = "RATE")]
-    pub rate: Option<String>,
-
-    /// Measured seconds [default: 10 (search: the trial length)].
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
-
-    /// Stop after this many measured packets per port.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
-
-    /// Seconds of traffic before measuring, excluded from results [default: 1].
-    #[arg(long, value_name = "SECS")]
-    pub warmup: Option<f64>,
-
-    /// Record the latency of one packet in N [default: 1 = every packet].
-    #[arg(long, value_name = "N")]
-    pub latency_every: Option<u32>,
-
-    /// Packets per burst (1-256) [default: 32].
-    #[arg(long)]
-    pub burst: Option<usize>,
-
-    /// Rx and tx descriptors per queue [default: 1024].
-    #[arg(long, value_name = "N")]
-    pub ring_size: Option<u16>,
-
-    /// Write results as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// RFC 2544 throughput search (binary search for the highest rate with loss within
-    /// --ndr-loss, then --pdr-loss), then latency at the rate found.
-    #[arg(long)]
-    pub search: bool,
-
-    /// Search: stop when the bracket is within this percentage of the rate [default: 1].
-    #[arg(long, value_name = "PCT")]
-    pub resolution_pct: Option<f64>,
-
-    /// Search: loss allowed for NDR, percent [default: 0].
-    #[arg(long, value_name = "PCT")]
-    pub ndr_loss_pct: Option<f64>,
-
-    /// Search: loss allowed for PDR, percent [default: 0.1].
-    #[arg(long, value_name = "PCT")]
-    pub pdr_loss_pct: Option<f64>,
-
-    /// Search: most trials per frame size [default: 16].
-    #[arg(long)]
-    pub max_trials: Option<usize>,
-
-    /// Search: repeat a search when the device's delivered rate at the top changed by more
-    /// than this percentage between its first and a closing overload trial (the host's
-    /// speed moved) [default: 5]; 100 never repeats.
-    #[arg(long, value_name = "PCT")]
-    pub max_drift_pct: Option<f64>,
-
-    /// Search: repetitions allowed after unstable searches [default: 2].
-    #[arg(long, value_name = "N")]
-    pub search_retries: Option<usize>,
-
-    /// No progress lines (results only).
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// Show DPDK's own log lines.
-    #[arg(short, long)]
-    pub verbose: bool,
-
-    /// EAL arguments after `--` (defaults as for `run`, file prefix pmdswitch-gen-PID).
-    #[arg(last = true, value_name = "EAL ARGS")]
-    pub eal: Vec<String>,
-}
-
-/// A rate as the user wrote it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rate {
-    Max,
-    Pps(f64),
-    /// Bits per second; `l1` counts preamble, start delimiter and inter-frame gap.
-    Bits { bps: f64, l1: bool },
-}
-
-impl Rate {
-    pub fn parse(s: &str) -> Result<Rate, String> {
-        let t = s.trim().to_ascii_lowercase();
-        if t == "max" {
-            return Ok(Rate::Max);
-        }
-        let bad = || format!("--rate '{s}' is not a rate: use max, 2Mpps, 500kpps, 800Mbit or 1Gbit@l1");
-        let (t, l1) = match t.strip_suffix("@l1") {
-            Some(x) => (x.to_string(), true),
-            None => (t.trim_end_matches("@l2").to_string(), false),
-        };
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let v: f64 = num.parse().map_err(|_| bad())?;
-        let (mult, bits) = match unit {
-            "" | "pps" => (1.0, false),
-            "kpps" => (1e3, false),
-            "mpps" => (1e6, false),
-            "gpps" => (1e9, false),
-            "bit" | "bps" => (1.0, true),
-            "kbit" | "kbps" => (1e3, true),
-            "mbit" | "mbps" => (1e6, true),
-            "gbit" | "gbps" => (1e9, true),
-            _ => return Err(bad()),
-        };
-        if !(v.is_finite() && v > 0.0) || (l1 && !bits) {
-            return Err(bad());
-        }
-        Ok(if bits { Rate::Bits { bps: v * mult, l1 } } else { Rate::Pps(v * mult) })
-    }
-
-    /// Packets per second for a mean frame size (bytes with FCS).
-    pub fn pps(&self, mean_frame: f64) -> Option<f64> {
-        match *self {
-            Rate::Max => None,
-            Rate::Pps(p) => Some(p),
-            Rate::Bits { bps, l1 } => Some(bps / ((mean_frame + if l1 { packet::L1_OVERHEAD as f64 } else { 0.0 }) * 8.0)),
-        }
-    }
-}
+use pmdswitch::cli::GenArgs;
+use pmdswitch::datapath::gen::engine::{Engine, GenPort, PhaseCfg, PhaseResult};
+use pmdswitch::datapath::gen::packet::{self, FlowSpec, Sizes};
+use pmdswitch::datapath::gen::search::{self, SearchParams, Trial};
+use pmdswitch::dpdk::ethdev::{self, EthConfig, EthPort};
+use pmdswitch::dpdk::mempool::Mempool;
+use pmdswitch::parse::{self, PortSpec, Rate};
+use pmdswitch::startup::{self, preflight, usage, Failure, PoolNeed};
 
 /// Everything checked before DPDK starts.
 struct GenPlan {
@@ -196,15 +33,11 @@ struct GenPlan {
     own_prefix: Option<String>,
 }
 
-fn usage<T>(m: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure::Usage(m.into()))
-}
-
 fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     let mut defs = Vec::new();
     for p in &a.ports {
-        let d = spec::parse_port(p).map_err(Failure::Usage)?;
-        if defs.iter().any(|q: &spec::PortDef| q.name == d.name) {
+        let d = parse::parse_port(p).map_err(Failure::Usage)?;
+        if defs.iter().any(|q: &parse::PortDef| q.name == d.name) {
             return usage(format!("port '{}' is named twice: give each --port a unique name", d.name));
         }
         match &d.spec {
@@ -269,7 +102,7 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     if !allowed.contains(&core) {
         return usage(format!("--core {core} is not a usable CPU here (usable: {}): pick one of them", allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")));
     }
-    let (eal, own_prefix) = app::eal_defaults("pmdswitch-gen", &a.eal, &defs, main_core);
+    let (eal, own_prefix) = startup::eal_defaults("pmdswitch-gen", &a.eal, &defs, main_core);
     if !preflight::has_flag(&a.eal, &["--no-huge"]) && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
@@ -286,7 +119,7 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
 
 /// `--dst-mac`: the bridge's MAC parser, with the generator's own message.
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    crate::bridge::table::parse_mac(s).map_err(|_| format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02"))
+    parse::parse_mac(s).map_err(|_| format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02"))
 }
 
 /// The flow spec of port `i` of `n`: its own source MACs and IPv4 block; destination MACs
@@ -314,9 +147,9 @@ fn port_spec(i: usize, n: usize, flows: u32, macs: u32, dst: Option<[u8; 6]>) ->
     }
 }
 
-pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let p = plan(&a)?;
-    let (eal, capture) = app::start_eal(&p.eal, p.own_prefix.as_deref(), a.verbose)?;
+    let (eal, capture) = startup::start_eal(&p.eal, p.own_prefix.as_deref(), a.verbose)?;
     let rt = Failure::Runtime;
     let tsc_hz = eal.tsc_hz();
     let ring = a.ring_size.unwrap_or(1024).max(64);
@@ -324,10 +157,12 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let pattern = p.sizes.pattern();
     let max_frame = *pattern.iter().max().unwrap_or(&64);
     // Descriptors of both rings per port, a burst pending per port, caches: l2fwd's formula.
-    let need = p.names.len() as u32 * (2 * ring as u32 + 2 * burst as u32) + 2 * 512 + 1024;
-    let n_mbufs = (need * 2).max(8192).next_power_of_two() - 1;
+    // Both rings of every port, a pending tx batch and an rx batch per port, caches of
+    // the generator's loop and the main thread.
+    let ports = p.names.len() as u32;
+    let n_mbufs = startup::pool_size(PoolNeed { descriptors: ports * 2 * ring as u32, bursts: 2 * ports, burst: burst as u32, lcores: 2 });
     let room = (max_frame.max(2048) + 128) as u16;
-    let pool = Arc::new(Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, 256, room, -1).map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?);
+    let pool = Arc::new(Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, startup::POOL_CACHE, room, -1).map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?);
 
     let mut ports = Vec::new();
     let mut eth = Vec::new();
@@ -372,13 +207,13 @@ pub fn run(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                 eprintln!("pmdswitch gen: could not pin to core {core}; running unpinned");
             }
-            let _ = crate::dpdk::eal::thread_register();
+            let _ = pmdswitch::dpdk::eal::thread_register();
             let mut engine = engine;
             let out = if args.search { Outcome::Search(search_all(&mut engine, &args, &sizes, &stop)) } else {
                 let cfg = PhaseCfg { rate_pps: rate.pps(sizes.mean_frame()), warmup_s: warmup, duration_s: duration, count: args.count.unwrap_or(0), drain_quiet_ms: 250 };
                 Outcome::Run(Box::new(engine.run(&cfg, &stop)))
             };
-            crate::dpdk::eal::thread_unregister();
+            pmdswitch::dpdk::eal::thread_unregister();
             out
         })
         .map_err(|e| rt(format!("cannot start the generator thread: {e}")))?;

@@ -22,19 +22,19 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
 
-use crate::bridge::fwd::{Bridge, Member};
-use crate::bridge::table::MacTable;
-use crate::bridge::vlan::VlanMode;
+use crate::datapath::bridge::fwd::{Bridge, Member};
+use crate::datapath::bridge::table::MacTable;
+use crate::datapath::bridge::vlan::VlanMode;
 use crate::dpdk::ethdev::{EthPort, PortId};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostPort, VhostSlot};
 use crate::observe::{BridgeMeta, PortMeta, RxqMeta, View};
-use crate::reload::ReloadBarrier;
-use crate::spec::PortDef;
-use crate::stats::{self, PortTotals, WorkerStats};
-use crate::worker::{Action, Poll, Rx, RxqCounters, Tx, TxLock, TxQ, WorkerPlan};
+use crate::datapath::reload::ReloadBarrier;
+use crate::parse::PortDef;
+use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
+use crate::datapath::worker::{Action, Poll, Rx, Tx, TxLock, TxQ, WorkerPlan};
 
-pub use crate::bridge::fwd::MAX_PORTS;
+pub use crate::datapath::bridge::fwd::MAX_PORTS;
 
 /// A port as it runs.
 pub enum PortRt {

@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
-use crate::app::Opener;
-use crate::bridge::fwd::Bridge;
-use crate::bridge::table::MacTable;
-use crate::bridge::vlan::VlanMode;
-use crate::plane::{BridgeEntry, Plane, PortRt, Rule};
-use crate::preflight;
-use crate::reload::ReloadBarrier;
-use crate::spec::{self, PortSpec};
+use crate::control::ports::Opener;
+use crate::datapath::bridge::fwd::Bridge;
+use crate::datapath::bridge::table::MacTable;
+use crate::datapath::bridge::vlan::VlanMode;
+use crate::control::plane::{BridgeEntry, Plane, PortRt, Rule};
+use crate::startup::preflight;
+use crate::datapath::reload::ReloadBarrier;
+use crate::parse::{self, PortSpec};
 
 /// First words of the commands handled here (the rest are read-only, on the ctl thread).
 pub fn is_change(word: &str) -> bool {
@@ -70,17 +70,17 @@ impl Control {
     }
 
     fn add_port(&mut self, plane: &mut Plane, name: &str, spec: &str, opts: &[&str]) -> Result<String, String> {
-        let def = spec::parse_port(&format!("{name}={spec}"))?;
+        let def = parse::parse_port(&format!("{name}={spec}"))?;
         if plane.index_of(name).is_some() {
             return Err(format!("port '{name}' exists: pick another name or del-port it first"));
         }
-        if let Some(e) = plane.ports.iter().flatten().find(|e| crate::app::same_resource(&e.def.spec, &def.spec)) {
+        if let Some(e) = plane.ports.iter().flatten().find(|e| crate::control::ports::same_resource(&e.def.spec, &def.spec)) {
             return Err(format!("port '{}' already uses {}: each port needs its own socket or device", e.def.name, def.spec));
         }
         let mut queues = 1;
         for o in opts {
             match o.split_once('=') {
-                Some(("queues", n)) => queues = spec::parse_queues(&format!("{name}={n}"))?.1,
+                Some(("queues", n)) => queues = parse::parse_queues(&format!("{name}={n}"))?.1,
                 _ => return Err(format!("option '{o}' is unknown: use queues=N")),
             }
         }
@@ -132,7 +132,7 @@ impl Control {
     }
 
     fn xconnect(&mut self, plane: &mut Plane, pair: &str) -> Result<String, String> {
-        let (a, b) = spec::parse_xconnect(pair)?;
+        let (a, b) = parse::parse_xconnect(pair)?;
         let (ia, ib) = (Self::port(plane, &a)?, Self::port(plane, &b)?);
         Self::free(plane, ia, &a)?;
         Self::free(plane, ib, &b)?;
@@ -176,7 +176,7 @@ impl Control {
         let b = match plane.bridges.iter().position(|b| b.name == br) {
             Some(b) => b,
             None => {
-                spec::parse_bridge(&format!("{br}=x,y"))?;
+                parse::parse_bridge(&format!("{br}=x,y"))?;
                 let table = Arc::new(MacTable::new(self.mac_capacity, self.mac_aging_ms, plane.workers()));
                 let current = Arc::new(Bridge::new(table.clone(), Vec::new()));
                 plane.bridges.push(BridgeEntry { name: br.to_string(), table, members: Vec::new(), current });
@@ -230,7 +230,7 @@ impl Control {
 
     fn bridge_mac(&mut self, plane: &mut Plane, br: &str, mac: &str, port: Option<&str>) -> Result<String, String> {
         let b = Self::bridge(plane, br)?;
-        let (m, vlan) = spec::parse_mac_vlan(mac)?;
+        let (m, vlan) = parse::parse_mac_vlan(mac)?;
         let table = &plane.bridges[b].table;
         match port {
             Some(p) => {

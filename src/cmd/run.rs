@@ -8,57 +8,31 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam::utils::CachePadded;
 use serde_json::Value;
 
-use crate::bridge::table::MacTable;
-use crate::bridge::vlan::VlanMode;
-use crate::cli::RunArgs;
-use crate::config;
-use crate::ctl;
-use crate::dpdk::eal::{Eal, LogCapture, QuietStdio};
-use crate::dpdk::ethdev::{self, EthConfig, EthPort};
-use crate::dpdk::mbuf::MAX_BURST;
-use crate::dpdk::mempool::Mempool;
-use crate::dpdk::telemetry;
-use crate::dpdk::vhost::{self, DeviceEvent, Role, VhostPort};
-use crate::observe::{self, PortReport, View};
-use crate::plane::{BridgeEntry, Plane, PortEntry, PortRt, Rule, MAX_PORTS};
-use crate::preflight;
-use crate::reload::ReloadBarrier;
-use crate::spec::{self, PortDef, PortSpec};
-use crate::stats::{DropCause, PortTotals, WorkerStats, WorkerTotals};
-use crate::worker::{Idle, IdleMode, RxqCounters, TxLock, Worker};
-
-/// A failure the user sees as one line. `Usage` exits 2, `Runtime` exits 1.
-#[derive(Debug)]
-pub enum Failure {
-    Usage(String),
-    Runtime(String),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Failure::Usage(_) => 2,
-            Failure::Runtime(_) => 1,
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Usage(m) | Failure::Runtime(m) => m,
-        }
-    }
-}
-
-fn usage<T>(m: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure::Usage(m.into()))
-}
+use pmdswitch::cli::RunArgs;
+use pmdswitch::control::changes::Control;
+use pmdswitch::control::client;
+use pmdswitch::control::plane::{BridgeEntry, Plane, PortRt, Rule, MAX_PORTS};
+use pmdswitch::control::ports::{same_resource, Opener};
+use pmdswitch::control::server;
+use pmdswitch::datapath::bridge::fwd::Bridge;
+use pmdswitch::datapath::bridge::table::{self, MacTable};
+use pmdswitch::datapath::bridge::vlan::VlanMode;
+use pmdswitch::datapath::reload::ReloadBarrier;
+use pmdswitch::datapath::stats::{DropCause, PortTotals, WorkerStats, WorkerTotals};
+use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, Worker};
+use pmdswitch::dpdk::mbuf::MAX_BURST;
+use pmdswitch::dpdk::mempool::Mempool;
+use pmdswitch::dpdk::telemetry;
+use pmdswitch::dpdk::vhost::{self, DeviceEvent};
+use pmdswitch::observe::{self, PortReport, View};
+use pmdswitch::parse::{self, PortDef, PortSpec};
+use pmdswitch::startup::{self, config, preflight, usage, Failure, PoolNeed};
 
 /// Validated `run` configuration: nothing here has touched DPDK yet.
 #[derive(Debug)]
-pub struct Plan {
+struct Plan {
     pub ports: Vec<PortDef>,
     /// For each port index, the port it forwards to.
     pub peer: Vec<Option<usize>>,
@@ -90,10 +64,10 @@ pub struct Plan {
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
-pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
+fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let mut ports: Vec<PortDef> = Vec::new();
     for p in &a.ports {
-        let d = spec::parse_port(p).map_err(Failure::Usage)?;
+        let d = parse::parse_port(p).map_err(Failure::Usage)?;
         if ports.iter().any(|q| q.name == d.name) {
             return usage(format!("port '{}' is named twice: give each --port a unique name", d.name));
         }
@@ -108,7 +82,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let index: HashMap<&str, usize> = ports.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
     let mut peer = vec![None; ports.len()];
     for x in &a.xconnects {
-        let (l, r) = spec::parse_xconnect(x).map_err(Failure::Usage)?;
+        let (l, r) = parse::parse_xconnect(x).map_err(Failure::Usage)?;
         let mut ids = [0; 2];
         for (k, n) in [&l, &r].into_iter().enumerate() {
             ids[k] = *index.get(n.as_str()).ok_or_else(|| {
@@ -127,7 +101,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let mut bridges: Vec<(String, Vec<usize>)> = Vec::new();
     let mut in_bridge: Vec<Option<usize>> = vec![None; ports.len()];
     for b in &a.bridges {
-        let (name, members) = spec::parse_bridge(b).map_err(Failure::Usage)?;
+        let (name, members) = parse::parse_bridge(b).map_err(Failure::Usage)?;
         if bridges.iter().any(|(n, _)| *n == name) {
             return usage(format!("bridge '{name}' is defined twice: give each --bridge a unique name"));
         }
@@ -153,7 +127,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let mut statics = Vec::new();
     for x in &a.static_macs {
-        let (p, mac, vlan) = spec::parse_static_mac(x).map_err(Failure::Usage)?;
+        let (p, mac, vlan) = parse::parse_static_mac(x).map_err(Failure::Usage)?;
         let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--static-mac names unknown port '{p}': define it with --port {p}=SPEC")))?;
         if in_bridge[i].is_none() {
             return usage(format!("--static-mac {x}: port '{p}' is in no bridge: add it to a --bridge"));
@@ -165,14 +139,14 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let mut queues = vec![1u16; ports.len()];
     for q in &a.queues {
-        let (p, n) = spec::parse_queues(q).map_err(Failure::Usage)?;
+        let (p, n) = parse::parse_queues(q).map_err(Failure::Usage)?;
         let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
         queues[i] = n;
     }
-    let mac_aging_ms = a.mac_aging.map_or(crate::bridge::table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
-    let mac_capacity = a.mac_capacity.unwrap_or(crate::bridge::table::DEFAULT_CAPACITY);
-    if mac_capacity == 0 || mac_capacity > crate::bridge::table::MAX_CAPACITY {
-        return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", crate::bridge::table::MAX_CAPACITY));
+    let mac_aging_ms = a.mac_aging.map_or(table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
+    let mac_capacity = a.mac_capacity.unwrap_or(table::DEFAULT_CAPACITY);
+    if mac_capacity == 0 || mac_capacity > table::MAX_CAPACITY {
+        return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", table::MAX_CAPACITY));
     }
     let idle = match a.idle.as_deref().unwrap_or("poll") {
         "poll" => IdleMode::Poll,
@@ -194,8 +168,8 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let ctl = match &a.ctl {
         Some(p) => p.clone(),
         None => {
-            let prefix = eal_prefix(&a.eal).unwrap_or_else(|| format!("pmdswitch-{}", std::process::id()));
-            PathBuf::from(ctl::DEFAULT_DIR).join(format!("{prefix}.ctl"))
+            let prefix = startup::eal_prefix(&a.eal).unwrap_or_else(|| format!("pmdswitch-{}", std::process::id()));
+            PathBuf::from(client::DEFAULT_DIR).join(format!("{prefix}.ctl"))
         }
     };
     if a.ctl.is_some() {
@@ -226,7 +200,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let allowed = preflight::allowed_cpus();
     let main_core = preflight::main_core_from_eal(&a.eal).unwrap_or_else(|| allowed.first().copied().unwrap_or(0));
     let cores = match &a.cores {
-        Some(s) => spec::parse_cores(s).map_err(Failure::Usage)?,
+        Some(s) => parse::parse_cores(s).map_err(Failure::Usage)?,
         None => match allowed.iter().find(|&&c| c != main_core) {
             Some(&c) => vec![c],
             None => return usage(format!("no CPU left for a worker besides the main core {main_core}: give --cores and move the main core with -- -l N")),
@@ -234,7 +208,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     };
     let mut affinity = Vec::new();
     for x in &a.rxq_affinity {
-        let (p, q, core) = spec::parse_affinity(x).map_err(Failure::Usage)?;
+        let (p, q, core) = parse::parse_affinity(x).map_err(Failure::Usage)?;
         let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--rxq-affinity names unknown port '{p}': define it with --port {p}=SPEC")))?;
         if q >= queues[i] {
             return usage(format!("--rxq-affinity {x}: port '{p}' has {} rx queue(s): use a queue below that or raise --queues {p}=N", queues[i]));
@@ -269,7 +243,7 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
 
     let user = &a.eal;
     let no_huge = preflight::has_flag(user, &["--no-huge"]);
-    let (eal, own_prefix) = eal_defaults("pmdswitch", user, &ports, main_core);
+    let (eal, own_prefix) = startup::eal_defaults("pmdswitch", user, &ports, main_core);
     if !no_huge && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
     }
@@ -281,189 +255,21 @@ pub fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     })
 }
 
-/// The EAL command line: the user's arguments after `--`, plus our defaults for what they
-/// did not say. `stem` names the program and the file prefix (`STEM-PID`). Returns the
-/// arguments and the prefix we chose (None when the user gave one).
-pub fn eal_defaults(stem: &str, user: &[String], ports: &[PortDef], main_core: usize) -> (Vec<String>, Option<String>) {
-    let mut eal = vec![stem.to_string()];
-    let pci: Vec<&String> = ports.iter().filter_map(|p| if let PortSpec::Pci(a) = &p.spec { Some(a) } else { None }).collect();
-    if !preflight::has_flag(user, &["--no-pci", "-a", "--allow", "-b", "--block"]) {
-        if pci.is_empty() {
-            eal.push("--no-pci".into());
-        } else {
-            // Only the named NICs are probed, never the machine's own devices.
-            for addr in &pci {
-                eal.push("-a".into());
-                eal.push(addr.to_string());
-            }
-        }
-    }
-    let mut own_prefix = None;
-    if !preflight::has_flag(user, &["--file-prefix"]) {
-        let p = format!("{stem}-{}", std::process::id());
-        eal.push(format!("--file-prefix={p}"));
-        own_prefix = Some(p);
-    }
-    let no_huge = preflight::has_flag(user, &["--no-huge"]);
-    if !no_huge && !preflight::has_flag(user, &["--in-memory"]) {
-        eal.push("--in-memory".into());
-    }
-    if !preflight::has_flag(user, &["-l", "-c", "--lcores", "--main-lcore"]) {
-        eal.push("-l".into());
-        eal.push(main_core.to_string());
-    }
-    if !preflight::has_flag(user, &["--log-level"]) {
-        eal.push("--log-level=notice".into());
-    }
-    // virtio-user shares memory by fd: one file per segment list, else traffic stalls
-    // after ~85 packets ("Too many memory regions").
-    let virtio_user = ports.iter().any(|p| matches!(&p.spec, PortSpec::Vdev(d) if d.starts_with("net_virtio_user")));
-    if virtio_user && !no_huge && !preflight::has_flag(user, &["--single-file-segments"]) {
-        eal.push("--single-file-segments".into());
-    }
-    eal.extend(user.iter().cloned());
-    (eal, own_prefix)
-}
-
-/// Initialises the EAL pinned to the main core, quietly unless `verbose`. On failure the
-/// runtime directory we made is removed and the EAL's own reason is quoted in one line.
-/// The returned capture (if any) keeps DPDK's log quiet until the caller finishes it.
-pub fn start_eal(eal: &[String], own_prefix: Option<&str>, verbose: bool) -> Result<(Eal, Option<LogCapture>), Failure> {
-    let capture = if verbose { None } else { LogCapture::start() };
-    // EAL control threads (vhost-events, eal-intr-thread, telemetry) take the CPUs of the
-    // process's affinity at init that no lcore uses. Our workers are not EAL lcores, so
-    // without this those threads would land on the worker cores: run init pinned to the
-    // main core and they stay there with it (workers then pin themselves explicitly).
-    if let Some(&main) = preflight::main_core_from_eal(&eal[1..]).as_ref().or(preflight::allowed_cpus().first()) {
-        core_affinity::set_for_current(core_affinity::CoreId { id: main });
-    }
-    let quiet = if verbose { None } else { QuietStdio::start() };
-    let init = Eal::init(eal);
-    let said = quiet.map(|q| q.finish()).unwrap_or_default();
-    match init {
-        Ok(e) => Ok((e, capture)),
-        Err(e) => {
-            let log = capture.map(|c| c.finish()).unwrap_or_default() + &said;
-            // A failed init can leave its runtime directory behind: remove it, unless the
-            // prefix was refused because a live process holds it (then it is theirs).
-            let held = log.contains("Cannot create lock") || log.contains("another primary");
-            if let Some(p) = own_prefix.map(str::to_string).or_else(|| eal_prefix(eal)) {
-                if !held {
-                    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(p));
-                }
-            }
-            let why = eal_reason(&log);
-            Err(Failure::Runtime(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })))
-        }
-    }
-}
-
-fn eal_prefix(eal: &[String]) -> Option<String> {
-    let i = eal.iter().position(|a| a == "--file-prefix" || a.starts_with("--file-prefix="))?;
-    match eal[i].split_once('=') {
-        Some((_, v)) => Some(v.to_string()),
-        None => eal.get(i + 1).cloned(),
-    }
-}
-
-/// The line of the EAL's output that says why init failed: getopt's complaint or the
-/// first specific EAL message (not the generic "Invalid 'command line' arguments").
-fn eal_reason(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let specific = |l: &&&str| {
-        l.contains("unrecognized option")
-            || l.contains("requires an argument")
-            || (l.starts_with("EAL:") && !l.contains("Invalid 'command line'") && !l.contains("FATAL") && !l.contains("Error - exiting"))
-    };
-    lines
-        .iter()
-        .find(specific)
-        .or(lines.last())
-        .map(|l| l.trim_start_matches("pmdswitch: ").trim_start_matches("EAL: ").to_string())
-        .unwrap_or_default()
-}
-
-pub fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
-    match (a, b) {
-        (PortSpec::VhostServer(x) | PortSpec::VhostClient(x), PortSpec::VhostServer(y) | PortSpec::VhostClient(y)) => x == y,
-        (PortSpec::Pci(x), PortSpec::Pci(y)) => x == y,
-        (PortSpec::Vdev(x), PortSpec::Vdev(y)) => ethdev::devargs_name(x) == ethdev::devargs_name(y),
-        _ => false,
-    }
-}
 
 fn compress(v: &[usize]) -> String {
     v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// What every port is opened with (also for ports added at run time).
-pub struct Opener {
-    pub ring_size: u16,
-    pub rx_intr: bool,
-    pub socket_mode: u32,
-    pub socket_uid: Option<u32>,
-    pub socket_gid: Option<u32>,
-    pub workers: usize,
-    pub pool: Arc<Mempool>,
-}
-
-impl Opener {
-    /// Creates and starts a port: registers a vhost socket, or probes, configures and
-    /// starts an ethdev with `queues` rx queues and a tx queue per worker (as many as the
-    /// driver offers). Errors are one line that names the port.
-    pub fn open(&self, def: &PortDef, queues: u16, vlan: VlanMode, base: PortTotals) -> Result<PortEntry, String> {
-        let name = &def.name;
-        let (rt, txqs) = match &def.spec {
-            PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
-                let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
-                let mut v = VhostPort::register(name, &path.to_string_lossy(), role).map_err(|e| format!("port '{name}': {e}"))?;
-                v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
-                if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
-                    std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid).map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
-                }
-                (PortRt::Vhost(v), queues)
-            }
-            PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
-                let id = ethdev::probe(devargs, matches!(def.spec, PortSpec::Pci(_))).map_err(|e| match &def.spec {
-                    PortSpec::Vdev(d) => format!(
-                        "port '{name}': DPDK could not create vdev '{d}' ({e}): check the driver name (net_ring, net_null, net_tap, net_af_packet, net_pcap, net_virtio_user) and its arguments"
-                    ),
-                    _ => format!("port '{name}': {e}: is the NIC bound to vfio-pci?"),
-                })?;
-                let (max_rx, max_tx) = ethdev::max_queues(id).map_err(|e| format!("port '{name}': {e}"))?;
-                if queues > max_rx {
-                    return Err(format!("port '{name}': {queues} rx queues asked, the driver offers {max_rx}: lower --queues {name}=N"));
-                }
-                let n_txq = (self.workers as u16).clamp(1, max_tx.max(1));
-                let cfg = EthConfig { n_rxq: queues, n_txq, rx_desc: self.ring_size, tx_desc: self.ring_size, rx_intr: self.rx_intr, remove: matches!(def.spec, PortSpec::Vdev(_)) };
-                let (port, _, _) = EthPort::configure(id, cfg, &self.pool).map_err(|e| format!("port '{name}': {e}"))?;
-                port.start().map_err(|e| format!("port '{name}': {e}"))?;
-                (PortRt::Eth(port), n_txq)
-            }
-        };
-        Ok(PortEntry {
-            def: def.clone(),
-            rt,
-            queues,
-            txqs,
-            locks: (0..txqs).map(|_| Arc::new(TxLock::default())).collect(),
-            rxq: (0..queues).map(|_| Arc::new(CachePadded::new(RxqCounters::default()))).collect(),
-            vlan,
-            rule: Rule::None,
-            base,
-        })
-    }
-}
 
 /// Runs the data plane; returns when stopped (signal or `--duration`).
-pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let a = match &a.config {
         Some(path) => config::load(path).map_err(|mut errs| Failure::Usage(errs.remove(0)))?.merge(a),
         None => a,
     };
     let plan = plan(&a)?;
     let rt = |m: String| Failure::Runtime(m);
-    let (eal, capture) = start_eal(&plan.eal, plan.own_prefix.as_deref(), a.verbose)?;
+    let (eal, capture) = startup::start_eal(&plan.eal, plan.own_prefix.as_deref(), a.verbose)?;
     let main_cpu = eal.main_lcore_cpu() as usize;
     if plan.cores.contains(&main_cpu) && !a.share_main_core {
         return Err(Failure::Usage(format!("core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N")));
@@ -507,9 +313,9 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         });
     }
 
-    let mbufs = a.mbufs.unwrap_or_else(|| pool_size(&plan, plan.ring_size as u32, plan.burst as u32, n_workers as u32));
+    let mbufs = a.mbufs.unwrap_or_else(|| pool_size(&plan, n_workers as u32));
     let pool = Arc::new(
-        Mempool::pktmbuf_pool_create("pmds_pool", mbufs, 256, 2048 + 128, -1)
+        Mempool::pktmbuf_pool_create("pmds_pool", mbufs, startup::POOL_CACHE, 2048 + 128, -1)
             .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh --hugepages N) or lower --mbufs")))?,
     );
     let opener = Opener {
@@ -554,7 +360,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 e.rule = Rule::Bridge(b);
             }
         }
-        let current = Arc::new(crate::bridge::fwd::Bridge::new(table.clone(), Vec::new()));
+        let current = Arc::new(Bridge::new(table.clone(), Vec::new()));
         plane.bridges.push(BridgeEntry { name: name.clone(), table, members: members.clone(), current });
     }
     // From here DPDK's own messages (device connects, warnings) go to the terminal.
@@ -580,7 +386,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let metrics = metrics.transpose()?;
     let idle_mode = Arc::new(AtomicU8::new(plan.idle as u8));
     let ctl_path = plan.ctl.clone();
-    let (ctl, requests) = ctl::serve(&ctl_path, plan.socket_gid, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
+    let (ctl, requests) = server::serve(&ctl_path, plan.socket_gid, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
         .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
     let mut handles = Vec::new();
     for (w, wplan) in plans.into_iter().enumerate() {
@@ -596,7 +402,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },
             idle_mode: idle_mode.clone(),
             pool: pool.clone(),
-            clock: crate::worker::MsClock::new(cycles_per_ms),
+            clock: MsClock::new(cycles_per_ms),
             scratch: Default::default(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {
@@ -634,7 +440,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let mut last: HashMap<String, (Instant, PortTotals, Option<u64>)> = HashMap::new();
     let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
     let tick = if plane.bridges.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
-    let mut control = crate::control::Control { opener, barrier: barrier.clone(), mac_capacity: plan.mac_capacity, mac_aging_ms: plan.mac_aging_ms };
+    let mut control = Control { opener, barrier: barrier.clone(), mac_capacity: plan.mac_capacity, mac_aging_ms: plan.mac_aging_ms };
     loop {
         if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -645,7 +451,7 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 next_print = Some(next_print.unwrap_or(start) + iv);
             }
         }
-        let now_ms = crate::dpdk::rdtsc() / cycles_per_ms;
+        let now_ms = pmdswitch::sys::rdtsc() / cycles_per_ms;
         for b in &plane.bridges {
             b.table.maintain(now_ms);
         }
@@ -696,20 +502,18 @@ pub fn run(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Mbufs needed, by the usual DPDK formula (examples/l2fwd): descriptors of every ethdev
-/// ring, a burst in flight and a full mempool cache per worker, a burst per vhost port;
-/// doubled for chained jumbo frames and bridge copies, rounded to 2^k-1 (the ring size
-/// the pool prefers). Ports added at run time draw on the slack.
-fn pool_size(plan: &Plan, ring: u32, burst: u32, workers: u32) -> u32 {
-    let mut need = workers * (burst + 384) + 1024;
+/// The packet pool for the plan's ports (startup::pool_size): every ethdev ring (rx
+/// queues, and a tx queue per worker), a burst per worker and per vhost queue pair, a
+/// cache per worker. Ports added at run time draw on the slack.
+fn pool_size(plan: &Plan, workers: u32) -> u32 {
+    let mut n = PoolNeed { burst: plan.burst as u32, lcores: workers, bursts: workers, descriptors: 0 };
     for (p, q) in plan.ports.iter().zip(&plan.queues) {
-        need += match p.spec {
-            PortSpec::Pci(_) | PortSpec::Vdev(_) => (*q as u32 + workers) * ring,
-            _ => *q as u32 * burst,
-        };
+        match p.spec {
+            PortSpec::Pci(_) | PortSpec::Vdev(_) => n.descriptors += (*q as u32 + workers) * plan.ring_size as u32,
+            _ => n.bursts += *q as u32,
+        }
     }
-    let n = (need * 2).max(16384).next_power_of_two();
-    n - 1
+    startup::pool_size(n)
 }
 
 fn print_live(view: &View, last: &mut HashMap<String, (Instant, PortTotals, Option<u64>)>, start: Instant) {

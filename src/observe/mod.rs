@@ -13,12 +13,13 @@ use std::time::Duration;
 use crossbeam::utils::CachePadded;
 use serde_json::{json, Map, Value};
 
-use crate::bridge::table::{mac_str, MacTable};
+use crate::datapath::bridge::table::MacTable;
+use crate::parse::mac_str;
 use crate::dpdk::ethdev::{self, EthStats, PortId};
 use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
-use crate::stats::{self, DropCause, PortTotals, WorkerStats, WorkerTotals};
-use crate::worker::{RxqCounters, TxLock};
+use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
+use crate::datapath::worker::TxLock;
 
 /// One rx queue of a port, for `show rxqs`.
 pub struct RxqMeta {
@@ -129,7 +130,7 @@ impl View {
     /// Bridges with their table counters and (if `entries`) the MAC table itself.
     pub fn bridges_json(&self, entries: bool) -> Value {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let now_ms = crate::dpdk::rdtsc() / self.cycles_per_ms.max(1);
+        let now_ms = crate::sys::rdtsc() / self.cycles_per_ms.max(1);
         let name_of = |p: u16| inner.ports.iter().find(|m| m.index == p as usize).map_or_else(|| format!("#{p}"), |m| m.name.clone());
         let mut out = Map::new();
         for b in &inner.bridges {

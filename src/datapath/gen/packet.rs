@@ -40,9 +40,7 @@ const IPPROTO_UDP: u8 = 17;
 
 const _: () = assert!(SIG_OFFSET + SIG_LEN <= MIN_FRAME - FCS);
 
-/// Bytes Ethernet spends around every frame: IEEE 802.3 puts 8 bytes of preamble and SFD
-/// before it and at least 12 bytes of inter-frame gap after it.
-pub const L1_OVERHEAD: usize = 20;
+pub use crate::parse::L1_OVERHEAD;
 
 /// Bits a frame occupies on the wire, for L1 rates: 10 Gbit/s carries
 /// 10e9 / wire_bits(64) = 14 880 952 frames of 64 bytes per second.

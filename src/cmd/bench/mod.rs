@@ -19,81 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use serde_json::{json, Value};
 
-use crate::app::Failure;
-use crate::plot;
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct BenchArgs {
-    /// Device under test: pmdswitch, testpmd (io forwarding over net_vhost) or ovs
-    /// (Debian's openvswitch-switch-dpdk, two dpdkvhostuser ports, port-to-port flows)
-    /// [default: pmdswitch].
-    #[arg(long, value_name = "DUT")]
-    pub dut: Option<String>,
-
-    /// Also run these DUTs, interleaved with the first, and print ratios to it, e.g.
-    /// testpmd or testpmd,ovs.
-    #[arg(long, value_name = "LIST")]
-    pub compare: Option<String>,
-
-    /// Frame sizes [default: 64,512,1518].
-    #[arg(long, value_name = "LIST")]
-    pub frames: Option<String>,
-
-    /// Flow counts [default: 1,1024].
-    #[arg(long, value_name = "LIST")]
-    pub flows: Option<String>,
-
-    /// What to measure per cell: max (full speed) and/or ndr (RFC 2544 search)
-    /// [default: max,ndr].
-    #[arg(long, value_name = "LIST")]
-    pub modes: Option<String>,
-
-    /// Seconds per max-rate measurement and per search trial [default: 3].
-    #[arg(long, value_name = "SECS")]
-    pub secs: Option<f64>,
-
-    /// Warm-up seconds before each measurement [default: 1].
-    #[arg(long, value_name = "SECS")]
-    pub warmup: Option<f64>,
-
-    /// NDR search resolution, percent [default: 2].
-    #[arg(long, value_name = "PCT")]
-    pub resolution_pct: Option<f64>,
-
-    /// Rounds (each DUT once per round) [default: 1, or 3 with --compare].
-    #[arg(long)]
-    pub rounds: Option<usize>,
-
-    /// Output directory for results.json, throughput.svg, latency.svg and logs
-    /// [default: bench-out/bench-UNIXTIME].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-
-    /// About 30 s: max rate for every cell with 1 s measurements, NDR at 64 bytes only
-    /// (0.5 s trials, 5 % resolution).
-    #[arg(long)]
-    pub quick: bool,
-
-    /// CPU of the DUT's forwarding core [default: 1]; the generator uses the other.
-    #[arg(long)]
-    pub dut_core: Option<usize>,
-
-    /// CPU of the generator [default: 0].
-    #[arg(long)]
-    pub gen_core: Option<usize>,
-
-    /// Source MACs per generator port (a learning bridge's table load) [default: 1].
-    #[arg(long)]
-    pub macs: Option<u32>,
-
-    /// Pace the "max" runs at this rate per port instead (e.g. 10kpps: latency of a
-    /// lightly loaded switch, the wake-up cost of adaptive idle).
-    #[arg(long, value_name = "RATE")]
-    pub rate: Option<String>,
-}
+use pmdswitch::cli::BenchArgs;
+use pmdswitch::startup::Failure;
+mod plot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dut {
@@ -196,7 +126,7 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         }
     }
     if let Some(r) = &a.rate {
-        crate::gen::cmd::Rate::parse(r).map_err(|e| Failure::Usage(e.replace("--rate", "bench --rate")))?;
+        pmdswitch::parse::Rate::parse(r).map_err(|e| Failure::Usage(e.replace("--rate", "bench --rate")))?;
     }
     let q = a.quick;
     let cells = frames.iter().flat_map(|&frame| flows.iter().map(move |&flows| Cell { frame, flows })).collect();
@@ -205,10 +135,10 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     for d in &duts {
         check_dut(*d)?;
     }
-    if crate::preflight::free_hugepages() < 512 {
+    if pmdswitch::startup::preflight::free_hugepages() < 512 {
         return Err(Failure::Usage("fewer than 512 free hugepages: the DUT and the generator need about 1 GiB: run scripts/setup.sh".into()));
     }
-    let cpus = crate::preflight::allowed_cpus();
+    let cpus = pmdswitch::startup::preflight::allowed_cpus();
     let gen_core = a.gen_core.unwrap_or(0);
     let dut_core = a.dut_core.unwrap_or(1);
     for c in [gen_core, dut_core] {
@@ -579,7 +509,7 @@ impl Bed {
 
 /// pmdswitch's port counters now: [rx a, tx a, rx b, tx b, drops].
 fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
-    let reply = crate::ctl::client(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
+    let reply = pmdswitch::control::client::request(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
     let v: Value = serde_json::from_str(&reply).ok()?;
     let g = |p: &str, k: &str| v["ports"][p][k].as_u64();
     let drops: u64 = ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
@@ -632,7 +562,7 @@ fn dut_cycles_per_packet(d: &mut RunningDut, start: Option<[u64; 2]>) -> Option<
 
 /// pmdswitch's worker totals now: [busy cycles, packets].
 fn pmds_worker_cycles(d: &RunningDut) -> Option<[u64; 2]> {
-    let reply = crate::ctl::client(d.ctl.clone(), &["show".into(), "workers".into(), "--json".into()]).ok()?;
+    let reply = pmdswitch::control::client::request(d.ctl.clone(), &["show".into(), "workers".into(), "--json".into()]).ok()?;
     let v: Value = serde_json::from_str(&reply).ok()?;
     let ws = v["workers"].as_array()?;
     Some([ws.iter().filter_map(|w| w["busy_cycles"].as_u64()).sum(), ws.iter().filter_map(|w| w["packets"].as_u64()).sum()])
@@ -699,7 +629,7 @@ fn host_probe(a: usize, b: usize) -> Option<f64> {
             // A bound in spins, not time, so the inner loop reads no clock: a sample
             // whose echo never comes (the other side not scheduled) ends the probe.
             'probe: while samples.len() < 9 {
-                let t0 = crate::dpdk::rdtsc();
+                let t0 = pmdswitch::sys::rdtsc();
                 for _ in 0..2000 {
                     let v = line.load(Ordering::Acquire) + 1;
                     line.store(v, Ordering::Release);
@@ -712,7 +642,7 @@ fn host_probe(a: usize, b: usize) -> Option<f64> {
                         std::hint::spin_loop();
                     }
                 }
-                samples.push((crate::dpdk::rdtsc() - t0) as f64 / 2000.0);
+                samples.push((pmdswitch::sys::rdtsc() - t0) as f64 / 2000.0);
             }
         }
         done.store(true, Ordering::Relaxed);
@@ -734,7 +664,7 @@ fn same_host(a: Option<(f64, f64)>, b: Option<(f64, f64)>) -> bool {
     }
 }
 
-pub fn run(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
+pub fn main(a: BenchArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let plan = plan(&a)?;
     let out = plan.out.clone();
     std::fs::create_dir_all(out.join("logs")).map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", out.display())))?;

@@ -1,7 +1,9 @@
-//! The port syntax shared by the CLI and (later) the config file: `NAME=SPEC`, plus core
-//! lists and forwarding rules. Pure parsing, no DPDK: all of it is unit-tested.
+//! The syntax every command, the config file and `ctl` share: ports (`NAME=SPEC`), core
+//! lists, forwarding rules, MAC addresses, rates. Pure parsing into plain values: it
+//! depends on no other module of the crate and on no DPDK, and all of it is unit-tested.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// Where a port's packets come from and go to.
@@ -188,7 +190,7 @@ pub fn parse_mac_vlan(s: &str) -> Result<([u8; 6], u16), String> {
         Some((m, v)) => (m, v.parse::<u16>().ok().filter(|v| *v <= 4094).ok_or_else(|| format!("VLAN '{v}' is not 0 to 4094"))?),
         None => (s, 0),
     };
-    Ok((crate::bridge::table::parse_mac(mac)?, vlan))
+    Ok((parse_mac(mac)?, vlan))
 }
 
 /// `PORT=N` rx queues, 1 to 8.
@@ -205,6 +207,92 @@ pub fn parse_affinity(s: &str) -> Result<(String, u16, usize), String> {
     let (pq, core) = s.split_once('=').ok_or_else(bad)?;
     let (port, q) = pq.rsplit_once(':').ok_or_else(bad)?;
     Ok((port.to_string(), q.parse().map_err(|_| bad())?, core.parse().map_err(|_| bad())?))
+}
+
+/// `52:54:00:12:34:56`.
+pub fn mac_str(mac: &[u8; 6]) -> String {
+    let mut s = String::with_capacity(17);
+    for (i, b) in mac.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ":" };
+        let _ = write!(s, "{sep}{b:02x}");
+    }
+    s
+}
+
+/// Parses six two-digit hex groups separated by `:` (or all by `-`).
+///
+/// # Errors
+/// One line naming the input and the expected form.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("bad MAC address '{s}': expected six hex pairs like 52:54:00:12:34:56");
+    let sep = if s.contains('-') { '-' } else { ':' };
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(sep);
+    for b in mac.iter_mut() {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
+/// Bytes Ethernet spends around every frame: IEEE 802.3 puts 8 bytes of preamble and SFD
+/// before it and at least 12 bytes of inter-frame gap after it.
+pub const L1_OVERHEAD: usize = 20;
+
+/// A rate as the user wrote it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Max,
+    Pps(f64),
+    /// Bits per second; `l1` counts preamble, start delimiter and inter-frame gap.
+    Bits { bps: f64, l1: bool },
+}
+
+impl Rate {
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "max" {
+            return Ok(Rate::Max);
+        }
+        let bad = || format!("--rate '{s}' is not a rate: use max, 2Mpps, 500kpps, 800Mbit or 1Gbit@l1");
+        let (t, l1) = match t.strip_suffix("@l1") {
+            Some(x) => (x.to_string(), true),
+            None => (t.trim_end_matches("@l2").to_string(), false),
+        };
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let (mult, bits) = match unit {
+            "" | "pps" => (1.0, false),
+            "kpps" => (1e3, false),
+            "mpps" => (1e6, false),
+            "gpps" => (1e9, false),
+            "bit" | "bps" => (1.0, true),
+            "kbit" | "kbps" => (1e3, true),
+            "mbit" | "mbps" => (1e6, true),
+            "gbit" | "gbps" => (1e9, true),
+            _ => return Err(bad()),
+        };
+        if !(v.is_finite() && v > 0.0) || (l1 && !bits) {
+            return Err(bad());
+        }
+        Ok(if bits { Rate::Bits { bps: v * mult, l1 } } else { Rate::Pps(v * mult) })
+    }
+
+    /// Packets per second for a mean frame size (bytes with FCS).
+    pub fn pps(&self, mean_frame: f64) -> Option<f64> {
+        match *self {
+            Rate::Max => None,
+            Rate::Pps(p) => Some(p),
+            Rate::Bits { bps, l1 } => Some(bps / ((mean_frame + if l1 { L1_OVERHEAD as f64 } else { 0.0 }) * 8.0)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,5 +366,17 @@ mod tests {
         assert!(parse_xconnect("a,a").unwrap_err().contains("twice"));
         assert!(parse_xconnect("a").is_err());
         assert!(parse_xconnect("a,b,c").is_err());
+    }
+
+    #[test]
+    fn mac_text_round_trip_and_errors() {
+        let m = [0x52, 0x54, 0x00, 0xab, 0xCD, 0x0f];
+        assert_eq!(mac_str(&m), "52:54:00:ab:cd:0f");
+        assert_eq!(parse_mac("52:54:00:AB:cd:0f"), Ok(m));
+        assert_eq!(parse_mac("52-54-00-ab-cd-0f"), Ok(m));
+        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:0f:00", "52:54:00:ab:cd:g0", "2:54:00:ab:cd:0f", "52:54-00:ab:cd:0f", "+2:54:00:ab:cd:0f"] {
+            let e = parse_mac(bad).unwrap_err();
+            assert!(e.starts_with("bad MAC address") && !e.contains('\n'), "{e}");
+        }
     }
 }

@@ -12,10 +12,10 @@
 //! add-port BR PORT`, `bridge del-port BR PORT`, `bridge flush BR [PORT]`, `bridge
 //! add-mac BR MAC[@VLAN] PORT`, `bridge del-mac BR MAC[@VLAN]`. See `control.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -26,12 +26,10 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::observe::View;
-use crate::preflight;
-use crate::reload::ReloadBarrier;
-use crate::stats::{DropCause, PortTotals, WorkerTotals};
-use crate::worker::IdleMode;
-
-pub const DEFAULT_DIR: &str = "/var/run/pmdswitch";
+use crate::startup::preflight;
+use crate::datapath::reload::ReloadBarrier;
+use crate::datapath::stats::{DropCause, PortTotals, WorkerTotals};
+use crate::datapath::worker::IdleMode;
 
 struct Server {
     view: Arc<View>,
@@ -132,7 +130,7 @@ impl Server {
                 self.barrier.request();
                 format!("ok: idle {}\n", m.name())
             }
-            [first, ..] if crate::control::is_change(first) => {
+            [first, ..] if crate::control::changes::is_change(first) => {
                 let (tx, rx) = channel();
                 let req = Request { words: words.iter().map(|w| w.to_string()).collect(), reply: tx };
                 if self.main.send(req).is_err() {
@@ -266,29 +264,4 @@ fn macs_text(v: &Value) -> String {
         o.push_str(&format!("{:<5} {:<18} {:<12} {:>8}\n", e["vlan"].as_u64().unwrap_or(0), e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or(""), age));
     }
     o
-}
-
-/// `pmdswitch ctl`: sends `command`, prints the reply; Err carries a one-line message.
-pub fn client(socket: Option<PathBuf>, command: &[String]) -> Result<String, String> {
-    let path = match socket {
-        Some(p) => p,
-        None => {
-            let found: Vec<PathBuf> = std::fs::read_dir(DEFAULT_DIR)
-                .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "ctl")).collect())
-                .unwrap_or_default();
-            match found.as_slice() {
-                [one] => one.clone(),
-                [] => return Err(format!("no control socket in {DEFAULT_DIR}: is pmdswitch running? (or give --socket PATH)")),
-                _ => return Err(format!("{} control sockets in {DEFAULT_DIR}: pick one with --socket PATH", found.len())),
-            }
-        }
-    };
-    let mut s = UnixStream::connect(&path).map_err(|e| format!("cannot connect to {}: {e}: is pmdswitch running?", path.display()))?;
-    writeln!(s, "{}", command.join(" ")).map_err(|e| format!("send: {e}"))?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).map_err(|e| format!("read: {e}"))?;
-    match reply.strip_prefix("error: ") {
-        Some(e) => Err(e.trim_end().to_string()),
-        None => Ok(reply),
-    }
 }

@@ -21,10 +21,10 @@ use hdrhistogram::Histogram;
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::rdtsc;
-use crate::gen::packet::{self, FlowSpec, SIG_LEN, SIG_OFFSET};
-use crate::gen::track::{self, Class, SeqTracker};
-use crate::stats::bump;
+use crate::sys::rdtsc;
+use crate::datapath::gen::packet::{self, FlowSpec, SIG_LEN, SIG_OFFSET};
+use crate::datapath::gen::track::{self, Class, SeqTracker};
+use crate::datapath::stats::bump;
 
 /// Header bytes copied per packet: everything up to the end of the signature.
 const HDR: usize = SIG_OFFSET + SIG_LEN;

@@ -95,7 +95,6 @@
 //! between `aging_ms` and `aging_ms + min(aging/16, 1 s)` + the `maintain` period.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Mutex, MutexGuard};
@@ -103,8 +102,9 @@ use std::sync::{Mutex, MutexGuard};
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 
-use crate::dpdk::hugemem::HugeSlice;
-use crate::stats::bump;
+use crate::datapath::stats::bump;
+use crate::parse::mac_str;
+use crate::sys::hugemem::HugeSlice;
 
 /// A bridge port number (an index into the bridge's port list).
 pub type PortNo = u16;
@@ -1022,38 +1022,6 @@ impl Locked<'_> {
     }
 }
 
-/// `52:54:00:12:34:56`.
-pub fn mac_str(mac: &[u8; 6]) -> String {
-    let mut s = String::with_capacity(17);
-    for (i, b) in mac.iter().enumerate() {
-        let sep = if i == 0 { "" } else { ":" };
-        let _ = write!(s, "{sep}{b:02x}");
-    }
-    s
-}
-
-/// Parses six two-digit hex groups separated by `:` (or all by `-`).
-///
-/// # Errors
-/// One line naming the input and the expected form.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("bad MAC address '{s}': expected six hex pairs like 52:54:00:12:34:56");
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(sep);
-    for b in mac.iter_mut() {
-        let p = parts.next().ok_or_else(bad)?;
-        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(mac)
-}
-
 #[cfg(test)]
 impl MacTable {
     /// Checks the structural invariants: every entry is reachable from its home slot
@@ -1369,19 +1337,7 @@ mod tests {
         t.check_invariants();
     }
 
-    #[test]
-    fn mac_text_round_trip_and_errors() {
-        let m = [0x52, 0x54, 0x00, 0xab, 0xCD, 0x0f];
-        assert_eq!(mac_str(&m), "52:54:00:ab:cd:0f");
-        assert_eq!(parse_mac("52:54:00:AB:cd:0f"), Ok(m));
-        assert_eq!(parse_mac("52-54-00-ab-cd-0f"), Ok(m));
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:0f:00", "52:54:00:ab:cd:g0", "2:54:00:ab:cd:0f", "52:54-00:ab:cd:0f", "+2:54:00:ab:cd:0f"] {
-            let e = parse_mac(bad).unwrap_err();
-            assert!(e.starts_with("bad MAC address") && !e.contains('\n'), "{e}");
-        }
-    }
-
-    /// add_static/remove against a HashMap model in a small, crowded table, so that
+        /// add_static/remove against a HashMap model in a small, crowded table, so that
     /// backward shifts (with wrap-around) happen all the time.
     #[test]
     fn random_ops_match_a_model() {

@@ -13,11 +13,11 @@
 
 use std::sync::Arc;
 
-use crate::bridge::table::{station_key, LearnCheck, MacTable, PortNo, FLOOD};
-use crate::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
+use crate::datapath::bridge::table::{station_key, LearnCheck, MacTable, PortNo, FLOOD};
+use crate::datapath::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
-use crate::stats::{DropCause, PortCounters, N_CAUSES};
+use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
 
 /// One member port of a bridge.
 pub struct Member {
@@ -438,7 +438,7 @@ fn put(out: &mut Batch, m: Mbuf, drops: &mut [u64; N_CAUSES]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bridge::table::DEFAULT_AGING_MS;
+    use crate::datapath::bridge::table::DEFAULT_AGING_MS;
 
     const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0d];
     const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];

@@ -101,6 +101,14 @@ pub struct WorkerCounters {
     pub kick_wakeups: AtomicU64,
 }
 
+/// Per rx queue counters (single writer: the worker that polls it), like OVS's
+/// `pmd-rxq-show`: what the queue brought in and the cycles spent on it.
+#[derive(Default)]
+pub struct RxqCounters {
+    pub packets: AtomicU64,
+    pub busy_cycles: AtomicU64,
+}
+
 pub struct WorkerStats {
     pub core: usize,
     pub own: CachePadded<WorkerCounters>,

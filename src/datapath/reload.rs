@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 
-use crate::dpdk::idle::Doorbell;
+use crate::sys::idle::Doorbell;
 
 const OFFLINE: u64 = u64::MAX;
 

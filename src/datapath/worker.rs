@@ -11,14 +11,15 @@ use std::sync::{Arc, Mutex};
 use crossbeam::utils::CachePadded;
 
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
-use crate::bridge::fwd::{self, Bridge};
+use crate::datapath::bridge::fwd::{self, Bridge};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostRxQueue, VhostTxQueue};
-use crate::dpdk::idle::{self, Wake};
-use crate::dpdk::{eal, rdtsc};
-use crate::reload::{ReloadBarrier, WorkerReload};
-use crate::stats::{bump, DropCause, PortCounters, WorkerStats};
+use crate::sys::idle::{self, Wake};
+use crate::dpdk::eal;
+use crate::sys::rdtsc;
+use crate::datapath::reload::{ReloadBarrier, WorkerReload};
+use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
 
 /// Where a worker receives from. An enum, not a trait object: dispatch once per burst.
 pub enum Rx {
@@ -113,14 +114,6 @@ pub enum Action {
     Xconnect(usize),
     /// L2 bridge: the bridge and this port's member index in it.
     Bridge(Arc<Bridge>, usize),
-}
-
-/// Per rx queue counters (single writer: the worker that polls it), like OVS's
-/// `pmd-rxq-show`: what the queue brought in and the cycles spent on it.
-#[derive(Default)]
-pub struct RxqCounters {
-    pub packets: AtomicU64,
-    pub busy_cycles: AtomicU64,
 }
 
 /// One rx queue polled by a worker, and where its packets go.

@@ -39,7 +39,7 @@ use toml::Spanned;
 
 use crate::cli::RunArgs;
 use crate::dpdk::mbuf::MAX_BURST;
-use crate::spec;
+use crate::parse;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -112,7 +112,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
     let mut ports = Vec::new();
     for (name, spec) in &f.ports {
         let arg = format!("{name}={}", spec.get_ref());
-        match spec::parse_port(&arg) {
+        match parse::parse_port(&arg) {
             Ok(_) => ports.push(arg),
             Err(e) => errs.push(format!("{}: {e}", at(path, text, spec.span().start))),
         }
@@ -120,7 +120,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
     let mut paired: Vec<&str> = Vec::new();
     for x in &f.xconnect {
         let loc = at(path, text, x.span().start);
-        match spec::parse_xconnect(x.get_ref()) {
+        match parse::parse_xconnect(x.get_ref()) {
             Err(e) => errs.push(format!("{loc}: {e}")),
             Ok((a, b)) => {
                 for n in [&a, &b] {
@@ -147,22 +147,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
         }
     }
     for (port, mode) in &f.vlan {
-        if let Err(e) = crate::bridge::vlan::VlanMode::parse(mode.get_ref()) {
+        if let Err(e) = crate::datapath::bridge::vlan::VlanMode::parse(mode.get_ref()) {
             errs.push(format!("{}: port '{port}': {e}", at(path, text, mode.span().start)));
         }
     }
     for x in &f.static_mac {
-        if let Err(e) = spec::parse_static_mac(x.get_ref()) {
+        if let Err(e) = parse::parse_static_mac(x.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, x.span().start)));
         }
     }
     for x in &f.rxq_affinity {
-        if let Err(e) = spec::parse_affinity(x.get_ref()) {
+        if let Err(e) = parse::parse_affinity(x.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, x.span().start)));
         }
     }
     if let Some(c) = &f.cores {
-        if let Err(e) = spec::parse_cores(c.get_ref()) {
+        if let Err(e) = parse::parse_cores(c.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, c.span().start)));
         }
     }

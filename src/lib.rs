@@ -1,0 +1,31 @@
+//! pmdswitch: a DPDK poll-mode data plane in Rust — the library; `src/main.rs` is a
+//! thin binary over it, and the commands (`src/cmd/`) are its leaves.
+//!
+//! The modules are layers; each uses only those below it:
+//!
+//! ```text
+//!   startup  control  observe  bed      start-up, the switch's control plane, what it shows, the test bed
+//!      │        │        │      │
+//!   datapath                            workers, bridge, reload barrier, counters, generator loop
+//!      │
+//!   dpdk   sys                          the only unsafe code: DPDK (FFI) and the OS (huge pages, eventfd, TSC)
+//!
+//!   cli  parse                          command-line types and the shared syntax: depend on nothing
+//! ```
+//!
+//! `unsafe` is denied everywhere but in `dpdk` and `sys` (Cargo.toml `[lints]`), and
+//! every unsafe block there states its invariant in a `// SAFETY:` line (clippy's
+//! `undocumented_unsafe_blocks` is an error).
+
+pub mod cli;
+pub mod parse;
+
+pub mod dpdk;
+pub mod sys;
+
+pub mod datapath;
+
+pub mod bed;
+pub mod control;
+pub mod observe;
+pub mod startup;

@@ -1,0 +1,15 @@
+//! The operating system and the CPU, the other place besides `dpdk` allowed `unsafe`:
+//! tables in transparent huge pages (`hugemem`), the workers' eventfd doorbell and
+//! poll(2) sleep (`idle`), and the time-stamp counter.
+#![allow(unsafe_code)]
+
+pub mod hugemem;
+pub mod idle;
+
+/// Reads the time-stamp counter (what `rte_rdtsc()` does), inlined into the worker loop.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects and exists on every x86_64 CPU DPDK supports.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
