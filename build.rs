@@ -23,27 +23,18 @@ fn main() {
     // Link flags: the pkg-config crate turns `-L`/`-l` into cargo metadata. rustc links with
     // --as-needed, so only the libraries we call end up as DT_NEEDED; Debian's EAL then loads
     // every PMD (net_vhost, net_virtio, net_ring, ...) from its plugin directory at init.
-    let lib = pkg_config::Config::new()
-        .atleast_version("22.11")
-        .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            let first = e.to_string().lines().next().unwrap_or("").to_string();
-            fail(&format!("DPDK >= 22.11 not found by pkg-config libdpdk ({first})"))
-        });
+    let lib = pkg_config::Config::new().atleast_version("22.11").probe("libdpdk").unwrap_or_else(|e| {
+        let first = e.to_string().lines().next().unwrap_or("").to_string();
+        fail(&format!("DPDK >= 22.11 not found by pkg-config libdpdk ({first})"))
+    });
 
     // Compile flags: the crate exposes include paths and defines but not `-include
     // rte_config.h` or `-march`, which the headers need (SSSE3 builtins otherwise fail).
-    let out = Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-        .unwrap_or_else(|_| fail("pkg-config not runnable"));
+    let out = Command::new("pkg-config").args(["--cflags", "libdpdk"]).output().unwrap_or_else(|_| fail("pkg-config not runnable"));
     if !out.status.success() {
         fail("pkg-config --cflags libdpdk failed");
     }
-    let cflags: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let cflags: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
 
     let mut cc = cc::Build::new();
     cc.file("src/dpdk/shim.c").define("ALLOW_EXPERIMENTAL_API", None).opt_level(3);
@@ -95,8 +86,6 @@ fn main() {
         Ok(Err(e)) => fail(&format!("bindgen could not parse the DPDK headers: {e}")),
         Err(_) => fail("libclang not found for bindgen"),
     };
-    bindings
-        .write_to_file(out_dir.join("dpdk_bindings.rs"))
-        .expect("write bindings");
+    bindings.write_to_file(out_dir.join("dpdk_bindings.rs")).expect("write bindings");
     let _ = lib;
 }

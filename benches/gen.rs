@@ -32,10 +32,22 @@ fn opts() -> Opts {
     while i < a.len() {
         let v = a.get(i + 1).cloned().unwrap_or_default();
         match a[i].as_str() {
-            "--rounds" => { o.rounds = v.parse().expect("--rounds N"); i += 1 }
-            "--secs" => { o.secs = v.parse().expect("--secs S"); i += 1 }
-            "--trial-secs" => { o.trial_secs = v.parse().expect("--trial-secs S"); i += 1 }
-            "--json" => { o.json = Some(v); i += 1 }
+            "--rounds" => {
+                o.rounds = v.parse().expect("--rounds N");
+                i += 1
+            }
+            "--secs" => {
+                o.secs = v.parse().expect("--secs S");
+                i += 1
+            }
+            "--trial-secs" => {
+                o.trial_secs = v.parse().expect("--trial-secs S");
+                i += 1
+            }
+            "--json" => {
+                o.json = Some(v);
+                i += 1
+            }
             "--skip-ndr" => o.ndr = false,
             _ => {}
         }
@@ -47,14 +59,30 @@ fn opts() -> Opts {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Mpps of `pmdswitch gen` sending 64-byte frames into net_null on CPU 1.
 fn gen_txonly(s: &Scratch, secs: f64) -> f64 {
     let json = s.path("txonly.json");
     let o = Command::new(bin())
-        .args(["gen", "--port", "a=vdev:net_null0,no-rx=1", "--core", "1", "--quiet", "--warmup", "1", "--duration", &secs.to_string(), "--json"])
+        .args([
+            "gen",
+            "--port",
+            "a=vdev:net_null0,no-rx=1",
+            "--core",
+            "1",
+            "--quiet",
+            "--warmup",
+            "1",
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ])
         .arg(&json)
         .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gtx"))])
         .stdin(Stdio::null())
@@ -88,7 +116,11 @@ fn ndr(s: &Scratch, sa: &str, sb: &str, trial: f64) -> (f64, bool, u64) {
     // overflow whenever this shared host deschedules a core for a fraction of a ms, and
     // a zero-loss search then measures the scheduler.
     let (qa, qb) = (format!("{sa},queue_size=4096"), format!("{sb},queue_size=4096"));
-    let (g, _) = gen_run(s, &[("a", &qa), ("b", &qb)], &["--search", "--duration", &trial.to_string(), "--warmup", "0.5", "--resolution-pct", "1", "--quiet"]);
+    let (g, _) = gen_run(
+        s,
+        &[("a", &qa), ("b", &qb)],
+        &["--search", "--duration", &trial.to_string(), "--warmup", "0.5", "--resolution-pct", "1", "--quiet"],
+    );
     let x = &g["search"][0];
     (x["ndr_pps"].as_f64().unwrap() * 2.0 / 1e6, x["stable"].as_bool().unwrap(), x["attempts"].as_u64().unwrap())
 }
@@ -125,17 +157,39 @@ fn main() {
         for r in 0..o.rounds {
             let s = Scratch::new(&format!("bndr{r}"));
             let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-            let d = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+            let d = Pmds::start(
+                &s,
+                &[
+                    "--port",
+                    &format!("a=vhost-server:{sa}"),
+                    "--port",
+                    &format!("b=vhost-server:{sb}"),
+                    "--xconnect",
+                    "a,b",
+                    "--cores",
+                    "1",
+                ],
+            );
             let ((a, sta, ata), (b, stb, atb)) = (ndr(&s, &sa, &sb, o.trial_secs), ndr(&s, &sa, &sb, o.trial_secs));
             let _ = d.stop();
             let spread = (a - b).abs() / a.max(b);
             let how = |st: bool, at: u64| format!("{at} search(es), {}", if st { "stable" } else { "UNSTABLE" });
-            println!("round {}: NDR {a:.3} ({}) then {b:.3} Mpps ({}): spread {:.1} %", r + 1, how(sta, ata), how(stb, atb), spread * 100.0);
+            println!(
+                "round {}: NDR {a:.3} ({}) then {b:.3} Mpps ({}): spread {:.1} %",
+                r + 1,
+                how(sta, ata),
+                how(stb, atb),
+                spread * 100.0
+            );
             stability.push(((sta, ata), (stb, atb)));
             spreads.push(spread);
             pairs.push((a, b));
         }
-        println!("verdict: median NDR spread {:.1} % (max {:.1} %)", median(spreads.clone()) * 100.0, spreads.iter().cloned().fold(0.0, f64::max) * 100.0);
+        println!(
+            "verdict: median NDR spread {:.1} % (max {:.1} %)",
+            median(spreads.clone()) * 100.0,
+            spreads.iter().cloned().fold(0.0, f64::max) * 100.0
+        );
     }
     if let Some(path) = o.json {
         let j = serde_json::json!({

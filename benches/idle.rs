@@ -23,7 +23,21 @@ use common::*;
 fn idle_cpu(mode: &str, n: usize) -> f64 {
     let s = Scratch::new(&format!("bidle-{mode}-{n}"));
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1", "--idle", mode]);
+    let pm = Pmds::start(
+        &s,
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vhost-server:{sb}"),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--idle",
+            mode,
+        ],
+    );
     let g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}"), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
     assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)));
     std::thread::sleep(Duration::from_secs(1));
@@ -39,15 +53,23 @@ fn ping_rtts(mode: &str, n: usize) -> Vec<f64> {
     let t = TapHosts::names(&format!("b{}", &mode[..1]));
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1", "--idle", mode],
+        &[
+            "--port",
+            &format!("a=vdev:net_tap0,iface={}", t[0]),
+            "--port",
+            &format!("b=vdev:net_tap1,iface={}", t[1]),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--idle",
+            mode,
+        ],
     );
     let hosts = TapHosts::setup(&t);
     assert!(hosts.ok, "namespace setup failed");
     let _ = hosts.ping(3, 0.2); // ARP and warm-up
-    let o = Command::new("ip")
-        .args(["netns", "exec", &hosts.ns[0], "ping", "-c", "300", "-i", "0.01", "198.18.0.2"])
-        .output()
-        .unwrap();
+    let o = Command::new("ip").args(["netns", "exec", &hosts.ns[0], "ping", "-c", "300", "-i", "0.01", "198.18.0.2"]).output().unwrap();
     let _ = pm.stop();
     String::from_utf8_lossy(&o.stdout)
         .lines()

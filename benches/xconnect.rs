@@ -39,12 +39,27 @@ fn opts() -> Opts {
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
-            "--rounds" => { o.rounds = v.parse().expect("--rounds N"); i += 1 }
-            "--secs" => { o.secs = v.parse().expect("--secs S"); i += 1 }
-            "--warmup" => { o.warmup = v.parse().expect("--warmup S"); i += 1 }
-            "--json" => { o.json = Some(v); i += 1 }
+            "--rounds" => {
+                o.rounds = v.parse().expect("--rounds N");
+                i += 1
+            }
+            "--secs" => {
+                o.secs = v.parse().expect("--secs S");
+                i += 1
+            }
+            "--warmup" => {
+                o.warmup = v.parse().expect("--warmup S");
+                i += 1
+            }
+            "--json" => {
+                o.json = Some(v);
+                i += 1
+            }
             "--duts" => {
-                let d: Vec<Dut> = v.split(',').map(|n| Dut::parse(n).unwrap_or_else(|| panic!("--duts: unknown '{n}' (pmdswitch, testpmd, pmdswitch-adaptive)"))).collect();
+                let d: Vec<Dut> = v
+                    .split(',')
+                    .map(|n| Dut::parse(n).unwrap_or_else(|| panic!("--duts: unknown '{n}' (pmdswitch, testpmd, pmdswitch-adaptive)")))
+                    .collect();
                 assert!(d.len() == 2, "--duts takes two names");
                 o.duts = [d[0], d[1]];
                 i += 1
@@ -88,7 +103,18 @@ fn start_dut(dut: Dut, s: &Scratch, sa: &str, sb: &str) -> Running {
             let idle = if dut == Dut::Pmdswitch { "poll" } else { "adaptive" };
             Running::Pmds(Pmds::start(
                 s,
-                &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1", "--idle", idle],
+                &[
+                    "--port",
+                    &format!("a=vhost-server:{sa}"),
+                    "--port",
+                    &format!("b=vhost-server:{sb}"),
+                    "--xconnect",
+                    "a,b",
+                    "--cores",
+                    "1",
+                    "--idle",
+                    idle,
+                ],
             ))
         }
         Dut::Testpmd => {
@@ -106,7 +132,8 @@ fn round(dut: Dut, o: &Opts, n: usize) -> f64 {
     let s = Scratch::new(&format!("bench-{}-{n}", dut.name()));
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     let d = start_dut(dut, &s, &sa, &sb);
-    let mut g = Testpmd::start(&s.prefix("gen"), &[format!("net_virtio_user0,path={sa}"), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
+    let mut g =
+        Testpmd::start(&s.prefix("gen"), &[format!("net_virtio_user0,path={sa}"), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
     g.cmd("start tx_first 4");
     std::thread::sleep(Duration::from_secs_f64(o.warmup));
     let t0 = Instant::now();
@@ -131,13 +158,20 @@ fn round(dut: Dut, o: &Opts, n: usize) -> f64 {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() {
     require_bed();
     let o = opts();
-    println!("xconnect loop (DTS virtio-user loopback), 64-byte frames, tx_first 4; {} rounds x {} s, warm-up {} s", o.rounds, o.secs, o.warmup);
+    println!(
+        "xconnect loop (DTS virtio-user loopback), 64-byte frames, tx_first 4; {} rounds x {} s, warm-up {} s",
+        o.rounds, o.secs, o.warmup
+    );
     let [da, db] = o.duts;
     let (na, nb) = (format!("{} Mpps", da.name()), format!("{} Mpps", db.name()));
     println!("{:>6} {:>24} {:>24} {:>8}", "round", na, nb, "ratio");
@@ -149,7 +183,11 @@ fn main() {
         let mut t = 0.0;
         for dut in order {
             let r = round(dut, &o, n);
-            if dut == da { p = r } else { t = r }
+            if dut == da {
+                p = r
+            } else {
+                t = r
+            }
         }
         let ratio = if t > 0.0 { p / t } else { 0.0 };
         println!("{:>6} {:>24.3} {:>24.3} {:>8.3}", n + 1, p, t, ratio);

@@ -49,9 +49,8 @@ pub struct PortDef {
 
 /// Parses `NAME=SPEC`. Errors are one line naming the problem and the fix.
 pub fn parse_port(arg: &str) -> Result<PortDef, String> {
-    let (name, spec) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("port '{arg}' has no '=': write NAME=SPEC, e.g. a=vhost-server:/tmp/a.sock"))?;
+    let (name, spec) =
+        arg.split_once('=').ok_or_else(|| format!("port '{arg}' has no '=': write NAME=SPEC, e.g. a=vhost-server:/tmp/a.sock"))?;
     check_name(name)?;
     let (kind, rest) = spec.split_once(':').ok_or_else(|| {
         format!("port '{name}': spec '{spec}' has no kind: use vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or vdev:DRIVER,ARGS")
@@ -65,7 +64,11 @@ pub fn parse_port(arg: &str) -> Result<PortDef, String> {
                 return Err(format!("port '{name}': socket path is {} bytes, Unix sockets allow 107: use a shorter path", rest.len()));
             }
             let p = PathBuf::from(rest);
-            if kind == "vhost-server" { PortSpec::VhostServer(p) } else { PortSpec::VhostClient(p) }
+            if kind == "vhost-server" {
+                PortSpec::VhostServer(p)
+            } else {
+                PortSpec::VhostClient(p)
+            }
         }
         "pci" => PortSpec::Pci(parse_pci(rest).map_err(|e| format!("port '{name}': {e}"))?),
         "vdev" => {
@@ -74,7 +77,9 @@ pub fn parse_port(arg: &str) -> Result<PortDef, String> {
                 return Err(format!("port '{name}': vdev '{rest}' must start with a device name such as net_ring0 or net_tap0,iface=tap0"));
             }
             if drv.starts_with("net_vhost") {
-                return Err(format!("port '{name}': use vhost-server:PATH or vhost-client:PATH instead of vdev:{drv} (pmdswitch drives rte_vhost directly)"));
+                return Err(format!(
+                    "port '{name}': use vhost-server:PATH or vhost-client:PATH instead of vdev:{drv} (pmdswitch drives rte_vhost directly)"
+                ));
             }
             PortSpec::Vdev(rest.to_owned())
         }
@@ -178,7 +183,8 @@ pub fn parse_bridge(s: &str) -> Result<(String, Vec<String>), String> {
 
 /// `PORT=MAC[@VLAN]`.
 pub fn parse_static_mac(s: &str) -> Result<(String, [u8; 6], u16), String> {
-    let (port, rest) = s.split_once('=').ok_or_else(|| format!("static MAC '{s}' has no '=': write PORT=MAC[@VLAN], e.g. a=02:00:00:00:00:01@10"))?;
+    let (port, rest) =
+        s.split_once('=').ok_or_else(|| format!("static MAC '{s}' has no '=': write PORT=MAC[@VLAN], e.g. a=02:00:00:00:00:01@10"))?;
     let (mac, vlan) = parse_mac_vlan(rest).map_err(|e| format!("static MAC '{s}': {e}"))?;
     Ok((port.to_string(), mac, vlan))
 }
@@ -251,7 +257,10 @@ pub enum Rate {
     Max,
     Pps(f64),
     /// Bits per second; `l1` counts preamble, start delimiter and inter-frame gap.
-    Bits { bps: f64, l1: bool },
+    Bits {
+        bps: f64,
+        l1: bool,
+    },
 }
 
 impl Rate {
@@ -374,7 +383,15 @@ mod tests {
         assert_eq!(mac_str(&m), "52:54:00:ab:cd:0f");
         assert_eq!(parse_mac("52:54:00:AB:cd:0f"), Ok(m));
         assert_eq!(parse_mac("52-54-00-ab-cd-0f"), Ok(m));
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:0f:00", "52:54:00:ab:cd:g0", "2:54:00:ab:cd:0f", "52:54-00:ab:cd:0f", "+2:54:00:ab:cd:0f"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:0f:00",
+            "52:54:00:ab:cd:g0",
+            "2:54:00:ab:cd:0f",
+            "52:54-00:ab:cd:0f",
+            "+2:54:00:ab:cd:0f",
+        ] {
             let e = parse_mac(bad).unwrap_err();
             assert!(e.starts_with("bad MAC address") && !e.contains('\n'), "{e}");
         }

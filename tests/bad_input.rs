@@ -60,7 +60,12 @@ fn bad_input_table() {
         case("two ports, one socket", &["run", "--port", &a, "--port", &a.replacen("a=", "b=", 1)], 2, "both use"),
         case("xconnect unknown port", &["run", "--port", &a, "--port", &b, "--xconnect", "a,z"], 2, "unknown port 'z'"),
         case("xconnect port twice", &["run", "--port", &a, "--port", &b, "--xconnect", "a,a"], 2, "names port 'a' twice"),
-        case("port in two xconnects", &["run", "--port", &a, "--port", &b, "--port", "c=vdev:net_null0", "--xconnect", "a,b", "--xconnect", "a,c"], 2, "two xconnects"),
+        case(
+            "port in two xconnects",
+            &["run", "--port", &a, "--port", &b, "--port", "c=vdev:net_null0", "--xconnect", "a,b", "--xconnect", "a,c"],
+            2,
+            "two xconnects",
+        ),
         case("core that does not exist", &["run", "--port", &a, "--cores", &bad_core], 2, "does not exist"),
         case("core equal to the main core", &["run", "--port", &a, "--cores", "0"], 2, "main core"),
         case("malformed core list", &["run", "--port", &a, "--cores", "1-x"], 2, "malformed"),
@@ -70,10 +75,20 @@ fn bad_input_table() {
         case("world-writable socket mode", &["run", "--port", &a, "--socket-mode", "666"], 2, "world-writable"),
         case("no ports", &["run"], 2, "no ports"),
         case("bridge with one port", &["run", "--port", &a, "--bridge", "br0=a"], 2, "at least two ports"),
-        case("port in a bridge and an xconnect", &["run", "--port", &a, "--port", &b, "--xconnect", "a,b", "--bridge", "br0=a,b"], 2, "one rule"),
+        case(
+            "port in a bridge and an xconnect",
+            &["run", "--port", &a, "--port", &b, "--xconnect", "a,b", "--bridge", "br0=a,b"],
+            2,
+            "one rule",
+        ),
         case("vlan on a port in no bridge", &["run", "--port", &a, "--vlan", "a=access:10"], 2, "in no bridge"),
         case("bad vlan mode", &["run", "--port", &a, "--port", &b, "--bridge", "br0=a,b", "--vlan", "a=access:5000"], 2, "bad VLAN mode"),
-        case("static multicast MAC", &["run", "--port", &a, "--port", &b, "--bridge", "br0=a,b", "--static-mac", "a=01:00:5e:00:00:01"], 2, "group (multicast)"),
+        case(
+            "static multicast MAC",
+            &["run", "--port", &a, "--port", &b, "--bridge", "br0=a,b", "--static-mac", "a=01:00:5e:00:00:01"],
+            2,
+            "group (multicast)",
+        ),
         case("too many queues", &["run", "--port", &a, "--queues", "a=9"], 2, "N from 1 to 8"),
         case("affinity to a queue that does not exist", &["run", "--port", &a, "--rxq-affinity", "a:1=1"], 2, "raise --queues"),
         case("bad prometheus address", &["run", "--port", &a, "--prometheus", "nine"], 2, "[ADDR:]PORT"),
@@ -86,7 +101,12 @@ fn bad_input_table() {
         case("unknown flag", &["run", "--frobnicate"], 2, "unexpected argument"),
         case("malformed PCI address", &["run", "--port", "n=pci:00:1g.0"], 2, "malformed"),
         case("PCI device absent", &["run", "--port", "n=pci:0000:7e:1f.7"], 2, "no PCI device"),
-        case("unknown vdev driver", &["run", "--port", &a, "--port", "b=vdev:net_nosuchdrv0", "--xconnect", "a,b", "--duration", "1"], 1, "could not create vdev"),
+        case(
+            "unknown vdev driver",
+            &["run", "--port", &a, "--port", "b=vdev:net_nosuchdrv0", "--xconnect", "a,b", "--duration", "1"],
+            1,
+            "could not create vdev",
+        ),
         case("bad EAL argument", &["run", "--port", &a, "--duration", "1", "--", "--no-such-eal-flag"], 1, "EAL init failed"),
     ];
     let pci;
@@ -126,7 +146,10 @@ fn bad_input_table() {
         if Path::new("/var/run/dpdk").join(format!("pmdswitch-{pid}")).exists() {
             why.push("left its EAL runtime dir".into());
         }
-        if std::fs::read_dir("/dev/hugepages").map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(&format!("pmdswitch-{pid}")))).unwrap_or(false) {
+        if std::fs::read_dir("/dev/hugepages")
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(&format!("pmdswitch-{pid}"))))
+            .unwrap_or(false)
+        {
             why.push("left hugepage files".into());
         }
         if !why.is_empty() {
@@ -144,11 +167,8 @@ fn missing_hugepages_is_one_line_with_the_fix() {
     let ok = Command::new("unshare").arg("--version").stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
     assert!(ok, "unshare (util-linux) is needed for this test");
     let s = Scratch::new("nohuge");
-    let script = format!(
-        "mount -t tmpfs none /sys/kernel/mm/hugepages && exec {} run --port a=vhost-server:{}",
-        bin().display(),
-        s.sock("a.sock")
-    );
+    let script =
+        format!("mount -t tmpfs none /sys/kernel/mm/hugepages && exec {} run --port a=vhost-server:{}", bin().display(), s.sock("a.sock"));
     let o = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");

@@ -17,8 +17,16 @@ fn gen_mac(i: u8) -> String {
 fn start_three_port_bridge(s: &Scratch, extra: &[&str]) -> (Pmds, [String; 3]) {
     let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
     let mut args = vec![
-        "--port".to_string(), format!("a=vhost-server:{sa}"), "--port".into(), format!("b=vhost-server:{sb}"), "--port".into(), format!("c=vhost-server:{sc}"),
-        "--bridge".into(), "br0=a,b,c".into(), "--cores".into(), "1".into(),
+        "--port".to_string(),
+        format!("a=vhost-server:{sa}"),
+        "--port".into(),
+        format!("b=vhost-server:{sb}"),
+        "--port".into(),
+        format!("c=vhost-server:{sc}"),
+        "--bridge".into(),
+        "br0=a,b,c".into(),
+        "--cores".into(),
+        "1".into(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -88,11 +96,13 @@ fn bridge_mixed_decisions_in_one_burst() {
     let (d, [sa, sb, sc]) = start_three_port_bridge(&s, &[]);
     let ports = [("a", sa.as_str()), ("b", sb.as_str()), ("c", sc.as_str())];
     // b announces its first two stations (flows 0 and 1 use source MACs 0 and 1).
-    let (g0, _) = gen_run(&s, &ports, &["--tx", "b", "--flows", "2", "--macs", "2", "--count", "1000", "--rate", "100kpps", "--warmup", "0"]);
+    let (g0, _) =
+        gen_run(&s, &ports, &["--tx", "b", "--flows", "2", "--macs", "2", "--count", "1000", "--rate", "100kpps", "--warmup", "0"]);
     let b_tx = g0["ports"]["b"]["tx_packets"].as_u64().unwrap();
     // a sends to b's stations 0..3: 0 and 1 are known, 2 and 3 are not.
     let n = 40_000u64;
-    let (g, _) = gen_run(&s, &ports, &["--tx", "a", "--flows", "4", "--macs", "4", "--count", &n.to_string(), "--rate", "200kpps", "--warmup", "0"]);
+    let (g, _) =
+        gen_run(&s, &ports, &["--tx", "a", "--flows", "4", "--macs", "4", "--count", &n.to_string(), "--rate", "200kpps", "--warmup", "0"]);
     let rx = |p: &str| g["ports"][p]["rx_packets"].as_u64().unwrap();
     assert_eq!(g["ports"]["a"]["tx_packets"].as_u64(), Some(n), "{g}");
     let (code, _, j, text) = d.stop();
@@ -154,8 +164,18 @@ fn multiqueue_vhost_uses_both_queues_and_counts_add_up() {
     let d = Pmds::start(
         &s,
         &[
-            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b",
-            "--queues", "a=2", "--queues", "b=2", "--cores", "1",
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vhost-server:{sb}"),
+            "--xconnect",
+            "a,b",
+            "--queues",
+            "a=2",
+            "--queues",
+            "b=2",
+            "--cores",
+            "1",
         ],
     );
     // testpmd as a two-queue guest: virtio-user queues=2, two rx/tx queues per port, txonly
@@ -199,9 +219,23 @@ fn two_workers_two_queues_each() {
     let d = Pmds::start(
         &s,
         &[
-            "--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b",
-            "--queues", "a=2", "--queues", "b=2", "--cores", "0,1", "--share-main-core", "--rxq-affinity", "a:1=0",
-            "--ctl", ctl_sock.to_str().unwrap(),
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vhost-server:{sb}"),
+            "--xconnect",
+            "a,b",
+            "--queues",
+            "a=2",
+            "--queues",
+            "b=2",
+            "--cores",
+            "0,1",
+            "--share-main-core",
+            "--rxq-affinity",
+            "a:1=0",
+            "--ctl",
+            ctl_sock.to_str().unwrap(),
         ],
     );
     let mut t = Testpmd::start(
@@ -216,7 +250,9 @@ fn two_workers_two_queues_each() {
     let (_, before, _) = ctl(&ctl_sock, &["show", "rxqs", "--json"]);
     // At start: the pinned queue on core 0, its sibling on the other worker.
     let b: serde_json::Value = serde_json::from_str(&before).unwrap();
-    let core_of = |v: &serde_json::Value, p: &str, q: u64| v["rxqs"].as_array().unwrap().iter().find(|x| x["port"] == p && x["queue"] == q).map(|x| x["core"].as_u64());
+    let core_of = |v: &serde_json::Value, p: &str, q: u64| {
+        v["rxqs"].as_array().unwrap().iter().find(|x| x["port"] == p && x["queue"] == q).map(|x| x["core"].as_u64())
+    };
     assert_eq!(core_of(&b, "a", 1), Some(Some(0)), "{before}");
     assert_eq!(core_of(&b, "a", 0), Some(Some(1)), "{before}");
     // Reassign by measured cycles under traffic (the pinned queue stays where it is).

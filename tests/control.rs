@@ -14,14 +14,34 @@ fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
     let s = Scratch::new("ctladd");
     let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
     let ctl_sock = s.path("ctl");
-    let d = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1", "--ctl", ctl_sock.to_str().unwrap()]);
+    let d = Pmds::start(
+        &s,
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vhost-server:{sb}"),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--ctl",
+            ctl_sock.to_str().unwrap(),
+        ],
+    );
     // Paced traffic a<->b for 5 s, in the background.
     let json = s.path("gen.json");
     let mut g = Command::new(bin())
         // 4096-descriptor rings: the ctl processes this test starts share the two CPUs
         // with the generator, and a generator descheduled for a few ms must not
         // overflow its rx rings (that would be a loss the switch did not cause).
-        .args(["gen", "--port", &format!("a=vdev:net_virtio_user0,path={sa},queue_size=4096"), "--port", &format!("b=vdev:net_virtio_user1,path={sb},queue_size=4096")])
+        .args([
+            "gen",
+            "--port",
+            &format!("a=vdev:net_virtio_user0,path={sa},queue_size=4096"),
+            "--port",
+            &format!("b=vdev:net_virtio_user1,path={sb},queue_size=4096"),
+        ])
         .args(["--core", "0", "--rate", "200kpps", "--duration", "5", "--warmup", "0.5", "--quiet", "--json"])
         .arg(&json)
         .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gen"))])

@@ -6,7 +6,6 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-
 use common::*;
 
 fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, String) {
@@ -14,7 +13,10 @@ fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, St
 }
 
 fn dut(s: &Scratch, sa: &str, sb: &str) -> Pmds {
-    Pmds::start(s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"])
+    Pmds::start(
+        s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    )
 }
 
 #[test]
@@ -25,7 +27,8 @@ fn gen_counts_equal_switch_counts() {
     let d = dut(&s, &sa, &sb);
     // A paced rate the shared host always sustains, so the run has no drops: then every
     // count must agree exactly.
-    let (g, out) = gen(&s, &sa, &sb, &["--rate", "200kpps", "--duration", "2", "--warmup", "0.5", "--flows", "16", "--frame", "64,512,1518"]);
+    let (g, out) =
+        gen(&s, &sa, &sb, &["--rate", "200kpps", "--duration", "2", "--warmup", "0.5", "--flows", "16", "--frame", "64,512,1518"]);
     let (st, _, j, text) = d.stop();
     assert!(st.success(), "{text}");
     assert_no_leak(&j);
@@ -142,9 +145,16 @@ fn bench_quick_writes_results_and_cleans_up() {
         assert!(svg.starts_with("<svg") && svg.contains("pmdswitch"), "{f}");
     }
     // Nothing left: no scratch directory, no EAL runtime directory, no process.
-    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdsb")).collect()).unwrap_or_default();
+    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdsb")).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "EAL runtime dirs left: {left:?}");
-    let tmp: Vec<String> = std::fs::read_dir("/tmp").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pmdswitch-bench-")).collect();
+    let tmp: Vec<String> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pmdswitch-bench-"))
+        .collect();
     assert!(tmp.is_empty(), "scratch left: {tmp:?}");
 }
 
@@ -171,7 +181,9 @@ fn bench_interrupted_stops_its_children_and_cleans_up() {
     let tag = format!("pmdsb{pid}");
     // ("[p]" keeps pgrep from matching the shell that runs it.)
     assert!(!sh(&format!("pgrep -f '[p]{}' >/dev/null", &tag[1..])), "a child of the bench is still running");
-    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect()).unwrap_or_default();
+    let left: Vec<String> = std::fs::read_dir("/var/run/dpdk")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "EAL runtime dirs left: {left:?}");
     assert!(!std::path::Path::new(&format!("/tmp/pmdswitch-bench-{pid}")).exists(), "scratch left");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.path("out/results.json")).unwrap()).unwrap();

@@ -17,7 +17,18 @@ fn hostile_frontend_neither_crashes_nor_disturbs_other_ports() {
     let (sh, sa) = (s.sock("h.sock"), s.sock("a.sock"));
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("h=vhost-server:{sh}"), "--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"],
+        &[
+            "--port",
+            &format!("h=vhost-server:{sh}"),
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            "b=vdev:net_null0,no-rx=1",
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+        ],
     );
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));

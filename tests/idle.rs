@@ -62,7 +62,18 @@ fn adaptive_worker_sleeps_on_tap_rx_interrupts() {
     let t = TapHosts::names("pi");
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1", "--idle", "adaptive"],
+        &[
+            "--port",
+            &format!("a=vdev:net_tap0,iface={}", t[0]),
+            "--port",
+            &format!("b=vdev:net_tap1,iface={}", t[1]),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--idle",
+            "adaptive",
+        ],
     );
     let hosts = TapHosts::setup(&t);
     let idle = pm.worker_load(1, 3);

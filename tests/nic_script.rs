@@ -10,11 +10,8 @@ use std::process::Command;
 use common::Scratch;
 
 fn nic(state: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nic.sh"))
-        .args(args)
-        .env("PMDSWITCH_NIC_STATE", state)
-        .output()
-        .unwrap();
+    let o =
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nic.sh")).args(args).env("PMDSWITCH_NIC_STATE", state).output().unwrap();
     (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 

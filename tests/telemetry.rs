@@ -23,10 +23,7 @@ fn telemetry(prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
     }
     drop(input);
     let o = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
-        .collect()
+    String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect()
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -48,13 +45,34 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     drop(free);
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1", "--prometheus", &metrics],
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            "b=vdev:net_null0,no-rx=1",
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--prometheus",
+            &metrics,
+        ],
     );
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
-    let r = telemetry(&s.prefix("dut"), &["/pmdswitch/ports", "/pmdswitch/port,a", "/pmdswitch/workers", "/pmdswitch/worker,1", "/pmdswitch/drops", "/pmdswitch/port,nosuch"]);
+    let r = telemetry(
+        &s.prefix("dut"),
+        &[
+            "/pmdswitch/ports",
+            "/pmdswitch/port,a",
+            "/pmdswitch/workers",
+            "/pmdswitch/worker,1",
+            "/pmdswitch/drops",
+            "/pmdswitch/port,nosuch",
+        ],
+    );
     let prom = http_get(&format!("127.0.0.1:{metrics}"), "/metrics");
     let _ = g.finish();
     let (st, _, _, text) = pm.stop();
@@ -92,7 +110,18 @@ fn ctl_shows_clears_and_sets_idle_mode() {
     let sock = s.path("pmds.ctl");
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1", "--ctl", sock.to_str().unwrap()],
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            "b=vdev:net_null0,no-rx=1",
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--ctl",
+            sock.to_str().unwrap(),
+        ],
     );
     let md = std::fs::metadata(&sock).expect("control socket");
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777, 0o600);

@@ -72,7 +72,10 @@ fn two_guests_ping_each_other_through_pmdswitch() {
     build_once();
     let s = Scratch::new("vmping");
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    );
     let _b = Guest::boot(&s, "b", &sb, false, "198.18.0.2/24", None, 120);
     let mut a = Guest::boot(&s, "a", &sa, false, "198.18.0.1/24", Some("ping -c 5 -W 3 198.18.0.2"), 120);
     let rc = a.result(Duration::from_secs(120));
@@ -132,7 +135,10 @@ fn guest_driver_reset_and_rebind_keep_forwarding() {
     build_once();
     let s = Scratch::new("vmreset");
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    );
     let _b = Guest::boot(&s, "b", &sb, false, "198.18.0.2/24", None, 180);
     // Interface down/up, then the virtio device unbound from and rebound to virtio_net
     // (a full device reset: the backend sees the device destroyed and created again).

@@ -21,7 +21,10 @@ fn vhost_pair_counters_agree_across_processes() {
     require_bed();
     let s = Scratch::new("pair");
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    );
     let mut rx = Testpmd::start(&s.prefix("rx"), &[vu(&sb, "")], "rxonly", 0, &[]);
     let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 2, Duration::from_secs(10)), "{}", pm.out.text());
@@ -36,11 +39,7 @@ fn vhost_pair_counters_agree_across_processes() {
     assert!(st.success(), "{text}");
     assert!(sent > 10_000, "generator sent only {sent}");
     assert_eq!(port(&j, "a", "rx_packets"), sent, "every packet the peer sent was received");
-    assert_eq!(
-        port(&j, "a", "rx_packets"),
-        port(&j, "b", "tx_packets") + drops(&j, "b"),
-        "a->b: rx = tx + counted drops\n{j}"
-    );
+    assert_eq!(port(&j, "a", "rx_packets"), port(&j, "b", "tx_packets") + drops(&j, "b"), "a->b: rx = tx + counted drops\n{j}");
     assert_eq!(port(&j, "b", "tx_packets"), got, "what pmdswitch sent on b is what the peer received");
     assert_eq!(port(&j, "a", "rx_bytes"), sent * 64, "64-byte frames");
     // A polling virtio-user PMD asks for no interrupts: no eventfd write towards it.
@@ -57,7 +56,11 @@ fn every_packet_leaves_the_other_port() {
     let sa = s.sock("a.sock");
     // Ports, rule and options from a config file; the command line adds the group.
     let cfg = s.path("pmds.toml");
-    std::fs::write(&cfg, format!("cores = \"1\"\nxconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:{sa}\"\nb = \"vdev:net_null0,no-rx=1\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("cores = \"1\"\nxconnect = [\"a,b\"]\n[ports]\na = \"vhost-server:{sa}\"\nb = \"vdev:net_null0,no-rx=1\"\n"),
+    )
+    .unwrap();
     let pm = Pmds::start(&s, &["--config", cfg.to_str().unwrap(), "--socket-group", "daemon", "--socket-owner", "daemon"]);
     // Sockets: mode 0660 by default, group as asked, never world-writable.
     let md = std::fs::metadata(&sa).unwrap();
@@ -87,7 +90,10 @@ fn vhost_client_reconnects_when_the_peer_returns() {
     let sc = s.sock("c.sock");
     // The peer serves the socket (like QEMU server=on); pmdswitch connects to it and
     // keeps retrying until it is there (testpmd's server mode waits for us at start-up).
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-client:{sc}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-client:{sc}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"],
+    );
     let mut g = Testpmd::start(&s.prefix("g1"), &[vu(&sc, ",server=1")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(15)), "{}", pm.out.text());
     g.cmd("start");
@@ -113,7 +119,10 @@ fn vhost_client_reconnects_when_the_peer_returns() {
 /// testpmd with two virtio-user ports in io forwarding, seeded with 4 bursts.
 fn running_loop(s: &Scratch) -> (Pmds, Testpmd, String, String) {
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let pm = Pmds::start(s, &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    );
     let mut g = Testpmd::start(&s.prefix("gen"), &[vu(&sa, ""), format!("net_virtio_user1,path={sb}")], "io", 0, &[]);
     std::thread::sleep(Duration::from_millis(300));
     g.cmd("start tx_first 4");
@@ -135,11 +144,7 @@ fn sigterm_under_traffic_exits_clean_and_accounts_every_packet() {
     let moved = port(&j, "a", "rx_packets") + port(&j, "b", "rx_packets");
     assert!(moved > 100_000, "little traffic before SIGTERM: {moved}");
     for (from, to) in [("a", "b"), ("b", "a")] {
-        assert_eq!(
-            port(&j, from, "rx_packets"),
-            port(&j, to, "tx_packets") + drops(&j, to),
-            "{from}->{to}: rx = tx + counted drops\n{j}"
-        );
+        assert_eq!(port(&j, from, "rx_packets"), port(&j, to, "tx_packets") + drops(&j, to), "{from}->{to}: rx = tx + counted drops\n{j}");
     }
     let w = &j["workers"][0];
     assert_eq!(w["core"].as_u64(), Some(1));
@@ -186,7 +191,16 @@ fn tap_ports_carry_ping_between_namespaces() {
     let t = TapHosts::names("pt");
     let pm = Pmds::start(
         &s,
-        &["--port", &format!("a=vdev:net_tap0,iface={}", t[0]), "--port", &format!("b=vdev:net_tap1,iface={}", t[1]), "--xconnect", "a,b", "--cores", "1"],
+        &[
+            "--port",
+            &format!("a=vdev:net_tap0,iface={}", t[0]),
+            "--port",
+            &format!("b=vdev:net_tap1,iface={}", t[1]),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+        ],
     );
     let hosts = TapHosts::setup(&t);
     let ping = hosts.ping(3, 0.2);
@@ -204,7 +218,10 @@ fn second_frontend_on_a_socket_is_refused_and_the_first_keeps_forwarding() {
     require_bed();
     let s = Scratch::new("second");
     let sa = s.sock("a.sock");
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"],
+    );
     let mut first = Testpmd::start(&s.prefix("first"), &[vu(&sa, "")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     first.cmd("start");
@@ -251,7 +268,10 @@ fn peer_killed_and_restarted_repeatedly_loses_nothing_but_counted_packets() {
     let cycles: usize = std::env::var("PMDS_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let s = Scratch::new("kill");
     let sa = s.sock("a.sock");
-    let pm = Pmds::start(&s, &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"]);
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", "b=vdev:net_null0,no-rx=1", "--xconnect", "a,b", "--cores", "1"],
+    );
     for i in 0..cycles {
         let mut g = Testpmd::start(&s.prefix(&format!("k{i}")), &[vu(&sa, "")], "txonly", 0, &[]);
         assert!(pm.out.wait_for("attached", i + 1, Duration::from_secs(10)), "cycle {i}: no device\n{}", pm.out.text());

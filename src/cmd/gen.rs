@@ -58,7 +58,10 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
         Some(list) => {
             let mut s = vec![false; names.len()];
             for n in list.split(',') {
-                let i = names.iter().position(|x| x == n).ok_or_else(|| Failure::Usage(format!("--tx names unknown port '{n}': use one of {}", names.join(","))))?;
+                let i = names
+                    .iter()
+                    .position(|x| x == n)
+                    .ok_or_else(|| Failure::Usage(format!("--tx names unknown port '{n}': use one of {}", names.join(","))))?;
                 s[i] = true;
             }
             s
@@ -67,7 +70,11 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     let sizes = packet::parse_sizes(a.frame.as_deref().unwrap_or("64")).map_err(Failure::Usage)?;
     let flows = a.flows.unwrap_or(1);
     if flows == 0 || flows as u64 * names.len() as u64 > packet::MAX_FLOWS as u64 {
-        return usage(format!("--flows {flows} is out of range: use 1 to {} with {} port(s)", packet::MAX_FLOWS as usize / names.len(), names.len()));
+        return usage(format!(
+            "--flows {flows} is out of range: use 1 to {} with {} port(s)",
+            packet::MAX_FLOWS as usize / names.len(),
+            names.len()
+        ));
     }
     let macs = a.macs.unwrap_or(1);
     if macs == 0 || macs > 1 << 20 {
@@ -85,7 +92,12 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     if a.latency_every == Some(0) {
         return usage("--latency-every 0: use 1 (every packet) or more");
     }
-    for (flag, v) in [("--resolution-pct", a.resolution_pct), ("--ndr-loss-pct", a.ndr_loss_pct), ("--pdr-loss-pct", a.pdr_loss_pct), ("--max-drift-pct", a.max_drift_pct)] {
+    for (flag, v) in [
+        ("--resolution-pct", a.resolution_pct),
+        ("--ndr-loss-pct", a.ndr_loss_pct),
+        ("--pdr-loss-pct", a.pdr_loss_pct),
+        ("--max-drift-pct", a.max_drift_pct),
+    ] {
         if v.is_some_and(|v| !(v.is_finite() && (0.0..=100.0).contains(&v))) {
             return usage(format!("{flag} takes a percentage from 0 to 100"));
         }
@@ -100,7 +112,10 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
         None => allowed.iter().copied().find(|&c| c != main_core).unwrap_or(main_core),
     };
     if !allowed.contains(&core) {
-        return usage(format!("--core {core} is not a usable CPU here (usable: {}): pick one of them", allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")));
+        return usage(format!(
+            "--core {core} is not a usable CPU here (usable: {}): pick one of them",
+            allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        ));
     }
     let (eal, own_prefix) = startup::eal_defaults("pmdswitch-gen", &a.eal, &defs, main_core);
     if !preflight::has_flag(&a.eal, &["--no-huge"]) && preflight::free_hugepages() == 0 {
@@ -162,7 +177,10 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let ports = p.names.len() as u32;
     let n_mbufs = startup::pool_size(PoolNeed { descriptors: ports * 2 * ring as u32, bursts: 2 * ports, burst: burst as u32, lcores: 2 });
     let room = (max_frame.max(2048) + 128) as u16;
-    let pool = Arc::new(Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, startup::POOL_CACHE, room, -1).map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?);
+    let pool = Arc::new(
+        Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, startup::POOL_CACHE, room, -1)
+            .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?,
+    );
 
     let mut ports = Vec::new();
     let mut eth = Vec::new();
@@ -209,8 +227,16 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             }
             let _ = pmdswitch::dpdk::eal::thread_register();
             let mut engine = engine;
-            let out = if args.search { Outcome::Search(search_all(&mut engine, &args, &sizes, &stop)) } else {
-                let cfg = PhaseCfg { rate_pps: rate.pps(sizes.mean_frame()), warmup_s: warmup, duration_s: duration, count: args.count.unwrap_or(0), drain_quiet_ms: 250 };
+            let out = if args.search {
+                Outcome::Search(search_all(&mut engine, &args, &sizes, &stop))
+            } else {
+                let cfg = PhaseCfg {
+                    rate_pps: rate.pps(sizes.mean_frame()),
+                    warmup_s: warmup,
+                    duration_s: duration,
+                    count: args.count.unwrap_or(0),
+                    drain_quiet_ms: 250,
+                };
                 Outcome::Run(Box::new(engine.run(&cfg, &stop)))
             };
             pmdswitch::dpdk::eal::thread_unregister();
@@ -260,7 +286,8 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     drop(pool);
     drop(eal);
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").map_err(|e| rt(format!("cannot write --json {}: {e}", path.display())))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n")
+            .map_err(|e| rt(format!("cannot write --json {}: {e}", path.display())))?;
     }
     if term.load(Ordering::SeqCst) {
         println!("gen: interrupted: results cover the time until Ctrl-C");
@@ -273,7 +300,8 @@ enum Outcome {
     Search(Vec<SizeSearch>),
 }
 
-const CDF_POINTS: [f64; 22] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+const CDF_POINTS: [f64; 22] =
+    [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
 
 /// Latency percentiles in ns, as JSON.
 fn latency_json(h: &hdrhistogram::Histogram<u64>) -> Value {
@@ -341,8 +369,21 @@ fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: u
         let secs = s.tx_secs.max(1e-9);
         out.push_str(&format!(
             "{:<8} {:>12} {:>12} {:>10} {:>8.4} {:>6} {:>6} {:>9.3} {:>9.3} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            names[i], s.tx, s.rx, s.lost, if s.tx > 0 { s.lost as f64 * 100.0 / s.tx as f64 } else { 0.0 }, s.duplicates, s.reordered,
-            s.tx as f64 / secs / 1e6, s.rx as f64 / secs / 1e6, q(0.5), q(0.9), q(0.99), q(0.999), q(0.9999), if h.is_empty() { "-".into() } else { us(h.max()) }
+            names[i],
+            s.tx,
+            s.rx,
+            s.lost,
+            if s.tx > 0 { s.lost as f64 * 100.0 / s.tx as f64 } else { 0.0 },
+            s.duplicates,
+            s.reordered,
+            s.tx as f64 / secs / 1e6,
+            s.rx as f64 / secs / 1e6,
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            if h.is_empty() { "-".into() } else { us(h.max()) }
         ));
     }
     for (i, t) in r.ports.iter().enumerate() {
@@ -352,7 +393,11 @@ fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: u
         ));
     }
     let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
-    out.push_str(&format!("generator core {core}: busy {:.1}%, idle {:.1}%\n", r.busy_cycles as f64 * 100.0 / total, r.idle_cycles as f64 * 100.0 / total));
+    out.push_str(&format!(
+        "generator core {core}: busy {:.1}%, idle {:.1}%\n",
+        r.busy_cycles as f64 * 100.0 / total,
+        r.idle_cycles as f64 * 100.0 / total
+    ));
     if r.bad_latency > 0 {
         out.push_str(&format!("warning: {} latency samples were negative and left out\n", r.bad_latency));
     }
@@ -425,18 +470,27 @@ fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool
             }
             let r = engine.run(&cfg(Some(rate)), stop);
             let t = Trial { rate_pps: rate, tx: r.total_tx(), rx: r.total_rx(), achieved_pps: r.achieved_pps() };
-            println!("gen search {label} B: trial {:.3} Mpps/port -> loss {:.4}% (achieved {:.3})", rate / 1e6, t.loss() * 100.0, t.achieved_pps / 1e6);
+            println!(
+                "gen search {label} B: trial {:.3} Mpps/port -> loss {:.4}% (achieved {:.3})",
+                rate / 1e6,
+                t.loss() * 100.0,
+                t.achieved_pps / 1e6
+            );
             let _ = std::io::stdout().flush();
             t
         });
-        let latency = if result.ndr_pps > 0.0 && !stop.load(Ordering::Relaxed) { Some(engine.run(&cfg(Some(result.ndr_pps)), stop)) } else { None };
+        let latency =
+            if result.ndr_pps > 0.0 && !stop.load(Ordering::Relaxed) { Some(engine.run(&cfg(Some(result.ndr_pps)), stop)) } else { None };
         out.push(SizeSearch { frame: label, result, latency, mean_frame: mean });
     }
     out
 }
 
 fn print_search(s: &[SizeSearch]) {
-    let mut out = format!("=== RFC 2544 throughput (per port)\n{:<8} {:>10} {:>10} {:>12} {:>7} {:>10} {:>10} {:>10}\n", "frame", "NDR Mpps", "PDR Mpps", "NDR Mbit L1", "trials", "p50 us", "p99 us", "max us");
+    let mut out = format!(
+        "=== RFC 2544 throughput (per port)\n{:<8} {:>10} {:>10} {:>12} {:>7} {:>10} {:>10} {:>10}\n",
+        "frame", "NDR Mpps", "PDR Mpps", "NDR Mbit L1", "trials", "p50 us", "p99 us", "max us"
+    );
     for x in s {
         let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
         if let Some(l) = &x.latency {
@@ -455,7 +509,13 @@ fn print_search(s: &[SizeSearch]) {
             q(0.5),
             q(0.99),
             if h.is_empty() { "-".into() } else { us(h.max()) },
-            if x.result.sender_limited { "  (generator-limited)" } else if !x.result.converged { "  (not converged)" } else { "" }
+            if x.result.sender_limited {
+                "  (generator-limited)"
+            } else if !x.result.converged {
+                "  (not converged)"
+            } else {
+                ""
+            }
         ));
         if x.result.attempts > 1 || !x.result.stable {
             out.push_str(&format!(

@@ -85,9 +85,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         let (l, r) = parse::parse_xconnect(x).map_err(Failure::Usage)?;
         let mut ids = [0; 2];
         for (k, n) in [&l, &r].into_iter().enumerate() {
-            ids[k] = *index.get(n.as_str()).ok_or_else(|| {
-                Failure::Usage(format!("xconnect '{x}' names unknown port '{n}': define it with --port {n}=SPEC"))
-            })?;
+            ids[k] = *index
+                .get(n.as_str())
+                .ok_or_else(|| Failure::Usage(format!("xconnect '{x}' names unknown port '{n}': define it with --port {n}=SPEC")))?;
             if peer[ids[k]].is_some() {
                 return usage(format!("port '{n}' is in two xconnects: a port forwards to exactly one peer"));
             }
@@ -107,7 +107,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         }
         let mut ids = Vec::new();
         for m in &members {
-            let i = *index.get(m.as_str()).ok_or_else(|| Failure::Usage(format!("bridge '{name}' names unknown port '{m}': define it with --port {m}=SPEC")))?;
+            let i = *index
+                .get(m.as_str())
+                .ok_or_else(|| Failure::Usage(format!("bridge '{name}' names unknown port '{m}': define it with --port {m}=SPEC")))?;
             if peer[i].is_some() || in_bridge[i].is_some() {
                 return usage(format!("port '{m}' is in bridge '{name}' and in another bridge or xconnect: a port has one rule"));
             }
@@ -118,7 +120,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     }
     let mut vlans = vec![VlanMode::default(); ports.len()];
     for v in &a.vlans {
-        let (p, mode) = v.split_once('=').ok_or_else(|| Failure::Usage(format!("--vlan '{v}' has no '=': write PORT=access:VID or PORT=trunk:VIDS")))?;
+        let (p, mode) = v
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("--vlan '{v}' has no '=': write PORT=access:VID or PORT=trunk:VIDS")))?;
         let i = *index.get(p).ok_or_else(|| Failure::Usage(format!("--vlan names unknown port '{p}': define it with --port {p}=SPEC")))?;
         if in_bridge[i].is_none() {
             return usage(format!("--vlan {v}: port '{p}' is in no bridge: VLANs apply to bridge ports (add it to a --bridge)"));
@@ -128,7 +132,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let mut statics = Vec::new();
     for x in &a.static_macs {
         let (p, mac, vlan) = parse::parse_static_mac(x).map_err(Failure::Usage)?;
-        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--static-mac names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        let i = *index
+            .get(p.as_str())
+            .ok_or_else(|| Failure::Usage(format!("--static-mac names unknown port '{p}': define it with --port {p}=SPEC")))?;
         if in_bridge[i].is_none() {
             return usage(format!("--static-mac {x}: port '{p}' is in no bridge: add it to a --bridge"));
         }
@@ -140,7 +146,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let mut queues = vec![1u16; ports.len()];
     for q in &a.queues {
         let (p, n) = parse::parse_queues(q).map_err(Failure::Usage)?;
-        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        let i = *index
+            .get(p.as_str())
+            .ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
         queues[i] = n;
     }
     let mac_aging_ms = a.mac_aging.map_or(table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
@@ -203,15 +211,24 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         Some(s) => parse::parse_cores(s).map_err(Failure::Usage)?,
         None => match allowed.iter().find(|&&c| c != main_core) {
             Some(&c) => vec![c],
-            None => return usage(format!("no CPU left for a worker besides the main core {main_core}: give --cores and move the main core with -- -l N")),
+            None => {
+                return usage(format!(
+                    "no CPU left for a worker besides the main core {main_core}: give --cores and move the main core with -- -l N"
+                ))
+            }
         },
     };
     let mut affinity = Vec::new();
     for x in &a.rxq_affinity {
         let (p, q, core) = parse::parse_affinity(x).map_err(Failure::Usage)?;
-        let i = *index.get(p.as_str()).ok_or_else(|| Failure::Usage(format!("--rxq-affinity names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        let i = *index
+            .get(p.as_str())
+            .ok_or_else(|| Failure::Usage(format!("--rxq-affinity names unknown port '{p}': define it with --port {p}=SPEC")))?;
         if q >= queues[i] {
-            return usage(format!("--rxq-affinity {x}: port '{p}' has {} rx queue(s): use a queue below that or raise --queues {p}=N", queues[i]));
+            return usage(format!(
+                "--rxq-affinity {x}: port '{p}' has {} rx queue(s): use a queue below that or raise --queues {p}=N",
+                queues[i]
+            ));
         }
         if !cores.contains(&core) {
             return usage(format!("--rxq-affinity {x}: core {core} runs no worker: pick one of --cores {}", compress(&cores)));
@@ -250,16 +267,32 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     let socket_gid = a.socket_group.as_deref().map(preflight::group_id).transpose().map_err(Failure::Usage)?;
     let socket_uid = a.socket_owner.as_deref().map(preflight::user_id).transpose().map_err(Failure::Usage)?;
     Ok(Plan {
-        ports, peer, cores, eal, socket_mode, socket_gid, socket_uid, own_prefix, burst, ring_size, idle, idle_us, ctl,
-        bridges, vlans, statics, queues, affinity, mac_aging_ms, mac_capacity,
+        ports,
+        peer,
+        cores,
+        eal,
+        socket_mode,
+        socket_gid,
+        socket_uid,
+        own_prefix,
+        burst,
+        ring_size,
+        idle,
+        idle_us,
+        ctl,
+        bridges,
+        vlans,
+        statics,
+        queues,
+        affinity,
+        mac_aging_ms,
+        mac_capacity,
     })
 }
-
 
 fn compress(v: &[usize]) -> String {
     v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
-
 
 /// Runs the data plane; returns when stopped (signal or `--duration`).
 pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
@@ -272,7 +305,9 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let (eal, capture) = startup::start_eal(&plan.eal, plan.own_prefix.as_deref(), a.verbose)?;
     let main_cpu = eal.main_lcore_cpu() as usize;
     if plan.cores.contains(&main_cpu) && !a.share_main_core {
-        return Err(Failure::Usage(format!("core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N")));
+        return Err(Failure::Usage(format!(
+            "core {main_cpu} is the EAL main core: pick other --cores, or move the main core with -- -l N"
+        )));
     }
     let tsc_hz = eal.tsc_hz();
     let cycles_per_ms = (tsc_hz / 1000).max(1);
@@ -353,7 +388,9 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     for (b, (name, members)) in plan.bridges.iter().enumerate() {
         let table = Arc::new(MacTable::new(plan.mac_capacity, plan.mac_aging_ms, n_workers));
         for &(p, mac, vlan) in plan.statics.iter().filter(|s| members.contains(&s.0)) {
-            table.add_static(vlan, mac, p as u16).map_err(|e| Failure::Usage(format!("--static-mac on port '{}': {e}", plan.ports[p].name)))?;
+            table
+                .add_static(vlan, mac, p as u16)
+                .map_err(|e| Failure::Usage(format!("--static-mac on port '{}': {e}", plan.ports[p].name)))?;
         }
         for &m in members {
             if let Some(e) = plane.ports[m].as_mut() {
@@ -377,9 +414,10 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let metrics = match &a.prometheus {
         Some(p) => {
             let addr = if p.contains(':') { p.clone() } else { format!("127.0.0.1:{p}") };
-            Some(observe::serve_prometheus(&addr, view.clone(), metrics_stop.clone()).map_err(|e| {
-                Failure::Runtime(format!("--prometheus {addr}: cannot listen: {e}: pick a free port"))
-            }))
+            Some(
+                observe::serve_prometheus(&addr, view.clone(), metrics_stop.clone())
+                    .map_err(|e| Failure::Runtime(format!("--prometheus {addr}: cannot listen: {e}: pick a free port"))),
+            )
         }
         None => None,
     };
@@ -551,7 +589,12 @@ fn print_live(view: &View, last: &mut HashMap<String, (Instant, PortTotals, Opti
         last.insert(r.name.clone(), (now, *c, r.guest_notifications));
     }
     for w in view.workers() {
-        out.push_str(&format!("worker core {:<3} busy {:>5.1}%  {:>7.1} cycles/pkt\n", w.core, w.busy_fraction() * 100.0, w.cycles_per_packet()));
+        out.push_str(&format!(
+            "worker core {:<3} busy {:>5.1}%  {:>7.1} cycles/pkt\n",
+            w.core,
+            w.busy_fraction() * 100.0,
+            w.cycles_per_packet()
+        ));
     }
     print!("{out}");
     let _ = std::io::stdout().flush();

@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
+use crate::control::plane::{BridgeEntry, Plane, PortRt, Rule};
 use crate::control::ports::Opener;
 use crate::datapath::bridge::fwd::Bridge;
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
-use crate::control::plane::{BridgeEntry, Plane, PortRt, Rule};
-use crate::startup::preflight;
 use crate::datapath::reload::ReloadBarrier;
 use crate::parse::{self, PortSpec};
+use crate::startup::preflight;
 
 /// First words of the commands handled here (the rest are read-only, on the ctl thread).
 pub fn is_change(word: &str) -> bool {
@@ -87,7 +87,9 @@ impl Control {
         match &def.spec {
             PortSpec::VhostServer(p) => preflight::check_server_socket(name, p)?,
             PortSpec::VhostClient(p) => preflight::check_socket_dir(name, p)?,
-            PortSpec::Pci(_) => return Err("PCI ports can only be given at start (the EAL probes only allow-listed devices): restart with --port".into()),
+            PortSpec::Pci(_) => {
+                return Err("PCI ports can only be given at start (the EAL probes only allow-listed devices): restart with --port".into())
+            }
             PortSpec::Vdev(_) => {}
         }
         let i = plane.free_index().ok_or("the port table is full (64 ports): del-port one first")?;
@@ -95,7 +97,10 @@ impl Control {
         plane.ports[i] = Some(e);
         plane.publish(&self.barrier);
         let cores: Vec<String> = (0..queues).filter_map(|q| plane.owner.get(&(i, q)).map(|&w| plane.cores[w].to_string())).collect();
-        Ok(format!("port {name} added ({queues} rx queue(s) on core {}); it forwards nowhere until xconnect or bridge add-port", cores.join(",")))
+        Ok(format!(
+            "port {name} added ({queues} rx queue(s) on core {}); it forwards nowhere until xconnect or bridge add-port",
+            cores.join(",")
+        ))
     }
 
     fn del_port(&mut self, plane: &mut Plane, name: &str) -> Result<String, String> {
@@ -160,7 +165,11 @@ impl Control {
     }
 
     fn bridge(plane: &Plane, br: &str) -> Result<usize, String> {
-        plane.bridges.iter().position(|b| b.name == br).ok_or_else(|| format!("no bridge '{br}': see show bridges (bridge add-port creates one)"))
+        plane
+            .bridges
+            .iter()
+            .position(|b| b.name == br)
+            .ok_or_else(|| format!("no bridge '{br}': see show bridges (bridge add-port creates one)"))
     }
 
     fn bridge_add(&mut self, plane: &mut Plane, br: &str, port: &str, opts: &[&str]) -> Result<String, String> {
@@ -220,7 +229,9 @@ impl Control {
         let t = &plane.bridges[b].table;
         for o in opts {
             match o.split_once('=') {
-                Some(("aging", v)) => t.set_aging(v.parse::<u64>().map_err(|_| format!("aging '{v}' is not a number of seconds"))?.saturating_mul(1000)),
+                Some(("aging", v)) => {
+                    t.set_aging(v.parse::<u64>().map_err(|_| format!("aging '{v}' is not a number of seconds"))?.saturating_mul(1000))
+                }
                 Some(("capacity", v)) => t.set_capacity(v.parse().map_err(|_| format!("capacity '{v}' is not a number"))?)?,
                 _ => return Err(format!("option '{o}' is unknown: use aging=SECS or capacity=N")),
             }

@@ -25,14 +25,14 @@ use crossbeam::utils::CachePadded;
 use crate::datapath::bridge::fwd::{Bridge, Member};
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
+use crate::datapath::reload::ReloadBarrier;
+use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
+use crate::datapath::worker::{Action, Poll, Rx, Tx, TxLock, TxQ, WorkerPlan};
 use crate::dpdk::ethdev::{EthPort, PortId};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostPort, VhostSlot};
 use crate::observe::{BridgeMeta, PortMeta, RxqMeta, View};
-use crate::datapath::reload::ReloadBarrier;
 use crate::parse::PortDef;
-use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
-use crate::datapath::worker::{Action, Poll, Rx, Tx, TxLock, TxQ, WorkerPlan};
 
 pub use crate::datapath::bridge::fwd::MAX_PORTS;
 
@@ -186,11 +186,8 @@ impl Plane {
     /// Rebuilds the workers' view of every bridge (after a membership or VLAN change).
     pub fn rebuild_bridges(&mut self) {
         for b in &mut self.bridges {
-            let members = b
-                .members
-                .iter()
-                .filter_map(|&p| self.ports[p].as_ref().map(|e| Member { port: p, vlan: e.vlan.clone() }))
-                .collect();
+            let members =
+                b.members.iter().filter_map(|&p| self.ports[p].as_ref().map(|e| Member { port: p, vlan: e.vlan.clone() })).collect();
             b.current = Arc::new(Bridge::new(b.table.clone(), members));
         }
     }
@@ -279,7 +276,11 @@ impl Plane {
             .filter_map(|(i, e)| {
                 let e = e.as_ref()?;
                 let mut rxqs: Vec<RxqMeta> = (0..e.queues)
-                    .map(|q| RxqMeta { queue: q, core: self.owner.get(&(i, q)).map(|&w| self.cores[w]), counters: e.rxq[q as usize].clone() })
+                    .map(|q| RxqMeta {
+                        queue: q,
+                        core: self.owner.get(&(i, q)).map(|&w| self.cores[w]),
+                        counters: e.rxq[q as usize].clone(),
+                    })
                     .collect();
                 rxqs.sort_by_key(|r| r.queue);
                 Some(PortMeta {
@@ -306,7 +307,11 @@ impl Plane {
             .map(|b| BridgeMeta {
                 name: b.name.clone(),
                 table: b.table.clone(),
-                members: b.members.iter().filter_map(|&p| self.ports[p].as_ref().map(|e| (p, e.def.name.clone(), e.vlan.to_string()))).collect(),
+                members: b
+                    .members
+                    .iter()
+                    .filter_map(|&p| self.ports[p].as_ref().map(|e| (p, e.def.name.clone(), e.vlan.to_string())))
+                    .collect(),
             })
             .collect();
         self.view.set(ports, bridges);

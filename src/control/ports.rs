@@ -47,7 +47,8 @@ impl Opener {
                 let mut v = VhostPort::register(name, &path.to_string_lossy(), role).map_err(|e| format!("port '{name}': {e}"))?;
                 v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
                 if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
-                    std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid).map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
+                    std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid)
+                        .map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
                 }
                 (PortRt::Vhost(v), queues)
             }
@@ -63,7 +64,14 @@ impl Opener {
                     return Err(format!("port '{name}': {queues} rx queues asked, the driver offers {max_rx}: lower --queues {name}=N"));
                 }
                 let n_txq = (self.workers as u16).clamp(1, max_tx.max(1));
-                let cfg = EthConfig { n_rxq: queues, n_txq, rx_desc: self.ring_size, tx_desc: self.ring_size, rx_intr: self.rx_intr, remove: matches!(def.spec, PortSpec::Vdev(_)) };
+                let cfg = EthConfig {
+                    n_rxq: queues,
+                    n_txq,
+                    rx_desc: self.ring_size,
+                    tx_desc: self.ring_size,
+                    rx_intr: self.rx_intr,
+                    remove: matches!(def.spec, PortSpec::Vdev(_)),
+                };
                 let (port, _, _) = EthPort::configure(id, cfg, &self.pool).map_err(|e| format!("port '{name}': {e}"))?;
                 port.start().map_err(|e| format!("port '{name}': {e}"))?;
                 (PortRt::Eth(port), n_txq)

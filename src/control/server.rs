@@ -12,11 +12,11 @@
 //! add-port BR PORT`, `bridge del-port BR PORT`, `bridge flush BR [PORT]`, `bridge
 //! add-mac BR MAC[@VLAN] PORT`, `bridge del-mac BR MAC[@VLAN]`. See `control.rs`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::observe::View;
-use crate::startup::preflight;
 use crate::datapath::reload::ReloadBarrier;
 use crate::datapath::stats::{DropCause, PortTotals, WorkerTotals};
 use crate::datapath::worker::IdleMode;
+use crate::observe::View;
+use crate::startup::preflight;
 
 struct Server {
     view: Arc<View>,
@@ -53,7 +53,14 @@ pub struct Request {
 /// The directory or socket cannot be created, or another pmdswitch serves the path.
 /// `group`: when set (`--socket-group`), the socket is also open to that group (mode
 /// 0660), so an operator group can drive pmdswitch without root.
-pub fn serve(path: &Path, group: Option<u32>, view: Arc<View>, barrier: Arc<ReloadBarrier>, idle: Arc<AtomicU8>, stop: Arc<AtomicBool>) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
+pub fn serve(
+    path: &Path,
+    group: Option<u32>,
+    view: Arc<View>,
+    barrier: Arc<ReloadBarrier>,
+    idle: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -69,7 +76,8 @@ pub fn serve(path: &Path, group: Option<u32>, view: Arc<View>, barrier: Arc<Relo
     l.set_nonblocking(true)?;
     let n_workers = view.stats.len();
     let (tx, rx) = channel();
-    let mut srv = Server { view, barrier, idle, base_ports: HashMap::new(), base_workers: vec![WorkerTotals::default(); n_workers], main: tx };
+    let mut srv =
+        Server { view, barrier, idle, base_ports: HashMap::new(), base_workers: vec![WorkerTotals::default(); n_workers], main: tx };
     let h = std::thread::Builder::new().name("pmds-ctl".into()).spawn(move || {
         // Polled every 100 ms for the stop flag; requests are rare.
         while !stop.load(Ordering::SeqCst) {
@@ -244,11 +252,25 @@ fn text(v: &Value) -> String {
 fn bridges_text(v: &Value) -> String {
     let mut o = String::new();
     for (name, b) in v.as_object().into_iter().flatten() {
-        let ports: Vec<String> = b["ports"].as_array().into_iter().flatten().map(|p| format!("{}({})", p["port"].as_str().unwrap_or(""), p["vlan"].as_str().unwrap_or(""))).collect();
+        let ports: Vec<String> = b["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}({})", p["port"].as_str().unwrap_or(""), p["vlan"].as_str().unwrap_or("")))
+            .collect();
         let t = &b["mac_table"];
         o.push_str(&format!(
             "bridge {name}: ports {}\n  macs {} (static {}) of {}, aging {} s; learned {} moves {} aged {} full {} learn_dropped {}\n",
-            ports.join(" "), t["entries"], t["statics"], t["capacity"], t["aging_ms"].as_u64().unwrap_or(0) / 1000, t["learned"], t["moves"], t["aged"], t["full"], t["learn_dropped"]
+            ports.join(" "),
+            t["entries"],
+            t["statics"],
+            t["capacity"],
+            t["aging_ms"].as_u64().unwrap_or(0) / 1000,
+            t["learned"],
+            t["moves"],
+            t["aged"],
+            t["full"],
+            t["learn_dropped"]
         ));
     }
     if o.is_empty() {
@@ -260,8 +282,15 @@ fn bridges_text(v: &Value) -> String {
 fn macs_text(v: &Value) -> String {
     let mut o = format!("{:<5} {:<18} {:<12} {:>8}\n", "vlan", "mac", "port", "age s");
     for e in v.as_array().into_iter().flatten() {
-        let age = if e["static"] == true { "static".to_string() } else { format!("{:.1}", e["age_ms"].as_u64().unwrap_or(0) as f64 / 1000.0) };
-        o.push_str(&format!("{:<5} {:<18} {:<12} {:>8}\n", e["vlan"].as_u64().unwrap_or(0), e["mac"].as_str().unwrap_or(""), e["port"].as_str().unwrap_or(""), age));
+        let age =
+            if e["static"] == true { "static".to_string() } else { format!("{:.1}", e["age_ms"].as_u64().unwrap_or(0) as f64 / 1000.0) };
+        o.push_str(&format!(
+            "{:<5} {:<18} {:<12} {:>8}\n",
+            e["vlan"].as_u64().unwrap_or(0),
+            e["mac"].as_str().unwrap_or(""),
+            e["port"].as_str().unwrap_or(""),
+            age
+        ));
     }
     o
 }

@@ -166,12 +166,20 @@ pub struct WorkerTotals {
 
 impl WorkerTotals {
     pub fn cycles_per_packet(&self) -> f64 {
-        if self.packets == 0 { 0.0 } else { self.busy_cycles as f64 / self.packets as f64 }
+        if self.packets == 0 {
+            0.0
+        } else {
+            self.busy_cycles as f64 / self.packets as f64
+        }
     }
 
     pub fn busy_fraction(&self) -> f64 {
         let all = self.busy_cycles + self.idle_cycles;
-        if all == 0 { 0.0 } else { self.busy_cycles as f64 / all as f64 }
+        if all == 0 {
+            0.0
+        } else {
+            self.busy_cycles as f64 / all as f64
+        }
     }
 }
 

@@ -10,16 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
 
-use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::datapath::bridge::fwd::{self, Bridge};
+use crate::datapath::reload::{ReloadBarrier, WorkerReload};
+use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
+use crate::dpdk::eal;
+use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostRxQueue, VhostTxQueue};
 use crate::sys::idle::{self, Wake};
-use crate::dpdk::eal;
 use crate::sys::rdtsc;
-use crate::datapath::reload::{ReloadBarrier, WorkerReload};
-use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
 
 /// Where a worker receives from. An enum, not a trait object: dispatch once per burst.
 pub enum Rx {
@@ -85,7 +85,11 @@ pub enum IdleMode {
 
 impl IdleMode {
     pub fn from_u8(v: u8) -> IdleMode {
-        if v == 1 { IdleMode::Adaptive } else { IdleMode::Poll }
+        if v == 1 {
+            IdleMode::Adaptive
+        } else {
+            IdleMode::Poll
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -368,7 +372,8 @@ impl Worker {
     }
 
     fn size_outs(&self, outs: &mut Vec<Batch>) {
-        let need = self.plan.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
+        let need =
+            self.plan.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
         while outs.len() < need {
             outs.push(Batch::new());
         }

@@ -1,6 +1,6 @@
 //! EAL: initialisation, cleanup, lcores and DPDK's log stream.
 
-use std::ffi::{CString, c_char};
+use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::FromRawFd;
@@ -26,10 +26,7 @@ impl Eal {
     /// # Errors
     /// The EAL's `rte_errno` (0 when EAL gave no reason, e.g. a file-prefix in use).
     pub fn init(args: &[String]) -> Result<Eal> {
-        let mut argv: Vec<*mut c_char> = args
-            .iter()
-            .map(|a| CString::new(a.as_str()).unwrap_or_default().into_raw())
-            .collect();
+        let mut argv: Vec<*mut c_char> = args.iter().map(|a| CString::new(a.as_str()).unwrap_or_default().into_raw()).collect();
         argv.push(std::ptr::null_mut());
         let argc = args.len() as i32;
         let argv = Box::leak(argv.into_boxed_slice());
@@ -44,7 +41,6 @@ impl Eal {
         let dir = dir.to_string_lossy().into_owned();
         Ok(Eal { runtime_dir: (!dir.is_empty()).then(|| dir.into()) })
     }
-
 
     /// The CPU the EAL main lcore runs on.
     pub fn main_lcore_cpu(&self) -> u32 {

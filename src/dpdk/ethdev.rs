@@ -10,9 +10,9 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use super::error::{DpdkError, Result};
+use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::ffi;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortId(pub u16);
@@ -53,7 +53,11 @@ impl Drop for Dev {
         unsafe {
             ffi::rte_eth_dev_stop(self.id.0);
             let mut info = MaybeUninit::<ffi::rte_eth_dev_info>::zeroed();
-            let dev = if self.remove && ffi::rte_eth_dev_info_get(self.id.0, info.as_mut_ptr()) == 0 { info.assume_init().device } else { std::ptr::null_mut() };
+            let dev = if self.remove && ffi::rte_eth_dev_info_get(self.id.0, info.as_mut_ptr()) == 0 {
+                info.assume_init().device
+            } else {
+                std::ptr::null_mut()
+            };
             ffi::rte_eth_dev_close(self.id.0);
             if !dev.is_null() {
                 ffi::rte_dev_remove(dev);
@@ -339,4 +343,3 @@ impl EthTxQueue {
         sent
     }
 }
-

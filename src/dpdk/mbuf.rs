@@ -6,8 +6,8 @@
 
 use std::mem::offset_of;
 
-use super::mempool::Mempool;
 use super::ffi;
+use super::mempool::Mempool;
 
 /// Largest burst a batch holds (`--burst` is capped to it).
 pub const MAX_BURST: usize = 256;
@@ -118,7 +118,6 @@ impl Batch {
         }
         self.tx_consumed(n);
     }
-
 }
 
 /// Generator support: fresh frames to write, received frames to read.
@@ -308,4 +307,3 @@ impl Batch {
         Ok(())
     }
 }
-

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::error::{DpdkError, Result};
+use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::ffi;
 
 /// virtio 1.1 §5.1.3 feature bits (bindgen does not see these: they live in linux headers
 /// as macros the vhost headers do not pull in).
@@ -318,10 +318,8 @@ impl VhostPort {
         }
         self.started = true;
         if self.role == Role::Server {
-            std::fs::set_permissions(&self.slot.path, std::fs::Permissions::from_mode(mode)).map_err(|e| DpdkError {
-                op: format!("chmod {:o} {}", mode, self.slot.path),
-                errno: e.raw_os_error().unwrap_or(0),
-            })?;
+            std::fs::set_permissions(&self.slot.path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| DpdkError { op: format!("chmod {:o} {}", mode, self.slot.path), errno: e.raw_os_error().unwrap_or(0) })?;
         }
         Ok(())
     }

@@ -14,12 +14,12 @@ use crossbeam::utils::CachePadded;
 use serde_json::{json, Map, Value};
 
 use crate::datapath::bridge::table::MacTable;
-use crate::parse::mac_str;
+use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
+use crate::datapath::worker::TxLock;
 use crate::dpdk::ethdev::{self, EthStats, PortId};
 use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
-use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
-use crate::datapath::worker::TxLock;
+use crate::parse::mac_str;
 
 /// One rx queue of a port, for `show rxqs`.
 pub struct RxqMeta {
@@ -116,7 +116,12 @@ impl View {
                 rxqs: m
                     .rxqs
                     .iter()
-                    .map(|r| RxqReport { queue: r.queue, core: r.core, packets: r.counters.packets.load(Relaxed), busy_cycles: r.counters.busy_cycles.load(Relaxed) })
+                    .map(|r| RxqReport {
+                        queue: r.queue,
+                        core: r.core,
+                        packets: r.counters.packets.load(Relaxed),
+                        busy_cycles: r.counters.busy_cycles.load(Relaxed),
+                    })
                     .collect(),
                 tx_lock_contended: m.locks.iter().map(|l| l.contended.load(Relaxed)).sum(),
             })
@@ -190,7 +195,12 @@ impl View {
         counter(&mut o, "port_drops_total", "Packets dropped inside pmdswitch, by cause.");
         for r in &ports {
             for c in DropCause::ALL {
-                o.push_str(&format!("pmdswitch_port_drops_total{{port=\"{}\",cause=\"{}\"}} {}\n", esc(&r.name), c.name(), r.totals.drops[c as usize]));
+                o.push_str(&format!(
+                    "pmdswitch_port_drops_total{{port=\"{}\",cause=\"{}\"}} {}\n",
+                    esc(&r.name),
+                    c.name(),
+                    r.totals.drops[c as usize]
+                ));
             }
         }
         type WField = fn(&WorkerTotals) -> u64;
@@ -246,7 +256,16 @@ pub fn serve_prometheus(addr: &str, view: Arc<View>, stop: Arc<AtomicBool>) -> s
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn report_json(reports: &[PortReport], workers: &[WorkerTotals], bridges: Value, elapsed: f64, tsc_hz: u64, size: u32, baseline: u32, in_use: u32) -> Value {
+pub fn report_json(
+    reports: &[PortReport],
+    workers: &[WorkerTotals],
+    bridges: Value,
+    elapsed: f64,
+    tsc_hz: u64,
+    size: u32,
+    baseline: u32,
+    in_use: u32,
+) -> Value {
     let mut ports = Map::new();
     for r in reports {
         let mut drops = Map::new();
@@ -336,17 +355,21 @@ pub fn register_telemetry(view: &Arc<View>) {
         Reply::Dict(kv)
     }));
     let v = view.clone();
-    res.push(telemetry::register("/pmdswitch/rxqs", "Packets and busy cycles per rx queue (PORT/QUEUE/...). Takes no parameters", move |_| {
-        let mut kv = Vec::new();
-        for r in v.ports() {
-            for q in &r.rxqs {
-                kv.push((format!("{}/{}/core", r.name, q.queue), Val::U64(q.core.map_or(u64::MAX, |c| c as u64))));
-                kv.push((format!("{}/{}/packets", r.name, q.queue), Val::U64(q.packets)));
-                kv.push((format!("{}/{}/busy_cycles", r.name, q.queue), Val::U64(q.busy_cycles)));
+    res.push(telemetry::register(
+        "/pmdswitch/rxqs",
+        "Packets and busy cycles per rx queue (PORT/QUEUE/...). Takes no parameters",
+        move |_| {
+            let mut kv = Vec::new();
+            for r in v.ports() {
+                for q in &r.rxqs {
+                    kv.push((format!("{}/{}/core", r.name, q.queue), Val::U64(q.core.map_or(u64::MAX, |c| c as u64))));
+                    kv.push((format!("{}/{}/packets", r.name, q.queue), Val::U64(q.packets)));
+                    kv.push((format!("{}/{}/busy_cycles", r.name, q.queue), Val::U64(q.busy_cycles)));
+                }
             }
-        }
-        Reply::Dict(kv)
-    }));
+            Reply::Dict(kv)
+        },
+    ));
     let st = view.stats.clone();
     res.push(telemetry::register("/pmdswitch/workers", "Worker cores. Takes no parameters", move |_| {
         Reply::U64s(st.iter().map(|w| w.core as u64).collect())

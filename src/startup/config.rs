@@ -179,7 +179,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
     if let Some(m) = &f.socket_mode {
         match u32::from_str_radix(m.get_ref(), 8) {
             Ok(v) if v <= 0o777 && v & 0o002 == 0 => {}
-            Ok(_) => errs.push(format!("{}: socket-mode {} is world-writable or not a mode: use \"660\"", at(path, text, m.span().start), m.get_ref())),
+            Ok(_) => errs.push(format!(
+                "{}: socket-mode {} is world-writable or not a mode: use \"660\"",
+                at(path, text, m.span().start),
+                m.get_ref()
+            )),
             Err(_) => errs.push(format!("{}: socket-mode '{}' is not octal: use \"660\"", at(path, text, m.span().start), m.get_ref())),
         }
     }
@@ -259,7 +263,12 @@ impl Config {
     }
 
     pub fn summary(&self) -> String {
-        format!("{} ports, {} xconnects, {} bridges", self.file_args.ports.len(), self.file_args.xconnects.len(), self.file_args.bridges.len())
+        format!(
+            "{} ports, {} xconnects, {} bridges",
+            self.file_args.ports.len(),
+            self.file_args.xconnects.len(),
+            self.file_args.bridges.len()
+        )
     }
 }
 

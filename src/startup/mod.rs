@@ -140,7 +140,10 @@ pub fn start_eal(eal: &[String], own_prefix: Option<&str>, verbose: bool) -> Res
                 }
             }
             let why = eal_reason(&log);
-            Err(Failure::Runtime(format!("EAL init failed ({e}){}: check the EAL arguments after --, or run with -v", if why.is_empty() { String::new() } else { format!(": {why}") })))
+            Err(Failure::Runtime(format!(
+                "EAL init failed ({e}){}: check the EAL arguments after --, or run with -v",
+                if why.is_empty() { String::new() } else { format!(": {why}") }
+            )))
         }
     }
 }

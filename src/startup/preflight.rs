@@ -33,17 +33,14 @@ pub fn check_server_socket(port: &str, path: &Path) -> Result<(), String> {
         Ok(md) if md.file_type().is_symlink() => {
             Err(format!("port '{port}': socket path {} is a symlink: give the real path", path.display()))
         }
-        Ok(md) if !md.file_type().is_socket() => Err(format!(
-            "port '{port}': {} exists and is not a socket: remove it or pick another path",
-            path.display()
-        )),
+        Ok(md) if !md.file_type().is_socket() => {
+            Err(format!("port '{port}': {} exists and is not a socket: remove it or pick another path", path.display()))
+        }
         Ok(_) => match UnixStream::connect(path) {
-            Ok(_) => Err(format!(
-                "port '{port}': socket {} is served by a live process: stop that process or pick another path",
-                path.display()
-            )),
-            Err(_) => fs::remove_file(path)
-                .map_err(|e| format!("port '{port}': stale socket {} cannot be removed: {e}", path.display())),
+            Ok(_) => {
+                Err(format!("port '{port}': socket {} is served by a live process: stop that process or pick another path", path.display()))
+            }
+            Err(_) => fs::remove_file(path).map_err(|e| format!("port '{port}': stale socket {} cannot be removed: {e}", path.display())),
         },
     }
 }
@@ -104,9 +101,7 @@ pub fn check_pci(port: &str, addr: &str) -> Result<(), String> {
     if !dev.exists() {
         return Err(format!("port '{port}': no PCI device {addr} on this machine: check the address with lspci -D"));
     }
-    let driver = fs::read_link(dev.join("driver"))
-        .ok()
-        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()));
+    let driver = fs::read_link(dev.join("driver")).ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()));
     match driver.as_deref() {
         Some("vfio-pci") | Some("uio_pci_generic") | Some("igb_uio") => Ok(()),
         other => Err(format!(
@@ -148,9 +143,9 @@ pub fn main_core_from_eal(eal: &[String]) -> Option<usize> {
 /// Whether the EAL arguments contain any of `flags` (as `--flag`, `--flag=x` or `-fX`).
 pub fn has_flag(eal: &[String], flags: &[&str]) -> bool {
     eal.iter().any(|a| {
-        flags.iter().any(|f| {
-            a == f || (f.starts_with("--") && a.starts_with(&format!("{f}="))) || (!f.starts_with("--") && a.starts_with(f))
-        })
+        flags
+            .iter()
+            .any(|f| a == f || (f.starts_with("--") && a.starts_with(&format!("{f}="))) || (!f.starts_with("--") && a.starts_with(f)))
     })
 }
 

@@ -40,7 +40,9 @@ impl<T: Default> HugeSlice<T> {
         // Over-allocate by one huge page so that a 2 MiB-aligned start exists inside.
         let map_len = bytes.max(1).div_ceil(HUGE) * HUGE + HUGE;
         // SAFETY: an anonymous private mapping: no file, no aliasing; checked below.
-        let map = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        let map = unsafe {
+            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
         assert!(map != libc::MAP_FAILED, "mmap of {map_len} bytes for a table failed: {}", std::io::Error::last_os_error());
         let offset = (HUGE - (map as usize % HUGE)) % HUGE;
         // SAFETY: offset < HUGE and map_len ≥ bytes + HUGE, so start..start+bytes is inside

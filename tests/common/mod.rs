@@ -255,7 +255,12 @@ impl Testpmd {
         if let Some(cpu) = pin {
             cmd.args(["taskset", "-c", &cpu.to_string()]);
         }
-        cmd.arg("dpdk-testpmd").args(eal).arg("--no-pci").arg(format!("--file-prefix={prefix}")).arg("--in-memory").arg("--log-level=notice");
+        cmd.arg("dpdk-testpmd")
+            .args(eal)
+            .arg("--no-pci")
+            .arg(format!("--file-prefix={prefix}"))
+            .arg("--in-memory")
+            .arg("--log-level=notice");
         cmd.args(["--", "-i", "--nb-cores=1"]).args(app);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn dpdk-testpmd (run scripts/setup.sh)");

@@ -44,9 +44,9 @@ const DUTS: [Dut; 6] = [Dut::Pmdswitch, Dut::PmdswitchAdaptive, Dut::PmdswitchBr
 
 impl Dut {
     pub fn parse(s: &str) -> Result<Dut, String> {
-        DUTS.into_iter().find(|d| d.name() == s).ok_or_else(|| {
-            format!("DUT '{s}' is unknown: use one of {}", DUTS.map(|d| d.name()).join(", "))
-        })
+        DUTS.into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("DUT '{s}' is unknown: use one of {}", DUTS.map(|d| d.name()).join(", ")))
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -64,7 +64,9 @@ impl Dut {
 }
 
 fn list<T: std::str::FromStr>(flag: &str, s: &str) -> Result<Vec<T>, Failure> {
-    s.split(',').map(|x| x.trim().parse::<T>().map_err(|_| Failure::Usage(format!("{flag} '{s}': '{x}' is not a number: write e.g. 64,512,1518")))).collect()
+    s.split(',')
+        .map(|x| x.trim().parse::<T>().map_err(|_| Failure::Usage(format!("{flag} '{s}': '{x}' is not a number: write e.g. 64,512,1518"))))
+        .collect()
 }
 
 /// One cell of the matrix.
@@ -130,13 +132,21 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     }
     let q = a.quick;
     let cells = frames.iter().flat_map(|&frame| flows.iter().map(move |&flows| Cell { frame, flows })).collect();
-    let ndr_frames = if !ndr { vec![] } else if q && a.frames.is_none() { vec![64] } else { frames.clone() };
+    let ndr_frames = if !ndr {
+        vec![]
+    } else if q && a.frames.is_none() {
+        vec![64]
+    } else {
+        frames.clone()
+    };
     let ndr_flows = if q && a.flows.is_none() { vec![flows[0]] } else { flows.clone() };
     for d in &duts {
         check_dut(*d)?;
     }
     if pmdswitch::startup::preflight::free_hugepages() < 512 {
-        return Err(Failure::Usage("fewer than 512 free hugepages: the DUT and the generator need about 1 GiB: run scripts/setup.sh".into()));
+        return Err(Failure::Usage(
+            "fewer than 512 free hugepages: the DUT and the generator need about 1 GiB: run scripts/setup.sh".into(),
+        ));
     }
     let cpus = pmdswitch::startup::preflight::allowed_cpus();
     let gen_core = a.gen_core.unwrap_or(0);
@@ -180,14 +190,17 @@ fn ovs_vswitchd_dpdk() -> Option<PathBuf> {
 
 fn check_dut(d: Dut) -> Result<(), Failure> {
     if d.is_ovs() && ovs_vswitchd_dpdk().is_none() {
-        return Err(Failure::Usage("--dut ovs: the DPDK build of ovs-vswitchd is not installed: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()));
+        return Err(Failure::Usage(
+            "--dut ovs: the DPDK build of ovs-vswitchd is not installed: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into(),
+        ));
     }
     let need = match d {
         Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge => return Ok(()),
         Dut::Testpmd => "dpdk-testpmd",
         Dut::Ovs | Dut::OvsNormal => "ovsdb-server",
     };
-    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
     if !found {
         return Err(Failure::Usage(format!("--dut {}: {need} is not installed: run scripts/setup.sh --extras", d.name())));
     }
@@ -217,7 +230,9 @@ impl Proc {
             .spawn()
             .map_err(|e| Failure::Runtime(format!("cannot start {name}: {e}")))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for r in [Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().expect("piped"))] {
+        for r in
+            [Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().expect("piped"))]
+        {
             let l = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(r).lines().map_while(Result::ok) {
@@ -344,7 +359,10 @@ impl Bed {
                 let sj = self.scratch.join(format!("{prefix}.json"));
                 let ctl = self.scratch.join(format!("{prefix}.ctl"));
                 let mut c = Command::new(&self.exe);
-                c.args(["run", "--port"]).arg(format!("a=vhost-server:{}", sa.display())).arg("--port").arg(format!("b=vhost-server:{}", sb.display()));
+                c.args(["run", "--port"])
+                    .arg(format!("a=vhost-server:{}", sa.display()))
+                    .arg("--port")
+                    .arg(format!("b=vhost-server:{}", sb.display()));
                 match dut {
                     Dut::PmdswitchBridge => c.args(["--bridge", "br0=a,b"]),
                     Dut::PmdswitchAdaptive => c.args(["--xconnect", "a,b", "--idle", "adaptive"]),
@@ -360,7 +378,15 @@ impl Bed {
             Dut::Testpmd => {
                 // stdbuf: testpmd's stdout is block-buffered on a pipe, and we wait for a line.
                 let mut c = Command::new("stdbuf");
-                c.args(["-oL", "dpdk-testpmd", "-l", &format!("{},{}", self.plan.gen_core, self.plan.dut_core), "--no-pci", "--in-memory", &format!("--file-prefix={prefix}")]);
+                c.args([
+                    "-oL",
+                    "dpdk-testpmd",
+                    "-l",
+                    &format!("{},{}", self.plan.gen_core, self.plan.dut_core),
+                    "--no-pci",
+                    "--in-memory",
+                    &format!("--file-prefix={prefix}"),
+                ]);
                 c.arg(format!("--vdev=net_vhost0,iface={}", sa.display())).arg(format!("--vdev=net_vhost1,iface={}", sb.display()));
                 // Interactive, so that its own cycles/packet can be read per run
                 // (--record-core-cycles; `clear`/`show fwd stats all`).
@@ -398,7 +424,11 @@ impl Bed {
         run(&["ovsdb-tool", "create", &db.to_string_lossy(), "/usr/share/openvswitch/vswitch.ovsschema"])?;
         let sock = dir.join("db.sock");
         let mut c = Command::new("ovsdb-server");
-        c.arg(&db).arg(format!("--remote=punix:{}", sock.display())).arg(format!("--pidfile={}", dir.join("ovsdb.pid").display())).arg("--unixctl").arg(dir.join("ovsdb.ctl"));
+        c.arg(&db)
+            .arg(format!("--remote=punix:{}", sock.display()))
+            .arg(format!("--pidfile={}", dir.join("ovsdb.pid").display()))
+            .arg("--unixctl")
+            .arg(dir.join("ovsdb.ctl"));
         env(&mut c);
         let mut procs = vec![Proc::spawn("ovsdb-server", &mut c, log.with_extension("ovsdb.log"))?];
         let t0 = Instant::now();
@@ -414,10 +444,19 @@ impl Bed {
         vsctl(&["init"])?;
         let mask = format!("0x{:x}", 1u64 << self.plan.dut_core);
         let extra = format!("--in-memory --file-prefix={prefix} --no-pci");
-        vsctl(&["set", "Open_vSwitch", ".", "other_config:dpdk-init=true", &format!("other_config:pmd-cpu-mask={mask}"),
-            &format!("other_config:dpdk-lcore-mask=0x{:x}", 1u64 << self.plan.gen_core), "other_config:dpdk-socket-mem=512",
-            &format!("other_config:dpdk-extra={extra}")])?;
-        let mut c = Command::new(ovs_vswitchd_dpdk().ok_or_else(|| Failure::Runtime("--dut ovs: no DPDK build of ovs-vswitchd: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()))?);
+        vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:dpdk-init=true",
+            &format!("other_config:pmd-cpu-mask={mask}"),
+            &format!("other_config:dpdk-lcore-mask=0x{:x}", 1u64 << self.plan.gen_core),
+            "other_config:dpdk-socket-mem=512",
+            &format!("other_config:dpdk-extra={extra}"),
+        ])?;
+        let mut c = Command::new(ovs_vswitchd_dpdk().ok_or_else(|| {
+            Failure::Runtime("--dut ovs: no DPDK build of ovs-vswitchd: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into())
+        })?);
         c.arg(format!("unix:{}", sock.display())).arg(format!("--pidfile={}", dir.join("vswitchd.pid").display()));
         c.arg("--unixctl").arg(dir.join("vswitchd.ctl")).arg(format!("--log-file={}", dir.join("vswitchd.log").display()));
         env(&mut c);
@@ -428,7 +467,11 @@ impl Bed {
             if vlog.contains("DPDK Enabled") {
                 break;
             }
-            if vlog.contains("DPDK not supported") || vlog.contains("EAL: FATAL") || t0.elapsed() > Duration::from_secs(60) || matches!(v.child.try_wait(), Ok(Some(_))) {
+            if vlog.contains("DPDK not supported")
+                || vlog.contains("EAL: FATAL")
+                || t0.elapsed() > Duration::from_secs(60)
+                || matches!(v.child.try_wait(), Ok(Some(_)))
+            {
                 let _ = std::fs::copy(dir.join("vswitchd.log"), &log);
                 return Err(Failure::Runtime(format!("ovs-vswitchd did not bring DPDK up; its log: {}", log.display())));
             }
@@ -440,13 +483,27 @@ impl Bed {
         // generator was given.
         vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
         for (n, p) in [("a", sa), ("b", sb)] {
-            vsctl(&["add-port", "br0", n, "--", "set", "Interface", n, "type=dpdkvhostuser", &format!("ofport_request={}", if n == "a" { 1 } else { 2 })])?;
+            vsctl(&[
+                "add-port",
+                "br0",
+                n,
+                "--",
+                "set",
+                "Interface",
+                n,
+                "type=dpdkvhostuser",
+                &format!("ofport_request={}", if n == "a" { 1 } else { 2 }),
+            ])?;
             let made = dir.join(n);
             let t0 = Instant::now();
             while !made.exists() {
                 if t0.elapsed() > Duration::from_secs(20) {
                     let _ = std::fs::copy(dir.join("vswitchd.log"), &log);
-                    return Err(Failure::Runtime(format!("OVS did not create vhost-user socket {}; its log: {}", made.display(), log.display())));
+                    return Err(Failure::Runtime(format!(
+                        "OVS did not create vhost-user socket {}; its log: {}",
+                        made.display(),
+                        log.display()
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -486,7 +543,10 @@ impl Bed {
             Some(s) if s.success() => {}
             _ => return Err(Failure::Runtime(format!("the generator failed: {}", text.lines().last().unwrap_or("no output")))),
         }
-        let v: Value = std::fs::read_to_string(&json_path).ok().and_then(|t| serde_json::from_str(&t).ok()).ok_or_else(|| Failure::Runtime("the generator wrote no JSON".into()))?;
+        let v: Value = std::fs::read_to_string(&json_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| Failure::Runtime("the generator wrote no JSON".into()))?;
         let _ = std::fs::remove_file(&json_path);
         Ok(v)
     }
@@ -512,7 +572,8 @@ fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
     let reply = pmdswitch::control::client::request(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
     let v: Value = serde_json::from_str(&reply).ok()?;
     let g = |p: &str, k: &str| v["ports"][p][k].as_u64();
-    let drops: u64 = ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
+    let drops: u64 =
+        ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
     Some([g("a", "rx_packets")?, g("a", "tx_packets")?, g("b", "rx_packets")?, g("b", "tx_packets")?, drops])
 }
 
@@ -731,7 +792,14 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
                     if term.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let base = vec!["--frame".to_string(), c.frame.to_string(), "--flows".into(), c.flows.to_string(), "--macs".into(), bed.plan.macs.to_string()];
+                    let base = vec![
+                        "--frame".to_string(),
+                        c.frame.to_string(),
+                        "--flows".into(),
+                        c.flows.to_string(),
+                        "--macs".into(),
+                        bed.plan.macs.to_string(),
+                    ];
                     if bed.plan.max {
                         let mut x = base.clone();
                         x.extend(["--duration".into(), bed.plan.secs.to_string(), "--warmup".into(), bed.plan.warmup.to_string()]);
@@ -755,23 +823,53 @@ fn matrix(bed: &mut Bed, term: &AtomicBool) -> Result<Results, Failure> {
                         m.gen_busy = v["generator"]["busy_fraction"].as_f64().map(|x| x * 100.0);
                         let lat = &v["streams"]["a"]["latency_ns"];
                         m.p99_us = lat["p99"].as_f64().map(|x| x / 1e3);
-                        m.cdf = lat["cdf"].as_array().map(|a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect()).unwrap_or_default();
-                        for (k, (p, f)) in [("a", "tx_packets"), ("a", "rx_packets"), ("b", "tx_packets"), ("b", "rx_packets")].iter().enumerate() {
+                        m.cdf = lat["cdf"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect())
+                            .unwrap_or_default();
+                        for (k, (p, f)) in
+                            [("a", "tx_packets"), ("a", "rx_packets"), ("b", "tx_packets"), ("b", "rx_packets")].iter().enumerate()
+                        {
                             check.gen[k] += v["ports"][p][f].as_u64().unwrap_or(0);
                         }
-                        println!("bench:   {} {}B {} flow(s): max {:.3} Mpps (both directions), lost {}", dut.name(), c.frame, c.flows, rx / 1e6, m.lost);
+                        println!(
+                            "bench:   {} {}B {} flow(s): max {:.3} Mpps (both directions), lost {}",
+                            dut.name(),
+                            c.frame,
+                            c.flows,
+                            rx / 1e6,
+                            m.lost
+                        );
                     }
                     if bed.plan.ndr_frames.contains(&c.frame) && bed.plan.ndr_flows.contains(&c.flows) {
                         let mut x = base.clone();
-                        x.extend(["--search".into(), "--duration".into(), bed.plan.trial_secs.to_string(), "--warmup".into(), (bed.plan.warmup.min(0.5)).to_string()]);
+                        x.extend([
+                            "--search".into(),
+                            "--duration".into(),
+                            bed.plan.trial_secs.to_string(),
+                            "--warmup".into(),
+                            (bed.plan.warmup.min(0.5)).to_string(),
+                        ]);
                         x.extend(["--resolution-pct".into(), bed.plan.resolution.to_string()]);
                         let v = bed.gen(&sa, &sb, &x)?;
                         let s = &v["search"][0];
                         // Per-port NDR, two ports sending: the loop carries twice that.
                         let ndr = s["ndr_pps"].as_f64().unwrap_or(0.0) * 2.0 / 1e6;
                         meas[ci].ndr_mpps = Some(ndr);
-                        let stable = if s["stable"].as_bool().unwrap_or(true) { "" } else { ", UNSTABLE: the loop's capacity moved during every search" };
-                        println!("bench:   {} {}B {} flow(s): NDR {:.3} Mpps (both directions, {} trials, {} search(es){stable})", dut.name(), c.frame, c.flows, ndr, s["trials"].as_array().map_or(0, |t| t.len()), s["attempts"].as_u64().unwrap_or(1));
+                        let stable = if s["stable"].as_bool().unwrap_or(true) {
+                            ""
+                        } else {
+                            ", UNSTABLE: the loop's capacity moved during every search"
+                        };
+                        println!(
+                            "bench:   {} {}B {} flow(s): NDR {:.3} Mpps (both directions, {} trials, {} search(es){stable})",
+                            dut.name(),
+                            c.frame,
+                            c.flows,
+                            ndr,
+                            s["trials"].as_array().map_or(0, |t| t.len()),
+                            s["attempts"].as_u64().unwrap_or(1)
+                        );
                     }
                     let _ = std::io::stdout().flush();
                 }
@@ -850,10 +948,24 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
             let busy = cell_of(dut, ci, &|m: &Meas| m.gen_busy);
             let cpp_f = |m: &Meas| m.dut_cpp;
             let cpp = cell_of(dut, ci, &cpp_f);
-            let mut line = format!("{:<18} {:>6} {:>6} {} {} {} {} {}", dut.name(), c.frame, c.flows, f(mx, 10, 3), f(nd, 10, 3), f(p99, 10, 1), f(busy, 9, 1), f(cpp, 11, 1));
+            let mut line = format!(
+                "{:<18} {:>6} {:>6} {} {} {} {} {}",
+                dut.name(),
+                c.frame,
+                c.flows,
+                f(mx, 10, 3),
+                f(nd, 10, 3),
+                f(p99, 10, 1),
+                f(busy, 9, 1),
+                f(cpp, 11, 1)
+            );
             // Cost ratio: the other DUT's cycles per packet over the first's (> 1: the
             // first needs fewer cycles per packet, i.e. has more capacity per core).
-            let (rm, rn, rc) = if dut != p.duts[0] { (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f), ratio_of(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x))) } else { (None, None, None) };
+            let (rm, rn, rc) = if dut != p.duts[0] {
+                (ratio_of(dut, ci, &max_f), ratio_of(dut, ci, &ndr_f), ratio_of(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x)))
+            } else {
+                (None, None, None)
+            };
             if p.duts.len() > 1 {
                 line.push_str(&format!(" {} {} {}", f(rm, 10, 3), f(rn, 10, 3), f(rc, 10, 3)));
             }
@@ -864,7 +976,12 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
                 let (src, _) = ratios(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x), true);
                 steady_lines.push_str(&format!(
                     "  vs {} {}B {} flow(s): {n} of {} rounds at one host speed; over those, max ratio {}, cost ratio {}\n",
-                    dut.name(), c.frame, c.flows, results.len(), f(srm, 0, 3), f(src, 0, 3)
+                    dut.name(),
+                    c.frame,
+                    c.flows,
+                    results.len(),
+                    f(srm, 0, 3),
+                    f(src, 0, 3)
                 ));
                 (srm, src, Some(n))
             } else {
@@ -917,22 +1034,42 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         "interrupted": term.load(Ordering::SeqCst),
     });
     let rj = p.out.join("results.json");
-    std::fs::write(&rj, serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", rj.display())))?;
+    std::fs::write(&rj, serde_json::to_string_pretty(&j).unwrap_or_default() + "\n")
+        .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", rj.display())))?;
     // Pictures: throughput by frame size per DUT (first flow count), latency CDF at 64 B.
     let flows0 = p.cells.first().map(|c| c.flows).unwrap_or(1);
     let series: Vec<(String, Vec<(f64, f64)>)> = p
         .duts
         .iter()
         .flat_map(|&d| {
-            let max: Vec<(f64, f64)> = p.cells.iter().enumerate().filter(|(_, c)| c.flows == flows0).filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &max_f)?))).collect();
-            let ndr: Vec<(f64, f64)> = p.cells.iter().enumerate().filter(|(_, c)| c.flows == flows0).filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &ndr_f)?))).collect();
+            let max: Vec<(f64, f64)> = p
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.flows == flows0)
+                .filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &max_f)?)))
+                .collect();
+            let ndr: Vec<(f64, f64)> = p
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.flows == flows0)
+                .filter_map(|(ci, c)| Some((c.frame as f64, cell_of(d, ci, &ndr_f)?)))
+                .collect();
             [(format!("{} max", d.name()), max), (format!("{} NDR", d.name()), ndr)]
         })
         .filter(|(_, v)| !v.is_empty())
         .collect();
     let tp = p.out.join("throughput.svg");
-    plot::lines(&tp, &format!("Throughput by frame size ({flows0} flow(s)), Mpps", ), "frame size, bytes", "Mpps (both directions)", &series, false)
-        .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", tp.display())))?;
+    plot::lines(
+        &tp,
+        &format!("Throughput by frame size ({flows0} flow(s)), Mpps",),
+        "frame size, bytes",
+        "Mpps (both directions)",
+        &series,
+        false,
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", tp.display())))?;
     let cdfs: Vec<(String, Vec<(f64, f64)>)> = p
         .duts
         .iter()
@@ -944,8 +1081,15 @@ fn report(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failure>
         })
         .collect();
     let lp = p.out.join("latency.svg");
-    plot::lines(&lp, &format!("Latency CDF at max rate, {} B, {flows0} flow(s)", p.cells.first().map_or(64, |c| c.frame)), "latency, us (log)", "fraction of packets", &cdfs, true)
-        .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", lp.display())))?;
+    plot::lines(
+        &lp,
+        &format!("Latency CDF at max rate, {} B, {flows0} flow(s)", p.cells.first().map_or(64, |c| c.frame)),
+        "latency, us (log)",
+        "fraction of packets",
+        &cdfs,
+        true,
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot draw {}: {e}", lp.display())))?;
     println!("bench: wrote {}, {}, {}", rj.display(), tp.display(), lp.display());
     Ok(())
 }

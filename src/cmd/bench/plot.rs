@@ -4,11 +4,25 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-const COLORS: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
 
 /// Draws each series as a line with points. `log_x` for latency CDFs (microseconds span
 /// decades). An empty series list still writes a chart saying "no data".
-pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)], log_x: bool) -> Result<(), String> {
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    log_x: bool,
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let pts = series.iter().flat_map(|s| s.1.iter());
@@ -41,7 +55,13 @@ pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
                 chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(|e| e.to_string())?;
             }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(|e| e.to_string())?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| e.to_string())?;
         }};
     }
     if log_x {
@@ -63,7 +83,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pmds-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("t.svg");
-        lines(&p, "Throughput", "frame", "Mpps", &[("pmdswitch max".into(), vec![(64.0, 7.5), (512.0, 5.0), (1518.0, 2.5)])], false).unwrap();
+        lines(&p, "Throughput", "frame", "Mpps", &[("pmdswitch max".into(), vec![(64.0, 7.5), (512.0, 5.0), (1518.0, 2.5)])], false)
+            .unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
         assert!(s.starts_with("<svg") && s.contains("pmdswitch max") && s.contains("<polyline"), "{s}");
         lines(&p, "Latency", "us", "fraction", &[("a".into(), vec![(5.0, 0.5), (50.0, 0.99), (500.0, 1.0)])], true).unwrap();

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use crate::datapath::bridge::table::{station_key, LearnCheck, MacTable, PortNo, FLOOD};
 use crate::datapath::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
+use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
-use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
 
 /// One member port of a bridge.
 pub struct Member {
@@ -138,7 +138,10 @@ fn tag_of(t: RawTag) -> Option<u16> {
 enum Decision {
     /// To one member, with this tag edit.
     To(u8, TagEdit),
-    Flood { tag: RawTag, vid: u16 },
+    Flood {
+        tag: RawTag,
+        vid: u16,
+    },
     Drop(DropCause),
 }
 
@@ -176,7 +179,17 @@ enum Decision {
 // what the worker already holds.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn forward(br: &Bridge, worker: usize, ingress: usize, batch: &mut Batch, outs: &mut [Batch], scratch: &mut Scratch, pool: &Mempool, rxc: &PortCounters, now_ms: u64) -> Option<usize> {
+pub fn forward(
+    br: &Bridge,
+    worker: usize,
+    ingress: usize,
+    batch: &mut Batch,
+    outs: &mut [Batch],
+    scratch: &mut Scratch,
+    pool: &Mempool,
+    rxc: &PortCounters,
+    now_ms: u64,
+) -> Option<usize> {
     let me = &br.members[ingress];
     let table = &*br.table;
     // A fixed array and a local count (not a Vec's length in memory, which each push
@@ -369,7 +382,16 @@ fn decide(br: &Bridge, ingress: usize, key: RunKey) -> Decision {
 /// Applies decision `dec` to the next `n` packets of `batch`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn apply_run(br: &Bridge, ingress: usize, batch: &mut Batch, n: usize, dec: Decision, outs: &mut [Batch], pool: &Mempool, drops: &mut [u64; N_CAUSES]) {
+fn apply_run(
+    br: &Bridge,
+    ingress: usize,
+    batch: &mut Batch,
+    n: usize,
+    dec: Decision,
+    outs: &mut [Batch],
+    pool: &Mempool,
+    drops: &mut [u64; N_CAUSES],
+) {
     match dec {
         _ if n == 0 => {}
         Decision::To(p, TagEdit::None) => {

@@ -9,6 +9,6 @@
 //!
 //! - [`fwd`]: the per-burst hot path that ties them to mbufs (one file, two screens).
 
+pub mod fwd;
 pub mod table;
 pub mod vlan;
-pub mod fwd;

@@ -374,7 +374,11 @@ enum Probe {
 
 fn refresh_for(aging_ms: u64) -> u64 {
     // aging 0 = never age, so never refresh either (moves are still seen).
-    if aging_ms == 0 { u64::MAX } else { aging_ms / 4 }
+    if aging_ms == 0 {
+        u64::MAX
+    } else {
+        aging_ms / 4
+    }
 }
 
 fn random_seed() -> u64 {
@@ -1337,7 +1341,7 @@ mod tests {
         t.check_invariants();
     }
 
-        /// add_static/remove against a HashMap model in a small, crowded table, so that
+    /// add_static/remove against a HashMap model in a small, crowded table, so that
     /// backward shifts (with wrap-around) happen all the time.
     #[test]
     fn random_ops_match_a_model() {
@@ -1584,7 +1588,9 @@ mod micro {
                 acc ^= std::hint::black_box(t.station(0, s).home ^ t.station(0, d).home);
             }
             let homes = t0.elapsed().as_nanos() as f64 / n as f64;
-            println!("stations {stations}: {both:.2} ns per packet for both probes, of which {homes:.2} ns computing the two homes ({acc})");
+            println!(
+                "stations {stations}: {both:.2} ns per packet for both probes, of which {homes:.2} ns computing the two homes ({acc})"
+            );
         }
     }
 }

@@ -277,7 +277,6 @@ pub enum VlanDrop {
     UntaggedOnTrunk,
 }
 
-
 /// The VLAN a frame received on a `mode` port belongs to. `tag` is the VID of the
 /// frame's 0x8100 tag ([`vlan_tag`]), `None` if untagged; `Some(0)` (priority-tagged)
 /// counts as untagged (§9.6 Table 9-2, §6.9).

@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
+use crate::datapath::gen::packet::{self, FlowSpec, SIG_LEN, SIG_OFFSET};
+use crate::datapath::gen::track::{self, Class, SeqTracker};
+use crate::datapath::stats::bump;
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
 use crate::sys::rdtsc;
-use crate::datapath::gen::packet::{self, FlowSpec, SIG_LEN, SIG_OFFSET};
-use crate::datapath::gen::track::{self, Class, SeqTracker};
-use crate::datapath::stats::bump;
 
 /// Header bytes copied per packet: everything up to the end of the signature.
 const HDR: usize = SIG_OFFSET + SIG_LEN;
@@ -146,9 +146,28 @@ pub struct Engine {
 impl Engine {
     /// # Panics
     /// When ports × flows exceeds the signature's flow field (checked by the caller).
-    pub fn new(ports: Vec<GenPort>, pool: Arc<Mempool>, burst: usize, pattern: Vec<usize>, flows: u32, latency_every: u32, tsc_hz: u64) -> Engine {
+    pub fn new(
+        ports: Vec<GenPort>,
+        pool: Arc<Mempool>,
+        burst: usize,
+        pattern: Vec<usize>,
+        flows: u32,
+        latency_every: u32,
+        tsc_hz: u64,
+    ) -> Engine {
         assert!(ports.len() as u64 * flows as u64 <= packet::MAX_FLOWS as u64);
-        let mut e = Engine { ports, pool, burst: burst.clamp(1, MAX_BURST), pattern: Vec::new(), flows, latency_every: latency_every.max(1), tsc_hz, headers: Vec::new(), sizes: Vec::new(), live: Arc::new(Live::default()) };
+        let mut e = Engine {
+            ports,
+            pool,
+            burst: burst.clamp(1, MAX_BURST),
+            pattern: Vec::new(),
+            flows,
+            latency_every: latency_every.max(1),
+            tsc_hz,
+            headers: Vec::new(),
+            sizes: Vec::new(),
+            live: Arc::new(Live::default()),
+        };
         e.set_pattern(pattern);
         e
     }
@@ -438,8 +457,18 @@ impl Engine {
                     reo += tr.reordered();
                     lost += track::lost(flow_tx[f], tr.unique());
                 }
-                let secs = if meas_start != u64::MAX && last_tx_tsc[i] > meas_start { (last_tx_tsc[i] - meas_start) as f64 / hz } else { 0.0 };
-                Some(StreamResult { tx, tx_bytes: tx_meas_bytes[i], rx: rxu, lost, duplicates: dup, reordered: reo, latency: hists[i].clone(), tx_secs: secs })
+                let secs =
+                    if meas_start != u64::MAX && last_tx_tsc[i] > meas_start { (last_tx_tsc[i] - meas_start) as f64 / hz } else { 0.0 };
+                Some(StreamResult {
+                    tx,
+                    tx_bytes: tx_meas_bytes[i],
+                    rx: rxu,
+                    lost,
+                    duplicates: dup,
+                    reordered: reo,
+                    latency: hists[i].clone(),
+                    tx_secs: secs,
+                })
             })
             .collect();
         PhaseResult { ports: totals, streams, busy_cycles: busy, idle_cycles: idle, interrupted, bad_latency }

@@ -281,8 +281,7 @@ pub fn parse_sizes(s: &str) -> Result<Sizes, String> {
 }
 
 fn parse_size(t: &str) -> Result<usize, String> {
-    let n: usize =
-        t.parse().map_err(|_| format!("frame size '{t}' is not a number: give bytes like 64,512,1518, or imix"))?;
+    let n: usize = t.parse().map_err(|_| format!("frame size '{t}' is not a number: give bytes like 64,512,1518, or imix"))?;
     if !(MIN_FRAME..=MAX_FRAME).contains(&n) {
         return Err(format!("frame size {n} is out of range: use {MIN_FRAME} to {MAX_FRAME}"));
     }
@@ -313,19 +312,16 @@ mod tests {
     // 10.0.0.1 -> 10.1.0.1, id 0, DF, TTL 64, UDP. Checksums summed by hand:
     // 4500+002e+4000+4011+0a00+0001+0a01+0001 = d942, !d942 = 26bd (64-byte frame);
     // with total length 05dc the sum is def0, !def0 = 210f (1518-byte frame).
-    const IP_64: [u8; 20] =
-        [0x45, 0x00, 0x00, 0x2e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x26, 0xbd, 10, 0, 0, 1, 10, 1, 0, 1];
-    const IP_1518: [u8; 20] =
-        [0x45, 0x00, 0x05, 0xdc, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x21, 0x0f, 10, 0, 0, 1, 10, 1, 0, 1];
+    const IP_64: [u8; 20] = [0x45, 0x00, 0x00, 0x2e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x26, 0xbd, 10, 0, 0, 1, 10, 1, 0, 1];
+    const IP_1518: [u8; 20] = [0x45, 0x00, 0x05, 0xdc, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x21, 0x0f, 10, 0, 0, 1, 10, 1, 0, 1];
     const ETH: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
 
     #[test]
     fn builds_known_headers() {
         let spec = FlowSpec::default();
-        for (frame, ip, udp) in [
-            (64, IP_64, [0x04, 0x00, 0x13, 0x88, 0x00, 0x1a, 0, 0]),
-            (1518, IP_1518, [0x04, 0x00, 0x13, 0x88, 0x05, 0xc8, 0, 0]),
-        ] {
+        for (frame, ip, udp) in
+            [(64, IP_64, [0x04, 0x00, 0x13, 0x88, 0x00, 0x1a, 0, 0]), (1518, IP_1518, [0x04, 0x00, 0x13, 0x88, 0x05, 0xc8, 0, 0])]
+        {
             let t = build(&spec, 0, frame);
             assert_eq!(t.bytes.len(), frame - FCS);
             assert_eq!(t.bytes[..14], ETH);

@@ -159,13 +159,16 @@ fn search_once(p: &SearchParams, run: &mut impl FnMut(f64) -> Trial) -> SearchRe
     let ndr_trials = trials.len();
     // Every trial that passed the NDR passes the PDR, so the PDR starts at or above it.
     let (pdr_pps, pdr_done) = bisect(p, p.pdr_loss, &mut trials, run);
-    let sender_limited =
-        [p.ndr_loss, p.pdr_loss].into_iter().any(|l| bounds(&trials, l).1.is_some_and(|t| t.sender_limited()));
+    let sender_limited = [p.ndr_loss, p.pdr_loss].into_iter().any(|l| bounds(&trials, l).1.is_some_and(|t| t.sender_limited()));
     let rx_exceeds_tx = trials.iter().any(Trial::rx_exceeds_tx);
     let closing = (!trials[0].passes(p.ndr_loss)).then(|| run(p.hi_pps));
     let drift = closing.map_or(0.0, |c| {
         let (a, b) = (trials[0].delivered_pps(), c.delivered_pps());
-        if a.max(b) > 0.0 { (a - b).abs() / a.max(b) } else { 0.0 }
+        if a.max(b) > 0.0 {
+            (a - b).abs() / a.max(b)
+        } else {
+            0.0
+        }
     });
     SearchResult {
         ndr_pps,
@@ -209,10 +212,7 @@ fn bisect(p: &SearchParams, max_loss: f64, trials: &mut Vec<Trial>, run: &mut im
 fn bounds(trials: &[Trial], max_loss: f64) -> (Option<&Trial>, Option<&Trial>) {
     let pass = trials.iter().filter(|t| t.passes(max_loss)).max_by(|a, b| a.rate_pps.total_cmp(&b.rate_pps));
     let floor = pass.map_or(f64::NEG_INFINITY, |t| t.rate_pps);
-    let fail = trials
-        .iter()
-        .filter(|t| !t.passes(max_loss) && t.rate_pps > floor)
-        .min_by(|a, b| a.rate_pps.total_cmp(&b.rate_pps));
+    let fail = trials.iter().filter(|t| !t.passes(max_loss) && t.rate_pps > floor).min_by(|a, b| a.rate_pps.total_cmp(&b.rate_pps));
     (pass, fail)
 }
 
@@ -276,11 +276,7 @@ mod tests {
             let p = params();
             let r = search(&p, &mut dut);
             assert!(r.converged);
-            assert!(
-                0.99 * C * (1.0 - p.resolution) <= r.ndr_pps && r.ndr_pps <= 1.01 * C,
-                "seed {seed}: {}",
-                r.ndr_pps
-            );
+            assert!(0.99 * C * (1.0 - p.resolution) <= r.ndr_pps && r.ndr_pps <= 1.01 * C, "seed {seed}: {}", r.ndr_pps);
             assert!(r.pdr_pps >= r.ndr_pps);
             assert!(r.trials.len() <= p.max_trials);
         }

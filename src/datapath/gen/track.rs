@@ -150,10 +150,7 @@ mod tests {
     #[test]
     fn gap_then_late_packets() {
         let mut t = SeqTracker::new();
-        assert_eq!(
-            run(&mut t, [0, 1, 4, 5, 2, 3, 6]),
-            [InOrder, InOrder, InOrder, InOrder, Reordered, Reordered, InOrder]
-        );
+        assert_eq!(run(&mut t, [0, 1, 4, 5, 2, 3, 6]), [InOrder, InOrder, InOrder, InOrder, Reordered, Reordered, InOrder]);
         assert_eq!((t.unique(), t.reordered(), t.duplicates()), (7, 2, 0));
         assert_eq!(lost(7, t.unique()), 0, "late is not lost");
         assert_eq!(lost(9, t.unique()), 2);
