@@ -17,11 +17,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the data plane: `pmdswitch run --port a=... --port b=... --xconnect a,b -- [EAL args]`
     Run(Box<RunArgs>),
-    /// Talk to a running pmdswitch: show ports|workers|rxqs|bridges|stats [--json], show
-    /// macs BR, clear stats, set idle poll|adaptive, add-port NAME SPEC [queues=N],
-    /// del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT
-    /// [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge
-    /// del-mac BR MAC[@VLAN], bridge set BR aging=S capacity=N, rebalance.
+    /// Talk to a running pmdswitch: one command, e.g. `show ports --json` (the commands
+    /// are listed below and by `pmdswitch ctl help`).
     Ctl {
         /// Control socket [default: the only one in /var/run/pmdswitch].
         #[arg(long, value_name = "PATH")]

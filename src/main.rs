@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use pmdswitch::cli::{Cli, Cmd};
+use pmdswitch::control::protocol;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `ctl --help` lists the control commands from the protocol's own table.
+    let command = Cli::command().mut_subcommand("ctl", |c| c.after_help(format!("Commands:\n{}", protocol::help())));
+    let cli = match command.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::*;

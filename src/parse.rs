@@ -51,7 +51,7 @@ pub struct PortDef {
 pub fn parse_port(arg: &str) -> Result<PortDef, String> {
     let (name, spec) =
         arg.split_once('=').ok_or_else(|| format!("port '{arg}' has no '=': write NAME=SPEC, e.g. a=vhost-server:/tmp/a.sock"))?;
-    check_name(name)?;
+    parse_name(name)?;
     let (kind, rest) = spec.split_once(':').ok_or_else(|| {
         format!("port '{name}': spec '{spec}' has no kind: use vhost-server:PATH, vhost-client:PATH, pci:DDDD:BB:DD.F or vdev:DRIVER,ARGS")
     })?;
@@ -92,7 +92,8 @@ pub fn parse_port(arg: &str) -> Result<PortDef, String> {
     Ok(PortDef { name: name.to_owned(), spec })
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// A port or bridge name: 1-32 letters, digits, `_` or `-`.
+pub fn parse_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(format!("port name '{name}' is invalid: use 1-32 letters, digits, '_' or '-'"));
     }
@@ -170,7 +171,7 @@ pub fn parse_xconnect(s: &str) -> Result<(String, String), String> {
 /// `NAME=PORT,PORT,...` (a bridge and its members, at least two).
 pub fn parse_bridge(s: &str) -> Result<(String, Vec<String>), String> {
     let (name, list) = s.split_once('=').ok_or_else(|| format!("bridge '{s}' has no '=': write --bridge NAME=PORT,PORT,..."))?;
-    check_name(name).map_err(|e| format!("bridge: {e}"))?;
+    parse_name(name).map_err(|e| format!("bridge: {e}"))?;
     let members: Vec<String> = list.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
     if members.len() < 2 {
         return Err(format!("bridge '{name}' needs at least two ports: write --bridge {name}=A,B"));

@@ -500,7 +500,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         }
         // Control requests (add-port, ...) wake the loop at once.
         if let Ok(req) = requests.recv_timeout(until.saturating_duration_since(now).max(Duration::from_millis(1))) {
-            let reply = control.handle(&mut plane, &req.words);
+            let reply = control.handle(&mut plane, &req.change);
             let _ = req.reply.send(reply);
         }
     }

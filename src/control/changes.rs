@@ -10,18 +10,15 @@
 use std::sync::Arc;
 
 use crate::control::plane::{BridgeEntry, Plane, PortRt, Rule};
+use crate::control::ports::same_resource;
 use crate::control::ports::Opener;
+use crate::control::protocol::Change;
 use crate::datapath::bridge::fwd::Bridge;
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::reload::ReloadBarrier;
-use crate::parse::{self, PortSpec};
+use crate::parse::{PortDef, PortSpec};
 use crate::startup::preflight;
-
-/// First words of the commands handled here (the rest are read-only, on the ctl thread).
-pub fn is_change(word: &str) -> bool {
-    matches!(word, "add-port" | "del-port" | "xconnect" | "del-xconnect" | "bridge" | "rebalance")
-}
 
 pub struct Control {
     pub opener: Opener,
@@ -31,14 +28,14 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn handle(&mut self, plane: &mut Plane, words: &[String]) -> String {
-        let w: Vec<&str> = words.iter().map(String::as_str).collect();
-        let r = match w.as_slice() {
-            ["add-port", name, spec, opts @ ..] => self.add_port(plane, name, spec, opts),
-            ["del-port", name] => self.del_port(plane, name),
-            ["xconnect", pair] => self.xconnect(plane, pair),
-            ["del-xconnect", name] => self.del_xconnect(plane, name),
-            ["rebalance"] => {
+    /// Applies one change; the answer is one line, `ok: ...` or `error: ...`.
+    pub fn handle(&mut self, plane: &mut Plane, change: &Change) -> String {
+        let r = match change {
+            Change::AddPort { def, queues } => self.add_port(plane, def, *queues),
+            Change::DelPort { name } => self.del_port(plane, name),
+            Change::Xconnect { a, b } => self.xconnect(plane, a, b),
+            Change::DelXconnect { port } => self.del_xconnect(plane, port),
+            Change::Rebalance => {
                 let n = plane.rebalance(&self.barrier);
                 let mut owners: Vec<String> = plane
                     .owner
@@ -48,16 +45,12 @@ impl Control {
                 owners.sort();
                 Ok(format!("{n} rx queue(s) moved by measured cycles; {}", owners.join(", ")))
             }
-            ["bridge", "add-port", br, port, opts @ ..] => self.bridge_add(plane, br, port, opts),
-            ["bridge", "del-port", br, port] => self.bridge_del(plane, br, port),
-            ["bridge", "flush", br, rest @ ..] => self.bridge_flush(plane, br, rest.first().copied()),
-            ["bridge", "add-mac", br, mac, port] => self.bridge_mac(plane, br, mac, Some(port)),
-            ["bridge", "del-mac", br, mac] => self.bridge_mac(plane, br, mac, None),
-            ["bridge", "set", br, opts @ ..] if !opts.is_empty() => self.bridge_set(plane, br, opts),
-            _ => Err(format!(
-                "'{}' is not a complete command: add-port NAME SPEC [queues=N], del-port NAME, xconnect A,B, del-xconnect A, bridge add-port|del-port BR PORT [vlan=MODE], bridge flush BR [PORT], bridge add-mac BR MAC[@VLAN] PORT, bridge del-mac BR MAC[@VLAN], bridge set BR aging=SECS capacity=N, rebalance",
-                w.join(" ")
-            )),
+            Change::BridgeAddPort { bridge, port, vlan } => self.bridge_add(plane, bridge, port, vlan),
+            Change::BridgeDelPort { bridge, port } => self.bridge_del(plane, bridge, port),
+            Change::BridgeFlush { bridge, port } => self.bridge_flush(plane, bridge, port.as_deref()),
+            Change::BridgeAddMac { bridge, mac, vlan, text, port } => self.bridge_mac(plane, bridge, (*mac, *vlan, text), Some(port)),
+            Change::BridgeDelMac { bridge, mac, vlan, text } => self.bridge_mac(plane, bridge, (*mac, *vlan, text), None),
+            Change::BridgeSet { bridge, aging_ms, capacity } => self.bridge_set(plane, bridge, *aging_ms, *capacity),
         };
         match r {
             Ok(m) => format!("ok: {m}\n"),
@@ -69,20 +62,13 @@ impl Control {
         plane.index_of(name).ok_or_else(|| format!("no port '{name}': see show ports"))
     }
 
-    fn add_port(&mut self, plane: &mut Plane, name: &str, spec: &str, opts: &[&str]) -> Result<String, String> {
-        let def = parse::parse_port(&format!("{name}={spec}"))?;
+    fn add_port(&mut self, plane: &mut Plane, def: &PortDef, queues: u16) -> Result<String, String> {
+        let name = def.name.as_str();
         if plane.index_of(name).is_some() {
             return Err(format!("port '{name}' exists: pick another name or del-port it first"));
         }
-        if let Some(e) = plane.ports.iter().flatten().find(|e| crate::control::ports::same_resource(&e.def.spec, &def.spec)) {
+        if let Some(e) = plane.ports.iter().flatten().find(|e| same_resource(&e.def.spec, &def.spec)) {
             return Err(format!("port '{}' already uses {}: each port needs its own socket or device", e.def.name, def.spec));
-        }
-        let mut queues = 1;
-        for o in opts {
-            match o.split_once('=') {
-                Some(("queues", n)) => queues = parse::parse_queues(&format!("{name}={n}"))?.1,
-                _ => return Err(format!("option '{o}' is unknown: use queues=N")),
-            }
         }
         match &def.spec {
             PortSpec::VhostServer(p) => preflight::check_server_socket(name, p)?,
@@ -93,7 +79,7 @@ impl Control {
             PortSpec::Vdev(_) => {}
         }
         let i = plane.free_index().ok_or("the port table is full (64 ports): del-port one first")?;
-        let e = self.opener.open(&def, queues, VlanMode::default(), plane.baseline(i))?;
+        let e = self.opener.open(def, queues, VlanMode::default(), plane.baseline(i))?;
         plane.ports[i] = Some(e);
         plane.publish(&self.barrier);
         let cores: Vec<String> = (0..queues).filter_map(|q| plane.owner.get(&(i, q)).map(|&w| plane.cores[w].to_string())).collect();
@@ -136,11 +122,10 @@ impl Control {
         }
     }
 
-    fn xconnect(&mut self, plane: &mut Plane, pair: &str) -> Result<String, String> {
-        let (a, b) = parse::parse_xconnect(pair)?;
-        let (ia, ib) = (Self::port(plane, &a)?, Self::port(plane, &b)?);
-        Self::free(plane, ia, &a)?;
-        Self::free(plane, ib, &b)?;
+    fn xconnect(&mut self, plane: &mut Plane, a: &str, b: &str) -> Result<String, String> {
+        let (ia, ib) = (Self::port(plane, a)?, Self::port(plane, b)?);
+        Self::free(plane, ia, a)?;
+        Self::free(plane, ib, b)?;
         for (x, y) in [(ia, ib), (ib, ia)] {
             if let Some(e) = plane.ports[x].as_mut() {
                 e.rule = Rule::Xconnect(y);
@@ -172,20 +157,12 @@ impl Control {
             .ok_or_else(|| format!("no bridge '{br}': see show bridges (bridge add-port creates one)"))
     }
 
-    fn bridge_add(&mut self, plane: &mut Plane, br: &str, port: &str, opts: &[&str]) -> Result<String, String> {
+    fn bridge_add(&mut self, plane: &mut Plane, br: &str, port: &str, vlan: &VlanMode) -> Result<String, String> {
         let i = Self::port(plane, port)?;
         Self::free(plane, i, port)?;
-        let mut vlan = VlanMode::default();
-        for o in opts {
-            match o.split_once('=') {
-                Some(("vlan", m)) => vlan = VlanMode::parse(m)?,
-                _ => return Err(format!("option '{o}' is unknown: use vlan=access:VID or vlan=trunk:VIDS")),
-            }
-        }
         let b = match plane.bridges.iter().position(|b| b.name == br) {
             Some(b) => b,
             None => {
-                parse::parse_bridge(&format!("{br}=x,y"))?;
                 let table = Arc::new(MacTable::new(self.mac_capacity, self.mac_aging_ms, plane.workers()));
                 let current = Arc::new(Bridge::new(table.clone(), Vec::new()));
                 plane.bridges.push(BridgeEntry { name: br.to_string(), table, members: Vec::new(), current });
@@ -194,7 +171,7 @@ impl Control {
         };
         if let Some(e) = plane.ports[i].as_mut() {
             e.rule = Rule::Bridge(b);
-            e.vlan = vlan;
+            e.vlan = vlan.clone();
         }
         plane.bridges[b].members.push(i);
         plane.publish(&self.barrier);
@@ -224,24 +201,27 @@ impl Control {
         Ok(format!("{n} MAC entries flushed from {br}"))
     }
 
-    fn bridge_set(&mut self, plane: &mut Plane, br: &str, opts: &[&str]) -> Result<String, String> {
+    fn bridge_set(&mut self, plane: &mut Plane, br: &str, aging_ms: Option<u64>, capacity: Option<usize>) -> Result<String, String> {
         let b = Self::bridge(plane, br)?;
         let t = &plane.bridges[b].table;
-        for o in opts {
-            match o.split_once('=') {
-                Some(("aging", v)) => {
-                    t.set_aging(v.parse::<u64>().map_err(|_| format!("aging '{v}' is not a number of seconds"))?.saturating_mul(1000))
-                }
-                Some(("capacity", v)) => t.set_capacity(v.parse().map_err(|_| format!("capacity '{v}' is not a number"))?)?,
-                _ => return Err(format!("option '{o}' is unknown: use aging=SECS or capacity=N")),
-            }
+        // The change that can fail first: nothing is half-applied.
+        if let Some(c) = capacity {
+            t.set_capacity(c)?;
+        }
+        if let Some(a) = aging_ms {
+            t.set_aging(a);
         }
         Ok(format!("bridge {br}: aging {} s, capacity {}", t.aging_ms() / 1000, t.capacity()))
     }
 
-    fn bridge_mac(&mut self, plane: &mut Plane, br: &str, mac: &str, port: Option<&str>) -> Result<String, String> {
+    fn bridge_mac(
+        &mut self,
+        plane: &mut Plane,
+        br: &str,
+        (m, vlan, mac): ([u8; 6], u16, &str),
+        port: Option<&str>,
+    ) -> Result<String, String> {
         let b = Self::bridge(plane, br)?;
-        let (m, vlan) = parse::parse_mac_vlan(mac)?;
         let table = &plane.bridges[b].table;
         match port {
             Some(p) => {

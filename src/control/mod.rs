@@ -7,4 +7,5 @@ pub mod changes;
 pub mod client;
 pub mod plane;
 pub mod ports;
+pub mod protocol;
 pub mod server;

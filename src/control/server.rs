@@ -1,16 +1,10 @@
-//! The control socket and `pmdswitch ctl`: one request line, one reply, over a Unix
-//! socket of mode 0600 (root, or whoever owns the socket).
-//!
-//! Reading (answered on the control thread): `show ports|workers|rxqs|bridges|stats
-//! [--json]`, `show macs BRIDGE`, `clear stats` (records a baseline that later `show`s
-//! subtract: the live counters, which the workers own, are never written), `set idle
-//! poll|adaptive` (taken up by the workers at their reload point).
-//!
-//! Changing (handed to the main thread, which owns the port table, and answered when the
-//! workers have taken the change at their reload point): `add-port NAME SPEC
-//! [queues=N] [vlan=MODE]`, `del-port NAME`, `xconnect A,B`, `del-xconnect A`, `bridge
-//! add-port BR PORT`, `bridge del-port BR PORT`, `bridge flush BR [PORT]`, `bridge
-//! add-mac BR MAC[@VLAN] PORT`, `bridge del-mac BR MAC[@VLAN]`. See `control.rs`.
+//! The control socket: one request line, one reply, over a Unix socket of mode 0600
+//! (root, or whoever owns the socket). Requests are parsed once (`protocol`); queries are
+//! answered here, on the control thread (`clear stats` records a baseline that later
+//! `show`s subtract: the live counters, which the workers own, are never written; `set
+//! idle` is taken up by the workers at their reload point); changes are handed to the
+//! main thread, which owns the port table, and answered when the workers have taken them
+//! (`changes`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,10 +19,11 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::control::protocol::{self, Change, Command, Query, Request, Show};
 use crate::datapath::reload::ReloadBarrier;
 use crate::datapath::stats::{DropCause, PortTotals, WorkerTotals};
 use crate::datapath::worker::IdleMode;
-use crate::observe::View;
+use crate::observe::{text, View};
 use crate::startup::preflight;
 
 struct Server {
@@ -37,12 +32,12 @@ struct Server {
     idle: Arc<AtomicU8>,
     base_ports: HashMap<String, PortTotals>,
     base_workers: Vec<WorkerTotals>,
-    main: Sender<Request>,
+    main: Sender<ChangeRequest>,
 }
 
 /// A change for the main thread, and where its one-line answer goes.
-pub struct Request {
-    pub words: Vec<String>,
+pub struct ChangeRequest {
+    pub change: Change,
     pub reply: Sender<String>,
 }
 
@@ -60,7 +55,7 @@ pub fn serve(
     barrier: Arc<ReloadBarrier>,
     idle: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<(JoinHandle<()>, Receiver<Request>)> {
+) -> std::io::Result<(JoinHandle<()>, Receiver<ChangeRequest>)> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -96,61 +91,71 @@ impl Server {
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let mut line = String::new();
         let _ = BufReader::new(&s).read_line(&mut line);
-        let reply = self.run(line.split_whitespace().collect());
+        let reply = match Request::parse(&line) {
+            Ok(r) => self.run(r),
+            Err(e) => format!("error: {e}\n"),
+        };
         let mut s = s;
         let _ = s.write_all(reply.as_bytes());
     }
 
-    fn run(&mut self, words: Vec<&str>) -> String {
-        let json = words.contains(&"--json");
-        let words: Vec<&str> = words.into_iter().filter(|w| *w != "--json").collect();
-        match words.as_slice() {
-            ["show", what @ ("ports" | "workers" | "stats" | "rxqs")] => {
+    fn run(&mut self, r: Request) -> String {
+        let json = r.json;
+        let q = match r.command {
+            Command::Query(q) => q,
+            Command::Change(change) => {
+                let (tx, rx) = channel();
+                if self.main.send(ChangeRequest { change, reply: tx }).is_err() {
+                    return "error: pmdswitch is shutting down\n".into();
+                }
+                // The main thread answers once the workers took the change.
+                return rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap_or_else(|_| "error: no answer from the main thread in 30 s\n".into());
+            }
+        };
+        match q {
+            Query::Show(what @ (Show::Ports | Show::Workers | Show::Rxqs | Show::Stats)) => {
                 let v = self.snapshot();
-                let v = match *what {
-                    "ports" => json!({ "ports": v["ports"] }),
-                    "workers" => json!({ "workers": v["workers"] }),
-                    "rxqs" => json!({ "rxqs": v["rxqs"] }),
-                    _ => v,
+                let v = match what {
+                    Show::Ports => json!({ "ports": v["ports"] }),
+                    Show::Workers => json!({ "workers": v["workers"] }),
+                    Show::Rxqs => json!({ "rxqs": v["rxqs"] }),
+                    Show::Stats | Show::Bridges => v,
                 };
-                if json { format!("{v}\n") } else { text(&v) }
-            }
-            ["show", "bridges"] => {
-                let v = json!({ "bridges": self.view.bridges_json(false) });
-                if json { format!("{v}\n") } else { bridges_text(&v["bridges"]) }
-            }
-            ["show", "macs", br] => {
-                let all = self.view.bridges_json(true);
-                match all.get(*br) {
-                    None => format!("error: no bridge '{br}': see show bridges\n"),
-                    Some(b) if json => format!("{}\n", json!({ "entries": b["entries"] })),
-                    Some(b) => macs_text(&b["entries"]),
+                if json {
+                    format!("{v}\n")
+                } else {
+                    text::counters(&v)
                 }
             }
-            ["clear", "stats"] => {
+            Query::Show(Show::Bridges) => {
+                let v = json!({ "bridges": self.view.bridges_json(false) });
+                if json {
+                    format!("{v}\n")
+                } else {
+                    text::bridges(&v["bridges"])
+                }
+            }
+            Query::ShowMacs { bridge } => {
+                let all = self.view.bridges_json(true);
+                match all.get(&bridge) {
+                    None => format!("error: no bridge '{bridge}': see show bridges\n"),
+                    Some(b) if json => format!("{}\n", json!({ "entries": b["entries"] })),
+                    Some(b) => text::macs(&b["entries"]),
+                }
+            }
+            Query::ClearStats => {
                 self.base_ports = self.view.ports().into_iter().map(|p| (p.name, p.totals)).collect();
                 self.base_workers = self.view.workers();
                 "ok: stats shown from now on count from this moment (live counters untouched)\n".into()
             }
-            ["set", "idle", mode @ ("poll" | "adaptive")] => {
-                let m = if *mode == "adaptive" { IdleMode::Adaptive } else { IdleMode::Poll };
+            Query::SetIdle(m) => {
                 self.idle.store(m as u8, Ordering::SeqCst);
                 self.barrier.request();
                 format!("ok: idle {}\n", m.name())
             }
-            [first, ..] if crate::control::changes::is_change(first) => {
-                let (tx, rx) = channel();
-                let req = Request { words: words.iter().map(|w| w.to_string()).collect(), reply: tx };
-                if self.main.send(req).is_err() {
-                    return "error: pmdswitch is shutting down\n".into();
-                }
-                // The main thread answers once the workers took the change.
-                rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| "error: no answer from the main thread in 30 s\n".into())
-            }
-            _ => format!(
-                "error: unknown command '{}': use show ports|workers|rxqs|bridges|stats [--json], show macs BR, clear stats, set idle poll|adaptive, add-port, del-port, xconnect, del-xconnect, bridge add-port|del-port|flush|add-mac|del-mac|set, rebalance\n",
-                words.join(" ")
-            ),
+            Query::Help => format!("ok: commands:\n{}", protocol::help()),
         }
     }
 
@@ -203,94 +208,4 @@ impl Server {
             .collect();
         json!({ "ports": ports, "workers": workers, "rxqs": rxqs })
     }
-}
-
-fn text(v: &Value) -> String {
-    let mut o = String::new();
-    if let Some(ports) = v["ports"].as_object() {
-        o.push_str(&format!("{:<12} {:<13} {:>14} {:>14} {:>10}\n", "port", "kind", "rx pkts", "tx pkts", "drops"));
-        for (name, p) in ports {
-            let drops: u64 = p["drops"].as_object().map(|d| d.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
-            o.push_str(&format!(
-                "{:<12} {:<13} {:>14} {:>14} {:>10}\n",
-                name,
-                p["kind"].as_str().unwrap_or(""),
-                p["rx_packets"].as_u64().unwrap_or(0),
-                p["tx_packets"].as_u64().unwrap_or(0),
-                drops
-            ));
-        }
-    }
-    if let Some(qs) = v["rxqs"].as_array() {
-        o.push_str(&format!("{:<12} {:>5} {:>5} {:>14} {:>12}\n", "rxq port", "queue", "core", "packets", "cycles/pkt"));
-        for q in qs {
-            o.push_str(&format!(
-                "{:<12} {:>5} {:>5} {:>14} {:>12.1}\n",
-                q["port"].as_str().unwrap_or(""),
-                q["queue"].as_u64().unwrap_or(0),
-                q["core"].as_u64().map_or("-".to_string(), |c| c.to_string()),
-                q["packets"].as_u64().unwrap_or(0),
-                q["cycles_per_packet"].as_f64().unwrap_or(0.0)
-            ));
-        }
-    }
-    if let Some(ws) = v["workers"].as_array() {
-        for w in ws {
-            o.push_str(&format!(
-                "worker core {:<3} idle {:<8} packets {:>14} {:>7.1} cycles/pkt  sleeps {}\n",
-                w["core"],
-                w["idle_mode"].as_str().unwrap_or(""),
-                w["packets"].as_u64().unwrap_or(0),
-                w["cycles_per_packet"].as_f64().unwrap_or(0.0),
-                w["sleeps"].as_u64().unwrap_or(0)
-            ));
-        }
-    }
-    o
-}
-
-fn bridges_text(v: &Value) -> String {
-    let mut o = String::new();
-    for (name, b) in v.as_object().into_iter().flatten() {
-        let ports: Vec<String> = b["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| format!("{}({})", p["port"].as_str().unwrap_or(""), p["vlan"].as_str().unwrap_or("")))
-            .collect();
-        let t = &b["mac_table"];
-        o.push_str(&format!(
-            "bridge {name}: ports {}\n  macs {} (static {}) of {}, aging {} s; learned {} moves {} aged {} full {} learn_dropped {}\n",
-            ports.join(" "),
-            t["entries"],
-            t["statics"],
-            t["capacity"],
-            t["aging_ms"].as_u64().unwrap_or(0) / 1000,
-            t["learned"],
-            t["moves"],
-            t["aged"],
-            t["full"],
-            t["learn_dropped"]
-        ));
-    }
-    if o.is_empty() {
-        o.push_str("no bridges\n");
-    }
-    o
-}
-
-fn macs_text(v: &Value) -> String {
-    let mut o = format!("{:<5} {:<18} {:<12} {:>8}\n", "vlan", "mac", "port", "age s");
-    for e in v.as_array().into_iter().flatten() {
-        let age =
-            if e["static"] == true { "static".to_string() } else { format!("{:.1}", e["age_ms"].as_u64().unwrap_or(0) as f64 / 1000.0) };
-        o.push_str(&format!(
-            "{:<5} {:<18} {:<12} {:>8}\n",
-            e["vlan"].as_u64().unwrap_or(0),
-            e["mac"].as_str().unwrap_or(""),
-            e["port"].as_str().unwrap_or(""),
-            age
-        ));
-    }
-    o
 }
