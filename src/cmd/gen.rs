@@ -193,10 +193,14 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             })
         })?;
         let cfg = EthConfig { n_rxq: 1, n_txq: 1, rx_desc: ring, tx_desc: ring, rx_intr: false, remove: false };
-        let (port, mut rxqs, mut txqs) = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
+        let port = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
         port.start().map_err(|e| rt(format!("port '{name}': {e}")))?;
         let (spec, peer) = port_spec(i, p.names.len(), p.flows, p.macs, p.dst);
-        ports.push(GenPort { rx: rxqs.pop().expect("one rx queue"), tx: txqs.pop().expect("one tx queue"), sends: p.sends[i], spec, peer });
+        // A fresh port's only queues: both free.
+        let (Some(rx), Some(tx)) = (port.rx_queue(0), port.tx_queue(0)) else {
+            return Err(rt(format!("port '{name}': its queues are taken")));
+        };
+        ports.push(GenPort { rx, tx, sends: p.sends[i], spec, peer });
         eth.push(port);
     }
     if let Some(c) = capture {

@@ -14,8 +14,13 @@
 //! drops the queues it loses, then the new owners take them.
 //!
 //! Tx queues: each worker sends on its own tx queue of every egress port, `w % n`; a port
-//! with fewer tx queues (or vhost queue pairs) than workers shares them under a
-//! [`TxLock`] whose contended takes are counted.
+//! with fewer tx queues (or vhost queue pairs) than workers shares them, each a
+//! `SharedTxQueue` whose lock counts its contended takes.
+//!
+//! Plans name queues (`RxSource`, `TxSource`); a worker takes the handles itself at its
+//! reload point, after dropping its old plan's, and acknowledges only then. A queue's
+//! handle can be taken once (`dpdk::queue`), so a queue that changes worker must be let
+//! go by its old one before the new one takes it: hence the two steps of a rebalance.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +32,7 @@ use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::reload::ReloadBarrier;
 use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
-use crate::datapath::worker::{Action, Poll, Rx, Tx, TxLock, TxQ, WorkerPlan};
+use crate::datapath::worker::{Action, PollPlan, RxSource, TxSource, WorkerPlan};
 use crate::dpdk::ethdev::{EthPort, PortId};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::{VhostPort, VhostSlot};
@@ -56,9 +61,10 @@ pub struct PortEntry {
     pub rt: PortRt,
     /// Rx queues polled (vhost: queue pairs).
     pub queues: u16,
-    /// Tx queues (ethdev) or queue pairs (vhost) to spread workers over.
-    pub txqs: u16,
-    pub locks: Vec<Arc<TxLock>>,
+    /// Where workers take their tx queue on this port: worker w takes `tx[w % len]`,
+    /// each one a queue of its own, or, when the port has fewer tx queues (ethdev) or
+    /// queue pairs (vhost) than there are workers, queues shared under a lock.
+    pub tx: Vec<TxSource>,
     pub rxq: Vec<Arc<CachePadded<RxqCounters>>>,
     pub vlan: VlanMode,
     pub rule: Rule,
@@ -192,18 +198,17 @@ impl Plane {
         }
     }
 
-    /// One worker's plan from the current state: fresh queue handles for what it polls,
-    /// and a tx queue on every port some rule sends to.
+    /// One worker's plan from the current state: the rx queues it polls, and a tx queue
+    /// on every port some rule sends to.
     fn plan_for(&self, w: usize) -> WorkerPlan {
-        let n = self.workers();
         let mut polls = Vec::new();
         let mut keys: Vec<(usize, u16)> = self.owner.iter().filter(|(_, &o)| o == w).map(|(k, _)| *k).collect();
         keys.sort_unstable();
         for (p, q) in keys {
             let Some(e) = &self.ports[p] else { continue };
             let rx = match &e.rt {
-                PortRt::Eth(port) => Rx::Eth(port.rx_queue(q)),
-                PortRt::Vhost(v) => Rx::Vhost(v.rx_queue(q, &self.pool)),
+                PortRt::Eth(port) => RxSource::Eth(port.rx_source(q)),
+                PortRt::Vhost(v) => RxSource::Vhost(v.rx_source(q, &self.pool)),
             };
             let action = match e.rule {
                 Rule::None => Action::Drop,
@@ -216,7 +221,7 @@ impl Plane {
                     }
                 }
             };
-            polls.push(Poll { rx, rx_port: p, action, counters: e.rxq[q as usize].clone() });
+            polls.push(PollPlan { rx, rx_port: p, action, counters: e.rxq[q as usize].clone() });
         }
         let egress: Vec<bool> = (0..self.ports.len())
             .map(|i| {
@@ -230,13 +235,7 @@ impl Plane {
             .enumerate()
             .map(|(i, e)| {
                 let e = e.as_ref().filter(|_| egress[i])?;
-                let q = (w % e.txqs as usize) as u16;
-                let tx = match &e.rt {
-                    PortRt::Eth(port) => Tx::Eth(port.tx_queue(q)),
-                    PortRt::Vhost(v) => Tx::Vhost(v.tx_queue(q)),
-                };
-                let lock = (n > e.txqs as usize).then(|| e.locks[q as usize].clone());
-                Some(TxQ { tx, lock })
+                e.tx.get(w % e.tx.len().max(1)).cloned()
             })
             .collect();
         WorkerPlan { polls, txs }
@@ -292,7 +291,7 @@ impl Plane {
                     eth: e.eth_id(),
                     base: e.base,
                     rxqs,
-                    locks: e.locks.clone(),
+                    shared_tx: e.tx.iter().filter_map(|s| if let TxSource::Shared(q) = s { Some(q.clone()) } else { None }).collect(),
                     rule: match e.rule {
                         Rule::None => "none".into(),
                         Rule::Xconnect(p) => format!("xconnect {}", self.ports[p].as_ref().map_or("?", |x| x.def.name.as_str())),

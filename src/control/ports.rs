@@ -8,9 +8,10 @@ use crossbeam::utils::CachePadded;
 use crate::control::plane::{PortEntry, PortRt, Rule};
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::stats::{PortTotals, RxqCounters};
-use crate::datapath::worker::TxLock;
+use crate::datapath::worker::TxSource;
 use crate::dpdk::ethdev::{self, EthConfig, EthPort};
 use crate::dpdk::mempool::Mempool;
+use crate::dpdk::queue::{SharedTxQueue, TxQueue};
 use crate::dpdk::vhost::{Role, VhostPort};
 use crate::parse::{PortDef, PortSpec};
 
@@ -41,16 +42,17 @@ impl Opener {
     /// driver offers). Errors are one line that names the port.
     pub fn open(&self, def: &PortDef, queues: u16, vlan: VlanMode, base: PortTotals) -> Result<PortEntry, String> {
         let name = &def.name;
-        let (rt, txqs) = match &def.spec {
+        let (rt, tx) = match &def.spec {
             PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
                 let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
-                let mut v = VhostPort::register(name, &path.to_string_lossy(), role).map_err(|e| format!("port '{name}': {e}"))?;
+                let mut v = VhostPort::register(name, &path.to_string_lossy(), role, queues).map_err(|e| format!("port '{name}': {e}"))?;
                 v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
                 if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
                     std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid)
                         .map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
                 }
-                (PortRt::Vhost(v), queues)
+                let tx = self.tx_sources(queues, |q| v.tx_source(q).take().map(TxQueue::Vhost), |q| TxSource::Vhost(v.tx_source(q)));
+                (PortRt::Vhost(v), tx)
             }
             PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
                 let id = ethdev::probe(devargs, matches!(def.spec, PortSpec::Pci(_))).map_err(|e| match &def.spec {
@@ -72,21 +74,31 @@ impl Opener {
                     rx_intr: self.rx_intr,
                     remove: matches!(def.spec, PortSpec::Vdev(_)),
                 };
-                let (port, _, _) = EthPort::configure(id, cfg, &self.pool).map_err(|e| format!("port '{name}': {e}"))?;
+                let port = EthPort::configure(id, cfg, &self.pool).map_err(|e| format!("port '{name}': {e}"))?;
                 port.start().map_err(|e| format!("port '{name}': {e}"))?;
-                (PortRt::Eth(port), n_txq)
+                let tx = self.tx_sources(n_txq, |q| port.tx_queue(q).map(TxQueue::Eth), |q| TxSource::Eth(port.tx_source(q)));
+                (PortRt::Eth(port), tx)
             }
         };
         Ok(PortEntry {
             def: def.clone(),
             rt,
             queues,
-            txqs,
-            locks: (0..txqs).map(|_| Arc::new(TxLock::default())).collect(),
+            tx,
             rxq: (0..queues).map(|_| Arc::new(CachePadded::new(RxqCounters::default()))).collect(),
             vlan,
             rule: Rule::None,
             base,
         })
+    }
+
+    /// Where the workers take their tx queues on a port with `n` of them: each its own,
+    /// or, with more workers than queues, queues shared under a lock (taken once, here).
+    fn tx_sources(&self, n: u16, take: impl Fn(u16) -> Option<TxQueue>, own: impl Fn(u16) -> TxSource) -> Vec<TxSource> {
+        if self.workers <= n as usize {
+            return (0..n).map(own).collect();
+        }
+        // A fresh port: every queue is free.
+        (0..n).filter_map(|q| Some(TxSource::Shared(Arc::new(SharedTxQueue::new(take(q)?))))).collect()
     }
 }

@@ -38,16 +38,52 @@ pub enum Query {
 /// and answered once the workers have taken it at their reload point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    AddPort { def: PortDef, queues: u16 },
-    DelPort { name: String },
-    Xconnect { a: String, b: String },
-    DelXconnect { port: String },
-    BridgeAddPort { bridge: String, port: String, vlan: VlanMode },
-    BridgeDelPort { bridge: String, port: String },
-    BridgeFlush { bridge: String, port: Option<String> },
-    BridgeAddMac { bridge: String, mac: [u8; 6], vlan: u16, text: String, port: String },
-    BridgeDelMac { bridge: String, mac: [u8; 6], vlan: u16, text: String },
-    BridgeSet { bridge: String, aging_ms: Option<u64>, capacity: Option<usize> },
+    AddPort {
+        def: PortDef,
+        queues: u16,
+    },
+    DelPort {
+        name: String,
+    },
+    Xconnect {
+        a: String,
+        b: String,
+    },
+    DelXconnect {
+        port: String,
+    },
+    /// The VLAN mode is boxed: it is a 512-byte VID set, and requests are moved around.
+    BridgeAddPort {
+        bridge: String,
+        port: String,
+        vlan: Box<VlanMode>,
+    },
+    BridgeDelPort {
+        bridge: String,
+        port: String,
+    },
+    BridgeFlush {
+        bridge: String,
+        port: Option<String>,
+    },
+    BridgeAddMac {
+        bridge: String,
+        mac: [u8; 6],
+        vlan: u16,
+        text: String,
+        port: String,
+    },
+    BridgeDelMac {
+        bridge: String,
+        mac: [u8; 6],
+        vlan: u16,
+        text: String,
+    },
+    BridgeSet {
+        bridge: String,
+        aging_ms: Option<u64>,
+        capacity: Option<usize>,
+    },
     Rebalance,
 }
 
@@ -221,7 +257,7 @@ pub const COMMANDS: &[Syntax] = &[
                         _ => return Err(format!("option '{o}' is unknown: use vlan=access:VID or vlan=trunk:VIDS")),
                     }
                 }
-                c(Change::BridgeAddPort { bridge: br.to_string(), port: port.to_string(), vlan })
+                c(Change::BridgeAddPort { bridge: br.to_string(), port: port.to_string(), vlan: Box::new(vlan) })
             }
             _ => Err(incomplete("bridge add-port")),
         },

@@ -4,15 +4,16 @@
 //!
 //! The control side changes shared state (e.g. a vhost slot's vid), then calls
 //! [`ReloadBarrier::request`], which bumps a sequence number; each worker checks it once
-//! per loop iteration (one load of a read-mostly cache line) and, on a change, reloads and
-//! stores the sequence it saw as its acknowledgement. [`ReloadBarrier::request_and_wait`]
+//! per loop iteration (one load of a read-mostly cache line) and, on a change, reads the
+//! sequence, reloads, and then stores that sequence as its acknowledgement. [`ReloadBarrier::request_and_wait`]
 //! returns once every *running* worker has acknowledged; workers that have not started or
 //! have exited are marked offline and never waited for, so unregistering a device at
 //! shutdown cannot deadlock.
 //!
-//! Ordering: a worker stores its ack before it re-reads shared state, and the control
-//! side writes shared state before it bumps the sequence, all `SeqCst`; so a worker is
-//! either waited for, or reads the new state.
+//! Ordering: the control side writes shared state before it bumps the sequence, and a
+//! worker reads the sequence before it re-reads shared state and acknowledges only
+//! after, all `SeqCst`; so when `request_and_wait` returns, every running worker has read
+//! the new state and dropped what its old state held (the old plan's queue handles).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -111,14 +112,22 @@ impl WorkerReload<'_> {
         self.barrier.seq.load(Ordering::Acquire) != self.seen
     }
 
-    /// Acknowledges the pending request; returns false if the worker must exit instead.
-    /// The caller reloads shared state right after a `true`.
-    pub fn ack(&mut self) -> bool {
+    /// Starts serving the pending request: returns the sequence it covers, or None if
+    /// the worker must exit instead. The caller then reloads shared state and calls
+    /// [`WorkerReload::done`] with that sequence; a request that arrives meanwhile stays
+    /// pending for the next iteration.
+    pub fn begin(&mut self) -> Option<u64> {
         if self.barrier.stop.load(Ordering::SeqCst) {
-            return false;
+            return None;
         }
-        self.online();
-        true
+        Some(self.barrier.seq.load(Ordering::SeqCst))
+    }
+
+    /// Acknowledges every request up to `seq` (from [`WorkerReload::begin`]): the caller
+    /// has reloaded, so what the old state held (queue handles, vids) is let go.
+    pub fn done(&mut self, seq: u64) {
+        self.seen = seq;
+        self.barrier.acks[self.idx].store(seq, Ordering::SeqCst);
     }
 }
 
@@ -149,10 +158,9 @@ mod tests {
             let mut cached = s2.load(Ordering::SeqCst);
             loop {
                 if h.pending() {
-                    if !h.ack() {
-                        break;
-                    }
+                    let Some(seen) = h.begin() else { break };
                     cached = s2.load(Ordering::SeqCst);
+                    h.done(seen);
                 }
                 u2.store(cached, Ordering::SeqCst);
                 std::thread::yield_now();
@@ -163,7 +171,8 @@ mod tests {
         }
         state.store(-1, Ordering::SeqCst);
         b.request_and_wait();
-        // After the wait the worker can no longer use the old value.
+        // When the wait returns the worker has reloaded: it holds the new value.
+        let _ = used.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(used.load(Ordering::SeqCst), -1);
         b.stop();

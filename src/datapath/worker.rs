@@ -5,7 +5,7 @@
 //! default of 8), then drop and count by cause. No allocation, lock, syscall or log line
 //! per packet; counters are updated per burst and the clock read once per iteration.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
@@ -14,10 +14,11 @@ use crate::datapath::bridge::fwd::{self, Bridge};
 use crate::datapath::reload::{ReloadBarrier, WorkerReload};
 use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
 use crate::dpdk::eal;
-use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
+use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::vhost::{VhostRxQueue, VhostTxQueue};
+use crate::dpdk::queue::{SharedTxQueue, TxQueue};
+use crate::dpdk::vhost::{VhostRxQueue, VhostRxSource, VhostTxSource};
 use crate::sys::idle::{self, Wake};
 use crate::sys::rdtsc;
 
@@ -25,12 +26,6 @@ use crate::sys::rdtsc;
 pub enum Rx {
     Eth(EthRxQueue),
     Vhost(VhostRxQueue),
-}
-
-/// Where a worker sends to.
-pub enum Tx {
-    Eth(EthTxQueue),
-    Vhost(VhostTxQueue),
 }
 
 impl Rx {
@@ -49,26 +44,60 @@ impl Rx {
     }
 }
 
-impl Tx {
-    #[inline(always)]
-    fn burst(&mut self, batch: &mut Batch) -> usize {
+/// Where a worker takes an rx queue's handle from, at its reload point.
+#[derive(Clone)]
+pub enum RxSource {
+    Eth(EthRxSource),
+    Vhost(VhostRxSource),
+}
+
+impl RxSource {
+    fn take(&self) -> Option<Rx> {
         match self {
-            Tx::Eth(q) => q.tx_burst(batch),
-            Tx::Vhost(q) => q.tx_burst(batch),
+            RxSource::Eth(s) => s.take().map(Rx::Eth),
+            RxSource::Vhost(s) => s.take().map(Rx::Vhost),
         }
     }
+}
 
+/// Where a worker sends to: a queue of its own, or one shared with other workers (the
+/// port has fewer tx queues than there are workers).
+pub enum Tx {
+    Own(TxQueue),
+    Shared(Arc<SharedTxQueue>),
+}
+
+impl Tx {
     #[inline(always)]
-    fn is_up(&self) -> bool {
+    fn send(&mut self, batch: &mut Batch, retries: u32) -> Option<usize> {
         match self {
-            Tx::Eth(_) => true,
-            Tx::Vhost(q) => q.is_up(),
+            Tx::Own(q) => q.send(batch, retries),
+            Tx::Shared(q) => q.send(batch, retries),
         }
     }
 
     fn reload(&mut self) {
-        if let Tx::Vhost(q) = self {
-            q.reload();
+        match self {
+            Tx::Own(q) => q.reload(),
+            Tx::Shared(q) => q.reload(),
+        }
+    }
+}
+
+/// Where a worker takes its tx queue on a port from.
+#[derive(Clone)]
+pub enum TxSource {
+    Eth(EthTxSource),
+    Vhost(VhostTxSource),
+    Shared(Arc<SharedTxQueue>),
+}
+
+impl TxSource {
+    fn take(&self) -> Option<Tx> {
+        match self {
+            TxSource::Eth(s) => s.take().map(|q| Tx::Own(TxQueue::Eth(q))),
+            TxSource::Vhost(s) => s.take().map(|q| Tx::Own(TxQueue::Vhost(q))),
+            TxSource::Shared(q) => Some(Tx::Shared(q.clone())),
         }
     }
 }
@@ -120,65 +149,76 @@ pub enum Action {
     Bridge(Arc<Bridge>, usize),
 }
 
-/// One rx queue polled by a worker, and where its packets go.
-pub struct Poll {
-    pub rx: Rx,
+/// One rx queue a plan gives a worker, and where its packets go.
+pub struct PollPlan {
+    pub rx: RxSource,
     /// Index of the ingress port (into the port table and counters).
     pub rx_port: usize,
     pub action: Action,
     pub counters: Arc<CachePadded<RxqCounters>>,
 }
 
-/// A lock for a tx queue that more workers send to than the port has queues (the
-/// documented fallback): a test-and-test-and-set spinlock held for one burst, with a
-/// count of contended takes.
-#[derive(Default)]
-pub struct TxLock {
-    held: CachePadded<AtomicBool>,
-    pub contended: AtomicU64,
-}
-
-impl TxLock {
-    #[inline(always)]
-    fn lock(&self) -> TxGuard<'_> {
-        while self.held.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            self.contended.fetch_add(1, Ordering::Relaxed);
-            while self.held.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        }
-        TxGuard(self)
-    }
-}
-
-struct TxGuard<'a>(&'a TxLock);
-
-impl Drop for TxGuard<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        self.0.held.store(false, Ordering::Release);
-    }
-}
-
-/// A worker's tx queue on one port; `lock` is set when the queue is shared.
-pub struct TxQ {
-    pub tx: Tx,
-    pub lock: Option<Arc<TxLock>>,
-}
-
-/// What a worker polls and where it may send: replaced as a whole at a reload point when
-/// the control plane changes ports or rules.
+/// What a worker polls and where it may send, as the control plane hands it over: a
+/// new plan replaces the old one as a whole at a reload point. It names queues; the
+/// worker takes their handles itself, after it dropped the old plan's.
 #[derive(Default)]
 pub struct WorkerPlan {
-    pub polls: Vec<Poll>,
-    /// Indexed by port: this worker's tx queue on it (None: the worker never sends there).
-    pub txs: Vec<Option<TxQ>>,
+    pub polls: Vec<PollPlan>,
+    /// Indexed by port: where this worker's tx queue on it is (None: it never sends there).
+    pub txs: Vec<Option<TxSource>>,
+}
+
+/// One rx queue a worker polls: its handle, and where its packets go.
+struct Poll {
+    rx: Rx,
+    rx_port: usize,
+    action: Action,
+    counters: Arc<CachePadded<RxqCounters>>,
+}
+
+/// A plan with the handles taken.
+#[derive(Default)]
+struct Held {
+    polls: Vec<Poll>,
+    txs: Vec<Option<Tx>>,
+}
+
+impl Held {
+    /// Takes every handle `plan` names. A queue whose handle is still alive elsewhere is
+    /// left out, loudly: the control plane never assigns a queue before its previous
+    /// holder has passed a reload point (`Plane::rebalance` moves queues in two steps), so
+    /// this is a bug, and polling such a queue twice would be worse.
+    fn take(plan: WorkerPlan, core: usize) -> Held {
+        let mut polls = Vec::with_capacity(plan.polls.len());
+        for p in plan.polls {
+            match p.rx.take() {
+                Some(rx) => polls.push(Poll { rx, rx_port: p.rx_port, action: p.action, counters: p.counters }),
+                None => {
+                    eprintln!("pmdswitch: worker on core {core}: an rx queue of port #{} is still held elsewhere; not polled", p.rx_port)
+                }
+            }
+        }
+        let txs = plan
+            .txs
+            .into_iter()
+            .enumerate()
+            .map(|(port, s)| {
+                let t = s.as_ref()?.take();
+                if t.is_none() {
+                    eprintln!("pmdswitch: worker on core {core}: the tx queue of port #{port} is still held elsewhere; sends there drop as port_down");
+                }
+                t
+            })
+            .collect();
+        Held { polls, txs }
+    }
 }
 
 /// Everything a worker owns, moved into its thread.
 pub struct Worker {
     pub index: usize,
     pub core: usize,
+    /// The plan the worker starts with.
     pub plan: WorkerPlan,
     /// A new plan from the control plane, taken at the next reload point.
     pub mailbox: Arc<Mutex<Option<WorkerPlan>>>,
@@ -212,24 +252,28 @@ impl Worker {
         let barrier = self.barrier.clone();
         let mut reload = barrier.handle(self.index);
         reload.online();
-        self.reload();
+        let mut held = Held::default();
+        let first = std::mem::take(&mut self.plan);
+        self.install(&mut held, first);
+        self.reload(&mut held);
         let mut batch = Batch::new();
         // One egress batch per bridge member (sized at each reload).
         let mut outs: Vec<Batch> = Vec::new();
-        self.size_outs(&mut outs);
+        size_outs(&held, &mut outs);
         let stats = self.stats.clone();
         let mut prev = rdtsc();
         let mut empty_since = prev;
         loop {
             // Reload point: one load of a read-mostly line per iteration.
             if reload.pending() {
-                if !reload.ack() {
-                    break;
-                }
-                self.reload();
-                self.size_outs(&mut outs);
+                // The request is acknowledged after the reload, so a control thread that
+                // waits for it knows the old plan's handles are gone.
+                let Some(seen) = reload.begin() else { break };
+                self.reload(&mut held);
+                size_outs(&held, &mut outs);
+                reload.done(seen);
             }
-            let moved = self.poll_once(&mut batch, &mut outs, &stats);
+            let moved = self.poll_once(&mut held, &mut batch, &mut outs, &stats);
             let now = rdtsc();
             if moved > 0 {
                 bump(&stats.own.busy_cycles, now - prev);
@@ -238,7 +282,7 @@ impl Worker {
             } else {
                 bump(&stats.own.idle_cycles, now - prev);
                 if self.idle.mode == IdleMode::Adaptive && now - empty_since > self.idle.after_cycles {
-                    let woke = self.nap(&reload, &mut batch, &mut outs, &stats);
+                    let woke = self.nap(&mut held, &reload, &mut batch, &mut outs, &stats);
                     let t = rdtsc();
                     bump(&stats.own.idle_cycles, t - now);
                     prev = t;
@@ -251,6 +295,7 @@ impl Worker {
             prev = now;
         }
         drop(batch);
+        drop(held);
         drop(reload);
         eal::thread_unregister();
     }
@@ -258,9 +303,9 @@ impl Worker {
     /// One pass over every polled rx queue: rx burst, count, switch, send or drop.
     /// Returns the packets received.
     #[inline(always)]
-    fn poll_once(&mut self, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats) -> u64 {
+    fn poll_once(&mut self, held: &mut Held, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats) -> u64 {
         let mut moved = 0u64;
-        let WorkerPlan { polls, txs } = &mut self.plan;
+        let Held { polls, txs } = held;
         for p in polls.iter_mut() {
             let n = p.rx.burst(batch, self.burst);
             if n == 0 {
@@ -305,11 +350,18 @@ impl Worker {
     /// kicks off again. System calls happen only here, never while traffic flows.
     /// Returns why the sleep ended, or None when the extra poll found traffic.
     #[cold]
-    fn nap(&mut self, reload: &WorkerReload<'_>, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats) -> Option<Wake> {
+    fn nap(
+        &mut self,
+        held: &mut Held,
+        reload: &WorkerReload<'_>,
+        batch: &mut Batch,
+        outs: &mut [Batch],
+        stats: &WorkerStats,
+    ) -> Option<Wake> {
         let (mut kicks, mut intrs) = ([0i32; 32], [0i32; 32]);
         let (mut n, mut m) = (0, 0);
         let mut deaf = false;
-        for p in self.plan.polls.iter_mut() {
+        for p in held.polls.iter_mut() {
             match &mut p.rx {
                 Rx::Vhost(q) => {
                     if let Some(fd) = q.arm(true) {
@@ -328,7 +380,7 @@ impl Worker {
                 },
             }
         }
-        let moved = self.poll_once(batch, outs, stats);
+        let moved = self.poll_once(held, batch, outs, stats);
         let woke = if moved > 0 {
             bump(&stats.own.packets, moved);
             None
@@ -343,7 +395,7 @@ impl Worker {
             }
             Some(why)
         };
-        for p in self.plan.polls.iter_mut() {
+        for p in held.polls.iter_mut() {
             match &mut p.rx {
                 Rx::Vhost(q) => {
                     q.arm(false);
@@ -356,27 +408,35 @@ impl Worker {
         woke
     }
 
-    /// At a reload point: take a new plan if the control plane left one (the old one,
-    /// and any queue handle it alone held, is dropped here), then re-read shared state.
-    fn reload(&mut self) {
-        if let Some(plan) = self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            self.plan = plan;
+    /// At a reload point: take a new plan if the control plane left one, then re-read
+    /// shared state (vids, enabled vrings, the idle mode).
+    fn reload(&mut self, held: &mut Held) {
+        let plan = self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(plan) = plan {
+            self.install(held, plan);
         }
         self.idle.mode = IdleMode::from_u8(self.idle_mode.load(Ordering::SeqCst));
-        for p in self.plan.polls.iter_mut() {
+        for p in held.polls.iter_mut() {
             p.rx.reload();
         }
-        for t in self.plan.txs.iter_mut().flatten() {
-            t.tx.reload();
+        for t in held.txs.iter_mut().flatten() {
+            t.reload();
         }
     }
 
-    fn size_outs(&self, outs: &mut Vec<Batch>) {
-        let need =
-            self.plan.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
-        while outs.len() < need {
-            outs.push(Batch::new());
-        }
+    /// Replaces the held plan: the old handles are dropped first (so a queue this worker
+    /// keeps is taken again at once), then the new plan's are taken.
+    fn install(&self, held: &mut Held, plan: WorkerPlan) {
+        *held = Held::default();
+        *held = Held::take(plan, self.core);
+    }
+}
+
+/// One egress batch per member of the largest bridge polled.
+fn size_outs(held: &Held, outs: &mut Vec<Batch>) {
+    let need = held.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
+    while outs.len() < need {
+        outs.push(Batch::new());
     }
 }
 
@@ -403,30 +463,22 @@ impl MsClock {
 /// [`send`] to switch port `port`, or a drop counted as `port_down` when it has no tx
 /// queue on this worker.
 #[inline(always)]
-fn send_to(txs: &mut [Option<TxQ>], port: usize, batch: &mut Batch, bytes: u64, retries: u32, stats: &WorkerStats) {
+fn send_to(txs: &mut [Option<Tx>], port: usize, batch: &mut Batch, bytes: u64, retries: u32, stats: &WorkerStats) {
     match &mut txs[port] {
         Some(t) => send(t, batch, bytes, retries, &stats.ports[port]),
         None => stats.ports[port].drop(DropCause::PortDown, batch.drop_all() as u64),
     }
 }
 
-/// Sends the whole batch or accounts for what did not go: retries a full queue up to
-/// `retries` times, then drops the rest as `tx_full`; a port with no device drops all as
-/// `port_down`. Leaves the batch empty.
+/// Sends the whole batch or accounts for what did not go: a full queue is retried up to
+/// `retries` times, then the rest is dropped as `tx_full`; a port with no device drops
+/// all as `port_down`. Leaves the batch empty.
 #[inline(always)]
-fn send(t: &mut TxQ, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounters) {
-    let _held = t.lock.as_deref().map(TxLock::lock);
-    let tx = &mut t.tx;
-    if !tx.is_up() {
+fn send(t: &mut Tx, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounters) {
+    let Some(sent) = t.send(batch, retries) else {
         c.drop(DropCause::PortDown, batch.drop_all() as u64);
         return;
-    }
-    let mut sent = tx.burst(batch);
-    let mut tries = 0;
-    while !batch.is_empty() && tries < retries {
-        sent += tx.burst(batch);
-        tries += 1;
-    }
+    };
     let mut tx_bytes = bytes;
     if !batch.is_empty() {
         tx_bytes -= batch.bytes();

@@ -1,8 +1,9 @@
 //! Ethdev ports (vdevs and allow-listed PCI NICs) and their rx/tx queue handles.
 //!
 //! DPDK programmer's guide, Poll Mode Driver: a queue is never shared between lcores
-//! without a lock. The handles encode it: they are `Send` but neither `Clone` nor `Sync`,
-//! so each is moved into exactly one worker.
+//! without a lock. The handles encode it: at most one handle of a queue is alive at a
+//! time (taking a second fails, see `queue::Claims`), and a handle is `Send` but neither
+//! `Clone` nor `Sync`, so it is polled by the one thread that holds it.
 
 use std::ffi::CString;
 use std::fmt;
@@ -13,6 +14,7 @@ use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
+use super::queue::Claims;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortId(pub u16);
@@ -43,6 +45,9 @@ struct Dev {
     /// Also remove the underlying device (vdevs added at run time), so that the same
     /// name can be probed again later.
     remove: bool,
+    /// Which rx and tx queues have a live handle.
+    rx: Claims,
+    tx: Claims,
 }
 
 impl Drop for Dev {
@@ -70,8 +75,6 @@ impl Drop for Dev {
 /// queue handle taken from it are dropped.
 pub struct EthPort {
     dev: Arc<Dev>,
-    n_rxq: u16,
-    n_txq: u16,
     pool: Arc<Mempool>,
 }
 
@@ -141,14 +144,14 @@ pub struct EthConfig {
 }
 
 impl EthPort {
-    /// Configures `id` with the queues asked for, sets every rx queue up on `pool`,
-    /// enables promiscuous mode (a switch port must see every frame) and returns the port
-    /// with its queue handles. The port is not started.
+    /// Configures `id` with the queues asked for, sets every rx queue up on `pool` and
+    /// enables promiscuous mode (a switch port must see every frame). The port is not
+    /// started; its queue handles are taken with [`EthPort::rx_source`] and friends.
     ///
     /// # Errors
     /// The first failing ethdev call, e.g. EINVAL for more queues than the PMD offers.
-    pub fn configure(id: PortId, cfg: EthConfig, pool: &Arc<Mempool>) -> Result<(EthPort, Vec<EthRxQueue>, Vec<EthTxQueue>)> {
-        let dev = Arc::new(Dev { id, remove: cfg.remove });
+    pub fn configure(id: PortId, cfg: EthConfig, pool: &Arc<Mempool>) -> Result<EthPort> {
+        let dev = Arc::new(Dev { id, remove: cfg.remove, rx: Claims::new(cfg.n_rxq), tx: Claims::new(cfg.n_txq) });
         let mut info = MaybeUninit::<ffi::rte_eth_dev_info>::zeroed();
         // SAFETY: info is a valid out-parameter of the right type.
         let ret = unsafe { ffi::rte_eth_dev_info_get(id.0, info.as_mut_ptr()) };
@@ -198,7 +201,6 @@ impl EthPort {
         let socket = unsafe { ffi::rte_eth_dev_socket_id(id.0) };
         // SOCKET_ID_ANY (-1) when the device has no NUMA affinity.
         let socket = if socket < 0 { -1 } else { socket };
-        let mut rxqs = Vec::new();
         for q in 0..cfg.n_rxq {
             // SAFETY: the port is configured with n_rxq queues; a NULL rxconf means the
             // driver's defaults; the pool outlives the port (handles hold an Arc).
@@ -206,21 +208,18 @@ impl EthPort {
             if ret < 0 {
                 return Err(DpdkError::from_ret(format!("rte_eth_rx_queue_setup({id:?}, rxq{q})"), ret));
             }
-            rxqs.push(EthRxQueue { dev: dev.clone(), queue: q, _pool: pool.clone() });
         }
-        let mut txqs = Vec::new();
         for q in 0..cfg.n_txq {
             // SAFETY: as above, NULL txconf = driver defaults.
             let ret = unsafe { ffi::rte_eth_tx_queue_setup(id.0, q, ntx, socket as u32, std::ptr::null()) };
             if ret < 0 {
                 return Err(DpdkError::from_ret(format!("rte_eth_tx_queue_setup({id:?}, txq{q})"), ret));
             }
-            txqs.push(EthTxQueue { dev: dev.clone(), queue: q });
         }
         // Not every PMD has promiscuous mode (vhost, ring): failure is harmless there.
         // SAFETY: plain call on a configured port.
         unsafe { ffi::rte_eth_promiscuous_enable(id.0) };
-        Ok((EthPort { dev, n_rxq: cfg.n_rxq, n_txq: cfg.n_txq, pool: pool.clone() }, rxqs, txqs))
+        Ok(EthPort { dev, pool: pool.clone() })
     }
 
     /// # Errors
@@ -234,17 +233,24 @@ impl EthPort {
         Ok(())
     }
 
-    /// A new handle on rx queue `q` (< n_rxq). The caller keeps the one-poller rule: a
-    /// plan gives each queue to exactly one worker and takes it back before moving it.
-    pub fn rx_queue(&self, q: u16) -> EthRxQueue {
-        assert!(q < self.n_rxq, "rx queue {q} of {}", self.n_rxq);
-        EthRxQueue { dev: self.dev.clone(), queue: q, _pool: self.pool.clone() }
+    /// Where rx queue `q` can be taken (by the worker that will poll it).
+    pub fn rx_source(&self, q: u16) -> EthRxSource {
+        EthRxSource { dev: self.dev.clone(), queue: q, pool: self.pool.clone() }
     }
 
-    /// A new handle on tx queue `q` (< n_txq); shared queues need the caller's lock.
-    pub fn tx_queue(&self, q: u16) -> EthTxQueue {
-        assert!(q < self.n_txq, "tx queue {q} of {}", self.n_txq);
-        EthTxQueue { dev: self.dev.clone(), queue: q }
+    /// Where tx queue `q` can be taken.
+    pub fn tx_source(&self, q: u16) -> EthTxSource {
+        EthTxSource { dev: self.dev.clone(), queue: q }
+    }
+
+    /// The handle of rx queue `q`, if it exists and no handle of it is alive.
+    pub fn rx_queue(&self, q: u16) -> Option<EthRxQueue> {
+        self.rx_source(q).take()
+    }
+
+    /// The handle of tx queue `q`, if it exists and no handle of it is alive.
+    pub fn tx_queue(&self, q: u16) -> Option<EthTxQueue> {
+        self.tx_source(q).take()
     }
 
     /// Stops the port (safe to call twice); queue handles must no longer be polled.
@@ -276,17 +282,59 @@ pub fn stats_of(id: PortId) -> EthStats {
     }
 }
 
-/// Owns rx queue `queue` of a port: only one worker polls it.
+/// A place to take one rx queue's handle from: cloneable, itself no handle.
+#[derive(Clone)]
+pub struct EthRxSource {
+    dev: Arc<Dev>,
+    queue: u16,
+    pool: Arc<Mempool>,
+}
+
+impl EthRxSource {
+    /// The queue's handle, unless one is alive (or the queue does not exist).
+    pub fn take(&self) -> Option<EthRxQueue> {
+        self.dev.rx.take(self.queue).then(|| EthRxQueue { dev: self.dev.clone(), queue: self.queue, _pool: self.pool.clone() })
+    }
+}
+
+/// A place to take one tx queue's handle from.
+#[derive(Clone)]
+pub struct EthTxSource {
+    dev: Arc<Dev>,
+    queue: u16,
+}
+
+impl EthTxSource {
+    /// The queue's handle, unless one is alive (or the queue does not exist).
+    pub fn take(&self) -> Option<EthTxQueue> {
+        self.dev.tx.take(self.queue).then(|| EthTxQueue { dev: self.dev.clone(), queue: self.queue })
+    }
+}
+
+/// Rx queue `queue` of a port: the one handle of it (see `queue::Claims`), so only its
+/// holder polls it.
 pub struct EthRxQueue {
     dev: Arc<Dev>,
     queue: u16,
     _pool: Arc<Mempool>,
 }
 
-/// Owns tx queue `queue` of a port: only one worker sends on it.
+/// Tx queue `queue` of a port: the one handle of it, so only its holder sends on it.
 pub struct EthTxQueue {
     dev: Arc<Dev>,
     queue: u16,
+}
+
+impl Drop for EthRxQueue {
+    fn drop(&mut self) {
+        self.dev.rx.release(self.queue);
+    }
+}
+
+impl Drop for EthTxQueue {
+    fn drop(&mut self) {
+        self.dev.tx.release(self.queue);
+    }
 }
 
 impl EthRxQueue {
@@ -294,8 +342,11 @@ impl EthRxQueue {
     #[inline(always)]
     pub fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
         let (p, n) = batch.rx_slots(max);
-        // SAFETY: p has room for n mbuf pointers; the port is started and this handle is
-        // the only poller of the queue; the driver hands over ownership of what it returns.
+        // SAFETY: p has room for n mbuf pointers; the port is started (rx handles are
+        // taken after start and the port stops only when every handle is gone); this is
+        // the queue's only handle (Claims) and &mut self excludes concurrent use of it, so
+        // no other thread polls the queue; the driver hands over ownership of what it
+        // returns.
         let got = unsafe { ffi::pmds_eth_rx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.rx_filled(got);
         got
@@ -337,7 +388,8 @@ impl EthTxQueue {
     #[inline(always)]
     pub fn tx_burst(&mut self, batch: &mut Batch) -> usize {
         let (p, n) = batch.tx_slots();
-        // SAFETY: p points at n owned mbufs; only this handle sends on the queue.
+        // SAFETY: p points at n owned mbufs; this is the queue's only handle (Claims) and
+        // &mut self excludes concurrent use of it, so no other thread sends on the queue.
         let sent = unsafe { ffi::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.tx_consumed(sent);
         sent

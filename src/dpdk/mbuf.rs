@@ -12,10 +12,13 @@ use super::mempool::Mempool;
 /// Largest burst a batch holds (`--burst` is capped to it).
 pub const MAX_BURST: usize = 256;
 
-// The fields read directly from Rust (per packet, so no FFI call): their offsets are
-// asserted here against bindgen's layout and in shim.c against the C header.
+// The fields read or written directly from Rust (per packet, so no FFI call): their
+// offsets are asserted here against bindgen's layout and in shim.c against the C header.
+const _: () = assert!(offset_of!(ffi::rte_mbuf, buf_addr) == ffi::PMDS_MBUF_BUF_ADDR_OFF as usize);
+const _: () = assert!(offset_of!(ffi::rte_mbuf, data_off) == ffi::PMDS_MBUF_DATA_OFF_OFF as usize);
 const _: () = assert!(offset_of!(ffi::rte_mbuf, pkt_len) == ffi::PMDS_MBUF_PKT_LEN_OFF as usize);
 const _: () = assert!(offset_of!(ffi::rte_mbuf, data_len) == ffi::PMDS_MBUF_DATA_LEN_OFF as usize);
+const _: () = assert!(offset_of!(ffi::rte_mbuf, buf_len) == ffi::PMDS_MBUF_BUF_LEN_OFF as usize);
 const _: () = assert!(std::mem::size_of::<ffi::rte_mbuf>() == ffi::PMDS_MBUF_SIZE as usize);
 
 /// Up to [`MAX_BURST`] owned mbufs; the pending ones are `pkts[head..tail]`.
@@ -140,6 +143,7 @@ impl Batch {
         // The buffers were last read by another core (the peer copied them out): ask for
         // every first data line in exclusive state now (PREFETCHW), so that the header
         // stores below do not each wait for an invalidation round trip.
+        #[cfg(target_arch = "x86_64")]
         for &m in &self.pkts[..n] {
             // SAFETY: a prefetch hint never faults and changes no memory; the address is
             // computed from a live mbuf's header.
@@ -167,7 +171,9 @@ impl Batch {
     #[inline(always)]
     pub fn for_each(&self, mut f: impl FnMut(&[u8], u32)) {
         for &m in &self.pkts[self.head..self.tail] {
-            // SAFETY: as in for_each_mut, read-only.
+            // SAFETY: every pointer in head..tail is a live mbuf this batch owns; its first
+            // segment's data_len bytes start at buf_addr + data_off (rte_pktmbuf_mtod), and
+            // nothing writes them while &self borrows the batch.
             let (data, len) = unsafe {
                 (std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize), (*m).pkt_len)
             };
@@ -204,7 +210,8 @@ impl Mbuf {
             return None;
         }
         let m = self.ptr();
-        // SAFETY: refcount 1: nobody else reads this buffer; bounds as in data().
+        // SAFETY: refcount 1: nobody else reads this buffer, and &mut self keeps it so while
+        // the slice lives; the first segment's data_len bytes start at buf_addr + data_off.
         Some(unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) })
     }
 

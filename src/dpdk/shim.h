@@ -29,6 +29,9 @@ unsigned int pmds_lcore_id(void);
 int pmds_errno(void);
 /* Offsets of the rte_mbuf fields Rust reads directly; checked by _Static_assert in
  * shim.c against the real header and by const asserts in Rust. */
+#define PMDS_MBUF_BUF_ADDR_OFF 0
+#define PMDS_MBUF_DATA_OFF_OFF 16
 #define PMDS_MBUF_PKT_LEN_OFF 36
 #define PMDS_MBUF_DATA_LEN_OFF 40
+#define PMDS_MBUF_BUF_LEN_OFF 54
 #define PMDS_MBUF_SIZE 128

@@ -73,7 +73,12 @@ extern "C" fn dispatch(cmd: *const c_char, params: *const c_char, d: *mut ffi::r
         // SAFETY: the library passes NUL-terminated strings (params may be NULL) and a
         // valid data object, all alive for this call.
         let cmd = unsafe { CStr::from_ptr(cmd) }.to_string_lossy().into_owned();
-        let params = if params.is_null() { String::new() } else { unsafe { CStr::from_ptr(params) }.to_string_lossy().into_owned() };
+        let params = if params.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-NULL params is a NUL-terminated string alive for this call.
+            unsafe { CStr::from_ptr(params) }.to_string_lossy().into_owned()
+        };
         let reply = {
             let table = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
             match table.iter().find(|(c, _)| *c == cmd) {

@@ -20,6 +20,7 @@ use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
+use super::queue::Claims;
 
 /// virtio 1.1 §5.1.3 feature bits (bindgen does not see these: they live in linux headers
 /// as macros the vhost headers do not pull in).
@@ -51,6 +52,9 @@ pub struct VhostSlot {
     pub devices_added: AtomicU64,
     pub devices_removed: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Which queue pairs have a live rx (dequeue) and tx (enqueue) handle.
+    rx: Claims,
+    tx: Claims,
 }
 
 impl VhostSlot {
@@ -266,7 +270,7 @@ impl VhostPort {
     ///
     /// # Errors
     /// The failing `rte_vhost_driver_*` call.
-    pub fn register(name: &str, path: &str, role: Role) -> Result<VhostPort> {
+    pub fn register(name: &str, path: &str, role: Role, pairs: u16) -> Result<VhostPort> {
         let cpath = CString::new(path).map_err(|_| DpdkError::from_ret("socket path", -libc::EINVAL))?;
         let mut flags = ffi::RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS as u64;
         if role == Role::Client {
@@ -287,6 +291,8 @@ impl VhostPort {
             devices_added: AtomicU64::new(0),
             devices_removed: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            rx: Claims::new(pairs),
+            tx: Claims::new(pairs),
         });
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).slots.push(slot.clone());
         let port = VhostPort { slot, cpath, role, started: false };
@@ -328,14 +334,58 @@ impl VhostPort {
         &self.slot
     }
 
-    /// Rx handle for queue pair `qp`: dequeues from the guest's TX vring (2·qp+1).
-    pub fn rx_queue(&self, qp: u16, pool: &Arc<Mempool>) -> VhostRxQueue {
-        VhostRxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * qp + 1, pool: pool.clone() }
+    /// Where the rx handle of queue pair `qp` can be taken: it dequeues from the guest's
+    /// TX vring (2·qp+1).
+    pub fn rx_source(&self, qp: u16, pool: &Arc<Mempool>) -> VhostRxSource {
+        VhostRxSource { slot: self.slot.clone(), pair: qp, pool: pool.clone() }
     }
 
-    /// Tx handle for queue pair `qp`: enqueues into the guest's RX vring (2·qp).
-    pub fn tx_queue(&self, qp: u16) -> VhostTxQueue {
-        VhostTxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * qp, pair: qp }
+    /// Where the tx handle of queue pair `qp` can be taken: it enqueues into the guest's
+    /// RX vring (2·qp).
+    pub fn tx_source(&self, qp: u16) -> VhostTxSource {
+        VhostTxSource { slot: self.slot.clone(), pair: qp }
+    }
+
+    /// The tx handle of queue pair `qp`, if it exists and no handle of it is alive.
+    pub fn tx_queue(&self, qp: u16) -> Option<VhostTxQueue> {
+        self.tx_source(qp).take()
+    }
+}
+
+/// A place to take one queue pair's rx handle from: cloneable, itself no handle.
+#[derive(Clone)]
+pub struct VhostRxSource {
+    slot: Arc<VhostSlot>,
+    pair: u16,
+    pool: Arc<Mempool>,
+}
+
+impl VhostRxSource {
+    /// The handle, unless one is alive (or the pair was not configured).
+    pub fn take(&self) -> Option<VhostRxQueue> {
+        let q = self.pair;
+        self.slot.rx.take(q).then(|| VhostRxQueue {
+            slot: self.slot.clone(),
+            vid: NO_VID,
+            vring: 2 * q + 1,
+            pair: q,
+            pool: self.pool.clone(),
+        })
+    }
+}
+
+/// A place to take one queue pair's tx handle from.
+#[derive(Clone)]
+pub struct VhostTxSource {
+    slot: Arc<VhostSlot>,
+    pair: u16,
+}
+
+impl VhostTxSource {
+    /// The handle, unless one is alive (or the pair was not configured).
+    pub fn take(&self) -> Option<VhostTxQueue> {
+        let q = self.pair;
+        self.slot.tx.take(q).then(|| VhostTxQueue { slot: self.slot.clone(), vid: NO_VID, vring: 2 * q, pair: q })
     }
 }
 
@@ -355,16 +405,18 @@ impl Drop for VhostPort {
     }
 }
 
-/// Dequeue side of one queue pair, owned by one worker. Its vid is a copy taken at the
-/// worker's reload point ([`VhostRxQueue::reload`]).
+/// Dequeue side of one queue pair: its one handle (see `queue::Claims`), held by one
+/// worker. Its vid is a copy taken at the worker's reload point
+/// ([`VhostRxQueue::reload`]).
 pub struct VhostRxQueue {
     slot: Arc<VhostSlot>,
     vid: i32,
     vring: u16,
+    pair: u16,
     pool: Arc<Mempool>,
 }
 
-/// Enqueue side of one queue pair, owned by one worker.
+/// Enqueue side of one queue pair: its one handle, held by one worker.
 pub struct VhostTxQueue {
     slot: Arc<VhostSlot>,
     vid: i32,
@@ -372,6 +424,18 @@ pub struct VhostTxQueue {
     /// The queue pair this handle prefers; the vring used is picked among the enabled
     /// ones at each reload (a frontend may use fewer pairs than offered).
     pair: u16,
+}
+
+impl Drop for VhostRxQueue {
+    fn drop(&mut self) {
+        self.slot.rx.release(self.pair);
+    }
+}
+
+impl Drop for VhostTxQueue {
+    fn drop(&mut self) {
+        self.slot.tx.release(self.pair);
+    }
 }
 
 impl VhostRxQueue {
@@ -389,7 +453,10 @@ impl VhostRxQueue {
         if self.vid == NO_VID {
             return None;
         }
-        // SAFETY: the reload protocol keeps self.vid alive while we hold it.
+        // SAFETY: self.vid was read at this worker's last reload point, and a device's
+        // destroy_device does not return before every running worker has passed a reload
+        // point after its vid was withdrawn (ReloadBarrier::request_and_wait in the
+        // device hook), so the vid names a live device.
         unsafe { ffi::rte_vhost_enable_guest_notification(self.vid, self.vring, on as i32) };
         if !on {
             return None;
@@ -413,8 +480,9 @@ impl VhostRxQueue {
             return 0;
         }
         let (p, n) = batch.rx_slots(max);
-        // SAFETY: the reload protocol guarantees the device behind self.vid is not
-        // destroyed while we hold it; p has room for n pointers; mbufs returned are ours.
+        // SAFETY: the vid names a live device (as in arm); p has room for n pointers; the
+        // library serialises users of one vring with its access_lock; the mbufs it
+        // returns are ours.
         let got = unsafe { ffi::rte_vhost_dequeue_burst(self.vid, self.vring, self.pool.as_ptr(), p, n) } as usize;
         batch.rx_filled(got);
         got
@@ -449,7 +517,9 @@ impl VhostTxQueue {
             return 0;
         }
         let (p, n) = batch.tx_slots();
-        // SAFETY: as for rx; p points at n owned mbufs, which the library only reads.
+        // SAFETY: the vid names a live device (as in VhostRxQueue::arm); p points at n
+        // owned mbufs, which the library only reads; it takes the vring's access_lock, so
+        // two tx handles that picked the same enabled vring do not race.
         let sent = unsafe { ffi::rte_vhost_enqueue_burst(self.vid, self.vring, p, n) } as usize;
         batch.free_front(sent);
         sent

@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
-use crate::datapath::worker::TxLock;
 use crate::dpdk::ethdev::{self, EthStats, PortId};
+use crate::dpdk::queue::SharedTxQueue;
 use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::parse::mac_str;
@@ -42,7 +42,8 @@ pub struct PortMeta {
     /// Counters of the port index when this port was added (indices are reused).
     pub base: PortTotals,
     pub rxqs: Vec<RxqMeta>,
-    pub locks: Vec<Arc<TxLock>>,
+    /// The port's tx queues shared under a lock (none when every worker has its own).
+    pub shared_tx: Vec<Arc<SharedTxQueue>>,
     /// "none", "xconnect B" or "bridge NAME".
     pub rule: String,
 }
@@ -125,7 +126,7 @@ impl View {
                         busy_cycles: r.counters.busy_cycles.load(Relaxed),
                     })
                     .collect(),
-                tx_lock_contended: m.locks.iter().map(|l| l.contended.load(Relaxed)).sum(),
+                tx_lock_contended: m.shared_tx.iter().map(|q| q.contended()).sum(),
             })
             .collect()
     }
