@@ -257,7 +257,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         }
         let (tx, rx) = (live.tx.load(Ordering::Relaxed), live.rx.load(Ordering::Relaxed));
         let dt = last_t.elapsed().as_secs_f64();
-        let phase = ["idle", "warm-up", "measure", "drain"][live.phase.load(Ordering::Relaxed).min(3) as usize];
+        let phase = live.phase().name();
         let (dtx, drx) = (tx.wrapping_sub(last_tx), rx.wrapping_sub(last_rx));
         let loss = if tx > 0 { tx.saturating_sub(rx) as f64 / tx as f64 * 100.0 } else { 0.0 };
         println!(

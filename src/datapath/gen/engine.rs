@@ -13,7 +13,7 @@
 //! receiver ignores any stamped before the measurement started, so warm-up packets that
 //! arrive late cannot pollute the results.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
@@ -62,8 +62,44 @@ pub struct Live {
     pub rx: AtomicU64,
     /// p99 latency of the last second, ns.
     pub p99_ns: AtomicU64,
-    /// 0 = idle, 1 = warm-up, 2 = measuring, 3 = draining.
-    pub phase: AtomicU64,
+    /// The [`Phase`] now.
+    phase: AtomicU8,
+}
+
+impl Live {
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Relaxed) {
+            1 => Phase::Warmup,
+            2 => Phase::Measure,
+            3 => Phase::Drain,
+            _ => Phase::Idle,
+        }
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Relaxed);
+    }
+}
+
+/// Where a phase is: warm-up (traffic flows, nothing is accounted), measurement, drain
+/// (tx stops, rx goes on until the loop is empty); idle between phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Idle = 0,
+    Warmup = 1,
+    Measure = 2,
+    Drain = 3,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Warmup => "warm-up",
+            Phase::Measure => "measure",
+            Phase::Drain => "drain",
+        }
+    }
 }
 
 /// Port totals over the whole phase, warm-up included: what the device under test
@@ -201,277 +237,388 @@ impl Engine {
 
     /// Runs one phase (warm-up, measurement, drain). `stop` ends it early (Ctrl-C).
     pub fn run(&mut self, cfg: &PhaseCfg, stop: &AtomicBool) -> PhaseResult {
-        let n = self.ports.len();
-        let hz = self.tsc_hz as f64;
-        let nflows = n * self.flows as usize;
-        let mut trackers: Vec<SeqTracker> = (0..nflows).map(|_| SeqTracker::new()).collect();
-        let mut seqs = vec![0u32; nflows];
-        let mut flow_tx = vec![0u64; nflows];
-        let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| new_hist()).collect();
-        let mut second = new_hist();
-        let mut totals = vec![PortTotals::default(); n];
-        let mut tx_meas = vec![0u64; n];
-        // Packets stamped while measuring, per port (sent or still pending).
-        let mut stamped = vec![0u64; n];
-        // Measured packets received at least once (a flooded packet arrives on several
-        // ports: counting receptions would end the drain while copies are in flight).
-        let (mut meas_unique, mut meas_dups) = (0u64, 0u64);
-        let mut tx_meas_bytes = vec![0u64; n];
-        let mut pending: Vec<Batch> = (0..n).map(|_| Batch::new()).collect();
-        // Per port: packets sent in the current pacing epoch, position in flow/size cycle.
-        let mut sent_epoch = vec![0u64; n];
-        // Per port: position in the flow cycle and in the frame-size pattern.
-        let mut cursor = vec![(0usize, 0usize); n];
-        let mut pend_bytes = vec![0u64; n];
-        let pattern_len = self.pattern.len();
-        let mut last_tx_tsc = vec![0u64; n];
-        let mut rx = Batch::new();
-        let (mut busy, mut idle, mut bad_latency) = (0u64, 0u64, 0u64);
-        let ns_per_cycle = 1e9 / hz;
-        let every = self.latency_every;
-        let sizes_n = self.sizes.len();
-        let size_idx: Vec<usize> = self.pattern.iter().map(|s| self.sizes.iter().position(|x| x == s).unwrap_or(0)).collect();
-        let flows = self.flows as usize;
-        let live = self.live.clone();
-
         let t0 = rdtsc();
-        let warm_end = t0 + (cfg.warmup_s * hz) as u64;
-        let meas_end = warm_end + (cfg.duration_s * hz) as u64;
-        let mut meas_start = u64::MAX; // set when measurement starts
-        let mut epoch_start = t0;
-        let mut phase = 1u8;
-        live.phase.store(1, Relaxed);
-        let mut next_second = t0 + self.tsc_hz;
-        let mut quiet_since = 0u64;
-        let drain_quiet = cfg.drain_quiet_ms * self.tsc_hz / 1000;
-        let mut interrupted = false;
+        let hz = self.tsc_hz as f64;
+        let mut r = Run::new(self, cfg, t0);
+        self.live.set_phase(Phase::Warmup);
         let mut prev = t0;
-
         loop {
             let now = rdtsc();
-            // Phase changes: once per iteration, a couple of compares.
-            if phase == 1 && now >= warm_end {
-                phase = 2;
-                live.phase.store(2, Relaxed);
-                meas_start = now;
-                epoch_start = now;
-                sent_epoch.iter_mut().for_each(|s| *s = 0);
-                // Fresh sequence numbers: a late warm-up packet is recognised by its stamp.
-                seqs.iter_mut().for_each(|s| *s = 0);
-                // A pending batch was stamped in warm-up: its packets count as warm-up.
-            }
-            if phase == 2 {
-                let done_count = cfg.count > 0 && self.ports.iter().enumerate().all(|(i, p)| !p.sends || stamped[i] >= cfg.count);
-                if now >= meas_end || done_count || stop.load(Relaxed) {
-                    interrupted = stop.load(Relaxed) && now < meas_end && !done_count;
-                    phase = 3;
-                    live.phase.store(3, Relaxed);
-                    quiet_since = now;
-                }
-            }
-            let mut work = 0usize;
-
-            // Transmit: new packets while measuring (or warming up), and in the drain
-            // phase whatever a port refused earlier, so every stamped packet goes out.
-            for (i, port) in self.ports.iter_mut().enumerate() {
-                if !port.sends {
-                    continue;
-                }
-                let b = &mut pending[i];
-                if b.is_empty() {
-                    if phase == 3 {
-                        continue;
-                    }
-                    let mut want = self.burst as u64;
-                    if let Some(r) = cfg.rate_pps {
-                        let due = ((now - epoch_start) as f64 * r / hz) as u64;
-                        want = want.min(due.saturating_sub(sent_epoch[i]));
-                    }
-                    if phase == 2 && cfg.count > 0 {
-                        want = want.min(cfg.count - stamped[i]);
-                    }
-                    if want == 0 {
-                        continue;
-                    }
-                    let want = want as usize;
-                    let base = i * self.flows as usize;
-                    let headers = &self.headers;
-                    let measuring = phase == 2;
-                    let (mut flow, mut pos) = cursor[i];
-                    let mut bytes = 0u64;
-                    // One pass per packet: header copy, two stores, counters; no division.
-                    let ok = b.alloc_fill(&self.pool, want, |_, room| {
-                        let f = base + flow;
-                        let len = self.pattern[pos] - packet::FCS;
-                        room[..HDR].copy_from_slice(&headers[f * sizes_n + size_idx[pos]]);
-                        packet::stamp(room, seqs[f], now);
-                        seqs[f] = seqs[f].wrapping_add(1);
-                        if measuring {
-                            flow_tx[f] += 1;
-                        }
-                        flow += 1;
-                        if flow == flows {
-                            flow = 0;
-                        }
-                        pos += 1;
-                        if pos == pattern_len {
-                            pos = 0;
-                        }
-                        bytes += len as u64;
-                        len
-                    });
-                    if !ok {
-                        totals[i].alloc_fail += 1;
-                        continue;
-                    }
-                    pend_bytes[i] = bytes;
-                    if measuring {
-                        stamped[i] += want as u64;
-                    }
-                    cursor[i] = (flow, pos);
-                    sent_epoch[i] += want as u64;
-                }
-                let sent = port.tx.tx_burst(b);
-                if sent > 0 {
-                    work += sent;
-                    // Bytes of what left: all of it usually; re-counted only on a partial send.
-                    let sent_bytes = if b.is_empty() { pend_bytes[i] } else { pend_bytes[i] - b.bytes() };
-                    pend_bytes[i] -= sent_bytes;
-                    totals[i].tx_packets += sent as u64;
-                    totals[i].tx_bytes += sent_bytes;
-                    if phase >= 2 {
-                        tx_meas[i] += sent as u64;
-                        tx_meas_bytes[i] += sent_bytes;
-                        last_tx_tsc[i] = now;
-                        bump(&live.tx, sent as u64);
-                    }
-                }
-            }
-
-            // Receive on every port.
-            for (i, port) in self.ports.iter_mut().enumerate() {
-                let got = port.rx.rx_burst(&mut rx, self.burst);
-                if got == 0 {
-                    continue;
-                }
-                work += got;
-                let t = &mut totals[i];
-                t.rx_packets += got as u64;
-                let mut meas = 0u64;
-                let mut bytes = 0u64;
-                rx.for_each(|data, len| {
-                    bytes += len as u64;
-                    let Some(sig) = packet::parse(data) else {
-                        t.rx_foreign += 1;
-                        return;
-                    };
-                    if sig.tsc < meas_start || sig.flow as usize >= nflows {
-                        t.rx_warmup += 1;
-                        return;
-                    }
-                    meas += 1;
-                    let class = trackers[sig.flow as usize].record(sig.seq);
-                    meas_unique += u64::from(class != Class::Duplicate);
-                    meas_dups += u64::from(class == Class::Duplicate);
-                    if class != Class::Duplicate && sig.seq % every == 0 {
-                        if sig.tsc > now {
-                            bad_latency += 1;
-                        } else {
-                            let ns = ((now - sig.tsc) as f64 * ns_per_cycle) as u64;
-                            let stream = sig.flow as usize / flows;
-                            let _ = hists[stream].record(ns.max(1));
-                            // The progress line's p99 needs a sample, not every packet.
-                            if sig.seq & 15 == 0 {
-                                let _ = second.record(ns.max(1));
-                            }
-                        }
-                    }
-                });
-                t.rx_bytes += bytes;
-                bump(&live.rx, meas);
-                rx.drop_all();
-            }
-
-            // Busy/idle while measuring only: warm-up and drain would blur "saturated".
+            r.advance(now, cfg, stop, &self.ports, &self.live);
+            let work = self.transmit(&mut r, now) + self.receive(&mut r, now);
             if work > 0 {
-                quiet_since = now;
+                r.quiet_since = now;
             }
-            if phase == 2 {
+            // Busy/idle while measuring only: warm-up and drain would blur "saturated".
+            if r.phase == Phase::Measure {
                 if work > 0 {
-                    busy += now - prev;
+                    r.busy += now - prev;
                 } else {
-                    idle += now - prev;
+                    r.idle += now - prev;
                 }
             }
             prev = now;
-            if now >= next_second {
-                live.p99_ns.store(second.value_at_quantile(0.99), Relaxed);
-                second.reset();
-                next_second = now + self.tsc_hz;
+            if now >= r.next_second {
+                self.live.p99_ns.store(r.second.value_at_quantile(0.99), Relaxed);
+                r.second.reset();
+                r.next_second = now + self.tsc_hz;
             }
-            // Drain ends when every measured packet is back (counted once: a flooding DUT
-            // delivers copies on several ports, so receptions could reach the count with
-            // copies still in flight) — and, if copies were seen, the other copies may
-            // still be on their way, so only after a quiet spell; or, when some were lost,
-            // after the quiet spell: a time-out alone ends too early when the device under
-            // test is descheduled for a moment with packets still queued.
-            if phase == 3 && pending.iter().all(Batch::is_empty) {
-                let all_back = meas_unique >= stamped.iter().sum::<u64>();
-                if (all_back && meas_dups == 0) || now - quiet_since > drain_quiet {
-                    break;
-                }
-            }
-            if phase == 3 && now - quiet_since > 4 * drain_quiet {
-                break;
-            }
-            if phase == 3 && stop.load(Relaxed) && now - quiet_since > drain_quiet / 4 {
+            if r.phase == Phase::Drain && r.drained(now, stop) {
                 break;
             }
         }
-        // Packets a port never took (it stayed full through the drain): they were not
-        // sent, so they must not count as sent-and-lost.
-        for b in pending.iter_mut() {
-            b.for_each(|data, _| {
-                if let Some(sig) = packet::parse(data) {
-                    if sig.tsc >= meas_start && (sig.flow as usize) < nflows {
-                        flow_tx[sig.flow as usize] -= 1;
+        self.live.set_phase(Phase::Idle);
+        r.finish(self, hz)
+    }
+
+    /// Transmit on every sending port: new packets while warming up or measuring, and
+    /// in the drain phase whatever a port refused earlier, so every stamped packet goes
+    /// out. Returns the packets sent.
+    #[inline(always)]
+    fn transmit(&mut self, r: &mut Run, now: u64) -> usize {
+        let hz = self.tsc_hz as f64;
+        let mut work = 0;
+        for (i, port) in self.ports.iter_mut().enumerate() {
+            if !port.sends {
+                continue;
+            }
+            let p = &mut r.ports[i];
+            if p.pending.is_empty() {
+                if r.phase == Phase::Drain {
+                    continue;
+                }
+                let mut want = self.burst as u64;
+                if let Some(rate) = r.rate_pps {
+                    let due = ((now - r.epoch_start) as f64 * rate / hz) as u64;
+                    want = want.min(due.saturating_sub(p.sent_epoch));
+                }
+                if r.phase == Phase::Measure && r.count > 0 {
+                    want = want.min(r.count - p.stamped);
+                }
+                if want == 0 {
+                    continue;
+                }
+                let want = want as usize;
+                let base = i * self.flows as usize;
+                let (headers, pattern, size_idx, sizes_n, flows) =
+                    (&self.headers, &self.pattern, &r.size_idx, self.sizes.len(), self.flows as usize);
+                let measuring = r.phase == Phase::Measure;
+                let (mut flow, mut pos) = (p.flow, p.pos);
+                let mut bytes = 0u64;
+                let fl = &mut r.flows;
+                // One pass per packet: header copy, two stores, counters; no division.
+                let ok = p.pending.alloc_fill(&self.pool, want, |_, room| {
+                    let f = base + flow;
+                    let len = pattern[pos] - packet::FCS;
+                    room[..HDR].copy_from_slice(&headers[f * sizes_n + size_idx[pos]]);
+                    packet::stamp(room, fl[f].seq, now);
+                    fl[f].seq = fl[f].seq.wrapping_add(1);
+                    if measuring {
+                        fl[f].tx += 1;
+                    }
+                    flow += 1;
+                    if flow == flows {
+                        flow = 0;
+                    }
+                    pos += 1;
+                    if pos == pattern.len() {
+                        pos = 0;
+                    }
+                    bytes += len as u64;
+                    len
+                });
+                if !ok {
+                    p.totals.alloc_fail += 1;
+                    continue;
+                }
+                p.pend_bytes = bytes;
+                if measuring {
+                    p.stamped += want as u64;
+                }
+                (p.flow, p.pos) = (flow, pos);
+                p.sent_epoch += want as u64;
+            }
+            let sent = port.tx.tx_burst(&mut p.pending);
+            if sent > 0 {
+                work += sent;
+                // Bytes of what left: all of it usually; re-counted only on a partial send.
+                let sent_bytes = if p.pending.is_empty() { p.pend_bytes } else { p.pend_bytes - p.pending.bytes() };
+                p.pend_bytes -= sent_bytes;
+                p.totals.tx_packets += sent as u64;
+                p.totals.tx_bytes += sent_bytes;
+                if r.phase >= Phase::Measure {
+                    p.tx_bytes_meas += sent_bytes;
+                    p.last_tx = now;
+                    bump(&self.live.tx, sent as u64);
+                }
+            }
+        }
+        work
+    }
+
+    /// Receive on every port: count, and account each measured packet to its flow
+    /// (sequence, latency). Returns the packets received.
+    #[inline(always)]
+    fn receive(&mut self, r: &mut Run, now: u64) -> usize {
+        let mut work = 0;
+        let (nflows, flows, every) = (r.trackers.len(), self.flows as usize, self.latency_every);
+        for (i, port) in self.ports.iter_mut().enumerate() {
+            let got = port.rx.rx_burst(&mut r.rx, self.burst);
+            if got == 0 {
+                continue;
+            }
+            work += got;
+            let Run { ports, trackers, meas_start, meas_unique, meas_dups, bad_latency, second, ns_per_cycle, .. } = r;
+            let (mut meas, mut bytes, mut foreign, mut warmup) = (0u64, 0u64, 0u64, 0u64);
+            r.rx.for_each(|data, len| {
+                bytes += len as u64;
+                let Some(sig) = packet::parse(data) else {
+                    foreign += 1;
+                    return;
+                };
+                if sig.tsc < *meas_start || sig.flow as usize >= nflows {
+                    warmup += 1;
+                    return;
+                }
+                meas += 1;
+                let class = trackers[sig.flow as usize].record(sig.seq);
+                *meas_unique += u64::from(class != Class::Duplicate);
+                *meas_dups += u64::from(class == Class::Duplicate);
+                if class != Class::Duplicate && sig.seq % every == 0 {
+                    if sig.tsc > now {
+                        *bad_latency += 1;
+                    } else {
+                        let ns = ((now - sig.tsc) as f64 * *ns_per_cycle) as u64;
+                        let _ = ports[sig.flow as usize / flows].hist.record(ns.max(1));
+                        // The progress line's p99 needs a sample, not every packet.
+                        if sig.seq & 15 == 0 {
+                            let _ = second.record(ns.max(1));
+                        }
                     }
                 }
             });
-            b.drop_all();
+            let t = &mut ports[i].totals;
+            t.rx_packets += got as u64;
+            t.rx_bytes += bytes;
+            t.rx_foreign += foreign;
+            t.rx_warmup += warmup;
+            bump(&self.live.rx, meas);
+            r.rx.drop_all();
         }
-        live.phase.store(0, Relaxed);
+        work
+    }
+}
 
-        let streams = (0..n)
+/// One port's part of a phase.
+struct PortRun {
+    /// Totals over the whole phase, warm-up included.
+    totals: PortTotals,
+    /// Stamped packets the port has not taken yet: they go first next time, so the
+    /// sender never skips a sequence number.
+    pending: Batch,
+    pend_bytes: u64,
+    /// Packets stamped while measuring (sent or still pending).
+    stamped: u64,
+    /// Bytes sent while measuring.
+    tx_bytes_meas: u64,
+    /// Packets made in the current pacing epoch.
+    sent_epoch: u64,
+    /// Position in the flow cycle and in the frame-size pattern.
+    flow: usize,
+    pos: usize,
+    /// When the port last sent a measured packet.
+    last_tx: u64,
+    /// Latency of this port's stream.
+    hist: Histogram<u64>,
+}
+
+/// One flow's sender state.
+#[derive(Clone, Copy, Default)]
+struct FlowTx {
+    seq: u32,
+    /// Packets stamped while measuring.
+    tx: u64,
+}
+
+/// The state of one phase.
+struct Run {
+    phase: Phase,
+    ports: Vec<PortRun>,
+    flows: Vec<FlowTx>,
+    /// Receive side, per flow.
+    trackers: Vec<SeqTracker>,
+    rx: Batch,
+    rate_pps: Option<f64>,
+    count: u64,
+    /// Index of each pattern entry's size in the header table.
+    size_idx: Vec<usize>,
+    warm_end: u64,
+    meas_end: u64,
+    /// When measurement started (u64::MAX until then).
+    meas_start: u64,
+    epoch_start: u64,
+    next_second: u64,
+    quiet_since: u64,
+    drain_quiet: u64,
+    /// Measured packets received at least once, and copies beyond the first (a flooded
+    /// packet arrives on several ports: counting receptions would end the drain while
+    /// copies are in flight).
+    meas_unique: u64,
+    meas_dups: u64,
+    busy: u64,
+    idle: u64,
+    bad_latency: u64,
+    interrupted: bool,
+    second: Histogram<u64>,
+    ns_per_cycle: f64,
+}
+
+impl Run {
+    fn new(e: &Engine, cfg: &PhaseCfg, t0: u64) -> Run {
+        let hz = e.tsc_hz as f64;
+        let nflows = e.ports.len() * e.flows as usize;
+        let warm_end = t0 + (cfg.warmup_s * hz) as u64;
+        Run {
+            phase: Phase::Warmup,
+            ports: (0..e.ports.len())
+                .map(|_| PortRun {
+                    totals: PortTotals::default(),
+                    pending: Batch::new(),
+                    pend_bytes: 0,
+                    stamped: 0,
+                    tx_bytes_meas: 0,
+                    sent_epoch: 0,
+                    flow: 0,
+                    pos: 0,
+                    last_tx: 0,
+                    hist: new_hist(),
+                })
+                .collect(),
+            flows: vec![FlowTx::default(); nflows],
+            trackers: (0..nflows).map(|_| SeqTracker::new()).collect(),
+            rx: Batch::new(),
+            rate_pps: cfg.rate_pps,
+            count: cfg.count,
+            size_idx: e.pattern.iter().map(|s| e.sizes.iter().position(|x| x == s).unwrap_or(0)).collect(),
+            warm_end,
+            meas_end: warm_end + (cfg.duration_s * hz) as u64,
+            meas_start: u64::MAX,
+            epoch_start: t0,
+            next_second: t0 + e.tsc_hz,
+            quiet_since: 0,
+            drain_quiet: cfg.drain_quiet_ms * e.tsc_hz / 1000,
+            meas_unique: 0,
+            meas_dups: 0,
+            busy: 0,
+            idle: 0,
+            bad_latency: 0,
+            interrupted: false,
+            second: new_hist(),
+            ns_per_cycle: 1e9 / hz,
+        }
+    }
+
+    /// Phase changes: once per iteration, a couple of compares.
+    #[inline(always)]
+    fn advance(&mut self, now: u64, cfg: &PhaseCfg, stop: &AtomicBool, gen_ports: &[GenPort], live: &Live) {
+        if self.phase == Phase::Warmup && now >= self.warm_end {
+            self.phase = Phase::Measure;
+            live.set_phase(Phase::Measure);
+            self.meas_start = now;
+            self.epoch_start = now;
+            // Fresh sequence numbers: a late warm-up packet is recognised by its stamp (a
+            // pending batch was stamped in warm-up: its packets count as warm-up).
+            for p in &mut self.ports {
+                p.sent_epoch = 0;
+            }
+            for f in &mut self.flows {
+                f.seq = 0;
+            }
+        }
+        if self.phase == Phase::Measure {
+            let done_count = cfg.count > 0 && gen_ports.iter().zip(&self.ports).all(|(g, p)| !g.sends || p.stamped >= cfg.count);
+            if now >= self.meas_end || done_count || stop.load(Relaxed) {
+                self.interrupted = stop.load(Relaxed) && now < self.meas_end && !done_count;
+                self.phase = Phase::Drain;
+                live.set_phase(Phase::Drain);
+                self.quiet_since = now;
+            }
+        }
+    }
+
+    /// Whether the drain is over: every measured packet is back (counted once) and, if
+    /// copies were seen, a quiet spell passed too (the other copies may still be on
+    /// their way); or, when some were lost, after the quiet spell (a time-out alone ends
+    /// too early when the device under test is descheduled for a moment with packets
+    /// still queued); and at the latest after four quiet spells, or a quarter of one
+    /// after Ctrl-C.
+    fn drained(&self, now: u64, stop: &AtomicBool) -> bool {
+        let quiet = now - self.quiet_since;
+        if self.ports.iter().all(|p| p.pending.is_empty()) {
+            let all_back = self.meas_unique >= self.ports.iter().map(|p| p.stamped).sum::<u64>();
+            if (all_back && self.meas_dups == 0) || quiet > self.drain_quiet {
+                return true;
+            }
+        }
+        quiet > 4 * self.drain_quiet || (stop.load(Relaxed) && quiet > self.drain_quiet / 4)
+    }
+
+    /// The results: packets a port never took (it stayed full through the drain) were
+    /// not sent, so they do not count as sent-and-lost.
+    fn finish(mut self, e: &Engine, hz: f64) -> PhaseResult {
+        let nflows = self.flows.len();
+        for p in &mut self.ports {
+            let flows = &mut self.flows;
+            p.pending.for_each(|data, _| {
+                if let Some(sig) = packet::parse(data) {
+                    if sig.tsc >= self.meas_start && (sig.flow as usize) < nflows {
+                        flows[sig.flow as usize].tx -= 1;
+                    }
+                }
+            });
+            p.pending.drop_all();
+        }
+        let per = e.flows as usize;
+        let streams = (0..e.ports.len())
             .map(|i| {
-                if !self.ports[i].sends {
+                if !e.ports[i].sends {
                     return None;
                 }
-                let range = i * self.flows as usize..(i + 1) * self.flows as usize;
                 let (mut tx, mut rxu, mut dup, mut reo, mut lost) = (0, 0, 0, 0, 0);
-                for f in range {
-                    tx += flow_tx[f];
-                    let tr = &trackers[f];
+                for f in i * per..(i + 1) * per {
+                    let tr = &self.trackers[f];
+                    tx += self.flows[f].tx;
                     rxu += tr.unique();
                     dup += tr.duplicates();
                     reo += tr.reordered();
-                    lost += track::lost(flow_tx[f], tr.unique());
+                    lost += track::lost(self.flows[f].tx, tr.unique());
                 }
-                let secs =
-                    if meas_start != u64::MAX && last_tx_tsc[i] > meas_start { (last_tx_tsc[i] - meas_start) as f64 / hz } else { 0.0 };
+                let p = &self.ports[i];
+                let secs = if self.meas_start != u64::MAX && p.last_tx > self.meas_start {
+                    (p.last_tx - self.meas_start) as f64 / hz
+                } else {
+                    0.0
+                };
                 Some(StreamResult {
                     tx,
-                    tx_bytes: tx_meas_bytes[i],
+                    tx_bytes: p.tx_bytes_meas,
                     rx: rxu,
                     lost,
                     duplicates: dup,
                     reordered: reo,
-                    latency: hists[i].clone(),
+                    latency: p.hist.clone(),
                     tx_secs: secs,
                 })
             })
             .collect();
-        PhaseResult { ports: totals, streams, busy_cycles: busy, idle_cycles: idle, interrupted, bad_latency }
+        PhaseResult {
+            ports: self.ports.into_iter().map(|p| p.totals).collect(),
+            streams,
+            busy_cycles: self.busy,
+            idle_cycles: self.idle,
+            interrupted: self.interrupted,
+            bad_latency: self.bad_latency,
+        }
     }
 }
 
