@@ -56,14 +56,9 @@ fn opts() -> Opts {
     o
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// The median (0 when there are no values).
+fn median(v: Vec<f64>) -> f64 {
+    pmdswitch::bed::median(v).unwrap_or(0.0)
 }
 
 /// Mpps of `pmdswitch gen` sending 64-byte frames into net_null on CPU 1.

@@ -93,7 +93,7 @@ impl Dut {
 }
 
 enum Running {
-    Pmds(Pmds),
+    Pmds(Switch),
     Testpmd(Testpmd),
 }
 
@@ -155,14 +155,9 @@ fn round(dut: Dut, o: &Opts, n: usize) -> f64 {
     mpps
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// The median (0 when there are no values).
+fn median(v: Vec<f64>) -> f64 {
+    pmdswitch::bed::median(v).unwrap_or(0.0)
 }
 
 fn main() {
@@ -195,7 +190,7 @@ fn main() {
         ts.push(t);
         rs.push(ratio);
     }
-    let (mp, mt, mr) = (median(&mut ps.clone()), median(&mut ts.clone()), median(&mut rs.clone()));
+    let (mp, mt, mr) = (median(ps.clone()), median(ts.clone()), median(rs.clone()));
     println!("{:>6} {:>24.3} {:>24.3} {:>8.3}", "median", mp, mt, mr);
     println!("verdict: {}/{} = {mr:.3} (median of per-round ratios)", da.name(), db.name());
     if let Some(path) = o.json {

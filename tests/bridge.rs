@@ -14,7 +14,7 @@ fn gen_mac(i: u8) -> String {
 
 /// pmdswitch with ports a, b, c (vhost-user servers) in bridge br0 on one worker, plus
 /// `extra` arguments; returns it and the three socket paths.
-fn start_three_port_bridge(s: &Scratch, extra: &[&str]) -> (Pmds, [String; 3]) {
+fn start_three_port_bridge(s: &Scratch, extra: &[&str]) -> (Switch, [String; 3]) {
     let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
     let mut args = vec![
         "--port".to_string(),

@@ -12,7 +12,7 @@ fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, St
     gen_run(s, &[("a", sa), ("b", sb)], args)
 }
 
-fn dut(s: &Scratch, sa: &str, sb: &str) -> Pmds {
+fn dut(s: &Scratch, sa: &str, sb: &str) -> Switch {
     Pmds::start(
         s,
         &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],

@@ -117,7 +117,7 @@ fn vhost_client_reconnects_when_the_peer_returns() {
 
 /// The DTS loop running: pmdswitch cross-connecting two vhost-server sockets, and one
 /// testpmd with two virtio-user ports in io forwarding, seeded with 4 bursts.
-fn running_loop(s: &Scratch) -> (Pmds, Testpmd, String, String) {
+fn running_loop(s: &Scratch) -> (Switch, Testpmd, String, String) {
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     let pm = Pmds::start(
         s,

@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
 use pmdswitch::cli::GenArgs;
 use pmdswitch::datapath::gen::engine::{Engine, GenPort, PhaseCfg, PhaseResult};
 use pmdswitch::datapath::gen::packet::{self, FlowSpec, Sizes};
+use pmdswitch::datapath::gen::report::{self, RunReport, RunShape, SearchReport};
 use pmdswitch::datapath::gen::search::{self, SearchParams, Trial};
 use pmdswitch::dpdk::ethdev::{self, EthConfig, EthPort};
 use pmdswitch::dpdk::mempool::Mempool;
@@ -276,11 +275,13 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let report = match &out {
         Outcome::Run(r) => {
             print_run(&names, r, &p, a.rate.as_deref().unwrap_or("max"), core);
-            run_json(&names, r, &p, tsc_hz)
+            let shape = RunShape { names: &names, frame: p.sizes.pattern(), flows: p.flows, macs: p.macs, core: p.core, tsc_hz };
+            serde_json::to_string_pretty(&RunReport::new(&shape, r))
         }
         Outcome::Search(s) => {
             print_search(s);
-            json!({ "search": s.iter().map(SizeSearch::json).collect::<Vec<_>>(), "ports": names })
+            let search = s.iter().map(|x| report::SizeSearch::new(x.frame.clone(), x.mean_frame, &x.result, x.latency.as_ref())).collect();
+            serde_json::to_string_pretty(&SearchReport { ports: names.clone(), search })
         }
     };
     for port in &eth {
@@ -290,8 +291,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     drop(pool);
     drop(eal);
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n")
-            .map_err(|e| rt(format!("cannot write --json {}: {e}", path.display())))?;
+        std::fs::write(path, report.unwrap_or_default() + "\n").map_err(|e| rt(format!("cannot write --json {}: {e}", path.display())))?;
     }
     if term.load(Ordering::SeqCst) {
         println!("gen: interrupted: results cover the time until Ctrl-C");
@@ -302,59 +302,6 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
 enum Outcome {
     Run(Box<PhaseResult>),
     Search(Vec<SizeSearch>),
-}
-
-const CDF_POINTS: [f64; 22] =
-    [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
-
-/// Latency percentiles in ns, as JSON.
-fn latency_json(h: &hdrhistogram::Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return json!({ "count": 0 });
-    }
-    json!({
-        "count": h.len(), "min": h.min(), "mean": h.mean(),
-        "p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99),
-        "p99_9": h.value_at_quantile(0.999), "p99_99": h.value_at_quantile(0.9999), "max": h.max(),
-        // For CDF pictures: (quantile, ns), denser towards the tail.
-        "cdf": CDF_POINTS.iter().map(|&q| json!([q, h.value_at_quantile(q)])).collect::<Vec<_>>(),
-    })
-}
-
-fn run_json(names: &[String], r: &PhaseResult, p: &GenPlan, tsc_hz: u64) -> Value {
-    let mut streams = serde_json::Map::new();
-    for (i, s) in r.streams.iter().enumerate() {
-        let Some(s) = s else { continue };
-        let pps = if s.tx_secs > 0.0 { s.tx as f64 / s.tx_secs } else { 0.0 };
-        streams.insert(
-            names[i].clone(),
-            json!({
-                "tx": s.tx, "rx": s.rx, "lost": s.lost, "duplicates": s.duplicates, "reordered": s.reordered,
-                "loss_pct": if s.tx > 0 { s.lost as f64 * 100.0 / s.tx as f64 } else { 0.0 },
-                "tx_pps": pps, "rx_pps": if s.tx_secs > 0.0 { s.rx as f64 / s.tx_secs } else { 0.0 },
-                "tx_bytes": s.tx_bytes, "secs": s.tx_secs,
-                "latency_ns": latency_json(&s.latency),
-            }),
-        );
-    }
-    let mut ports = serde_json::Map::new();
-    for (i, t) in r.ports.iter().enumerate() {
-        ports.insert(
-            names[i].clone(),
-            json!({
-                "tx_packets": t.tx_packets, "tx_bytes": t.tx_bytes, "rx_packets": t.rx_packets, "rx_bytes": t.rx_bytes,
-                "rx_foreign": t.rx_foreign, "rx_warmup": t.rx_warmup, "alloc_fail": t.alloc_fail,
-            }),
-        );
-    }
-    let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
-    json!({
-        "frame": p.sizes.pattern(), "flows": p.flows, "macs": p.macs,
-        "streams": streams, "ports": ports,
-        "total": { "tx": r.total_tx(), "rx": r.total_rx(), "lost": r.streams.iter().flatten().map(|s| s.lost).sum::<u64>() },
-        "generator": { "core": p.core, "busy_cycles": r.busy_cycles, "idle_cycles": r.idle_cycles, "busy_fraction": r.busy_cycles as f64 / total, "tsc_hz": tsc_hz },
-        "bad_latency": r.bad_latency, "interrupted": r.interrupted,
-    })
 }
 
 fn us(ns: u64) -> String {
@@ -416,28 +363,6 @@ pub struct SizeSearch {
     pub mean_frame: f64,
 }
 
-impl SizeSearch {
-    fn json(&self) -> Value {
-        let lat = self.latency.as_ref().map(|l| {
-            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-            for s in l.streams.iter().flatten() {
-                let _ = h.add(&s.latency);
-            }
-            latency_json(&h)
-        });
-        json!({
-            "frame": self.frame, "mean_frame": self.mean_frame,
-            "ndr_pps": self.result.ndr_pps, "pdr_pps": self.result.pdr_pps,
-            "ndr_mbps_l1": self.result.ndr_pps * (self.mean_frame + packet::L1_OVERHEAD as f64) * 8.0 / 1e6,
-            "converged": self.result.converged, "sender_limited": self.result.sender_limited,
-            "stable": self.result.stable, "drift": self.result.drift, "attempts": self.result.attempts,
-            "closing_delivered_pps": self.result.closing.map(|t| t.delivered_pps()),
-            "trials": self.result.trials.iter().map(|t| json!({"rate_pps": t.rate_pps, "achieved_pps": t.achieved_pps, "delivered_pps": t.delivered_pps(), "tx": t.tx, "rx": t.rx, "loss": t.loss()})).collect::<Vec<_>>(),
-            "latency_at_ndr_ns": lat,
-        })
-    }
-}
-
 fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool) -> Vec<SizeSearch> {
     let groups: Vec<(String, Vec<usize>)> = match sizes {
         Sizes::Imix => vec![("imix".into(), sizes.pattern())],
@@ -496,12 +421,7 @@ fn print_search(s: &[SizeSearch]) {
         "frame", "NDR Mpps", "PDR Mpps", "NDR Mbit L1", "trials", "p50 us", "p99 us", "max us"
     );
     for x in s {
-        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-        if let Some(l) = &x.latency {
-            for st in l.streams.iter().flatten() {
-                let _ = h.add(&st.latency);
-            }
-        }
+        let h = x.latency.as_ref().map(report::merged_latency).unwrap_or_else(|| report::merged_latency(&PhaseResult::default()));
         let q = |v: f64| if h.is_empty() { "-".to_string() } else { us(h.value_at_quantile(v)) };
         out.push_str(&format!(
             "{:<8} {:>10.3} {:>10.3} {:>12.1} {:>7} {:>10} {:>10} {:>10}{}\n",

@@ -19,7 +19,7 @@
 //!
 //! Plans name queues (`RxSource`, `TxSource`); a worker takes the handles itself at its
 //! reload point, after dropping its old plan's, and acknowledges only then. A queue's
-//! handle can be taken once (`dpdk::queue`), so a queue that changes worker must be let
+//! handle can be taken once (`dpdk::claims`), so a queue that changes worker must be let
 //! go by its old one before the new one takes it: hence the two steps of a rebalance.
 
 use std::collections::HashMap;

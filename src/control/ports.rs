@@ -11,7 +11,7 @@ use crate::datapath::stats::{PortTotals, RxqCounters};
 use crate::datapath::worker::TxSource;
 use crate::dpdk::ethdev::{self, EthConfig, EthPort};
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::queue::{SharedTxQueue, TxQueue};
+use crate::dpdk::txq::{SharedTxQueue, TxQueue};
 use crate::dpdk::vhost::{Role, VhostPort};
 use crate::parse::{PortDef, PortSpec};
 

@@ -17,7 +17,7 @@ use crate::dpdk::eal;
 use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::queue::{SharedTxQueue, TxQueue};
+use crate::dpdk::txq::{SharedTxQueue, TxQueue};
 use crate::dpdk::vhost::{VhostRxQueue, VhostRxSource, VhostTxSource};
 use crate::sys::idle::{self, Wake};
 use crate::sys::rdtsc;

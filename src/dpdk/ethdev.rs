@@ -2,7 +2,7 @@
 //!
 //! DPDK programmer's guide, Poll Mode Driver: a queue is never shared between lcores
 //! without a lock. The handles encode it: at most one handle of a queue is alive at a
-//! time (taking a second fails, see `queue::Claims`), and a handle is `Send` but neither
+//! time (taking a second fails, see `claims::Claims`), and a handle is `Send` but neither
 //! `Clone` nor `Sync`, so it is polled by the one thread that holds it.
 
 use std::ffi::CString;
@@ -10,11 +10,11 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use super::claims::Claims;
 use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::queue::Claims;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortId(pub u16);
@@ -311,7 +311,7 @@ impl EthTxSource {
     }
 }
 
-/// Rx queue `queue` of a port: the one handle of it (see `queue::Claims`), so only its
+/// Rx queue `queue` of a port: the one handle of it (see `claims::Claims`), so only its
 /// holder polls it.
 pub struct EthRxQueue {
     dev: Arc<Dev>,

@@ -16,11 +16,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::claims::Claims;
 use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
-use super::queue::Claims;
 
 /// virtio 1.1 §5.1.3 feature bits (bindgen does not see these: they live in linux headers
 /// as macros the vhost headers do not pull in).
@@ -405,7 +405,7 @@ impl Drop for VhostPort {
     }
 }
 
-/// Dequeue side of one queue pair: its one handle (see `queue::Claims`), held by one
+/// Dequeue side of one queue pair: its one handle (see `claims::Claims`), held by one
 /// worker. Its vid is a copy taken at the worker's reload point
 /// ([`VhostRxQueue::reload`]).
 pub struct VhostRxQueue {

@@ -16,8 +16,8 @@ use serde_json::{json, Map, Value};
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
 use crate::dpdk::ethdev::{self, EthStats, PortId};
-use crate::dpdk::queue::SharedTxQueue;
 use crate::dpdk::telemetry::{self, Reply, Val};
+use crate::dpdk::txq::SharedTxQueue;
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::parse::mac_str;
 

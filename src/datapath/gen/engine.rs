@@ -136,7 +136,7 @@ pub struct StreamResult {
     pub tx_secs: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PhaseResult {
     pub ports: Vec<PortTotals>,
     /// Indexed like ports; None for ports that do not send.

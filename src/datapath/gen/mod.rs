@@ -8,3 +8,4 @@ pub mod search;
 pub mod track;
 
 pub mod engine;
+pub mod report;

@@ -1,12 +1,6 @@
-//! Queue handles as types: each rx or tx queue of a port has at most one handle alive
-//! ([`Claims`] refuses a second), and a tx queue that several workers must share is a
-//! [`SharedTxQueue`] whose `send` takes its lock.
-//!
-//! DPDK programmer's guide, Poll Mode Driver, "Logical Cores, Memory and NIC Queues
-//! Relationships": the burst functions are not thread-safe on one queue; lcores never
-//! share a queue without a lock. The handles encode it: they are `Send` but neither
-//! `Clone` nor `Sync`, bursts take `&mut self`, and taking a handle is checked, so two
-//! threads cannot hold the same queue.
+//! Tx queues as a worker sees them: its own ([`TxQueue`], an ethdev queue or a vhost
+//! vring) or one several workers share ([`SharedTxQueue`], whose `send` takes its lock:
+//! the DPDK prog guide's fallback when a port has fewer tx queues than lcores).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,27 +10,6 @@ use crossbeam::utils::CachePadded;
 use super::ethdev::EthTxQueue;
 use super::mbuf::Batch;
 use super::vhost::VhostTxQueue;
-
-/// One flag per queue of a port: set while that queue's handle is alive.
-pub(crate) struct Claims(Box<[AtomicBool]>);
-
-impl Claims {
-    pub(crate) fn new(queues: u16) -> Claims {
-        Claims((0..queues).map(|_| AtomicBool::new(false)).collect())
-    }
-
-    /// Takes queue `q` if no handle of it is alive (and `q` exists).
-    pub(crate) fn take(&self, q: u16) -> bool {
-        // AcqRel: the new owner sees everything the last owner did before releasing.
-        self.0.get(q as usize).is_some_and(|f| !f.swap(true, Ordering::AcqRel))
-    }
-
-    pub(crate) fn release(&self, q: u16) {
-        if let Some(f) = self.0.get(q as usize) {
-            f.store(false, Ordering::Release);
-        }
-    }
-}
 
 /// A tx queue owned by one worker: an ethdev queue or a vhost device's guest-rx vring.
 pub enum TxQueue {
@@ -146,21 +119,5 @@ impl Drop for Guard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         self.0.held.store(false, Ordering::Release);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Claims;
-
-    #[test]
-    fn a_queue_is_taken_once_until_released() {
-        let c = Claims::new(2);
-        assert!(c.take(0));
-        assert!(!c.take(0), "second handle of queue 0");
-        assert!(c.take(1));
-        assert!(!c.take(2), "no queue 2");
-        c.release(0);
-        assert!(c.take(0));
     }
 }

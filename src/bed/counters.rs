@@ -1,0 +1,77 @@
+//! A DUT's own counters around a generator run: pmdswitch's through its control socket,
+//! testpmd's from its prompt (`--record-core-cycles`), OVS's with `ovs-appctl`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::duts::{Dut, RunningDut};
+
+/// pmdswitch's port counters now: [rx a, tx a, rx b, tx b, drops].
+pub fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
+    let reply = crate::control::client::request(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
+    let v: Value = serde_json::from_str(&reply).ok()?;
+    let g = |p: &str, k: &str| v["ports"][p][k].as_u64();
+    let drops: u64 =
+        ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
+    Some([g("a", "rx_packets")?, g("a", "tx_packets")?, g("b", "rx_packets")?, g("b", "tx_packets")?, drops])
+}
+
+/// Starts a DUT-side cycle count (testpmd and OVS; pmdswitch is read through `ctl`).
+pub fn dut_cycles_start(d: &mut RunningDut) -> Option<[u64; 2]> {
+    match d.dut {
+        Dut::Testpmd => {
+            d.procs[0].say("clear fwd stats all");
+            None
+        }
+        Dut::Ovs | Dut::OvsNormal => {
+            ovs_appctl(d, &["dpif-netdev/pmd-stats-clear"]);
+            None
+        }
+        _ => pmds_worker_cycles(d),
+    }
+}
+
+/// The DUT's own busy cycles per packet since `dut_cycles_start`: what forwarding costs
+/// it, independent of whether the loop was limited by the generator.
+pub fn dut_cycles_per_packet(d: &mut RunningDut, start: Option<[u64; 2]>) -> Option<f64> {
+    match d.dut {
+        Dut::Testpmd => {
+            let p = &mut d.procs[0];
+            let seen = p.text().matches("CPU cycles/packet=").count();
+            p.say("show fwd stats all");
+            let t0 = Instant::now();
+            while p.text().matches("CPU cycles/packet=").count() == seen && t0.elapsed() < Duration::from_secs(3) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let text = p.text();
+            let line = text.rsplit("CPU cycles/packet=").next()?;
+            line.split_whitespace().next()?.parse().ok()
+        }
+        Dut::Ovs | Dut::OvsNormal => {
+            let out = ovs_appctl(d, &["dpif-netdev/pmd-stats-show"])?;
+            let l = out.lines().find(|l| l.contains("avg processing cycles per packet"))?;
+            l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+        }
+        _ => {
+            let [b0, p0] = start?;
+            let [b1, p1] = pmds_worker_cycles(d)?;
+            (p1 > p0).then(|| (b1 - b0) as f64 / (p1 - p0) as f64)
+        }
+    }
+}
+
+/// pmdswitch's worker totals now: [busy cycles, packets].
+fn pmds_worker_cycles(d: &RunningDut) -> Option<[u64; 2]> {
+    let reply = crate::control::client::request(d.ctl.clone(), &["show".into(), "workers".into(), "--json".into()]).ok()?;
+    let v: Value = serde_json::from_str(&reply).ok()?;
+    let ws = v["workers"].as_array()?;
+    Some([ws.iter().filter_map(|w| w["busy_cycles"].as_u64()).sum(), ws.iter().filter_map(|w| w["packets"].as_u64()).sum()])
+}
+
+fn ovs_appctl(d: &RunningDut, args: &[&str]) -> Option<String> {
+    let dir = d.ovs_dir.as_ref()?;
+    let o = Command::new("ovs-appctl").arg("-t").arg(dir.join("vswitchd.ctl")).args(args).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
