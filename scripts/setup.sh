@@ -50,6 +50,18 @@ if ! command -v cargo >/dev/null; then
   echo "setup.sh: cargo not found; install a Rust toolchain (rustup) and re-run" >&2
   exit 1
 fi
+# The test command gates on rustfmt and clippy.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    say "adding rustup components rustfmt and clippy"
+    rustup component add rustfmt clippy >/dev/null
+  else
+    echo "setup.sh: cargo fmt / cargo clippy missing and no rustup to add them: install rustfmt and clippy" >&2
+    exit 1
+  fi
+else
+  say "rustfmt and clippy present"
+fi
 
 if ((huge)); then
   have=$(cat /proc/sys/vm/nr_hugepages)
