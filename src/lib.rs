@@ -21,6 +21,7 @@ pub mod cli;
 pub mod parse;
 
 pub mod dpdk;
+pub mod guest;
 pub mod sys;
 
 pub mod datapath;

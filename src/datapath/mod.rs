@@ -7,4 +7,5 @@ pub mod bridge;
 pub mod gen;
 pub mod reload;
 pub mod stats;
+pub mod vring;
 pub mod worker;

@@ -1,0 +1,97 @@
+//! pmdswitch's own virtqueue processing: the device side of split virtqueues (virtio
+//! 1.1 §2.6) for virtio-net (§5.1), in safe Rust over the guest-memory module
+//! (`crate::guest`, the only unsafe it relies on). rte_vhost still speaks the
+//! vhost-user protocol; these files move the packets.
+//!
+//! - `chain`: one descriptor chain into a list of checked guest buffers.
+//! - `queue`: one virtqueue: available chains, used returns, one publish per burst,
+//!   notification suppression both ways.
+//! - `net`: the virtio-net header, frames as sources (another guest's buffers, an
+//!   mbuf's bytes, with a VLAN edit on the way), filling a guest's receive buffers
+//!   (mergeable or not).
+//! - this file: taking one frame a guest sent ([`tx_frame`]) and finding the receive
+//!   buffers for one frame ([`rx_reserve`]), the two steps every path is made of.
+
+pub mod chain;
+pub mod net;
+pub mod queue;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+use chain::{Chain, ChainError, Rules};
+use net::{NetHdr, RxError, RxFormat, HDR_MAX};
+use queue::Vq;
+
+/// The most bytes a guest's frame may have here: a 64 KiB TSO frame and its header.
+pub const MAX_FRAME: u32 = 65536 + 256;
+
+/// Reads the chain at the `k`-th not yet taken position of a guest's transmit queue, and
+/// its header (`hdr_len` bytes, possibly over several buffers).
+///
+/// # Errors
+/// The chain breaks a rule, or is shorter than a header.
+pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Chain) -> Result<NetHdr, ChainError> {
+    let head = vq.head(k);
+    let rules = Rules { write: false, indirect, max_len: MAX_FRAME };
+    let mut hint = vq.hint;
+    let r = chain::walk(vq.ring(), head, rules, &mut hint, out);
+    vq.hint = hint;
+    r?;
+    // The head may be a garbage index the walk refused; it was checked, so `out.head` is
+    // the chain's own.
+    let mut b = [0u8; HDR_MAX];
+    let f = net::GuestFrame { mem: vq.ring().mem(), segs: out.segs(), skip: 0, len: out.total };
+    if out.total < hdr_len || f.read(0, &mut b[..hdr_len as usize]) < hdr_len as usize {
+        return Err(ChainError::TooLong);
+    }
+    Ok(NetHdr::from_bytes(&b))
+}
+
+/// Finds the receive buffers for a frame of `len` bytes among the chains from the
+/// `k`-th not yet taken position on (`avail` positions are available): one chain, or
+/// with mergeable buffers as many as the header and the frame need. Returns how many
+/// chains (= positions) hold the buffers, in `chains[..n]`.
+///
+/// # Errors
+/// The error and how many positions it consumed, to be taken and returned unused:
+/// [`RxError::NoRoom`] (fewer buffers than needed: none; try later), [`RxError::BadBuffers`]
+/// (a malformed chain: it and those before it), [`RxError::TooBig`] (without mergeable
+/// buffers a chain too small, or more buffers needed than `chains` holds).
+pub fn rx_reserve(
+    vq: &mut Vq,
+    k: u16,
+    avail: u16,
+    fmt: RxFormat,
+    indirect: bool,
+    len: u32,
+    chains: &mut [Chain],
+) -> Result<u16, (RxError, u16)> {
+    let need = fmt.hdr_len + len;
+    let rules = Rules { write: true, indirect, max_len: u32::MAX };
+    let mut have = 0u32;
+    let mut n = 0u16;
+    let mut hint = vq.hint;
+    let r = loop {
+        if have >= need {
+            break Ok(n);
+        }
+        if k + n >= avail {
+            break Err((RxError::NoRoom, 0));
+        }
+        let Some(c) = chains.get_mut(usize::from(n)) else { break Err((RxError::TooBig, n)) };
+        let head = vq.head(k + n);
+        n += 1;
+        if chain::walk(vq.ring(), head, rules, &mut hint, c).is_err() {
+            break Err((RxError::BadBuffers, n));
+        }
+        have = have.saturating_add(c.total);
+        if !fmt.mergeable && have < need {
+            break Err((RxError::TooBig, n));
+        }
+    };
+    vq.hint = hint;
+    r
+}

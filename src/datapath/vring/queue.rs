@@ -1,0 +1,127 @@
+//! The device side of one split virtqueue (virtio 1.1 §2.6): what the driver made
+//! available, what we used, one used-index publish per burst, and whether the driver
+//! wants to hear about it (§2.6.7.2 notification suppression, `VIRTIO_F_EVENT_IDX`).
+
+use crate::guest::Ring;
+
+/// `avail->flags`: the driver asks for no interrupts (§2.6.6).
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// `used->flags`: we ask the driver for no kicks (§2.6.8).
+pub const USED_F_NO_NOTIFY: u16 = 1;
+
+/// The driver moved its available index by more than the queue size: no driver does
+/// that; the ring's contents can no longer be trusted, and the queue is not served until
+/// the device is set up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broken;
+
+/// One virtqueue as the device serves it.
+pub struct Vq {
+    ring: Ring,
+    /// The next available-ring position to take.
+    last_avail: u16,
+    /// The next used-ring position to fill, and the used index last published.
+    used: u16,
+    published: u16,
+    event_idx: bool,
+    broken: bool,
+    /// The guest-memory region last hit (translation hint).
+    pub hint: usize,
+}
+
+impl Vq {
+    /// `last_avail` and `used` are the positions to resume from (rte_vhost's vring base
+    /// when the device starts; ours when a worker takes the queue again).
+    pub fn new(ring: Ring, last_avail: u16, used: u16, event_idx: bool) -> Vq {
+        Vq { ring, last_avail, used, published: used, event_idx, broken: false, hint: 0 }
+    }
+
+    #[inline(always)]
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// (next available position, next used position) to resume from later.
+    pub fn positions(&self) -> (u16, u16) {
+        (self.last_avail, self.used)
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// How many chains the driver has made available and we have not taken.
+    ///
+    /// # Errors
+    /// [`Broken`] when the index moved by more than the queue size (then and from then on).
+    #[inline(always)]
+    pub fn pending(&mut self) -> Result<u16, Broken> {
+        if self.broken {
+            return Err(Broken);
+        }
+        let n = self.ring.avail_idx().wrapping_sub(self.last_avail);
+        if n > self.ring.size() {
+            self.broken = true;
+            return Err(Broken);
+        }
+        Ok(n)
+    }
+
+    /// The head of the `k`-th chain not yet taken (k < pending).
+    #[inline(always)]
+    pub fn head(&self, k: u16) -> u16 {
+        self.ring.avail_entry(self.last_avail.wrapping_add(k))
+    }
+
+    /// Hints the available entries and their first descriptors a burst will read.
+    #[inline(always)]
+    pub fn prefetch_avail(&self, k: u16) {
+        self.ring.prefetch_avail(self.last_avail.wrapping_add(k));
+    }
+
+    /// Takes `k` chains (they must all be returned with [`Vq::put`]).
+    #[inline(always)]
+    pub fn take(&mut self, k: u16) {
+        self.last_avail = self.last_avail.wrapping_add(k);
+    }
+
+    /// Returns a chain: its head and the bytes we wrote into it (0 for a chain we read).
+    #[inline(always)]
+    pub fn put(&mut self, head: u16, len: u32) {
+        self.ring.set_used(self.used, head, len);
+        self.used = self.used.wrapping_add(1);
+    }
+
+    /// Publishes what [`Vq::put`] returned since the last publish; true when the driver
+    /// asked to be told (an interrupt: write the call eventfd).
+    #[inline(always)]
+    pub fn publish(&mut self) -> bool {
+        if self.used == self.published {
+            return false;
+        }
+        let old = self.published;
+        self.ring.publish_used(self.used);
+        self.published = self.used;
+        if self.event_idx {
+            // §2.6.7.2: notify if used_event lies in (old, new].
+            let event = self.ring.used_event();
+            self.used.wrapping_sub(event).wrapping_sub(1) < self.used.wrapping_sub(old)
+        } else {
+            self.ring.avail_flags() & AVAIL_F_NO_INTERRUPT == 0
+        }
+    }
+
+    /// Asks the driver to kick (or not) when it makes buffers available. Without
+    /// EVENT_IDX that is the used ring's NO_NOTIFY flag; with it, `avail_event` at the
+    /// next position (and, to stop, nothing: a stale `avail_event` costs at most one kick
+    /// per 64 Ki buffers).
+    pub fn want_kicks(&self, on: bool) {
+        if self.event_idx {
+            if on {
+                self.ring.set_avail_event(self.last_avail);
+            }
+        } else {
+            self.ring.set_used_flags(if on { 0 } else { USED_F_NO_NOTIFY });
+        }
+    }
+}
