@@ -18,6 +18,7 @@ fn fail(msg: &str) -> ! {
 fn main() {
     println!("cargo:rerun-if-changed=src/dpdk/shim.c");
     println!("cargo:rerun-if-changed=src/dpdk/shim.h");
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
     // Link flags: the pkg-config crate turns `-L`/`-l` into cargo metadata. rustc links with
@@ -67,9 +68,12 @@ fn main() {
         .allowlist_function("rte_vhost_get_ifname|rte_vhost_get_vring_num")
         .allowlist_function("rte_vhost_enqueue_burst|rte_vhost_dequeue_burst")
         .allowlist_function("rte_vhost_get_negotiated_features|rte_vhost_get_vhost_vring")
+        .allowlist_function("rte_vhost_get_mem_table|rte_vhost_get_vring_base|rte_vhost_set_vring_base")
+        .allowlist_function("rte_vhost_extern_callback_register")
         .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_start_.*|rte_tel_data_add_.*")
         .allowlist_function("pmds_.*")
-        .allowlist_type("rte_mbuf|rte_vhost_device_ops")
+        .allowlist_type("rte_mbuf|rte_vhost_device_ops|rte_vhost_user_extern_ops|rte_vhost_memory|rte_vhost_mem_region")
+        .allowlist_type("rte_vhost_msg_result")
         .allowlist_var("RTE_VHOST_USER_.*|RTE_MAX_VHOST_DEVICE|PMDS_.*")
         // Per-lcore variables (`per_lcore__lcore_id`, `per_lcore__rte_errno`) are TLS: as
         // plain statics they link and then segfault. They are reached through the shim.

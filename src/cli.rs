@@ -109,6 +109,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub tx_retries: Option<u32>,
 
+    /// Who serves vhost-user rings: own (pmdswitch's virtqueue code: guest to guest in one
+    /// copy, checksum and TSO offloads passed through) or lib (rte_vhost's enqueue and
+    /// dequeue through mbufs; needed for live migration) [default: lib].
+    #[arg(long, value_name = "PATH")]
+    pub vhost_datapath: Option<String>,
+
     /// Idle behaviour of workers: poll (busy-poll always) or adaptive (sleep on guest kicks
     /// after --idle-threshold-us of empty polls) [default: poll].
     #[arg(long, value_name = "MODE")]

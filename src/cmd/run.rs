@@ -25,7 +25,7 @@ use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, Worker};
 use pmdswitch::dpdk::mbuf::MAX_BURST;
 use pmdswitch::dpdk::mempool::Mempool;
 use pmdswitch::dpdk::telemetry;
-use pmdswitch::dpdk::vhost::{self, DeviceEvent};
+use pmdswitch::dpdk::vhost::{self, Datapath, DeviceEvent};
 use pmdswitch::observe::{self, PortReport, View};
 use pmdswitch::parse::{self, PortDef, PortSpec};
 use pmdswitch::startup::{self, config, preflight, usage, Failure, PoolNeed};
@@ -44,6 +44,7 @@ struct Plan {
     pub burst: usize,
     pub ring_size: u16,
     pub idle: IdleMode,
+    pub datapath: Datapath,
     pub idle_us: u64,
     /// Control socket path.
     pub ctl: PathBuf,
@@ -156,6 +157,11 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if mac_capacity == 0 || mac_capacity > table::MAX_CAPACITY {
         return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", table::MAX_CAPACITY));
     }
+    let datapath = match a.vhost_datapath.as_deref().unwrap_or("lib") {
+        "lib" => Datapath::Lib,
+        "own" => Datapath::Own,
+        other => return usage(format!("--vhost-datapath '{other}' is not a data path: use own or lib")),
+    };
     let idle = match a.idle.as_deref().unwrap_or("poll") {
         "poll" => IdleMode::Poll,
         "adaptive" => IdleMode::Adaptive,
@@ -287,6 +293,7 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         affinity,
         mac_aging_ms,
         mac_capacity,
+        datapath,
     })
 }
 
@@ -340,9 +347,12 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                     println!("pmdswitch: port {}: vhost device detached", slot.name);
                 }
                 // Called with a vring lock held: only ask, never wait.
-                DeviceEvent::VringChanged => {
+                DeviceEvent::VringChanged | DeviceEvent::Resume => {
                     b.request();
                 }
+                // Own data path, before a message that changes the device: no worker may
+                // serve its rings when this returns.
+                DeviceEvent::Pause => b.request_and_wait(),
             }
             let _ = std::io::stdout().flush();
         });
@@ -361,6 +371,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         socket_gid: plan.socket_gid,
         workers: n_workers,
         pool: pool.clone(),
+        datapath: plan.datapath,
     };
     let stats: Vec<Arc<WorkerStats>> = cores.iter().map(|&c| Arc::new(WorkerStats::new(c, MAX_PORTS))).collect();
     let view = Arc::new(View::new(stats.clone(), cycles_per_ms));

@@ -208,7 +208,7 @@ impl Plane {
             let Some(e) = &self.ports[p] else { continue };
             let rx = match &e.rt {
                 PortRt::Eth(port) => RxSource::Eth(port.rx_source(q)),
-                PortRt::Vhost(v) => RxSource::Vhost(v.rx_source(q, &self.pool)),
+                PortRt::Vhost(v) => RxSource::Vhost(v.rx_source(q, &self.pool), self.pool.clone()),
             };
             let action = match e.rule {
                 Rule::None => Action::Drop,

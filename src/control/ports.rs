@@ -8,11 +8,12 @@ use crossbeam::utils::CachePadded;
 use crate::control::plane::{PortEntry, PortRt, Rule};
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::stats::{PortTotals, RxqCounters};
-use crate::datapath::worker::TxSource;
+use crate::datapath::vring::port::OwnTxQueue;
+use crate::datapath::worker::{TxQueue, TxSource};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort};
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::txq::{SharedTxQueue, TxQueue};
-use crate::dpdk::vhost::{Role, VhostPort};
+use crate::dpdk::txq::SharedQueue;
+use crate::dpdk::vhost::{Datapath, Role, VhostPort};
 use crate::parse::{PortDef, PortSpec};
 
 /// Whether two ports would use the same socket or device.
@@ -34,6 +35,8 @@ pub struct Opener {
     pub socket_gid: Option<u32>,
     pub workers: usize,
     pub pool: Arc<Mempool>,
+    /// Who serves vhost ports' rings.
+    pub datapath: Datapath,
 }
 
 impl Opener {
@@ -45,13 +48,21 @@ impl Opener {
         let (rt, tx) = match &def.spec {
             PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
                 let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
-                let mut v = VhostPort::register(name, &path.to_string_lossy(), role, queues).map_err(|e| format!("port '{name}': {e}"))?;
+                let mut v = VhostPort::register(name, &path.to_string_lossy(), role, queues, self.datapath)
+                    .map_err(|e| format!("port '{name}': {e}"))?;
                 v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
                 if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
                     std::os::unix::fs::chown(path, self.socket_uid, self.socket_gid)
                         .map_err(|e| format!("port '{name}': cannot chown {}: {e}", path.display()))?;
                 }
-                let tx = self.tx_sources(queues, |q| v.tx_source(q).take().map(TxQueue::Vhost), |q| TxSource::Vhost(v.tx_source(q)));
+                let tx = self.tx_sources(
+                    queues,
+                    |q| match v.slot().datapath {
+                        Datapath::Lib => v.tx_source(q).take().map(TxQueue::Vhost),
+                        Datapath::Own => v.tx_source(q).claim().map(|c| TxQueue::Own(OwnTxQueue::new(c))),
+                    },
+                    |q| TxSource::Vhost(v.tx_source(q)),
+                );
                 (PortRt::Vhost(v), tx)
             }
             PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
@@ -99,6 +110,6 @@ impl Opener {
             return (0..n).map(own).collect();
         }
         // A fresh port: every queue is free.
-        (0..n).filter_map(|q| Some(TxSource::Shared(Arc::new(SharedTxQueue::new(take(q)?))))).collect()
+        (0..n).filter_map(|q| Some(TxSource::Shared(Arc::new(SharedQueue::new(take(q)?))))).collect()
     }
 }

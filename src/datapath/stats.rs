@@ -30,10 +30,17 @@ pub enum DropCause {
     NoMbuf = 7,
     /// Shorter than an Ethernet header.
     Runt = 8,
+    /// Own vhost path: a descriptor chain that breaks a rule (index, loop, indirect,
+    /// direction, too many buffers), or a header shorter than virtio-net's.
+    GuestBadChain = 9,
+    /// Own vhost path: a buffer outside the guest's memory.
+    GuestBadAddr = 10,
+    /// Own vhost path: a frame longer than handled, or than the receiver's buffers.
+    GuestOversize = 11,
 }
 
 /// Number of drop causes (the length of every drops array).
-pub const N_CAUSES: usize = 9;
+pub const N_CAUSES: usize = 12;
 
 impl DropCause {
     pub const ALL: [DropCause; N_CAUSES] = [
@@ -46,6 +53,9 @@ impl DropCause {
         DropCause::Filtered,
         DropCause::NoMbuf,
         DropCause::Runt,
+        DropCause::GuestBadChain,
+        DropCause::GuestBadAddr,
+        DropCause::GuestOversize,
     ];
 
     /// The name used in tables and JSON (`drops.CAUSE`).
@@ -60,6 +70,9 @@ impl DropCause {
             DropCause::Filtered => "filtered",
             DropCause::NoMbuf => "no_mbuf",
             DropCause::Runt => "runt",
+            DropCause::GuestBadChain => "guest_bad_chain",
+            DropCause::GuestBadAddr => "guest_bad_addr",
+            DropCause::GuestOversize => "guest_oversize",
         }
     }
 }
@@ -79,6 +92,9 @@ pub struct PortCounters {
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub drops: [AtomicU64; N_CAUSES],
+    /// Own vhost path: frames left in the ingress ring because the egress guest had no
+    /// buffers (back-pressure: they are received later, not dropped).
+    pub held: AtomicU64,
 }
 
 impl PortCounters {
@@ -133,6 +149,7 @@ pub struct PortTotals {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; N_CAUSES],
+    pub held: u64,
 }
 
 impl PortTotals {
@@ -146,6 +163,7 @@ impl PortTotals {
         for (d, b) in t.drops.iter_mut().zip(base.drops) {
             *d -= b;
         }
+        t.held -= base.held;
         t
     }
 
@@ -194,6 +212,7 @@ pub fn port_totals(workers: &[std::sync::Arc<WorkerStats>], port: usize) -> Port
         for (i, d) in c.drops.iter().enumerate() {
             t.drops[i] += d.load(Relaxed);
         }
+        t.held += c.held.load(Relaxed);
     }
     t
 }

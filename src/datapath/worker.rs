@@ -13,11 +13,14 @@ use crossbeam::utils::CachePadded;
 use crate::datapath::bridge::fwd::{self, Bridge};
 use crate::datapath::reload::{ReloadBarrier, WorkerReload};
 use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
+use crate::datapath::vring::port::{Fwd, OwnRxQueue, OwnTxQueue};
 use crate::dpdk::eal;
+use crate::dpdk::ethdev::EthTxQueue;
 use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
 use crate::dpdk::mbuf::Batch;
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::txq::{SharedTxQueue, TxQueue};
+use crate::dpdk::txq::SharedQueue;
+use crate::dpdk::vhost::{Datapath, VhostTxQueue};
 use crate::dpdk::vhost::{VhostRxQueue, VhostRxSource, VhostTxSource};
 use crate::sys::idle::{self, Wake};
 use crate::sys::rdtsc;
@@ -25,21 +28,27 @@ use crate::sys::rdtsc;
 /// Where a worker receives from. An enum, not a trait object: dispatch once per burst.
 pub enum Rx {
     Eth(EthRxQueue),
+    /// A vhost port served by rte_vhost (mbufs).
     Vhost(VhostRxQueue),
+    /// A vhost port served by pmdswitch's own ring code.
+    Own(OwnRxQueue),
 }
 
 impl Rx {
     #[inline(always)]
-    fn burst(&mut self, batch: &mut Batch, max: usize) -> usize {
+    fn burst(&mut self, batch: &mut Batch, max: usize, rxc: &PortCounters) -> usize {
         match self {
             Rx::Eth(q) => q.rx_burst(batch, max),
             Rx::Vhost(q) => q.rx_burst(batch, max),
+            Rx::Own(q) => q.rx_burst(batch, max, rxc),
         }
     }
 
     fn reload(&mut self) {
-        if let Rx::Vhost(q) = self {
-            q.reload();
+        match self {
+            Rx::Eth(_) => {}
+            Rx::Vhost(q) => q.reload(),
+            Rx::Own(q) => q.reload(),
         }
     }
 }
@@ -48,38 +57,109 @@ impl Rx {
 #[derive(Clone)]
 pub enum RxSource {
     Eth(EthRxSource),
-    Vhost(VhostRxSource),
+    /// A vhost queue pair: served by the library or by us, as its slot says.
+    Vhost(VhostRxSource, Arc<Mempool>),
 }
 
 impl RxSource {
     fn take(&self) -> Option<Rx> {
         match self {
             RxSource::Eth(s) => s.take().map(Rx::Eth),
-            RxSource::Vhost(s) => s.take().map(Rx::Vhost),
+            RxSource::Vhost(s, _) if s.slot().datapath == Datapath::Lib => s.take().map(Rx::Vhost),
+            RxSource::Vhost(s, pool) => s.claim().map(|c| Rx::Own(OwnRxQueue::new(c, pool.clone()))),
         }
     }
 }
+
+/// A tx queue owned by one worker: an ethdev queue, or a vhost device's guest-RX vring
+/// (through rte_vhost, or ours).
+pub enum TxQueue {
+    Eth(EthTxQueue),
+    Vhost(VhostTxQueue),
+    Own(OwnTxQueue),
+}
+
+impl TxQueue {
+    /// Sends the batch, retrying a partly refused burst up to `retries` times; what still
+    /// did not go stays in the batch for the caller to drop and count. Returns the packets
+    /// sent, or None (nothing sent) when the port has no device attached. Packets the
+    /// egress refused for good (an own-path guest's malformed buffers) are counted in `c`.
+    #[inline(always)]
+    pub fn send(&mut self, batch: &mut Batch, retries: u32, c: &PortCounters) -> Option<usize> {
+        match self {
+            TxQueue::Eth(q) => Some(retry(batch, retries, |b| q.tx_burst(b))),
+            TxQueue::Vhost(q) if q.is_up() => Some(retry(batch, retries, |b| q.tx_burst(b))),
+            TxQueue::Own(q) if q.is_up() => Some(retry(batch, retries, |b| q.tx_burst(b, c))),
+            TxQueue::Vhost(_) | TxQueue::Own(_) => None,
+        }
+    }
+
+    /// At a reload point: a vhost queue picks up its device and vring again.
+    pub fn reload(&mut self) {
+        match self {
+            TxQueue::Eth(_) => {}
+            TxQueue::Vhost(q) => q.reload(),
+            TxQueue::Own(q) => q.reload(),
+        }
+    }
+}
+
+#[inline(always)]
+fn retry(batch: &mut Batch, retries: u32, mut burst: impl FnMut(&mut Batch) -> usize) -> usize {
+    let mut sent = burst(batch);
+    let mut tries = 0;
+    while !batch.is_empty() && tries < retries {
+        sent += burst(batch);
+        tries += 1;
+    }
+    sent
+}
+
+/// A tx queue shared by workers (more of them than the port has queues).
+pub type SharedTx = SharedQueue<TxQueue>;
 
 /// Where a worker sends to: a queue of its own, or one shared with other workers (the
 /// port has fewer tx queues than there are workers).
 pub enum Tx {
     Own(TxQueue),
-    Shared(Arc<SharedTxQueue>),
+    Shared(Arc<SharedTx>),
 }
 
 impl Tx {
+    /// Whether this is an own-path vhost queue (frames can come guest to guest).
     #[inline(always)]
-    fn send(&mut self, batch: &mut Batch, retries: u32) -> Option<usize> {
+    fn is_own(&self) -> bool {
         match self {
-            Tx::Own(q) => q.send(batch, retries),
-            Tx::Shared(q) => q.send(batch, retries),
+            Tx::Own(q) => matches!(q, TxQueue::Own(_)),
+            Tx::Shared(q) => q.with(|q| matches!(q, TxQueue::Own(_))),
+        }
+    }
+
+    /// Guest to guest from `rq` (see [`OwnRxQueue::forward`]); only for [`Tx::is_own`].
+    #[inline(always)]
+    fn forward_from(&mut self, rq: &mut OwnRxQueue, max: usize, retries: u32, rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+        let mut go = |q: &mut TxQueue| match q {
+            TxQueue::Own(o) => rq.forward(o, max, retries, rxc, txc),
+            _ => Fwd::default(),
+        };
+        match self {
+            Tx::Own(q) => go(q),
+            Tx::Shared(q) => q.with(go),
+        }
+    }
+
+    #[inline(always)]
+    fn send(&mut self, batch: &mut Batch, retries: u32, c: &PortCounters) -> Option<usize> {
+        match self {
+            Tx::Own(q) => q.send(batch, retries, c),
+            Tx::Shared(q) => q.with(|q| q.send(batch, retries, c)),
         }
     }
 
     fn reload(&mut self) {
         match self {
             Tx::Own(q) => q.reload(),
-            Tx::Shared(q) => q.reload(),
+            Tx::Shared(q) => q.with(TxQueue::reload),
         }
     }
 }
@@ -89,14 +169,15 @@ impl Tx {
 pub enum TxSource {
     Eth(EthTxSource),
     Vhost(VhostTxSource),
-    Shared(Arc<SharedTxQueue>),
+    Shared(Arc<SharedTx>),
 }
 
 impl TxSource {
     fn take(&self) -> Option<Tx> {
         match self {
             TxSource::Eth(s) => s.take().map(|q| Tx::Own(TxQueue::Eth(q))),
-            TxSource::Vhost(s) => s.take().map(|q| Tx::Own(TxQueue::Vhost(q))),
+            TxSource::Vhost(s) if s.slot().datapath == Datapath::Lib => s.take().map(|q| Tx::Own(TxQueue::Vhost(q))),
+            TxSource::Vhost(s) => s.claim().map(|c| Tx::Own(TxQueue::Own(OwnTxQueue::new(c)))),
             TxSource::Shared(q) => Some(Tx::Shared(q.clone())),
         }
     }
@@ -307,7 +388,22 @@ impl Worker {
         let mut moved = 0u64;
         let Held { polls, txs } = held;
         for p in polls.iter_mut() {
-            let n = p.rx.burst(batch, self.burst);
+            // Guest to guest on the own vhost path: one copy, no mbuf.
+            if let (Rx::Own(rq), Action::Xconnect(port)) = (&mut p.rx, &p.action) {
+                if let Some(t) = txs[*port].as_mut().filter(|t| t.is_own()) {
+                    let t0 = rdtsc();
+                    let (rxc, txc) = (&stats.ports[p.rx_port], &stats.ports[*port]);
+                    let f = t.forward_from(rq, self.burst, self.tx_retries, rxc, txc);
+                    if f.received + f.held > 0 {
+                        account(&f, rxc, txc);
+                        moved += f.received as u64;
+                        bump(&p.counters.packets, f.received as u64);
+                        bump(&p.counters.busy_cycles, rdtsc() - t0);
+                    }
+                    continue;
+                }
+            }
+            let n = p.rx.burst(batch, self.burst, &stats.ports[p.rx_port]);
             if n == 0 {
                 continue;
             }
@@ -362,15 +458,19 @@ impl Worker {
         let (mut n, mut m) = (0, 0);
         let mut deaf = false;
         for p in held.polls.iter_mut() {
-            match &mut p.rx {
-                Rx::Vhost(q) => {
-                    if let Some(fd) = q.arm(true) {
-                        if n < kicks.len() {
-                            kicks[n] = fd;
-                            n += 1;
-                        }
-                    }
+            let kick = match &mut p.rx {
+                Rx::Vhost(q) => q.arm(true),
+                Rx::Own(q) => q.arm(true),
+                Rx::Eth(_) => None,
+            };
+            if let Some(fd) = kick {
+                if n < kicks.len() {
+                    kicks[n] = fd;
+                    n += 1;
                 }
+            }
+            match &mut p.rx {
+                Rx::Vhost(_) | Rx::Own(_) => {}
                 Rx::Eth(q) => match q.arm(true) {
                     Some(fd) if m < intrs.len() => {
                         intrs[m] = fd;
@@ -398,6 +498,9 @@ impl Worker {
         for p in held.polls.iter_mut() {
             match &mut p.rx {
                 Rx::Vhost(q) => {
+                    q.arm(false);
+                }
+                Rx::Own(q) => {
                     q.arm(false);
                 }
                 Rx::Eth(q) => {
@@ -460,6 +563,19 @@ impl MsClock {
     }
 }
 
+/// Counts a guest-to-guest burst: what arrived on the ingress, what left on the egress,
+/// what was held back in the ingress ring.
+#[inline(always)]
+fn account(f: &Fwd, rxc: &PortCounters, txc: &PortCounters) {
+    bump(&rxc.rx_packets, f.received as u64);
+    bump(&rxc.rx_bytes, f.rx_bytes);
+    bump(&txc.tx_packets, f.sent as u64);
+    bump(&txc.tx_bytes, f.tx_bytes);
+    if f.held > 0 {
+        bump(&rxc.held, f.held as u64);
+    }
+}
+
 /// [`send`] to switch port `port`, or a drop counted as `port_down` when it has no tx
 /// queue on this worker.
 #[inline(always)]
@@ -475,7 +591,7 @@ fn send_to(txs: &mut [Option<Tx>], port: usize, batch: &mut Batch, bytes: u64, r
 /// all as `port_down`. Leaves the batch empty.
 #[inline(always)]
 fn send(t: &mut Tx, batch: &mut Batch, bytes: u64, retries: u32, c: &PortCounters) {
-    let Some(sent) = t.send(batch, retries) else {
+    let Some(sent) = t.send(batch, retries, c) else {
         c.drop(DropCause::PortDown, batch.drop_all() as u64);
         return;
     };

@@ -19,6 +19,7 @@ const _: () = assert!(offset_of!(ffi::rte_mbuf, data_off) == ffi::PMDS_MBUF_DATA
 const _: () = assert!(offset_of!(ffi::rte_mbuf, pkt_len) == ffi::PMDS_MBUF_PKT_LEN_OFF as usize);
 const _: () = assert!(offset_of!(ffi::rte_mbuf, data_len) == ffi::PMDS_MBUF_DATA_LEN_OFF as usize);
 const _: () = assert!(offset_of!(ffi::rte_mbuf, buf_len) == ffi::PMDS_MBUF_BUF_LEN_OFF as usize);
+const _: () = assert!(offset_of!(ffi::rte_mbuf, next) == ffi::PMDS_MBUF_NEXT_OFF as usize);
 const _: () = assert!(std::mem::size_of::<ffi::rte_mbuf>() == ffi::PMDS_MBUF_SIZE as usize);
 
 /// Up to [`MAX_BURST`] owned mbufs; the pending ones are `pkts[head..tail]`.
@@ -167,6 +168,42 @@ impl Batch {
         true
     }
 
+    /// The bytes of the `k`-th pending packet, segment by segment (None past the end).
+    #[inline(always)]
+    pub fn segs(&self, k: usize) -> Option<Segs<'_>> {
+        let m = *self.pkts.get(self.head + k).filter(|_| self.head + k < self.tail)?;
+        Some(Segs { m, _batch: std::marker::PhantomData })
+    }
+
+    /// Frees the pending packets of length 0 (frames a producer refused after the batch
+    /// was allocated), keeping the others in order.
+    pub fn drop_empty(&mut self) {
+        let mut keep = self.head;
+        for i in self.head..self.tail {
+            let m = self.pkts[i];
+            // SAFETY: every pointer in head..tail is a live mbuf this batch owns.
+            if unsafe { (*m).pkt_len } == 0 {
+                // SAFETY: owned and removed from the batch right here.
+                unsafe { ffi::pmds_pktmbuf_free(m) };
+            } else {
+                self.pkts[keep] = m;
+                keep += 1;
+            }
+        }
+        self.tail = keep;
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
+    /// Frees the first `n` pending packets (their bytes were copied out, as the own
+    /// vhost path does) and advances.
+    #[inline(always)]
+    pub fn consume_front(&mut self, n: usize) {
+        self.free_front(n.min(self.len()));
+    }
+
     /// Calls `f(data, pkt_len)` for each pending packet's first segment.
     #[inline(always)]
     pub fn for_each(&self, mut f: impl FnMut(&[u8], u32)) {
@@ -185,6 +222,31 @@ impl Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         self.drop_all();
+    }
+}
+
+/// The segments of one packet of a [`Batch`], first to last.
+pub struct Segs<'a> {
+    m: *mut ffi::rte_mbuf,
+    _batch: std::marker::PhantomData<&'a Batch>,
+}
+
+impl<'a> Iterator for Segs<'a> {
+    type Item = &'a [u8];
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let m = self.m;
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: m is a live segment of a packet the batch owns and lends for 'a; its
+        // data_len bytes start at buf_addr + data_off; `next` links the packet's segments
+        // and ends with NULL (rte_mbuf.h).
+        unsafe {
+            self.m = (*m).next;
+            Some(std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize))
+        }
     }
 }
 

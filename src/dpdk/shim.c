@@ -6,6 +6,7 @@ _Static_assert(offsetof(struct rte_mbuf, buf_addr) == PMDS_MBUF_BUF_ADDR_OFF, "r
 _Static_assert(offsetof(struct rte_mbuf, data_off) == PMDS_MBUF_DATA_OFF_OFF, "rte_mbuf.data_off moved");
 _Static_assert(offsetof(struct rte_mbuf, pkt_len) == PMDS_MBUF_PKT_LEN_OFF, "rte_mbuf.pkt_len moved");
 _Static_assert(offsetof(struct rte_mbuf, buf_len) == PMDS_MBUF_BUF_LEN_OFF, "rte_mbuf.buf_len moved");
+_Static_assert(offsetof(struct rte_mbuf, next) == PMDS_MBUF_NEXT_OFF, "rte_mbuf.next moved");
 _Static_assert(offsetof(struct rte_mbuf, data_len) == PMDS_MBUF_DATA_LEN_OFF, "rte_mbuf.data_len moved");
 _Static_assert(sizeof(struct rte_mbuf) == PMDS_MBUF_SIZE, "rte_mbuf size changed");
 

@@ -34,4 +34,5 @@ int pmds_errno(void);
 #define PMDS_MBUF_PKT_LEN_OFF 36
 #define PMDS_MBUF_DATA_LEN_OFF 40
 #define PMDS_MBUF_BUF_LEN_OFF 54
+#define PMDS_MBUF_NEXT_OFF 64
 #define PMDS_MBUF_SIZE 128

@@ -15,9 +15,9 @@ use serde_json::{json, Map, Value};
 
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::stats::{self, DropCause, PortTotals, RxqCounters, WorkerStats, WorkerTotals};
+use crate::datapath::worker::SharedTx;
 use crate::dpdk::ethdev::{self, EthStats, PortId};
 use crate::dpdk::telemetry::{self, Reply, Val};
-use crate::dpdk::txq::SharedTxQueue;
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::parse::mac_str;
 
@@ -43,7 +43,7 @@ pub struct PortMeta {
     pub base: PortTotals,
     pub rxqs: Vec<RxqMeta>,
     /// The port's tx queues shared under a lock (none when every worker has its own).
-    pub shared_tx: Vec<Arc<SharedTxQueue>>,
+    pub shared_tx: Vec<Arc<SharedTx>>,
     /// "none", "xconnect B" or "bridge NAME".
     pub rule: String,
 }

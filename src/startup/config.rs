@@ -67,6 +67,7 @@ struct File {
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
     idle: Option<Spanned<String>>,
+    vhost_datapath: Option<Spanned<String>>,
     idle_threshold_us: Option<u64>,
     stats_interval: Option<f64>,
     stats_json: Option<PathBuf>,
@@ -171,6 +172,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             errs.push(format!("{}: burst {} is out of range: use 1 to {MAX_BURST}", at(path, text, b.span().start), b.get_ref()));
         }
     }
+    if let Some(v) = &f.vhost_datapath {
+        if !matches!(v.get_ref().as_str(), "lib" | "own") {
+            errs.push(format!(
+                "{}: vhost-datapath '{}' is not a data path: use \"own\" or \"lib\"",
+                at(path, text, v.span().start),
+                v.get_ref()
+            ));
+        }
+    }
     if let Some(i) = &f.idle {
         if !matches!(i.get_ref().as_str(), "poll" | "adaptive") {
             errs.push(format!("{}: idle '{}' is not a mode: use \"poll\" or \"adaptive\"", at(path, text, i.span().start), i.get_ref()));
@@ -206,6 +216,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
             idle: f.idle.map(|i| i.into_inner()),
+            vhost_datapath: f.vhost_datapath.map(|v| v.into_inner()),
             idle_threshold_us: f.idle_threshold_us,
             stats_interval: f.stats_interval,
             stats_json: f.stats_json,
@@ -245,6 +256,7 @@ impl Config {
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),
             idle: cli.idle.or(f.idle),
+            vhost_datapath: cli.vhost_datapath.or(f.vhost_datapath),
             idle_threshold_us: cli.idle_threshold_us.or(f.idle_threshold_us),
             stats_interval: cli.stats_interval.or(f.stats_interval),
             stats_json: cli.stats_json.or(f.stats_json),

@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod net;
+pub mod port;
 pub mod queue;
 
 #[cfg(test)]
@@ -21,7 +22,8 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-use chain::{Chain, ChainError, Rules};
+use crate::guest::Span;
+use chain::{Chain, ChainError, Rules, F_WRITE};
 use net::{NetHdr, RxError, RxFormat, HDR_MAX};
 use queue::Vq;
 
@@ -48,6 +50,51 @@ pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Cha
         return Err(ChainError::TooLong);
     }
     Ok(NetHdr::from_bytes(&b))
+}
+
+/// The fast path of [`tx_frame`]: the `k`-th chain is one descriptor that holds the
+/// header and the frame (what virtio-user and Linux send for short frames). Returns its
+/// head, the descriptor's buffer and the header; None sends the caller to `tx_frame`.
+/// The descriptor is read once and meets every rule of the chain walk (one readable
+/// buffer inside guest memory, no NEXT, no INDIRECT, no longer than [`MAX_FRAME`]).
+#[inline(always)]
+pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<(u16, Span<'v>, NetHdr)> {
+    let head = vq.head(k);
+    let ring = vq.ring();
+    if head >= ring.size() {
+        return None;
+    }
+    let d = ring.desc(head);
+    if d.flags != 0 || d.len < hdr_len || d.len > MAX_FRAME {
+        return None;
+    }
+    let span = ring.mem().span(d.addr, d.len, hint)?;
+    let h = span.read_array::<HDR_MAX>(0)?;
+    let mut h = NetHdr::from_bytes(&h);
+    if hdr_len < HDR_MAX as u32 {
+        h.num_buffers = 0;
+    }
+    Some((head, span, h))
+}
+
+/// The fast path of [`rx_reserve`]: the `k`-th chain (of `avail`) is one writable
+/// descriptor of at least `need` bytes. Returns its head and buffer; None sends the
+/// caller to `rx_reserve` (which also says why not, e.g. no room).
+#[inline(always)]
+pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -> Option<(u16, Span<'v>)> {
+    if k >= avail {
+        return None;
+    }
+    let head = vq.head(k);
+    let ring = vq.ring();
+    if head >= ring.size() {
+        return None;
+    }
+    let d = ring.desc(head);
+    if d.flags != F_WRITE || d.len < need {
+        return None;
+    }
+    Some((head, ring.mem().span(d.addr, d.len, hint)?))
 }
 
 /// Finds the receive buffers for a frame of `len` bytes among the chains from the

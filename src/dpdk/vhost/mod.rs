@@ -13,10 +13,14 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::claims::Claims;
+pub mod own;
+
+use own::{OwnDevice, MAX_VRINGS};
+
 use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
@@ -55,9 +59,59 @@ pub struct VhostSlot {
     /// Which queue pairs have a live rx (dequeue) and tx (enqueue) handle.
     rx: Claims,
     tx: Claims,
+    /// Who serves the rings: rte_vhost's enqueue/dequeue, or pmdswitch (`own`).
+    pub datapath: Datapath,
+    /// Own data path: the running device as mapped (None while none runs, or while a
+    /// message that changes it is handled).
+    device: Mutex<Option<Arc<OwnDevice>>>,
+    /// Own data path: each vring's (next available, next used) position, which the
+    /// worker serving it stores when it lets go.
+    positions: [AtomicU32; MAX_VRINGS],
+    /// Own data path: the pre-message hook withdrew the device.
+    paused: AtomicBool,
+}
+
+/// Who serves a vhost port's rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datapath {
+    /// rte_vhost_dequeue_burst / rte_vhost_enqueue_burst through mbufs.
+    Lib,
+    /// pmdswitch's own virtqueue code (`datapath::vring`): guest to guest in one copy.
+    Own,
+}
+
+impl Datapath {
+    pub fn name(self) -> &'static str {
+        match self {
+            Datapath::Lib => "lib",
+            Datapath::Own => "own",
+        }
+    }
 }
 
 impl VhostSlot {
+    /// Own data path: the device as mapped now.
+    pub fn own_device(&self) -> Option<Arc<OwnDevice>> {
+        self.device.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Own data path: where vring `i` resumes, (next available, next used).
+    pub fn position(&self, i: u16) -> (u16, u16) {
+        own::unpack(self.positions.get(usize::from(i)).map_or(0, |p| p.load(Ordering::SeqCst)))
+    }
+
+    /// Own data path: stores where vring `i` stopped (by the one handle serving it).
+    pub fn set_position(&self, i: u16, at: (u16, u16)) {
+        if let Some(p) = self.positions.get(usize::from(i)) {
+            p.store(own::pack(at.0, at.1), Ordering::SeqCst);
+        }
+    }
+
+    /// Bit i set: vring i is enabled by the frontend.
+    pub fn enabled(&self) -> u64 {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
     /// Host-to-guest notifications (call eventfd writes) so far: the library writes one
     /// per enqueue burst when the guest asks for interrupts (a kernel virtio-net driver
     /// does; a polling virtio-user PMD does not). Counted per device through the
@@ -87,11 +141,16 @@ pub enum DeviceEvent {
     /// The frontend enabled or disabled a vring (multiqueue: how many queue pairs are in
     /// use); workers re-pick their tx vring at the next reload. Must not block.
     VringChanged,
+    /// Own data path: the device was withdrawn before a message that changes it; return
+    /// only when no worker serves its rings.
+    Pause,
+    /// Own data path: the device was mapped again after such a message; must not block.
+    Resume,
 }
 
 /// Guest notifications per vid (the library's vids are below RTE_MAX_VHOST_DEVICE).
 /// Written by whichever worker enqueues, right after its eventfd write.
-static GUEST_NOTIFICATIONS: [AtomicU64; ffi::RTE_MAX_VHOST_DEVICE as usize] =
+pub(crate) static GUEST_NOTIFICATIONS: [AtomicU64; ffi::RTE_MAX_VHOST_DEVICE as usize] =
     [const { AtomicU64::new(0) }; ffi::RTE_MAX_VHOST_DEVICE as usize];
 
 type Hook = Box<dyn Fn(&VhostSlot, DeviceEvent) + Send + Sync>;
@@ -103,14 +162,14 @@ struct Registry {
 // The vhost library's callbacks take no user pointer, hence process-wide state; it holds
 // only what the callbacks must find (registration is control-plane, so a Mutex is fine).
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry { slots: Vec::new() });
-static HOOK: OnceLock<Hook> = OnceLock::new();
+pub(crate) static HOOK: OnceLock<Hook> = OnceLock::new();
 
 /// Installs the application's device hook (once per process, before any port starts).
 pub fn set_device_hook(hook: impl Fn(&VhostSlot, DeviceEvent) + Send + Sync + 'static) {
     let _ = HOOK.set(Box::new(hook));
 }
 
-fn slot_for_vid(vid: c_int) -> Option<Arc<VhostSlot>> {
+pub(crate) fn slot_for_vid(vid: c_int) -> Option<Arc<VhostSlot>> {
     let mut buf = [0 as c_char; 4096];
     // SAFETY: buf is writable for its whole length, which we pass.
     let ret = unsafe { ffi::rte_vhost_get_ifname(vid, buf.as_mut_ptr(), buf.len()) };
@@ -138,7 +197,15 @@ fn disable_guest_notifications(vid: c_int) {
 extern "C" fn on_new_device(vid: c_int) -> c_int {
     catch_unwind(|| {
         let Some(slot) = slot_for_vid(vid) else { return -1 };
-        disable_guest_notifications(vid);
+        if slot.datapath == Datapath::Own {
+            // Our workers suppress kicks themselves (used->flags, avail_event).
+            if let Err(e) = own::start(&slot, vid) {
+                eprintln!("pmdswitch: port {}: {e}: the device is not served", slot.name);
+                return -1;
+            }
+        } else {
+            disable_guest_notifications(vid);
+        }
         if let Some(c) = usize::try_from(vid).ok().and_then(|v| GUEST_NOTIFICATIONS.get(v)) {
             c.store(0, Ordering::Relaxed);
         }
@@ -159,9 +226,12 @@ extern "C" fn on_destroy_device(vid: c_int) {
             return;
         }
         slot.devices_removed.fetch_add(1, Ordering::Relaxed);
+        let dev = slot.device.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = HOOK.get() {
             h(&slot, DeviceEvent::Removed);
         }
+        // No worker serves it now: our mappings and fds go with the last reference.
+        drop(dev);
         slot.enabled.store(0, Ordering::SeqCst);
         // No worker enqueues to the old vid any more: fold its count into the slot.
         if let Some(c) = usize::try_from(vid).ok().and_then(|v| GUEST_NOTIFICATIONS.get(v)) {
@@ -204,6 +274,11 @@ extern "C" fn on_new_connection(vid: c_int) -> c_int {
         // One frontend per socket: a second one is refused (the library closes it) and the
         // first keeps forwarding.
         match slot.conn_vid.compare_exchange(NO_VID, vid, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) if slot.datapath == Datapath::Own && !own::hook_connection(vid) => {
+                let _ = slot.conn_vid.compare_exchange(vid, NO_VID, Ordering::SeqCst, Ordering::SeqCst);
+                eprintln!("pmdswitch: port {}: cannot hook the connection's messages; refused", slot.name);
+                -1
+            }
             Ok(_) => 0,
             Err(_) => {
                 slot.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +345,7 @@ impl VhostPort {
     ///
     /// # Errors
     /// The failing `rte_vhost_driver_*` call.
-    pub fn register(name: &str, path: &str, role: Role, pairs: u16) -> Result<VhostPort> {
+    pub fn register(name: &str, path: &str, role: Role, pairs: u16, datapath: Datapath) -> Result<VhostPort> {
         let cpath = CString::new(path).map_err(|_| DpdkError::from_ret("socket path", -libc::EINVAL))?;
         let mut flags = ffi::RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS as u64;
         if role == Role::Client {
@@ -293,15 +368,29 @@ impl VhostPort {
             connections_refused: AtomicU64::new(0),
             rx: Claims::new(pairs),
             tx: Claims::new(pairs),
+            datapath,
+            device: Mutex::new(None),
+            positions: [const { AtomicU32::new(0) }; MAX_VRINGS],
+            paused: AtomicBool::new(false),
         });
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).slots.push(slot.clone());
         let port = VhostPort { slot, cpath, role, started: false };
         use features::*;
-        let off = VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_HOST_UFO | VIRTIO_NET_F_CSUM;
+        let (off, on) = match datapath {
+            Datapath::Lib => {
+                (VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_HOST_UFO | VIRTIO_NET_F_CSUM, 0)
+            }
+            Datapath::Own => (own::OWN_DISABLED, own::OWN_ENABLED),
+        };
         // SAFETY: the path is registered.
         let ret = unsafe { ffi::rte_vhost_driver_disable_features(port.cpath.as_ptr(), off) };
         if ret < 0 {
             return Err(DpdkError::from_ret(format!("rte_vhost_driver_disable_features({path})"), ret));
+        }
+        // SAFETY: as above.
+        let ret = if on != 0 { unsafe { ffi::rte_vhost_driver_enable_features(port.cpath.as_ptr(), on) } } else { 0 };
+        if ret < 0 {
+            return Err(DpdkError::from_ret(format!("rte_vhost_driver_enable_features({path})"), ret));
         }
         // SAFETY: OPS is a static, so it outlives the registration as the library requires.
         let ret = unsafe { ffi::rte_vhost_driver_callback_register(port.cpath.as_ptr(), &OPS.0) };
@@ -360,7 +449,45 @@ pub struct VhostRxSource {
     pool: Arc<Mempool>,
 }
 
+/// The claim on one direction of a queue pair for the own data path: while it lives,
+/// nobody else serves that vring (the same `Claims` as the library path's handles).
+pub struct PairClaim {
+    slot: Arc<VhostSlot>,
+    pair: u16,
+    tx: bool,
+}
+
+impl PairClaim {
+    pub fn slot(&self) -> &Arc<VhostSlot> {
+        &self.slot
+    }
+
+    pub fn pair(&self) -> u16 {
+        self.pair
+    }
+}
+
+impl Drop for PairClaim {
+    fn drop(&mut self) {
+        if self.tx {
+            self.slot.tx.release(self.pair);
+        } else {
+            self.slot.rx.release(self.pair);
+        }
+    }
+}
+
 impl VhostRxSource {
+    /// The slot behind this source (whose `datapath` says which handle to take).
+    pub fn slot(&self) -> &Arc<VhostSlot> {
+        &self.slot
+    }
+
+    /// Own data path: the claim on this pair's guest-TX vring, unless someone holds it.
+    pub fn claim(&self) -> Option<PairClaim> {
+        self.slot.rx.take(self.pair).then(|| PairClaim { slot: self.slot.clone(), pair: self.pair, tx: false })
+    }
+
     /// The handle, unless one is alive (or the pair was not configured).
     pub fn take(&self) -> Option<VhostRxQueue> {
         let q = self.pair;
@@ -382,6 +509,15 @@ pub struct VhostTxSource {
 }
 
 impl VhostTxSource {
+    pub fn slot(&self) -> &Arc<VhostSlot> {
+        &self.slot
+    }
+
+    /// Own data path: the claim on this pair's guest-RX vring, unless someone holds it.
+    pub fn claim(&self) -> Option<PairClaim> {
+        self.slot.tx.take(self.pair).then(|| PairClaim { slot: self.slot.clone(), pair: self.pair, tx: true })
+    }
+
     /// The handle, unless one is alive (or the pair was not configured).
     pub fn take(&self) -> Option<VhostTxQueue> {
         let q = self.pair;

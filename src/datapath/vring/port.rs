@@ -1,0 +1,504 @@
+//! A worker's handles on an own-path vhost port: the guest's transmit vring of a queue
+//! pair (what we receive) and its receive vring (where we send). Each holds the claim on
+//! its vring (one handle per vring, `dpdk::claims`), the device snapshot it serves (whose
+//! `Arc` keeps the guest memory mapped) and the ring positions, which go back to the
+//! slot when the handle lets go (a reload, a paused device) so that the next holder — or
+//! rte_vhost, for a frontend's GET_VRING_BASE — resumes where this one stopped.
+//!
+//! Two ways through: with mbufs (`rx_burst` copies guest frames into fresh mbufs,
+//! `tx_burst` copies mbufs into guest buffers), for ports that are not own-path vhost;
+//! and guest to guest ([`OwnRxQueue::forward`]), one copy and no mbuf, when both ends are.
+
+use std::sync::Arc;
+
+use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
+use crate::dpdk::mbuf::{Batch, MAX_BURST};
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::vhost::own::{bits, OwnDevice};
+use crate::dpdk::vhost::PairClaim;
+
+use super::chain::{Chain, ChainError};
+use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
+use super::queue::{Broken, Vq};
+use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use crate::guest::Span;
+
+/// The cause a refused chain is counted under.
+pub fn cause(e: ChainError) -> DropCause {
+    match e {
+        ChainError::Addr => DropCause::GuestBadAddr,
+        ChainError::TooLong => DropCause::GuestOversize,
+        ChainError::Index | ChainError::Loop | ChainError::Indirect | ChainError::Direction | ChainError::TooManySegs => {
+            DropCause::GuestBadChain
+        }
+    }
+}
+
+/// One vring served by a worker: the snapshot it came from and the queue state.
+struct Served {
+    dev: Arc<OwnDevice>,
+    vq: Vq,
+    vring: u16,
+}
+
+/// The claim, and the vring served while the device runs.
+struct Side {
+    claim: PairClaim,
+    served: Option<Served>,
+}
+
+impl Side {
+    fn new(claim: PairClaim) -> Side {
+        Side { claim, served: None }
+    }
+
+    /// At a reload point: serve vring `vring` of the slot's current device (or nothing),
+    /// handing the old positions back first.
+    fn reload(&mut self, vring: u16, poll: bool) {
+        let dev = self.claim.slot().own_device();
+        let same = match (&self.served, &dev) {
+            (Some(s), Some(d)) => Arc::ptr_eq(&s.dev, d) && s.vring == vring,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        self.release();
+        let Some(dev) = dev else { return };
+        let Some(ring) = dev.ring(vring) else { return };
+        let (avail, used) = self.claim.slot().position(vring);
+        let vq = Vq::new(ring, avail, used, dev.has(bits::RING_F_EVENT_IDX));
+        // A polling worker wants no kicks (virtio 1.1 §2.6.7.1).
+        vq.want_kicks(!poll);
+        self.served = Some(Served { dev, vq, vring });
+    }
+
+    fn release(&mut self) {
+        if let Some(s) = self.served.take() {
+            self.claim.slot().set_position(s.vring, s.vq.positions());
+        }
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Receive side of an own-path queue pair: the guest's TX vring (2·pair + 1).
+pub struct OwnRxQueue {
+    side: Side,
+    pool: Arc<Mempool>,
+    chains: Box<[Chain]>,
+}
+
+impl OwnRxQueue {
+    pub fn new(claim: PairClaim, pool: Arc<Mempool>) -> OwnRxQueue {
+        OwnRxQueue { side: Side::new(claim), pool, chains: vec![Chain::default(); MAX_BURST].into_boxed_slice() }
+    }
+
+    fn vring(&self) -> u16 {
+        2 * self.side.claim.pair() + 1
+    }
+
+    /// At the worker's reload point.
+    pub fn reload(&mut self) {
+        let v = self.vring();
+        self.side.reload(v, true);
+    }
+
+    /// Adaptive idle: asks the guest to kick (or not) and returns the kick eventfd to
+    /// sleep on. Turning kicks on must be followed by one more poll (a buffer made
+    /// available just before is not kicked, §2.6.7.1).
+    pub fn arm(&mut self, on: bool) -> Option<i32> {
+        let s = self.side.served.as_ref()?;
+        s.vq.want_kicks(on);
+        if on {
+            s.dev.kickfd(s.vring)
+        } else {
+            None
+        }
+    }
+
+    /// Copies up to `max` frames the guest sent into fresh mbufs, returns the chains to
+    /// the guest (one used-index publish), and the count. Refused chains are returned
+    /// unused and counted in `rxc`; a broken ring is not served any more.
+    pub fn rx_burst(&mut self, batch: &mut Batch, max: usize, rxc: &PortCounters) -> usize {
+        let Some(s) = self.side.served.as_mut() else { return 0 };
+        let n = match s.vq.pending() {
+            Ok(n) => usize::from(n).min(max).min(MAX_BURST),
+            Err(Broken) => return 0,
+        };
+        if n == 0 {
+            return 0;
+        }
+        let hdr = s.dev.hdr_len();
+        let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+        let chains = &mut self.chains;
+        let mut drops = [0u64; N_CAUSES];
+        let Served { vq, dev, vring } = s;
+        let ok = batch.alloc_fill(&self.pool, n, |i, room| {
+            let c = &mut chains[i];
+            match tx_frame(vq, i as u16, hdr, indirect, c) {
+                Ok(_) => {
+                    let f = GuestFrame::of(&dev.mem, c, hdr);
+                    if f.len() as usize > room.len() {
+                        drops[DropCause::GuestOversize as usize] += 1;
+                        return 0;
+                    }
+                    f.read(0, &mut room[..f.len() as usize])
+                }
+                Err(e) => {
+                    c.head = vq.head(i as u16);
+                    drops[cause(e) as usize] += 1;
+                    0
+                }
+            }
+        });
+        if !ok {
+            return 0;
+        }
+        vq.take(n as u16);
+        for c in &chains[..n] {
+            vq.put(c.head, 0);
+        }
+        if vq.publish() {
+            dev.notify(*vring);
+        }
+        if drops.iter().any(|&d| d > 0) {
+            for cause in DropCause::ALL {
+                if drops[cause as usize] > 0 {
+                    rxc.drop(cause, drops[cause as usize]);
+                }
+            }
+            // The refused frames' mbufs hold nothing: out of the batch, in order.
+            batch.drop_empty();
+        }
+        batch.len()
+    }
+
+    /// The device this queue serves (for the guest-to-guest path: the same device and
+    /// memory on both ends of a forwarding decision).
+    pub fn is_up(&self) -> bool {
+        self.side.served.is_some()
+    }
+
+    /// Guest to guest: up to `max` frames from this guest's TX vring copied straight into
+    /// `out`'s guest's RX vring (one copy, no mbuf), both rings published once. A frame
+    /// the receiver has no room for stays in this ring (back-pressure: the sender's ring
+    /// fills, nothing is lost here), after `retries` fresh looks at the receiver's ring.
+    ///
+    /// Per frame the common case is one descriptor each side ([`tx_one`], [`rx_one`]):
+    /// read the source descriptor, its header, the destination descriptor, write the
+    /// destination header, copy the frame, return both. Anything else (chains, indirect
+    /// tables, mergeable buffers for a long frame) takes the general walk.
+    pub fn forward(&mut self, out: &mut OwnTxQueue, max: usize, retries: u32, rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+        let Some(s) = self.side.served.as_mut() else { return Fwd::default() };
+        let n = match s.vq.pending() {
+            Ok(n) => usize::from(n).min(max).min(MAX_BURST),
+            Err(Broken) => return Fwd::default(),
+        };
+        if n == 0 {
+            return Fwd::default();
+        }
+        let Some(o) = out.side.served.as_mut() else {
+            // No device behind the egress: the frames are dropped (port_down), not held.
+            return drop_all(s, n, &mut self.chains, rxc, txc);
+        };
+        let hdr = s.dev.hdr_len();
+        let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+        let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
+        let oindirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
+        let mut avail = match o.vq.pending() {
+            Ok(a) => a,
+            Err(Broken) => return drop_all(s, n, &mut self.chains, rxc, txc),
+        };
+        let (mut taken, mut sent, mut out_k) = (0usize, 0usize, 0u16);
+        let (mut bytes, mut tx_bytes) = (0u64, 0u64);
+        let mut tries = 0;
+        let mut written = [0u32; 64];
+        let mut heads = [0u16; MAX_BURST];
+        let (mut ohint, mut shint) = (o.vq.hint, s.vq.hint);
+        while taken < n {
+            let k = taken as u16;
+            // The source frame: one descriptor, or a chain.
+            let (head, h, frame) = match tx_one(&s.vq, k, hdr, &mut shint) {
+                Some((head, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
+                None => {
+                    let c = &mut self.chains[taken];
+                    match tx_frame(&mut s.vq, k, hdr, indirect, c) {
+                        Ok(h) => (c.head, h, Src::Chain(GuestFrame::of(&s.dev.mem, c, hdr))),
+                        Err(e) => {
+                            heads[taken] = s.vq.head(k);
+                            rxc.drop(cause(e), 1);
+                            taken += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let flen = frame.len();
+            let oh = plain(h).to_bytes();
+            // The destination: one descriptor big enough, or the general reservation.
+            if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut ohint) {
+                if dspan.write_array(0, &oh) && frame.copy_to(0, &dspan, fmt.hdr_len, flen) {
+                    o.vq.put(dh, fmt.hdr_len + flen);
+                    sent += 1;
+                    tx_bytes += u64::from(flen);
+                } else {
+                    o.vq.put(dh, 0);
+                    txc.drop(DropCause::GuestBadAddr, 1);
+                }
+                out_k += 1;
+                bytes += u64::from(flen);
+                heads[taken] = head;
+                taken += 1;
+                continue;
+            }
+            match rx_reserve(&mut o.vq, out_k, avail, fmt, oindirect, flen, &mut out.chains) {
+                Ok(k) => {
+                    let bufs = &out.chains[..usize::from(k)];
+                    let w = &mut written[..usize::from(k)];
+                    if net::fill(&o.dev.mem, fmt, plain(h), &frame, bufs, w) {
+                        for (b, &len) in bufs.iter().zip(w.iter()) {
+                            o.vq.put(b.head, len);
+                        }
+                        sent += 1;
+                        tx_bytes += u64::from(flen);
+                    } else {
+                        for b in bufs {
+                            o.vq.put(b.head, 0);
+                        }
+                        txc.drop(DropCause::GuestBadAddr, 1);
+                    }
+                    out_k += k;
+                    bytes += u64::from(flen);
+                    heads[taken] = head;
+                    taken += 1;
+                }
+                Err((RxError::NoRoom, _)) => {
+                    // Look again (the guest may have posted buffers meanwhile), then hold
+                    // the rest back in the sender's ring.
+                    if tries < retries {
+                        tries += 1;
+                        if let Ok(a) = o.vq.pending() {
+                            avail = a;
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                Err((e, k)) => {
+                    for b in &out.chains[..usize::from(k)] {
+                        o.vq.put(b.head, 0);
+                    }
+                    out_k += k;
+                    txc.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                    bytes += u64::from(flen);
+                    heads[taken] = head;
+                    taken += 1;
+                }
+            }
+        }
+        (o.vq.hint, s.vq.hint) = (ohint, shint);
+        o.vq.take(out_k);
+        if o.vq.publish() {
+            o.dev.notify(o.vring);
+        }
+        s.vq.take(taken as u16);
+        for &h in &heads[..taken] {
+            s.vq.put(h, 0);
+        }
+        if s.vq.publish() {
+            s.dev.notify(s.vring);
+        }
+        Fwd { received: taken, sent, held: n - taken, rx_bytes: bytes, tx_bytes }
+    }
+}
+
+/// A frame in one guest buffer: its bytes from `skip` on.
+struct SpanFrame<'m> {
+    span: Span<'m>,
+    skip: u32,
+    len: u32,
+}
+
+/// A source frame: in one buffer (the fast path) or over a chain.
+enum Src<'m> {
+    One(SpanFrame<'m>),
+    Chain(GuestFrame<'m>),
+}
+
+impl Frame for Src<'_> {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        match self {
+            Src::One(f) => f.len,
+            Src::Chain(f) => f.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn copy_to(&self, off: u32, dst: &Span<'_>, dst_off: u32, n: u32) -> bool {
+        match self {
+            Src::One(f) => u64::from(off) + u64::from(n) <= u64::from(f.len) && f.span.copy_to(f.skip + off, dst, dst_off, n),
+            Src::Chain(f) => f.copy_to(off, dst, dst_off, n),
+        }
+    }
+}
+
+/// What [`OwnRxQueue::forward`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fwd {
+    pub received: usize,
+    pub sent: usize,
+    /// Frames left in the sender's ring because the receiver had no buffers.
+    pub held: usize,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Takes and returns `n` frames that cannot go anywhere (the egress has no device).
+fn drop_all(s: &mut Served, n: usize, chains: &mut [Chain], rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+    let hdr = s.dev.hdr_len();
+    let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+    let mut bytes = 0u64;
+    let mut down = 0u64;
+    for (k, c) in chains[..n].iter_mut().enumerate() {
+        match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
+            Ok(_) => {
+                bytes += u64::from(c.total.saturating_sub(hdr));
+                down += 1;
+            }
+            Err(e) => {
+                c.head = s.vq.head(k as u16);
+                rxc.drop(cause(e), 1);
+            }
+        }
+    }
+    s.vq.take(n as u16);
+    for c in &chains[..n] {
+        s.vq.put(c.head, 0);
+    }
+    if s.vq.publish() {
+        s.dev.notify(s.vring);
+    }
+    txc.drop(DropCause::PortDown, down);
+    Fwd { received: n, sent: 0, held: 0, rx_bytes: bytes, tx_bytes: 0 }
+}
+
+/// The header a receiver gets for a frame sent with `h`: offloads are not negotiated on
+/// this path (yet), so a plain header.
+fn plain(_h: NetHdr) -> NetHdr {
+    NetHdr::default()
+}
+
+/// Send side of an own-path queue pair: the guest's RX vring (2·pair), picked among the
+/// enabled pairs like the library path's.
+pub struct OwnTxQueue {
+    side: Side,
+    chains: Box<[Chain]>,
+    /// A chained mbuf's bytes gathered (allocated once, grown only by jumbo frames).
+    gather: Vec<u8>,
+}
+
+impl OwnTxQueue {
+    pub fn new(claim: PairClaim) -> OwnTxQueue {
+        // A frame may need as many mergeable buffers as a burst has packets and more:
+        // 64 KiB over 1.5 KiB buffers is 44.
+        OwnTxQueue { side: Side::new(claim), chains: vec![Chain::default(); 64].into_boxed_slice(), gather: Vec::with_capacity(16384) }
+    }
+
+    /// At the worker's reload point: the vring of the pair this handle prefers, modulo
+    /// the pairs the frontend enabled (virtio 1.1 §5.1.6.5.5).
+    pub fn reload(&mut self) {
+        let en = self.side.claim.slot().enabled();
+        let pairs: Vec<u16> = (0..32u16).filter(|p| en & (1u64 << (2 * p)) != 0).collect();
+        let vring = match pairs.len() {
+            0 => 0,
+            n => 2 * pairs[usize::from(self.side.claim.pair()) % n],
+        };
+        self.side.reload(vring, true);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.side.served.is_some()
+    }
+
+    /// Copies the batch's packets into the guest's receive buffers (and frees them) until
+    /// its ring has no room; what did not fit stays in the batch. Packets the guest's
+    /// buffers refuse are dropped and counted in `c`. Returns how many were sent.
+    pub fn tx_burst(&mut self, batch: &mut Batch, c: &PortCounters) -> usize {
+        let Some(o) = self.side.served.as_mut() else { return 0 };
+        let mut avail = match o.vq.pending() {
+            Ok(a) => a,
+            Err(Broken) => return 0,
+        };
+        let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
+        let indirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
+        let (mut done, mut sent, mut out_k) = (0usize, 0usize, 0u16);
+        let mut written = [0u32; 64];
+        let gather = &mut self.gather;
+        while done < batch.len() {
+            let Some(mut segs) = batch.segs(done) else { break };
+            // A chained mbuf (a jumbo frame from a NIC) is gathered first; one segment is
+            // copied from where it is.
+            let first = segs.next().unwrap_or_default();
+            let bytes: &[u8] = match segs.next() {
+                None => first,
+                Some(second) => {
+                    gather.clear();
+                    gather.extend_from_slice(first);
+                    gather.extend_from_slice(second);
+                    segs.for_each(|p| gather.extend_from_slice(p));
+                    gather
+                }
+            };
+            let f = BytesFrame(bytes);
+            match rx_reserve(&mut o.vq, out_k, avail, fmt, indirect, f.len(), &mut self.chains) {
+                Ok(k) => {
+                    let bufs = &self.chains[..usize::from(k)];
+                    let w = &mut written[..usize::from(k)];
+                    if net::fill(&o.dev.mem, fmt, NetHdr::default(), &f, bufs, w) {
+                        for (b, &len) in bufs.iter().zip(w.iter()) {
+                            o.vq.put(b.head, len);
+                        }
+                        sent += 1;
+                    } else {
+                        for b in bufs {
+                            o.vq.put(b.head, 0);
+                        }
+                        c.drop(DropCause::GuestBadAddr, 1);
+                    }
+                    out_k += k;
+                    done += 1;
+                }
+                Err((RxError::NoRoom, _)) => {
+                    if let Ok(a) = o.vq.pending() {
+                        if a != avail {
+                            avail = a;
+                            continue;
+                        }
+                    }
+                    break;
+                }
+                Err((e, k)) => {
+                    for b in &self.chains[..usize::from(k)] {
+                        o.vq.put(b.head, 0);
+                    }
+                    out_k += k;
+                    c.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                    done += 1;
+                }
+            }
+        }
+        o.vq.take(out_k);
+        if o.vq.publish() {
+            o.dev.notify(o.vring);
+        }
+        batch.consume_front(done);
+        sent
+    }
+}

@@ -1,0 +1,338 @@
+//! The own data path's control side: rte_vhost still speaks vhost-user, but the rings
+//! are served by pmdswitch (`datapath::vring`). For that a device is mapped once more by
+//! us — its memory table (`guest::GuestMemory`, our own mmaps of the frontend's fds), its
+//! vrings' addresses, its kick and call eventfds (dup()ed, so ours to close) and its
+//! negotiated features — into one immutable [`OwnDevice`] that the workers take at their
+//! reload point.
+//!
+//! rte_vhost changes those without a callback, inside its message handler. So every
+//! connection gets pre/post message hooks (`rte_vhost_extern_callback_register`): before
+//! a message that changes memory, rings, eventfds or features is handled while the device
+//! runs, the workers are quiesced (the device is withdrawn from the slot and the reload
+//! barrier waited for: no worker holds its rings any more) and the ring positions they
+//! left are handed to the library (`rte_vhost_set_vring_base`, so that `GET_VRING_BASE`
+//! answers with where we are and a reconnecting frontend resumes there); after the
+//! message, the device is mapped afresh and published. Because the snapshot owns its
+//! mappings and fds, a worker that still held an old one could only read old memory or
+//! kick an old eventfd — never unmapped memory or a reused fd.
+//!
+//! The library's built-in net back end stays on (no `rte_vhost_driver_set_features`,
+//! which turns it off): it gates only the library's own enqueue/dequeue, which the own
+//! path does not call, while turning it off would make readiness wait for every vring a
+//! frontend allocated (a multiqueue guest using fewer queues than it set up would never
+//! become ready, lib/vhost/vhost_user.c `virtio_is_ready`) and keep the extra queue pairs
+//! of a frontend that did not negotiate MQ. The feature set is shaped with
+//! `rte_vhost_driver_enable/disable_features` instead.
+
+use std::ffi::c_void;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::guest::{GuestMemory, RegionDesc, Ring};
+
+use super::super::ffi;
+use super::{slot_for_vid, DeviceEvent, VhostSlot, GUEST_NOTIFICATIONS, HOOK};
+
+/// Vrings a device may have here (8 queue pairs, `--queues` allows 1-8).
+pub const MAX_VRINGS: usize = 16;
+
+/// virtio feature bits the own path looks at (virtio 1.1 §5.1.3, §6).
+pub mod bits {
+    pub const NET_F_CSUM: u64 = 1 << 0;
+    pub const NET_F_GUEST_CSUM: u64 = 1 << 1;
+    pub const NET_F_GUEST_TSO4: u64 = 1 << 7;
+    pub const NET_F_GUEST_TSO6: u64 = 1 << 8;
+    pub const NET_F_GUEST_ECN: u64 = 1 << 9;
+    pub const NET_F_GUEST_UFO: u64 = 1 << 10;
+    pub const NET_F_HOST_TSO4: u64 = 1 << 11;
+    pub const NET_F_HOST_TSO6: u64 = 1 << 12;
+    pub const NET_F_HOST_ECN: u64 = 1 << 13;
+    pub const NET_F_HOST_UFO: u64 = 1 << 14;
+    pub const NET_F_MRG_RXBUF: u64 = 1 << 15;
+    pub const NET_F_GSO: u64 = 1 << 6;
+    pub const NET_F_MTU: u64 = 1 << 3;
+    pub const NET_F_GUEST_ANNOUNCE: u64 = 1 << 21;
+    pub const RING_F_INDIRECT_DESC: u64 = 1 << 28;
+    pub const RING_F_EVENT_IDX: u64 = 1 << 29;
+    pub const F_VERSION_1: u64 = 1 << 32;
+    pub const F_IOMMU_PLATFORM: u64 = 1 << 33;
+    pub const F_RING_PACKED: u64 = 1 << 34;
+    pub const F_IN_ORDER: u64 = 1 << 35;
+    pub const VHOST_F_LOG_ALL: u64 = 1 << 26;
+}
+
+/// What the own path does not implement, so never offers: dirty-page logging (live
+/// migration needs the library path), an IOMMU, packed rings, in-order, guest announce
+/// (RARP injection on migration), UFO and ECN, GSO of unknown kind, the MTU feature.
+pub const OWN_DISABLED: u64 = bits::VHOST_F_LOG_ALL
+    | bits::F_IOMMU_PLATFORM
+    | bits::F_RING_PACKED
+    | bits::F_IN_ORDER
+    | bits::NET_F_GUEST_ANNOUNCE
+    | bits::NET_F_HOST_UFO
+    | bits::NET_F_GUEST_UFO
+    | bits::NET_F_HOST_ECN
+    | bits::NET_F_GUEST_ECN
+    | bits::NET_F_GSO
+    | bits::NET_F_MTU;
+
+/// What the own path offers on top of the library's defaults: checksum and TSO both ways,
+/// mergeable buffers, indirect descriptors, EVENT_IDX (all in the library's default set;
+/// enabled explicitly in case a build trimmed them).
+pub const OWN_ENABLED: u64 = bits::NET_F_CSUM
+    | bits::NET_F_GUEST_CSUM
+    | bits::NET_F_HOST_TSO4
+    | bits::NET_F_HOST_TSO6
+    | bits::NET_F_GUEST_TSO4
+    | bits::NET_F_GUEST_TSO6
+    | bits::NET_F_MRG_RXBUF
+    | bits::RING_F_INDIRECT_DESC
+    | bits::RING_F_EVENT_IDX;
+
+/// One vring of a mapped device.
+pub struct OwnVring {
+    /// Where rte_vhost mapped the three areas (translated into our mapping by
+    /// `GuestMemory::ring`).
+    desc: u64,
+    avail: u64,
+    used: u64,
+    size: u16,
+    kick: Option<OwnedFd>,
+    call: Option<OwnedFd>,
+}
+
+/// A running device as the own data path serves it: immutable; replaced whole.
+pub struct OwnDevice {
+    pub vid: i32,
+    pub mem: Arc<GuestMemory>,
+    vrings: Vec<Option<OwnVring>>,
+    pub features: u64,
+}
+
+impl OwnDevice {
+    pub fn has(&self, bit: u64) -> bool {
+        self.features & bit != 0
+    }
+
+    /// The virtio-net header length (§5.1.6: 12 bytes with VERSION_1 or MRG_RXBUF).
+    pub fn hdr_len(&self) -> u32 {
+        if self.has(bits::F_VERSION_1) || self.has(bits::NET_F_MRG_RXBUF) {
+            12
+        } else {
+            10
+        }
+    }
+
+    /// Vring `i`'s areas, checked into our mapping (None when the frontend has not set
+    /// it up, or its addresses do not lie in guest memory).
+    pub fn ring(&self, i: u16) -> Option<Ring> {
+        let v = self.vrings.get(usize::from(i))?.as_ref()?;
+        self.mem.ring(v.desc, v.avail, v.used, v.size)
+    }
+
+    /// Vring `i`'s kick eventfd (the guest writes it), for a sleeping worker.
+    pub fn kickfd(&self, i: u16) -> Option<i32> {
+        Some(self.vrings.get(usize::from(i))?.as_ref()?.kick.as_ref()?.as_raw_fd())
+    }
+
+    /// Interrupts the guest for vring `i` (writes its call eventfd) and counts it.
+    pub fn notify(&self, i: u16) {
+        let Some(fd) = self.vrings.get(usize::from(i)).and_then(|v| v.as_ref()?.call.as_ref()) else { return };
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own (dup()ed); EAGAIN
+        // (counter full) means the guest has a wake-up pending already.
+        unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(c) = usize::try_from(self.vid).ok().and_then(|v| GUEST_NOTIFICATIONS.get(v)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn dup(fd: i32) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: dup of an fd the library holds open for this call; the copy is ours.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: d is a fresh fd nobody else owns.
+    (d >= 0).then(|| unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+/// Maps `vid` as it is now.
+///
+/// # Errors
+/// The library has no memory table for it, or mapping failed.
+pub fn map_device(vid: i32) -> Result<OwnDevice, String> {
+    let mut mem: *mut ffi::rte_vhost_memory = std::ptr::null_mut();
+    // SAFETY: vid is the device the library called us about; mem is an out-parameter the
+    // library fills with a malloc()ed copy (freed below).
+    if unsafe { ffi::rte_vhost_get_mem_table(vid, &mut mem) } < 0 || mem.is_null() {
+        return Err("no memory table".into());
+    }
+    // SAFETY: mem points at nregions regions, as the library allocated it.
+    let regions = unsafe {
+        let n = (*mem).nregions as usize;
+        std::slice::from_raw_parts((*mem).regions.as_ptr(), n)
+            .iter()
+            .map(|r| RegionDesc {
+                gpa: r.guest_phys_addr,
+                size: r.size,
+                lib_hva: r.host_user_addr,
+                fd: r.fd,
+                mmap_size: r.mmap_size,
+                mmap_offset: r.host_user_addr.wrapping_sub(r.mmap_addr as u64),
+            })
+            .collect::<Vec<_>>()
+    };
+    // SAFETY: the copy rte_vhost_get_mem_table malloc()ed for us, freed once.
+    unsafe { libc::free(mem as *mut c_void) };
+    let guest = Arc::new(GuestMemory::map(&regions).map_err(|e| format!("cannot map guest memory: {e}"))?);
+    let mut features = 0u64;
+    // SAFETY: valid out-parameter for a live vid.
+    unsafe { ffi::rte_vhost_get_negotiated_features(vid, &mut features) };
+    // SAFETY: plain query on a live vid.
+    let n = unsafe { ffi::rte_vhost_get_vring_num(vid) }.min(MAX_VRINGS as u16);
+    let mut vrings = Vec::new();
+    for i in 0..n {
+        let mut vr = std::mem::MaybeUninit::<ffi::rte_vhost_vring>::zeroed();
+        // SAFETY: valid out-parameter of the right type for a live vid.
+        let ok = unsafe { ffi::rte_vhost_get_vhost_vring(vid, i, vr.as_mut_ptr()) } == 0;
+        // SAFETY: zero-initialised, then filled by a successful call (or left zero).
+        let vr = unsafe { vr.assume_init() };
+        // SAFETY: reading the pointer members of the unions rte_vhost filled for a split
+        // ring (the own path never offers packed rings); only their values are used.
+        let (d, a, u) = unsafe { (vr.__bindgen_anon_1.desc as u64, vr.__bindgen_anon_2.avail as u64, vr.__bindgen_anon_3.used as u64) };
+        vrings.push((ok && d != 0 && a != 0 && u != 0).then(|| OwnVring {
+            desc: d,
+            avail: a,
+            used: u,
+            size: vr.size,
+            kick: dup(vr.kickfd),
+            call: dup(vr.callfd),
+        }));
+    }
+    Ok(OwnDevice { vid, mem: guest, vrings, features })
+}
+
+/// Starts the own path on a device that became ready: ring positions from the library,
+/// the device mapped and published.
+pub(super) fn start(slot: &VhostSlot, vid: i32) -> Result<(), String> {
+    for (i, p) in slot.positions.iter().enumerate() {
+        let (mut a, mut u) = (0u16, 0u16);
+        // SAFETY: valid out-parameters for a live vid; a vring that does not exist fails
+        // and leaves them 0.
+        unsafe { ffi::rte_vhost_get_vring_base(vid, i as u16, &mut a, &mut u) };
+        p.store(pack(a, u), Ordering::SeqCst);
+    }
+    let dev = map_device(vid)?;
+    *slot.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(dev));
+    Ok(())
+}
+
+/// (next available, next used) in one word.
+pub(super) fn pack(avail: u16, used: u16) -> u32 {
+    u32::from(avail) | u32::from(used) << 16
+}
+
+pub(super) fn unpack(v: u32) -> (u16, u16) {
+    (v as u16, (v >> 16) as u16)
+}
+
+// vhost-user requests (QEMU docs/interop/vhost-user.rst) that change what a worker
+// serving the device uses: features, memory, ring addresses and positions, eventfds,
+// enabled rings, the owner.
+const SET_FEATURES: u32 = 2;
+const RESET_OWNER: u32 = 4;
+const SET_MEM_TABLE: u32 = 5;
+const SET_LOG_BASE: u32 = 6;
+const SET_VRING_NUM: u32 = 8;
+const SET_VRING_ADDR: u32 = 9;
+const SET_VRING_BASE: u32 = 10;
+const GET_VRING_BASE: u32 = 11;
+const SET_VRING_KICK: u32 = 12;
+const SET_VRING_CALL: u32 = 13;
+const SET_VRING_ENABLE: u32 = 18;
+
+fn quiesces(request: u32) -> bool {
+    matches!(
+        request,
+        SET_FEATURES
+            | RESET_OWNER
+            | SET_MEM_TABLE
+            | SET_LOG_BASE
+            | SET_VRING_NUM
+            | SET_VRING_ADDR
+            | SET_VRING_BASE
+            | GET_VRING_BASE
+            | SET_VRING_KICK
+            | SET_VRING_CALL
+            | SET_VRING_ENABLE
+    )
+}
+
+/// Runs before rte_vhost handles a message of an own-path device.
+extern "C" fn pre_msg(vid: i32, msg: *mut c_void) -> ffi::rte_vhost_msg_result {
+    let _ = std::panic::catch_unwind(|| {
+        if msg.is_null() {
+            return;
+        }
+        // SAFETY: msg is the library's VhostUserMsg for this call; its first field is
+        // the u32 request (lib/vhost: RTE_BUILD_BUG_ON(offsetof(.., msg) != 0)).
+        let request = unsafe { std::ptr::read_unaligned(msg as *const u32) };
+        let Some(slot) = slot_for_vid(vid) else { return };
+        if !quiesces(request) || slot.vid() != vid {
+            return;
+        }
+        // Withdraw the device, wait until no worker serves it (each drops its rings and
+        // stores its positions), then hand the positions to the library.
+        let old = slot.device.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = HOOK.get() {
+            h(&slot, DeviceEvent::Pause);
+        }
+        if old.is_some() {
+            for (i, p) in slot.positions.iter().enumerate() {
+                let (a, u) = unpack(p.load(Ordering::SeqCst));
+                // SAFETY: plain setter on a live vid; a vring that does not exist fails.
+                unsafe { ffi::rte_vhost_set_vring_base(vid, i as u16, a, u) };
+            }
+        }
+        slot.paused.store(old.is_some(), Ordering::SeqCst);
+    });
+    ffi::rte_vhost_msg_result_RTE_VHOST_MSG_RESULT_NOT_HANDLED
+}
+
+/// Runs after rte_vhost handled a message of an own-path device.
+extern "C" fn post_msg(vid: i32, _msg: *mut c_void) -> ffi::rte_vhost_msg_result {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(slot) = slot_for_vid(vid) else { return };
+        if !slot.paused.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        // Still running (GET_VRING_BASE and RESET_OWNER stop the device; then new_device
+        // maps it again when it is ready).
+        if slot.vid() != vid {
+            return;
+        }
+        match map_device(vid) {
+            Ok(d) => *slot.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(d)),
+            Err(e) => eprintln!("pmdswitch: port {}: {e}; the device is not served until it is set up again", slot.name),
+        }
+        if let Some(h) = HOOK.get() {
+            h(&slot, DeviceEvent::Resume);
+        }
+    });
+    ffi::rte_vhost_msg_result_RTE_VHOST_MSG_RESULT_NOT_HANDLED
+}
+
+/// The hooks, for every connection of an own-path socket (a `static`: the library keeps
+/// a copy of the table, but the functions must live for the program anyway).
+static EXTERN_OPS: ffi::rte_vhost_user_extern_ops =
+    ffi::rte_vhost_user_extern_ops { pre_msg_handle: Some(pre_msg), post_msg_handle: Some(post_msg) };
+
+/// Registers the hooks for connection `vid` (from `new_connection`).
+pub(super) fn hook_connection(vid: i32) -> bool {
+    // SAFETY: vid is the connection the library is calling us about; the table is a
+    // static; a NULL context is allowed.
+    unsafe { ffi::rte_vhost_extern_callback_register(vid, &EXTERN_OPS, std::ptr::null_mut()) == 0 }
+}
