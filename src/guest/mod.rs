@@ -354,8 +354,8 @@ impl Span<'_> {
 #[inline(always)]
 unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     type C = [u8; 16];
-    // SAFETY (of every access below): offsets stay within 0..n, which the caller
-    // guarantees are mapped.
+    // SAFETY: every access below stays within 0..n of src or dst (each branch's
+    // offsets are bounded by its n), which the caller guarantees are mapped.
     unsafe {
         let ld = |o: usize| std::ptr::read_unaligned(src.add(o) as *const C);
         let st = |o: usize, v: C| std::ptr::write_unaligned(dst.add(o) as *mut C, v);
