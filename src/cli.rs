@@ -109,6 +109,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub tx_retries: Option<u32>,
 
+    /// Own vhost path: microseconds a frame may wait in its ingress ring while the egress
+    /// guest has no receive buffers (back-pressure, counted as held) before it is dropped
+    /// as tx_full; 0 drops at once [default: 200].
+    #[arg(long, value_name = "US")]
+    pub backpressure_us: Option<u64>,
+
     /// Who serves vhost-user rings: own (pmdswitch's virtqueue code: guest to guest in one
     /// copy, checksum and TSO offloads passed through) or lib (rte_vhost's enqueue and
     /// dequeue through mbufs; needed for live migration) [default: lib].

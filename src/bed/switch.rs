@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use super::proc::Proc;
 use super::scratch::Scratch;
 
+/// The environment variable that picks the vhost data path of test switches.
+pub const DATAPATH_ENV: &str = "PMDSWITCH_TEST_VHOST_DATAPATH";
+
 /// A running `pmdswitch run` (its output is the [`Proc`]'s).
 pub struct Switch {
     pub proc: Proc,
@@ -32,7 +35,9 @@ impl DerefMut for Switch {
 
 impl Switch {
     /// Starts `EXE run ARGS --stats-json DIR/stats.json -- --file-prefix=...` and waits
-    /// until it forwards.
+    /// until it forwards. With `PMDSWITCH_TEST_VHOST_DATAPATH` set (own or lib) and no
+    /// `--vhost-datapath` in ARGS, that data path is asked for: the test command runs the
+    /// vhost tests once per data path.
     ///
     /// # Panics
     /// When it does not start within 20 s (the test bed's failure, with its output).
@@ -40,6 +45,11 @@ impl Switch {
         let json = s.path("stats.json");
         let mut cmd = Command::new(exe);
         cmd.arg("run").args(args).arg("--stats-json").arg(&json);
+        if let Ok(dp) = std::env::var(DATAPATH_ENV) {
+            if !args.contains(&"--vhost-datapath") && !dp.is_empty() {
+                cmd.args(["--vhost-datapath", &dp]);
+            }
+        }
         cmd.arg("--").arg(format!("--file-prefix={}", s.prefix("dut")));
         let p = Proc::spawn("pmdswitch run", &mut cmd, None).expect("spawn pmdswitch");
         assert!(p.out.wait_for("forwarding with", 1, Duration::from_secs(20)), "pmdswitch did not start:\n{}", p.text());

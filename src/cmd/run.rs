@@ -167,6 +167,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         "adaptive" => IdleMode::Adaptive,
         other => return usage(format!("--idle '{other}' is not a mode: use poll or adaptive")),
     };
+    if a.backpressure_us.is_some_and(|us| us > 1_000_000) {
+        return usage("--backpressure-us is out of range: use 0 to 1000000 (one second)");
+    }
     let idle_us = a.idle_threshold_us.unwrap_or(200);
     if idle_us == 0 || idle_us > 10_000_000 {
         return usage(format!("--idle-threshold-us {idle_us} is out of range: use 1 to 10000000"));
@@ -446,6 +449,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             mailbox: plane.mailboxes[w].clone(),
             burst: plan.burst,
             tx_retries: a.tx_retries.unwrap_or(8),
+            hold_cycles: a.backpressure_us.unwrap_or(200) * tsc_hz / 1_000_000,
             stats: stats[w].clone(),
             barrier: barrier.clone(),
             idle: Idle { mode: plan.idle, after_cycles: plan.idle_us * tsc_hz / 1_000_000, max_sleep_ms: 100 },

@@ -137,9 +137,19 @@ impl Tx {
 
     /// Guest to guest from `rq` (see [`OwnRxQueue::forward`]); only for [`Tx::is_own`].
     #[inline(always)]
-    fn forward_from(&mut self, rq: &mut OwnRxQueue, max: usize, retries: u32, rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+    #[allow(clippy::too_many_arguments)]
+    fn forward_from(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        max: usize,
+        retries: u32,
+        now: u64,
+        hold: u64,
+        rxc: &PortCounters,
+        txc: &PortCounters,
+    ) -> Fwd {
         let mut go = |q: &mut TxQueue| match q {
-            TxQueue::Own(o) => rq.forward(o, max, retries, rxc, txc),
+            TxQueue::Own(o) => rq.forward(o, max, retries, now, hold, rxc, txc),
             _ => Fwd::default(),
         };
         match self {
@@ -305,6 +315,9 @@ pub struct Worker {
     pub mailbox: Arc<Mutex<Option<WorkerPlan>>>,
     pub burst: usize,
     pub tx_retries: u32,
+    /// Own vhost path: TSC cycles a frame may be held back in its ingress ring for want
+    /// of receive buffers before it is dropped as tx_full (`--backpressure-us`).
+    pub hold_cycles: u64,
     pub stats: Arc<WorkerStats>,
     pub barrier: Arc<ReloadBarrier>,
     pub idle: Idle,
@@ -393,7 +406,7 @@ impl Worker {
                 if let Some(t) = txs[*port].as_mut().filter(|t| t.is_own()) {
                     let t0 = rdtsc();
                     let (rxc, txc) = (&stats.ports[p.rx_port], &stats.ports[*port]);
-                    let f = t.forward_from(rq, self.burst, self.tx_retries, rxc, txc);
+                    let f = t.forward_from(rq, self.burst, self.tx_retries, t0, self.hold_cycles, rxc, txc);
                     if f.received + f.held > 0 {
                         account(&f, rxc, txc);
                         moved += f.received as u64;

@@ -9,6 +9,7 @@
 //! `tx_burst` copies mbufs into guest buffers), for ports that are not own-path vhost;
 //! and guest to guest ([`OwnRxQueue::forward`]), one copy and no mbuf, when both ends are.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
@@ -45,11 +46,15 @@ struct Served {
 struct Side {
     claim: PairClaim,
     served: Option<Served>,
+    /// Hand the positions back when letting go (a guest-TX vring, which only this
+    /// handle serves; a guest-RX vring's positions are stored after every burst, under
+    /// its lock, because two handles may serve it).
+    store_on_release: bool,
 }
 
 impl Side {
-    fn new(claim: PairClaim) -> Side {
-        Side { claim, served: None }
+    fn new(claim: PairClaim, store_on_release: bool) -> Side {
+        Side { claim, served: None, store_on_release }
     }
 
     /// At a reload point: serve vring `vring` of the slot's current device (or nothing),
@@ -76,7 +81,9 @@ impl Side {
 
     fn release(&mut self) {
         if let Some(s) = self.served.take() {
-            self.claim.slot().set_position(s.vring, s.vq.positions());
+            if self.store_on_release {
+                self.claim.slot().set_position(s.vring, s.vq.positions());
+            }
         }
     }
 }
@@ -92,11 +99,13 @@ pub struct OwnRxQueue {
     side: Side,
     pool: Arc<Mempool>,
     chains: Box<[Chain]>,
+    /// When frames began to be held back for want of receive buffers (0: they are not).
+    held_since: u64,
 }
 
 impl OwnRxQueue {
     pub fn new(claim: PairClaim, pool: Arc<Mempool>) -> OwnRxQueue {
-        OwnRxQueue { side: Side::new(claim), pool, chains: vec![Chain::default(); MAX_BURST].into_boxed_slice() }
+        OwnRxQueue { side: Side::new(claim, true), pool, chains: vec![Chain::default(); MAX_BURST].into_boxed_slice(), held_since: 0 }
     }
 
     fn vring(&self) -> u16 {
@@ -186,15 +195,29 @@ impl OwnRxQueue {
     }
 
     /// Guest to guest: up to `max` frames from this guest's TX vring copied straight into
-    /// `out`'s guest's RX vring (one copy, no mbuf), both rings published once. A frame
-    /// the receiver has no room for stays in this ring (back-pressure: the sender's ring
-    /// fills, nothing is lost here), after `retries` fresh looks at the receiver's ring.
+    /// `out`'s guest's RX vring (one copy, no mbuf), both rings published once.
+    ///
+    /// A frame the receiver has no room for, after `retries` fresh looks at its ring,
+    /// stays in this ring (back-pressure: the sender's ring fills, nothing is lost here)
+    /// — for at most `hold` TSC cycles from the first burst held back, after which what
+    /// does not fit is dropped (`tx_full`), so that a receiver that never drains cannot
+    /// stop the sender for good. `hold` 0 drops at once, as the library path does.
     ///
     /// Per frame the common case is one descriptor each side ([`tx_one`], [`rx_one`]):
     /// read the source descriptor, its header, the destination descriptor, write the
     /// destination header, copy the frame, return both. Anything else (chains, indirect
     /// tables, mergeable buffers for a long frame) takes the general walk.
-    pub fn forward(&mut self, out: &mut OwnTxQueue, max: usize, retries: u32, rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &mut self,
+        out: &mut OwnTxQueue,
+        max: usize,
+        retries: u32,
+        now: u64,
+        hold: u64,
+        rxc: &PortCounters,
+        txc: &PortCounters,
+    ) -> Fwd {
         let Some(s) = self.side.served.as_mut() else { return Fwd::default() };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
@@ -203,118 +226,132 @@ impl OwnRxQueue {
         if n == 0 {
             return Fwd::default();
         }
-        let Some(o) = out.side.served.as_mut() else {
-            // No device behind the egress: the frames are dropped (port_down), not held.
-            return drop_all(s, n, &mut self.chains, rxc, txc);
-        };
-        let hdr = s.dev.hdr_len();
-        let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
-        let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
-        let oindirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
-        let mut avail = match o.vq.pending() {
-            Ok(a) => a,
-            Err(Broken) => return drop_all(s, n, &mut self.chains, rxc, txc),
-        };
-        let (mut taken, mut sent, mut out_k) = (0usize, 0usize, 0u16);
-        let (mut bytes, mut tx_bytes) = (0u64, 0u64);
-        let mut tries = 0;
-        let mut written = [0u32; 64];
-        let mut heads = [0u16; MAX_BURST];
-        let (mut ohint, mut shint) = (o.vq.hint, s.vq.hint);
-        while taken < n {
-            let k = taken as u16;
-            // The source frame: one descriptor, or a chain.
-            let (head, h, frame) = match tx_one(&s.vq, k, hdr, &mut shint) {
-                Some((head, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
-                None => {
-                    let c = &mut self.chains[taken];
-                    match tx_frame(&mut s.vq, k, hdr, indirect, c) {
-                        Ok(h) => (c.head, h, Src::Chain(GuestFrame::of(&s.dev.mem, c, hdr))),
-                        Err(e) => {
-                            heads[taken] = s.vq.head(k);
-                            rxc.drop(cause(e), 1);
-                            taken += 1;
-                            continue;
+        let chains = &mut self.chains;
+        let held_since = &mut self.held_since;
+        let r = out.locked(|o, ochains, _| {
+            let hdr = s.dev.hdr_len();
+            let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+            let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
+            let oindirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
+            let Ok(mut avail) = o.vq.pending() else { return None };
+            let holding = *held_since != 0 && now.wrapping_sub(*held_since) <= hold;
+            let may_hold = hold > 0 && (*held_since == 0 || holding);
+            let (mut taken, mut sent, mut out_k) = (0usize, 0usize, 0u16);
+            let (mut bytes, mut tx_bytes) = (0u64, 0u64);
+            let mut tries = 0;
+            let mut written = [0u32; 64];
+            let mut heads = [0u16; MAX_BURST];
+            let (mut ohint, mut shint) = (o.vq.hint, s.vq.hint);
+            while taken < n {
+                let k = taken as u16;
+                // The source frame: one descriptor, or a chain.
+                let (head, h, frame) = match tx_one(&s.vq, k, hdr, &mut shint) {
+                    Some((head, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
+                    None => {
+                        let c = &mut chains[taken];
+                        match tx_frame(&mut s.vq, k, hdr, indirect, c) {
+                            Ok(h) => (c.head, h, Src::Chain(GuestFrame::of(&s.dev.mem, c, hdr))),
+                            Err(e) => {
+                                heads[taken] = s.vq.head(k);
+                                rxc.drop(cause(e), 1);
+                                taken += 1;
+                                continue;
+                            }
                         }
                     }
-                }
-            };
-            let flen = frame.len();
-            let oh = plain(h).to_bytes();
-            // The destination: one descriptor big enough, or the general reservation.
-            if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut ohint) {
-                if dspan.write_array(0, &oh) && frame.copy_to(0, &dspan, fmt.hdr_len, flen) {
-                    o.vq.put(dh, fmt.hdr_len + flen);
-                    sent += 1;
-                    tx_bytes += u64::from(flen);
-                } else {
-                    o.vq.put(dh, 0);
-                    txc.drop(DropCause::GuestBadAddr, 1);
-                }
-                out_k += 1;
-                bytes += u64::from(flen);
-                heads[taken] = head;
-                taken += 1;
-                continue;
-            }
-            match rx_reserve(&mut o.vq, out_k, avail, fmt, oindirect, flen, &mut out.chains) {
-                Ok(k) => {
-                    let bufs = &out.chains[..usize::from(k)];
-                    let w = &mut written[..usize::from(k)];
-                    if net::fill(&o.dev.mem, fmt, plain(h), &frame, bufs, w) {
-                        for (b, &len) in bufs.iter().zip(w.iter()) {
-                            o.vq.put(b.head, len);
-                        }
+                };
+                let flen = frame.len();
+                // The destination: one descriptor big enough, or the general reservation.
+                if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut ohint) {
+                    if dspan.write_array(0, &plain(h).to_bytes()) && frame.copy_to(0, &dspan, fmt.hdr_len, flen) {
+                        o.vq.put(dh, fmt.hdr_len + flen);
                         sent += 1;
                         tx_bytes += u64::from(flen);
                     } else {
-                        for b in bufs {
-                            o.vq.put(b.head, 0);
-                        }
+                        o.vq.put(dh, 0);
                         txc.drop(DropCause::GuestBadAddr, 1);
                     }
-                    out_k += k;
+                    out_k += 1;
                     bytes += u64::from(flen);
                     heads[taken] = head;
                     taken += 1;
+                    continue;
                 }
-                Err((RxError::NoRoom, _)) => {
-                    // Look again (the guest may have posted buffers meanwhile), then hold
-                    // the rest back in the sender's ring.
-                    if tries < retries {
-                        tries += 1;
-                        if let Ok(a) = o.vq.pending() {
-                            avail = a;
+                match rx_reserve(&mut o.vq, out_k, avail, fmt, oindirect, flen, ochains) {
+                    Ok(k) => {
+                        let bufs = &ochains[..usize::from(k)];
+                        let w = &mut written[..usize::from(k)];
+                        if net::fill(&o.dev.mem, fmt, plain(h), &frame, bufs, w) {
+                            for (b, &len) in bufs.iter().zip(w.iter()) {
+                                o.vq.put(b.head, len);
+                            }
+                            sent += 1;
+                            tx_bytes += u64::from(flen);
+                        } else {
+                            for b in bufs {
+                                o.vq.put(b.head, 0);
+                            }
+                            txc.drop(DropCause::GuestBadAddr, 1);
                         }
-                        continue;
+                        out_k += k;
                     }
-                    break;
-                }
-                Err((e, k)) => {
-                    for b in &out.chains[..usize::from(k)] {
-                        o.vq.put(b.head, 0);
+                    Err((RxError::NoRoom, _)) => {
+                        // Look again (the guest may have posted buffers meanwhile), then
+                        // hold the rest back in the sender's ring, or drop it.
+                        if tries < retries {
+                            tries += 1;
+                            if let Ok(a) = o.vq.pending() {
+                                avail = a;
+                            }
+                            continue;
+                        }
+                        if may_hold {
+                            break;
+                        }
+                        txc.drop(DropCause::TxFull, 1);
                     }
-                    out_k += k;
-                    txc.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
-                    bytes += u64::from(flen);
-                    heads[taken] = head;
-                    taken += 1;
+                    Err((e, k)) => {
+                        for b in &ochains[..usize::from(k)] {
+                            o.vq.put(b.head, 0);
+                        }
+                        out_k += k;
+                        txc.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                    }
                 }
+                bytes += u64::from(flen);
+                heads[taken] = head;
+                taken += 1;
             }
+            (o.vq.hint, s.vq.hint) = (ohint, shint);
+            o.vq.take(out_k);
+            if o.vq.publish() {
+                o.dev.notify(o.vring);
+            }
+            s.vq.take(taken as u16);
+            for &h in &heads[..taken] {
+                s.vq.put(h, 0);
+            }
+            if s.vq.publish() {
+                s.dev.notify(s.vring);
+            }
+            // Held: counted once, when a hold begins.
+            let held = if taken < n && *held_since == 0 {
+                *held_since = now.max(1);
+                n - taken
+            } else {
+                0
+            };
+            if taken == n || !may_hold {
+                *held_since = 0;
+            }
+            Some(Fwd { received: taken, sent, held, rx_bytes: bytes, tx_bytes })
+        });
+        match r.flatten() {
+            Some(f) => f,
+            // No device behind the egress (or its ring is broken): the frames are dropped
+            // (port_down), not held.
+            None => drop_all(s, n, &mut self.chains, rxc, txc),
         }
-        (o.vq.hint, s.vq.hint) = (ohint, shint);
-        o.vq.take(out_k);
-        if o.vq.publish() {
-            o.dev.notify(o.vring);
-        }
-        s.vq.take(taken as u16);
-        for &h in &heads[..taken] {
-            s.vq.put(h, 0);
-        }
-        if s.vq.publish() {
-            s.dev.notify(s.vring);
-        }
-        Fwd { received: taken, sent, held: n - taken, rx_bytes: bytes, tx_bytes }
     }
 }
 
@@ -402,13 +439,21 @@ pub struct OwnTxQueue {
     chains: Box<[Chain]>,
     /// A chained mbuf's bytes gathered (allocated once, grown only by jumbo frames).
     gather: Vec<u8>,
+    /// Names this handle as the last server of a vring (see `VhostSlot::tx_owner`).
+    token: u64,
 }
 
 impl OwnTxQueue {
     pub fn new(claim: PairClaim) -> OwnTxQueue {
         // A frame may need as many mergeable buffers as a burst has packets and more:
         // 64 KiB over 1.5 KiB buffers is 44.
-        OwnTxQueue { side: Side::new(claim), chains: vec![Chain::default(); 64].into_boxed_slice(), gather: Vec::with_capacity(16384) }
+        static TOKENS: AtomicU64 = AtomicU64::new(1);
+        OwnTxQueue {
+            side: Side::new(claim, false),
+            chains: vec![Chain::default(); 64].into_boxed_slice(),
+            gather: Vec::with_capacity(16384),
+            token: TOKENS.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// At the worker's reload point: the vring of the pair this handle prefers, modulo
@@ -427,78 +472,110 @@ impl OwnTxQueue {
         self.side.served.is_some()
     }
 
+    /// Runs `f` on the served vring under its lock, resuming from the positions another
+    /// handle left if it served the vring last, and storing ours after. None without a
+    /// device.
+    #[inline(always)]
+    fn locked<R>(&mut self, f: impl FnOnce(&mut Served, &mut [Chain], &mut Vec<u8>) -> R) -> Option<R> {
+        let token = self.token;
+        let Side { claim, served, .. } = &mut self.side;
+        let s = served.as_mut()?;
+        let slot = claim.slot();
+        let _g = slot.lock_tx_vring(s.vring)?;
+        if slot.tx_owner(s.vring) != token {
+            s.vq.set_positions(slot.position(s.vring));
+            slot.set_tx_owner(s.vring, token);
+        }
+        let r = f(s, &mut self.chains, &mut self.gather);
+        slot.set_position(s.vring, s.vq.positions());
+        Some(r)
+    }
+
     /// Copies the batch's packets into the guest's receive buffers (and frees them) until
     /// its ring has no room; what did not fit stays in the batch. Packets the guest's
     /// buffers refuse are dropped and counted in `c`. Returns how many were sent.
     pub fn tx_burst(&mut self, batch: &mut Batch, c: &PortCounters) -> usize {
-        let Some(o) = self.side.served.as_mut() else { return 0 };
-        let mut avail = match o.vq.pending() {
-            Ok(a) => a,
-            Err(Broken) => return 0,
-        };
-        let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
-        let indirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
-        let (mut done, mut sent, mut out_k) = (0usize, 0usize, 0u16);
-        let mut written = [0u32; 64];
-        let gather = &mut self.gather;
-        while done < batch.len() {
-            let Some(mut segs) = batch.segs(done) else { break };
-            // A chained mbuf (a jumbo frame from a NIC) is gathered first; one segment is
-            // copied from where it is.
-            let first = segs.next().unwrap_or_default();
-            let bytes: &[u8] = match segs.next() {
-                None => first,
-                Some(second) => {
-                    gather.clear();
-                    gather.extend_from_slice(first);
-                    gather.extend_from_slice(second);
-                    segs.for_each(|p| gather.extend_from_slice(p));
-                    gather
-                }
-            };
-            let f = BytesFrame(bytes);
-            match rx_reserve(&mut o.vq, out_k, avail, fmt, indirect, f.len(), &mut self.chains) {
-                Ok(k) => {
-                    let bufs = &self.chains[..usize::from(k)];
-                    let w = &mut written[..usize::from(k)];
-                    if net::fill(&o.dev.mem, fmt, NetHdr::default(), &f, bufs, w) {
-                        for (b, &len) in bufs.iter().zip(w.iter()) {
-                            o.vq.put(b.head, len);
-                        }
+        self.locked(|o, chains, gather| {
+            let Ok(mut avail) = o.vq.pending() else { return 0 };
+            let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
+            let indirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
+            let (mut done, mut sent, mut out_k) = (0usize, 0usize, 0u16);
+            let mut written = [0u32; 64];
+            let mut hint = o.vq.hint;
+            while done < batch.len() {
+                let Some(mut segs) = batch.segs(done) else { break };
+                // A chained mbuf (a jumbo frame from a NIC) is gathered first; one segment
+                // is copied from where it is.
+                let first = segs.next().unwrap_or_default();
+                let bytes: &[u8] = match segs.next() {
+                    None => first,
+                    Some(second) => {
+                        gather.clear();
+                        gather.extend_from_slice(first);
+                        gather.extend_from_slice(second);
+                        segs.for_each(|p| gather.extend_from_slice(p));
+                        gather
+                    }
+                };
+                let f = BytesFrame(bytes);
+                let flen = f.len();
+                if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut hint) {
+                    if dspan.write_array(0, &NetHdr::default().to_bytes()) && f.copy_to(0, &dspan, fmt.hdr_len, flen) {
+                        o.vq.put(dh, fmt.hdr_len + flen);
                         sent += 1;
                     } else {
-                        for b in bufs {
-                            o.vq.put(b.head, 0);
-                        }
+                        o.vq.put(dh, 0);
                         c.drop(DropCause::GuestBadAddr, 1);
                     }
-                    out_k += k;
+                    out_k += 1;
                     done += 1;
+                    continue;
                 }
-                Err((RxError::NoRoom, _)) => {
-                    if let Ok(a) = o.vq.pending() {
-                        if a != avail {
-                            avail = a;
-                            continue;
+                match rx_reserve(&mut o.vq, out_k, avail, fmt, indirect, flen, chains) {
+                    Ok(k) => {
+                        let bufs = &chains[..usize::from(k)];
+                        let w = &mut written[..usize::from(k)];
+                        if net::fill(&o.dev.mem, fmt, NetHdr::default(), &f, bufs, w) {
+                            for (b, &len) in bufs.iter().zip(w.iter()) {
+                                o.vq.put(b.head, len);
+                            }
+                            sent += 1;
+                        } else {
+                            for b in bufs {
+                                o.vq.put(b.head, 0);
+                            }
+                            c.drop(DropCause::GuestBadAddr, 1);
                         }
+                        out_k += k;
+                        done += 1;
                     }
-                    break;
-                }
-                Err((e, k)) => {
-                    for b in &self.chains[..usize::from(k)] {
-                        o.vq.put(b.head, 0);
+                    Err((RxError::NoRoom, _)) => {
+                        if let Ok(a) = o.vq.pending() {
+                            if a != avail {
+                                avail = a;
+                                continue;
+                            }
+                        }
+                        break;
                     }
-                    out_k += k;
-                    c.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
-                    done += 1;
+                    Err((e, k)) => {
+                        for b in &chains[..usize::from(k)] {
+                            o.vq.put(b.head, 0);
+                        }
+                        out_k += k;
+                        c.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                        done += 1;
+                    }
                 }
             }
-        }
-        o.vq.take(out_k);
-        if o.vq.publish() {
-            o.dev.notify(o.vring);
-        }
-        batch.consume_front(done);
-        sent
+            o.vq.hint = hint;
+            o.vq.take(out_k);
+            if o.vq.publish() {
+                o.dev.notify(o.vring);
+            }
+            batch.consume_front(done);
+            sent
+        })
+        .unwrap_or(0)
     }
 }

@@ -42,8 +42,17 @@ impl Vq {
     }
 
     /// (next available position, next used position) to resume from later.
+    #[inline(always)]
     pub fn positions(&self) -> (u16, u16) {
         (self.last_avail, self.used)
+    }
+
+    /// Resumes from positions another server of this queue left (nothing unpublished).
+    #[inline(always)]
+    pub fn set_positions(&mut self, (avail, used): (u16, u16)) {
+        self.last_avail = avail;
+        self.used = used;
+        self.published = used;
     }
 
     pub fn is_broken(&self) -> bool {

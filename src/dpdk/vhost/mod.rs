@@ -69,6 +69,21 @@ pub struct VhostSlot {
     positions: [AtomicU32; MAX_VRINGS],
     /// Own data path: the pre-message hook withdrew the device.
     paused: AtomicBool,
+    /// Own data path: a lock per guest-RX vring, and which handle served it last. Two tx
+    /// handles (queue pairs) may land on one vring when the frontend enables fewer pairs
+    /// than it has, so whoever serves a vring takes its lock for the burst and, if it was
+    /// not the last to serve it, resumes from the positions stored here.
+    tx_locks: [AtomicBool; MAX_VRINGS],
+    tx_owner: [AtomicU64; MAX_VRINGS],
+}
+
+/// The lock of one own-path guest-RX vring, held (see [`VhostSlot::lock_tx_vring`]).
+pub struct TxVringGuard<'a>(&'a AtomicBool);
+
+impl Drop for TxVringGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Who serves a vhost port's rings.
@@ -104,6 +119,31 @@ impl VhostSlot {
     pub fn set_position(&self, i: u16, at: (u16, u16)) {
         if let Some(p) = self.positions.get(usize::from(i)) {
             p.store(own::pack(at.0, at.1), Ordering::SeqCst);
+        }
+    }
+
+    /// Own data path: takes guest-RX vring `i`'s lock (spinning: held for one burst).
+    #[inline(always)]
+    pub fn lock_tx_vring(&self, i: u16) -> Option<TxVringGuard<'_>> {
+        let l = self.tx_locks.get(usize::from(i))?;
+        while l.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while l.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        }
+        Some(TxVringGuard(l))
+    }
+
+    /// Own data path: who served vring `i` last (a handle's token), and a new one.
+    #[inline(always)]
+    pub fn tx_owner(&self, i: u16) -> u64 {
+        self.tx_owner.get(usize::from(i)).map_or(0, |o| o.load(Ordering::Relaxed))
+    }
+
+    #[inline(always)]
+    pub fn set_tx_owner(&self, i: u16, token: u64) {
+        if let Some(o) = self.tx_owner.get(usize::from(i)) {
+            o.store(token, Ordering::Relaxed);
         }
     }
 
@@ -372,6 +412,8 @@ impl VhostPort {
             device: Mutex::new(None),
             positions: [const { AtomicU32::new(0) }; MAX_VRINGS],
             paused: AtomicBool::new(false),
+            tx_locks: [const { AtomicBool::new(false) }; MAX_VRINGS],
+            tx_owner: [const { AtomicU64::new(0) }; MAX_VRINGS],
         });
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).slots.push(slot.clone());
         let port = VhostPort { slot, cpath, role, started: false };
