@@ -427,10 +427,14 @@ fn drop_all(s: &mut Served, n: usize, chains: &mut [Chain], rxc: &PortCounters, 
 }
 
 /// The header a receiver gets for a frame sent with `h`: offloads are not negotiated on
-/// this path (yet), so a plain header.
+/// this path (yet), so a plain header, in one buffer (`num_buffers` 1: §5.1.6.3.1, also
+/// without mergeable buffers; `fill` sets it for several).
 fn plain(_h: NetHdr) -> NetHdr {
-    NetHdr::default()
+    ONE_BUFFER
 }
+
+/// A plain header for a frame in one receive buffer.
+const ONE_BUFFER: NetHdr = NetHdr { flags: 0, gso_type: 0, hdr_len: 0, gso_size: 0, csum_start: 0, csum_offset: 0, num_buffers: 1 };
 
 /// Send side of an own-path queue pair: the guest's RX vring (2·pair), picked among the
 /// enabled pairs like the library path's.
@@ -520,7 +524,7 @@ impl OwnTxQueue {
                 let f = BytesFrame(bytes);
                 let flen = f.len();
                 if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut hint) {
-                    if dspan.write_array(0, &NetHdr::default().to_bytes()) && f.copy_to(0, &dspan, fmt.hdr_len, flen) {
+                    if dspan.write_array(0, &ONE_BUFFER.to_bytes()) && f.copy_to(0, &dspan, fmt.hdr_len, flen) {
                         o.vq.put(dh, fmt.hdr_len + flen);
                         sent += 1;
                     } else {
