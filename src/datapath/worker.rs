@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
 
-use crate::datapath::bridge::fwd::{self, Bridge};
+use crate::datapath::bridge::fwd::{self, Bridge, Decision};
+use crate::datapath::bridge::vlan::TagEdit;
 use crate::datapath::reload::{ReloadBarrier, WorkerReload};
 use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
 use crate::datapath::vring::port::{Fwd, OwnRxQueue, OwnTxQueue};
@@ -151,6 +152,20 @@ impl Tx {
         let mut go = |q: &mut TxQueue| match q {
             TxQueue::Own(o) => rq.forward(o, max, retries, now, hold, rxc, txc),
             _ => Fwd::default(),
+        };
+        match self {
+            Tx::Own(q) => go(q),
+            Tx::Shared(q) => q.with(go),
+        }
+    }
+
+    /// The bridge's frames from `rq` (see [`OwnTxQueue::put_frames`]); only for
+    /// [`Tx::is_own`].
+    #[inline(always)]
+    fn put_frames(&mut self, rq: &OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
+        let go = |q: &mut TxQueue| match q {
+            TxQueue::Own(o) => o.put_frames(rq, at, n, edit, c),
+            _ => (0, 0),
         };
         match self {
             Tx::Own(q) => go(q),
@@ -416,6 +431,49 @@ impl Worker {
                     continue;
                 }
             }
+            // A bridge on the own vhost path: decisions on the frames' first bytes, each
+            // frame copied from the guest straight to where it goes.
+            if let (Rx::Own(rq), Action::Bridge(br, member)) = (&mut p.rx, &p.action) {
+                let t0 = rdtsc();
+                let rxc = &stats.ports[p.rx_port];
+                let (good, taken, bytes) = rq.peek(self.burst, rxc);
+                if taken == 0 {
+                    continue;
+                }
+                bump(&rxc.rx_packets, good as u64);
+                bump(&rxc.rx_bytes, bytes);
+                let k = fwd::classify_burst(br, self.index, *member, &rq.peeked_heads(), &mut self.scratch, self.clock.ms(t0));
+                let runs = fwd::plan_runs(br, *member, &mut self.scratch, k);
+                let mut at = 0;
+                for &(len, dec) in runs {
+                    match dec {
+                        Decision::To(m, edit) => {
+                            own_deliver(rq, at, len, edit, br.members[usize::from(m)].port, txs, batch, &self.pool, self.tx_retries, stats)
+                        }
+                        Decision::Flood { tag, vid } => {
+                            let mut any = false;
+                            for (i, m) in br.members.iter().enumerate() {
+                                if i != *member {
+                                    if let Some(e) = fwd::edit_for(m, fwd::tag_of(tag), vid) {
+                                        own_deliver(rq, at, len, e, m.port, txs, batch, &self.pool, self.tx_retries, stats);
+                                        any = true;
+                                    }
+                                }
+                            }
+                            if !any {
+                                rxc.drop(DropCause::Filtered, len as u64);
+                            }
+                        }
+                        Decision::Drop(c) => rxc.drop(c, len as u64),
+                    }
+                    at += len;
+                }
+                rq.finish();
+                moved += good as u64;
+                bump(&p.counters.packets, good as u64);
+                bump(&p.counters.busy_cycles, rdtsc() - t0);
+                continue;
+            }
             let n = p.rx.burst(batch, self.burst, &stats.ports[p.rx_port]);
             if n == 0 {
                 continue;
@@ -574,6 +632,45 @@ impl MsClock {
     pub fn ms(&self, tsc: u64) -> u64 {
         ((u128::from(tsc) * u128::from(self.recip)) >> 64) as u64
     }
+}
+
+/// Delivers peeked frames `at..at + n` of `rq`, edited, to switch port `port`: guest to
+/// guest when that is an own-path vhost port, else through mbufs (allocated in `batch`,
+/// which is empty here) and the port's usual send with its retries and drop accounting.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn own_deliver(
+    rq: &OwnRxQueue,
+    at: usize,
+    n: usize,
+    edit: TagEdit,
+    port: usize,
+    txs: &mut [Option<Tx>],
+    batch: &mut Batch,
+    pool: &Mempool,
+    retries: u32,
+    stats: &WorkerStats,
+) {
+    let c = &stats.ports[port];
+    let Some(t) = txs[port].as_mut() else {
+        c.drop(DropCause::PortDown, n as u64);
+        return;
+    };
+    if t.is_own() {
+        let (sent, bytes) = t.put_frames(rq, at, n, edit, c);
+        bump(&c.tx_packets, sent as u64);
+        bump(&c.tx_bytes, bytes);
+        return;
+    }
+    if !batch.alloc_fill(pool, n, |i, room| rq.frame_bytes(at + i, edit, room)) {
+        c.drop(DropCause::NoMbuf, n as u64);
+        return;
+    }
+    let copied = batch.len();
+    batch.drop_empty();
+    c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
+    let bytes = batch.bytes();
+    send(t, batch, bytes, retries, c);
 }
 
 /// Counts a guest-to-guest burst: what arrived on the ingress, what left on the egress,

@@ -66,7 +66,7 @@ impl Bridge {
 
 /// What to do with a packet on one egress member.
 #[inline(always)]
-fn edit_for(m: &Member, tag: Option<u16>, vlan: u16) -> Option<TagEdit> {
+pub fn edit_for(m: &Member, tag: Option<u16>, vlan: u16) -> Option<TagEdit> {
     vlan::tag_edit(tag, vlan::egress(&m.vlan, vlan))
 }
 
@@ -100,6 +100,8 @@ fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
 pub struct Scratch {
     keys: Box<[RunKey]>,
     memo: Memo,
+    /// The second pass's runs: (length, decision).
+    runs: Box<[(usize, Decision)]>,
 }
 
 /// A decision and what it is a function of: the bridge configuration, the ingress
@@ -118,6 +120,7 @@ impl Default for Scratch {
             keys: vec![RunKey::NONE; MAX_BURST].into_boxed_slice(),
             // RunKey::NONE is no packet's key.
             memo: Memo { bridge: u64::MAX, ingress: 0, key: RunKey::NONE, dec: Decision::Drop(DropCause::Runt) },
+            runs: vec![(0, Decision::Drop(DropCause::Runt)); MAX_BURST].into_boxed_slice(),
         }
     }
 }
@@ -125,17 +128,17 @@ impl Default for Scratch {
 /// A frame's 802.1Q tag as received, in one integer: its VID (0-4095; 0 a priority
 /// tag) or [`NO_TAG`]. (An `Option<u16>` is a pair the compiler may assemble in memory
 /// and copy with one wide load; see [`RunKey`].)
-type RawTag = u16;
+pub type RawTag = u16;
 const NO_TAG: RawTag = u16::MAX;
 
 #[inline(always)]
-fn tag_of(t: RawTag) -> Option<u16> {
+pub fn tag_of(t: RawTag) -> Option<u16> {
     (t != NO_TAG).then_some(t)
 }
 
 /// Where a run of packets goes.
-#[derive(Clone, Copy)]
-enum Decision {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
     /// To one member, with this tag edit.
     To(u8, TagEdit),
     Flood {
@@ -190,12 +193,52 @@ pub fn forward(
     rxc: &PortCounters,
     now_ms: u64,
 ) -> Option<usize> {
+    let n = classify_burst(br, worker, ingress, batch, scratch, now_ms);
+    let runs = plan_runs(br, ingress, scratch, n);
+    if let [(len, Decision::To(m, TagEdit::None))] = *runs {
+        if len == batch.len() {
+            // One run, every packet unchanged to one member (a two-port bridge's usual
+            // burst): left where it is, for the caller to send as received.
+            return Some(usize::from(m));
+        }
+    }
+    let mut drops = [0u64; N_CAUSES];
+    for &(len, dec) in runs {
+        apply_run(br, ingress, batch, len, dec, outs, pool, &mut drops);
+    }
+    // Anything left (only if the first pass saw fewer packets than the batch holds,
+    // which it cannot) is freed and counted rather than leaked.
+    drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
+    for c in DropCause::ALL {
+        if drops[c as usize] > 0 {
+            rxc.drop(c, drops[c as usize]);
+        }
+    }
+    None
+}
+
+/// Where the first pass reads each frame's first bytes from: a burst of mbufs, or the
+/// header copies the own vhost path took from guest memory.
+pub trait Heads {
+    fn for_each_head(&self, f: impl FnMut(&[u8]));
+}
+
+impl Heads for Batch {
+    #[inline(always)]
+    fn for_each_head(&self, mut f: impl FnMut(&[u8])) {
+        self.for_each(|d, _| f(d));
+    }
+}
+
+/// The first pass over a burst: for each frame (at most MAX_BURST) its [`RunKey`] in
+/// `scratch`, with learning requests on the way (see [`forward`]). Returns the count.
+#[inline(always)]
+pub fn classify_burst(br: &Bridge, worker: usize, ingress: usize, heads: &impl Heads, scratch: &mut Scratch, now_ms: u64) -> usize {
     let me = &br.members[ingress];
     let table = &*br.table;
     // A fixed array and a local count (not a Vec's length in memory, which each push
     // would store and the next reload).
-    let Scratch { keys, memo } = scratch;
-    let keys = &mut keys[..];
+    let keys = &mut scratch.keys[..];
     let mut n = 0usize;
     let mut prev: Option<u128> = None;
     let mut key = RunKey::NONE;
@@ -203,8 +246,8 @@ pub fn forward(
     // The last destination's key and the port it was learned on (no frame's destination
     // has key 0).
     let mut dst = (0u64, FLOOD);
-    batch.for_each(|d, _| {
-        // A batch holds at most MAX_BURST packets, the array's length.
+    heads.for_each_head(|d| {
+        // A burst holds at most MAX_BURST packets, the array's length.
         let Some(slot) = keys.get_mut(n) else { return };
         n += 1;
         match d.get(..HEAD) {
@@ -224,37 +267,35 @@ pub fn forward(
         }
         *slot = key;
     });
-    let pre = &keys[..n];
-    let mut drops = [0u64; N_CAUSES];
-    // The second pass: runs of equal keys, each decided once (and most often not at
-    // all: the last decision is remembered from burst to burst).
-    let (mut run_at, mut run_key, mut run_dec) = (0usize, RunKey::NONE, Decision::Drop(DropCause::Runt));
-    for (i, &k) in pre.iter().enumerate() {
+    n
+}
+
+/// The second pass over the first `n` keys: runs of equal keys, each with its decision
+/// (decided once per run, and most often not at all: the last decision is remembered
+/// from burst to burst), as (length, decision) in order.
+#[inline(always)]
+pub fn plan_runs<'s>(br: &Bridge, ingress: usize, scratch: &'s mut Scratch, n: usize) -> &'s [(usize, Decision)] {
+    let Scratch { keys, memo, runs } = scratch;
+    let n = n.min(keys.len());
+    let (mut r, mut start) = (0usize, 0usize);
+    let mut run_key = RunKey::NONE;
+    // Per packet one compare; a run's length is written when the next one starts.
+    for (i, &k) in keys[..n].iter().enumerate() {
         if k != run_key {
-            apply_run(br, ingress, batch, i - run_at, run_dec, outs, pool, &mut drops);
+            if r > 0 {
+                runs[r - 1].0 = i - start;
+            }
             if (memo.bridge, memo.ingress, memo.key) != (br.id, ingress, k) {
                 *memo = Memo { bridge: br.id, ingress, key: k, dec: decide(br, ingress, k) };
             }
-            (run_at, run_key, run_dec) = (i, k, memo.dec);
+            runs[r] = (0, memo.dec);
+            (r, start, run_key) = (r + 1, i, k);
         }
     }
-    if let Decision::To(m, TagEdit::None) = run_dec {
-        if run_at == 0 && pre.len() == batch.len() {
-            // One run, every packet unchanged to one member (a two-port bridge's usual
-            // burst): left where it is, for the caller to send as received.
-            return Some(usize::from(m));
-        }
+    if r > 0 {
+        runs[r - 1].0 = n - start;
     }
-    apply_run(br, ingress, batch, pre.len() - run_at, run_dec, outs, pool, &mut drops);
-    // Anything left (only if the first pass saw fewer packets than the batch holds,
-    // which it cannot) is freed and counted rather than leaked.
-    drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
-    for c in DropCause::ALL {
-        if drops[c as usize] > 0 {
-            rxc.drop(c, drops[c as usize]);
-        }
-    }
-    None
+    &runs[..r]
 }
 
 /// The header bytes the first pass reads: the MAC addresses, the ethertype and the

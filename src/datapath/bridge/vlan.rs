@@ -418,6 +418,35 @@ pub fn rewrite_in_place(frame: &mut [u8], vid: u16) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// The front of a frame after `edit`, for a copy that applies it on the way (the own
+/// vhost path): the new first bytes (`head[..n]`) and how many of the old frame's first
+/// bytes they replace (`cut`), from the frame's first 16 bytes `first` (a frame of `len`
+/// bytes). None when the edit does not apply (pop or rewrite of an untagged frame, a
+/// frame shorter than its addresses).
+#[inline(always)]
+pub fn edited_head(first: &[u8; 16], len: usize, edit: TagEdit) -> Option<([u8; 16], usize, u32)> {
+    let mut head = [0u8; 16];
+    head[..MACS_LEN].copy_from_slice(&first[..MACS_LEN]);
+    let tagged = len >= MACS_LEN + TAG_LEN && first[MACS_LEN..MACS_LEN + 2] == TPID.to_be_bytes();
+    match edit {
+        TagEdit::None => Some((head, 0, 0)),
+        _ if len < MACS_LEN => None,
+        TagEdit::Push(vid) => {
+            head[MACS_LEN..MACS_LEN + 2].copy_from_slice(&TPID.to_be_bytes());
+            head[MACS_LEN + 2..].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            Some((head, 16, MACS_LEN as u32))
+        }
+        TagEdit::Pop if tagged => Some((head, MACS_LEN, (MACS_LEN + TAG_LEN) as u32)),
+        TagEdit::Rewrite(vid) if tagged => {
+            let tci = u16::from_be_bytes([first[MACS_LEN + 2], first[MACS_LEN + 3]]);
+            head[MACS_LEN..MACS_LEN + 2].copy_from_slice(&TPID.to_be_bytes());
+            head[MACS_LEN + 2..].copy_from_slice(&((tci & 0xf000) | (vid & 0x0fff)).to_be_bytes());
+            Some((head, 16, 16))
+        }
+        TagEdit::Pop | TagEdit::Rewrite(_) => None,
+    }
+}
+
 /// Applies `edit` to an owned frame (tests and fixtures; the data plane edits mbufs with
 /// the in-place functions). Allocates.
 ///
@@ -657,5 +686,40 @@ mod tests {
         assert_eq!(out(&trunk("trunk:20")), Some(tagged20.clone()));
         assert_eq!(out(&trunk("trunk:30,native=20")).map(|f| vlan_tag(&f)), Some(None));
         assert_eq!(out(&VlanMode::Access(10)), None);
+    }
+
+    /// The edit a copy applies on the way gives the same bytes as the in-place edit, for
+    /// every edit and tagged or untagged frames.
+    #[test]
+    fn edited_head_matches_the_in_place_edits() {
+        let untagged: Vec<u8> = (0..64u8)
+            .map(|i| {
+                if i == 12 {
+                    0x08
+                } else if i == 13 {
+                    0
+                } else {
+                    i.wrapping_mul(7)
+                }
+            })
+            .collect();
+        let mut tagged = untagged.clone();
+        // VID 10 with PCP 5 (a rewrite keeps it).
+        tagged.splice(12..12, [0x81, 0x00, 0xa0, 0x0a]);
+        for frame in [&untagged, &tagged] {
+            for edit in [TagEdit::None, TagEdit::Push(20), TagEdit::Pop, TagEdit::Rewrite(30)] {
+                let first: [u8; 16] = frame[..16].try_into().unwrap();
+                let mut want = frame.clone();
+                let ok = apply_edit_vec(&mut want, edit).is_ok();
+                match edited_head(&first, frame.len(), edit) {
+                    Some((head, n, cut)) => {
+                        assert!(ok, "{edit:?}");
+                        let got = [&head[..n], &frame[cut as usize..]].concat();
+                        assert_eq!(got, want, "{edit:?} on {} frame", if frame[12] == 0x81 { "tagged" } else { "untagged" });
+                    }
+                    None => assert!(!ok, "{edit:?}: the in-place edit applies but the copy's does not"),
+                }
+            }
+        }
     }
 }

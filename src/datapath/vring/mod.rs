@@ -54,11 +54,12 @@ pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Cha
 
 /// The fast path of [`tx_frame`]: the `k`-th chain is one descriptor that holds the
 /// header and the frame (what virtio-user and Linux send for short frames). Returns its
-/// head, the descriptor's buffer and the header; None sends the caller to `tx_frame`.
+/// head, the buffer (as checked, and as a span) and the header; None sends the caller to
+/// `tx_frame`.
 /// The descriptor is read once and meets every rule of the chain walk (one readable
 /// buffer inside guest memory, no NEXT, no INDIRECT, no longer than [`MAX_FRAME`]).
 #[inline(always)]
-pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<(u16, Span<'v>, NetHdr)> {
+pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<(u16, chain::Seg, Span<'v>, NetHdr)> {
     let head = vq.head(k);
     let ring = vq.ring();
     if head >= ring.size() {
@@ -74,7 +75,7 @@ pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<
     if hdr_len < HDR_MAX as u32 {
         h.num_buffers = 0;
     }
-    Some((head, span, h))
+    Some((head, chain::Seg { gpa: d.addr, len: d.len }, span, h))
 }
 
 /// The fast path of [`rx_reserve`]: the `k`-th chain (of `avail`) is one writable

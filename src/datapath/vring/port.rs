@@ -19,9 +19,11 @@ use crate::dpdk::vhost::own::{bits, OwnDevice};
 use crate::dpdk::vhost::PairClaim;
 
 use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
+use super::net::{self, BytesFrame, EditedFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
 use super::queue::{Broken, Vq};
 use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use crate::datapath::bridge::fwd::Heads;
+use crate::datapath::bridge::vlan::{edited_head, TagEdit};
 use crate::guest::Span;
 
 /// The cause a refused chain is counted under.
@@ -101,11 +103,24 @@ pub struct OwnRxQueue {
     chains: Box<[Chain]>,
     /// When frames began to be held back for want of receive buffers (0: they are not).
     held_since: u64,
+    /// A peeked burst (see [`OwnRxQueue::peek`]): each good frame's first bytes and
+    /// length, and the heads of every chain taken (good or refused) to return.
+    heads: Box<[([u8; 16], u32)]>,
+    taken: Box<[u16]>,
+    peeked: (usize, usize),
 }
 
 impl OwnRxQueue {
     pub fn new(claim: PairClaim, pool: Arc<Mempool>) -> OwnRxQueue {
-        OwnRxQueue { side: Side::new(claim, true), pool, chains: vec![Chain::default(); MAX_BURST].into_boxed_slice(), held_since: 0 }
+        OwnRxQueue {
+            side: Side::new(claim, true),
+            pool,
+            chains: vec![Chain::default(); MAX_BURST].into_boxed_slice(),
+            held_since: 0,
+            heads: vec![([0u8; 16], 0); MAX_BURST].into_boxed_slice(),
+            taken: vec![0u16; MAX_BURST].into_boxed_slice(),
+            peeked: (0, 0),
+        }
     }
 
     fn vring(&self) -> u16 {
@@ -246,7 +261,7 @@ impl OwnRxQueue {
                 let k = taken as u16;
                 // The source frame: one descriptor, or a chain.
                 let (head, h, frame) = match tx_one(&s.vq, k, hdr, &mut shint) {
-                    Some((head, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
+                    Some((head, _, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
                     None => {
                         let c = &mut chains[taken];
                         match tx_frame(&mut s.vq, k, hdr, indirect, c) {
@@ -386,6 +401,169 @@ impl Frame for Src<'_> {
     }
 }
 
+impl OwnRxQueue {
+    /// For decisions made per frame (the bridge): takes up to `max` frames the guest sent
+    /// and reads each one's first 16 bytes, without copying any frame yet. Refused chains
+    /// are counted in `rxc` and only returned. Returns (frames, chains taken, the frames'
+    /// bytes); the frames
+    /// are then [`OwnRxQueue::frame`]`(0..frames)`, delivered with
+    /// [`OwnTxQueue::put_frames`] or [`OwnRxQueue::frame_bytes`], and all returned to the
+    /// guest by [`OwnRxQueue::finish`].
+    pub fn peek(&mut self, max: usize, rxc: &PortCounters) -> (usize, usize, u64) {
+        self.peeked = (0, 0);
+        let Some(s) = self.side.served.as_mut() else { return (0, 0, 0) };
+        let n = match s.vq.pending() {
+            Ok(n) => usize::from(n).min(max).min(MAX_BURST),
+            Err(Broken) => return (0, 0, 0),
+        };
+        let hdr = s.dev.hdr_len();
+        let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+        let (mut good, mut bytes) = (0usize, 0u64);
+        let mut hint = s.vq.hint;
+        for k in 0..n {
+            let c = &mut self.chains[good];
+            // One descriptor (the common case) as a one-buffer chain, else the walk.
+            let mut first = None;
+            let ok = match tx_one(&s.vq, k as u16, hdr, &mut hint) {
+                Some((head, seg, span, _)) => {
+                    c.head = head;
+                    c.n = 1;
+                    c.total = seg.len;
+                    c.segs[0] = seg;
+                    first = span.read_array::<16>(hdr);
+                    true
+                }
+                None => match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        self.taken[k] = s.vq.head(k as u16);
+                        rxc.drop(cause(e), 1);
+                        false
+                    }
+                },
+            };
+            if ok {
+                self.taken[k] = c.head;
+                let f = GuestFrame::of(&s.dev.mem, c, hdr);
+                let h = &mut self.heads[good];
+                h.1 = f.len();
+                match first {
+                    Some(b) => h.0 = b,
+                    None => {
+                        f.read(0, &mut h.0);
+                    }
+                }
+                bytes += u64::from(h.1);
+                good += 1;
+            }
+        }
+        s.vq.hint = hint;
+        self.peeked = (good, n);
+        (good, n, bytes)
+    }
+
+    /// The peeked frames' first bytes, for the bridge's first pass.
+    pub fn peeked_heads(&self) -> PeekedHeads<'_> {
+        PeekedHeads(&self.heads[..self.peeked.0])
+    }
+
+    /// Returns every chain [`OwnRxQueue::peek`] took, in one used-index publish.
+    pub fn finish(&mut self) {
+        let (_, n) = std::mem::take(&mut self.peeked);
+        let Some(s) = self.side.served.as_mut() else { return };
+        s.vq.take(n as u16);
+        for &h in &self.taken[..n] {
+            s.vq.put(h, 0);
+        }
+        if s.vq.publish() {
+            s.dev.notify(s.vring);
+        }
+    }
+
+    /// Peeked frame `k` with `edit` applied on the way (None if the edit does not apply,
+    /// or k is past the peeked frames). Inlined: returned through memory, the frame would
+    /// be stored field by field and loaded whole — a store-forwarding stall per frame
+    /// (measured: most of the bridge's own-path cycles).
+    #[inline(always)]
+    pub fn frame(&self, k: usize, edit: TagEdit) -> Option<PeekedFrame<'_>> {
+        let s = self.side.served.as_ref()?;
+        let (first, len) = self.heads.get(k).filter(|_| k < self.peeked.0)?;
+        let (head, n, cut) = edited_head(first, *len as usize, edit)?;
+        let c = &self.chains[k];
+        let mut hint = 0;
+        let one = if c.n == 1 { s.dev.mem.span(c.segs[0].gpa, c.segs[0].len, &mut hint) } else { None };
+        Some(PeekedFrame { inner: GuestFrame::of(&s.dev.mem, c, s.dev.hdr_len()), one, head, n, cut })
+    }
+
+    /// Copies peeked frame `k` with `edit` into `room` (an mbuf's buffer); returns its
+    /// length, 0 when it does not fit or the edit does not apply.
+    pub fn frame_bytes(&self, k: usize, edit: TagEdit, room: &mut [u8]) -> usize {
+        let Some(f) = self.frame(k, edit) else { return 0 };
+        let len = f.len() as usize;
+        if len > room.len() {
+            return 0;
+        }
+        let h = f.n.min(len);
+        room[..h].copy_from_slice(&f.head[..h]);
+        let got = f.inner.read(f.cut, &mut room[h..len]);
+        if h + got == len {
+            len
+        } else {
+            0
+        }
+    }
+}
+
+/// The first bytes of a peeked burst's frames (see `bridge::fwd::Heads`).
+pub struct PeekedHeads<'a>(&'a [([u8; 16], u32)]);
+
+impl Heads for PeekedHeads<'_> {
+    #[inline(always)]
+    fn for_each_head(&self, mut f: impl FnMut(&[u8])) {
+        for (h, len) in self.0 {
+            f(&h[..(*len as usize).min(16)]);
+        }
+    }
+}
+
+/// A peeked frame as a copy source, its front rewritten by a VLAN edit.
+pub struct PeekedFrame<'a> {
+    inner: GuestFrame<'a>,
+    /// The frame's buffer when it is one descriptor (the common case: copied from the
+    /// span directly, without walking segments).
+    one: Option<Span<'a>>,
+    head: [u8; 16],
+    n: usize,
+    cut: u32,
+}
+
+impl Frame for PeekedFrame<'_> {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.inner.len() - self.cut + self.n as u32
+    }
+
+    #[inline(always)]
+    fn copy_to(&self, off: u32, dst: &Span<'_>, dst_off: u32, n: u32) -> bool {
+        let Some(one) = &self.one else {
+            return EditedFrame { inner: &self.inner, head: &self.head[..self.n], cut: self.cut }.copy_to(off, dst, dst_off, n);
+        };
+        // The new front, then the rest of the frame from its one buffer.
+        let h = self.n as u32;
+        let (mut off, mut dst_off, mut n) = (off, dst_off, n);
+        if off < h {
+            let k = (h - off).min(n);
+            if !dst.write(dst_off, &self.head[off as usize..(off + k) as usize]) {
+                return false;
+            }
+            (off, dst_off, n) = (off + k, dst_off + k, n - k);
+        }
+        n == 0
+            || (u64::from(off) + u64::from(n) <= u64::from(self.len())
+                && one.copy_to(self.inner.skip + self.cut + off - h, dst, dst_off, n))
+    }
+}
+
 /// What [`OwnRxQueue::forward`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fwd {
@@ -493,6 +671,77 @@ impl OwnTxQueue {
         let r = f(s, &mut self.chains, &mut self.gather);
         slot.set_position(s.vring, s.vq.positions());
         Some(r)
+    }
+
+    /// Copies peeked frames `at..at + n` of `rq` with `edit` applied into the guest's
+    /// receive buffers; what does not fit is dropped (tx_full: a bridge does not hold a
+    /// burst back for one slow member) and counted in `c` with the frames its buffers
+    /// refuse. Returns (frames sent, their bytes).
+    pub fn put_frames(&mut self, rq: &OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
+        self.locked(|o, chains, _| {
+            let Ok(avail) = o.vq.pending() else { return (0, 0) };
+            let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
+            let indirect = o.dev.has(bits::RING_F_INDIRECT_DESC);
+            let (mut sent, mut bytes, mut out_k) = (0usize, 0u64, 0u16);
+            let mut written = [0u32; 64];
+            let mut hint = o.vq.hint;
+            for k in at..at + n {
+                let Some(f) = rq.frame(k, edit) else {
+                    c.drop(DropCause::NoMbuf, 1);
+                    continue;
+                };
+                let flen = f.len();
+                if let Some((dh, dspan)) = rx_one(&o.vq, out_k, avail, fmt.hdr_len + flen, &mut hint) {
+                    if dspan.write_array(0, &ONE_BUFFER.to_bytes()) && f.copy_to(0, &dspan, fmt.hdr_len, flen) {
+                        o.vq.put(dh, fmt.hdr_len + flen);
+                        sent += 1;
+                        bytes += u64::from(flen);
+                    } else {
+                        o.vq.put(dh, 0);
+                        c.drop(DropCause::GuestBadAddr, 1);
+                    }
+                    out_k += 1;
+                    continue;
+                }
+                match rx_reserve(&mut o.vq, out_k, avail, fmt, indirect, flen, chains) {
+                    Ok(m) => {
+                        let bufs = &chains[..usize::from(m)];
+                        let w = &mut written[..usize::from(m)];
+                        if net::fill(&o.dev.mem, fmt, NetHdr::default(), &f, bufs, w) {
+                            for (b, &len) in bufs.iter().zip(w.iter()) {
+                                o.vq.put(b.head, len);
+                            }
+                            sent += 1;
+                            bytes += u64::from(flen);
+                        } else {
+                            for b in bufs {
+                                o.vq.put(b.head, 0);
+                            }
+                            c.drop(DropCause::GuestBadAddr, 1);
+                        }
+                        out_k += m;
+                    }
+                    Err((RxError::NoRoom, _)) => c.drop(DropCause::TxFull, 1),
+                    Err((e, m)) => {
+                        for b in &chains[..usize::from(m)] {
+                            o.vq.put(b.head, 0);
+                        }
+                        out_k += m;
+                        c.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                    }
+                }
+            }
+            o.vq.hint = hint;
+            o.vq.take(out_k);
+            if o.vq.publish() {
+                o.dev.notify(o.vring);
+            }
+            (sent, bytes)
+        })
+        .unwrap_or_else(|| {
+            c.drop(DropCause::PortDown, n as u64);
+            (0, 0)
+        })
     }
 
     /// Copies the batch's packets into the guest's receive buffers (and frees them) until
