@@ -117,7 +117,7 @@ pub struct RunArgs {
 
     /// Who serves vhost-user rings: own (pmdswitch's virtqueue code: guest to guest in one
     /// copy, checksum and TSO offloads passed through) or lib (rte_vhost's enqueue and
-    /// dequeue through mbufs; needed for live migration) [default: lib].
+    /// dequeue through mbufs; needed for live migration) [default: own].
     #[arg(long, value_name = "PATH")]
     pub vhost_datapath: Option<String>,
 
@@ -296,9 +296,10 @@ pub struct GenArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct BenchArgs {
-    /// Device under test: pmdswitch, testpmd (io forwarding over net_vhost) or ovs
-    /// (Debian's openvswitch-switch-dpdk, two dpdkvhostuser ports, port-to-port flows)
-    /// [default: pmdswitch].
+    /// Device under test: pmdswitch (cross-connect), pmdswitch-bridge, pmdswitch-adaptive,
+    /// pmdswitch-lib and pmdswitch-bridge-lib (the same on rte_vhost's data path),
+    /// testpmd (io forwarding over net_vhost), ovs (Debian's openvswitch-switch-dpdk,
+    /// two dpdkvhostuser ports, port-to-port flows) or ovs-normal [default: pmdswitch].
     #[arg(long, value_name = "DUT")]
     pub dut: Option<String>,
 

@@ -25,6 +25,10 @@ pub enum Dut {
     PmdswitchAdaptive,
     /// `pmdswitch run --bridge br0=a,b` (MAC learning and lookups per packet).
     PmdswitchBridge,
+    /// The cross-connect and the bridge on the library's vhost data path (rte_vhost
+    /// enqueue/dequeue through mbufs), next to the own path's above.
+    PmdswitchLib,
+    PmdswitchBridgeLib,
     Testpmd,
     /// OVS-DPDK with port-to-port OpenFlow rules.
     Ovs,
@@ -32,7 +36,16 @@ pub enum Dut {
     OvsNormal,
 }
 
-const DUTS: [Dut; 6] = [Dut::Pmdswitch, Dut::PmdswitchAdaptive, Dut::PmdswitchBridge, Dut::Testpmd, Dut::Ovs, Dut::OvsNormal];
+const DUTS: [Dut; 8] = [
+    Dut::Pmdswitch,
+    Dut::PmdswitchAdaptive,
+    Dut::PmdswitchBridge,
+    Dut::PmdswitchLib,
+    Dut::PmdswitchBridgeLib,
+    Dut::Testpmd,
+    Dut::Ovs,
+    Dut::OvsNormal,
+];
 
 impl Dut {
     pub fn parse(s: &str) -> Result<Dut, String> {
@@ -45,6 +58,8 @@ impl Dut {
             Dut::Pmdswitch => "pmdswitch",
             Dut::PmdswitchAdaptive => "pmdswitch-adaptive",
             Dut::PmdswitchBridge => "pmdswitch-bridge",
+            Dut::PmdswitchLib => "pmdswitch-lib",
+            Dut::PmdswitchBridgeLib => "pmdswitch-bridge-lib",
             Dut::Testpmd => "testpmd",
             Dut::Ovs => "ovs",
             Dut::OvsNormal => "ovs-normal",
@@ -69,7 +84,7 @@ pub fn check_dut(d: Dut) -> Result<(), String> {
         );
     }
     let need = match d {
-        Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge => return Ok(()),
+        Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge | Dut::PmdswitchLib | Dut::PmdswitchBridgeLib => return Ok(()),
         Dut::Testpmd => "dpdk-testpmd",
         Dut::Ovs | Dut::OvsNormal => "ovsdb-server",
     };
@@ -136,7 +151,7 @@ impl Bed {
         let prefix = self.next(dut.name());
         let log = self.cfg.logs.join(format!("{prefix}.log"));
         match dut {
-            Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge => {
+            Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge | Dut::PmdswitchLib | Dut::PmdswitchBridgeLib => {
                 let sj = self.cfg.scratch.join(format!("{prefix}.json"));
                 let ctl = self.cfg.scratch.join(format!("{prefix}.ctl"));
                 let mut c = Command::new(&self.cfg.exe);
@@ -145,10 +160,12 @@ impl Bed {
                     .arg("--port")
                     .arg(format!("b=vhost-server:{}", sb.display()));
                 match dut {
-                    Dut::PmdswitchBridge => c.args(["--bridge", "br0=a,b"]),
+                    Dut::PmdswitchBridge | Dut::PmdswitchBridgeLib => c.args(["--bridge", "br0=a,b"]),
                     Dut::PmdswitchAdaptive => c.args(["--xconnect", "a,b", "--idle", "adaptive"]),
                     _ => c.args(["--xconnect", "a,b"]),
                 };
+                let lib = matches!(dut, Dut::PmdswitchLib | Dut::PmdswitchBridgeLib);
+                c.args(["--vhost-datapath", if lib { "lib" } else { "own" }]);
                 c.args(["--cores", &self.cfg.dut_core.to_string(), "--stats-json"]).arg(&sj);
                 c.arg("--ctl").arg(&ctl);
                 c.args(["--", "-l", &self.cfg.gen_core.to_string(), &format!("--file-prefix={prefix}")]);

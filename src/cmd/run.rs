@@ -157,7 +157,7 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if mac_capacity == 0 || mac_capacity > table::MAX_CAPACITY {
         return usage(format!("--mac-capacity {mac_capacity} is out of range: use 1 to {}", table::MAX_CAPACITY));
     }
-    let datapath = match a.vhost_datapath.as_deref().unwrap_or("lib") {
+    let datapath = match a.vhost_datapath.as_deref().unwrap_or("own") {
         "lib" => Datapath::Lib,
         "own" => Datapath::Own,
         other => return usage(format!("--vhost-datapath '{other}' is not a data path: use own or lib")),

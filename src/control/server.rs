@@ -183,6 +183,7 @@ impl Server {
                 "tx_packets": t.tx_packets - b.tx_packets,
                 "rx_bytes": t.rx_bytes - b.rx_bytes,
                 "tx_bytes": t.tx_bytes - b.tx_bytes,
+                "held": t.held - b.held,
                 "drops": drops,
             });
             if let Some(c) = p.connected {

@@ -8,4 +8,5 @@ pub mod gen;
 pub mod reload;
 pub mod stats;
 pub mod vring;
+pub mod wire;
 pub mod worker;
