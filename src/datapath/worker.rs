@@ -27,6 +27,9 @@ use crate::sys::idle::{self, Wake};
 use crate::sys::rdtsc;
 
 /// Where a worker receives from. An enum, not a trait object: dispatch once per burst.
+// A worker holds a handful of these in one Vec for its life; boxing the big variant
+// would add a pointer chase to every poll for no memory worth saving.
+#[allow(clippy::large_enum_variant)]
 pub enum Rx {
     Eth(EthRxQueue),
     /// A vhost port served by rte_vhost (mbufs).
@@ -162,8 +165,8 @@ impl Tx {
     /// The bridge's frames from `rq` (see [`OwnTxQueue::put_frames`]); only for
     /// [`Tx::is_own`].
     #[inline(always)]
-    fn put_frames(&mut self, rq: &OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
-        let go = |q: &mut TxQueue| match q {
+    fn put_frames(&mut self, rq: &mut OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
+        let mut go = |q: &mut TxQueue| match q {
             TxQueue::Own(o) => o.put_frames(rq, at, n, edit, c),
             _ => (0, 0),
         };
@@ -640,7 +643,7 @@ impl MsClock {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn own_deliver(
-    rq: &OwnRxQueue,
+    rq: &mut OwnRxQueue,
     at: usize,
     n: usize,
     edit: TagEdit,

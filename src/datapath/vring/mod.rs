@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod net;
+pub mod offload;
 pub mod port;
 pub mod queue;
 
@@ -46,7 +47,7 @@ pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Cha
     // the chain's own.
     let mut b = [0u8; HDR_MAX];
     let f = net::GuestFrame { mem: vq.ring().mem(), segs: out.segs(), skip: 0, len: out.total };
-    if out.total < hdr_len || f.read(0, &mut b[..hdr_len as usize]) < hdr_len as usize {
+    if out.total < hdr_len || f.read_some(0, &mut b[..hdr_len as usize]) < hdr_len as usize {
         return Err(ChainError::TooLong);
     }
     Ok(NetHdr::from_bytes(&b))

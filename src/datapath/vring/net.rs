@@ -70,6 +70,17 @@ pub trait Frame {
     /// Copies its bytes `off..off + n` to `dst` at `dst_off`; false if they are not there.
     fn copy_to(&self, off: u32, dst: &Span<'_>, dst_off: u32, n: u32) -> bool;
 
+    /// Copies its bytes `off..off + dst.len()` into `dst`; false if they are not there.
+    fn read(&self, off: u32, dst: &mut [u8]) -> bool;
+
+    /// The whole frame in `buf` (the slow paths that rewrite a frame: checksums, TCP
+    /// segmentation). False if its bytes are not all there.
+    fn gather(&self, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        buf.resize(self.len() as usize, 0);
+        self.read(0, buf)
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -91,7 +102,7 @@ impl<'a> GuestFrame<'a> {
 
     /// Copies the frame's bytes from `off` into `dst` (as many as there are); returns
     /// how many.
-    pub fn read(&self, mut off: u32, dst: &mut [u8]) -> usize {
+    pub fn read_some(&self, mut off: u32, dst: &mut [u8]) -> usize {
         let mut done = 0usize;
         let mut pos = 0u32; // offset of the current segment's first byte in the chain
         let mut hint = 0;
@@ -120,6 +131,10 @@ impl<'a> GuestFrame<'a> {
 impl Frame for GuestFrame<'_> {
     fn len(&self) -> u32 {
         self.len
+    }
+
+    fn read(&self, off: u32, dst: &mut [u8]) -> bool {
+        u64::from(off) + dst.len() as u64 <= u64::from(self.len) && self.read_some(off, dst) == dst.len()
     }
 
     #[inline]
@@ -159,6 +174,14 @@ impl Frame for BytesFrame<'_> {
         self.0.len() as u32
     }
 
+    fn read(&self, off: u32, dst: &mut [u8]) -> bool {
+        let o = off as usize;
+        self.0.get(o..o + dst.len()).is_some_and(|b| {
+            dst.copy_from_slice(b);
+            true
+        })
+    }
+
     #[inline]
     fn copy_to(&self, off: u32, dst: &Span<'_>, dst_off: u32, n: u32) -> bool {
         let (o, e) = (off as usize, off as usize + n as usize);
@@ -179,6 +202,16 @@ pub struct EditedFrame<'a, F: Frame> {
 impl<F: Frame> Frame for EditedFrame<'_, F> {
     fn len(&self) -> u32 {
         self.inner.len() - self.cut + self.head.len() as u32
+    }
+
+    fn read(&self, off: u32, dst: &mut [u8]) -> bool {
+        let h = self.head.len();
+        let o = off as usize;
+        let k = h.saturating_sub(o).min(dst.len());
+        if k > 0 {
+            dst[..k].copy_from_slice(&self.head[o..o + k]);
+        }
+        k == dst.len() || self.inner.read((o + k - h) as u32 + self.cut, &mut dst[k..])
     }
 
     fn copy_to(&self, off: u32, dst: &Span<'_>, mut dst_off: u32, mut n: u32) -> bool {
