@@ -4,12 +4,13 @@
 #
 #   scripts/vm.sh build
 #   scripts/vm.sh run --sock PATH [--server] --ip A.B.C.D/NN [--mac MAC] [--cmd "CMD"]
-#                     [--log FILE] [--timeout SECS]
+#                     [--log FILE] [--timeout SECS] [--no-guest-offloads]
 #
 # build      Once, cached in $PMDSWITCH_VM_CACHE (default /var/cache/pmdswitch-vm): Debian's
 #            kernel package downloaded and unpacked (not installed), its bzImage decompressed
 #            to an ELF vmlinux (TCG boots that via PVH in ~2 s, a bzImage far slower), the
-#            virtio_net modules, and a busybox initramfs. A second build does nothing.
+#            virtio_net modules, and a busybox initramfs with tests/tools/tcpblast (a TCP
+#            bulk transfer checking every byte). A second build does nothing.
 # run        Boot one guest (building first if needed) whose virtio-net is the vhost-user
 #            socket PATH. QEMU is the client (the backend must listen, pmdswitch
 #            vhost-server:PATH) unless --server: then QEMU listens and the backend connects
@@ -20,6 +21,9 @@
 #   --mac    default 52:54:00 + the address's last three bytes, so guests differ
 #   --log    console to FILE instead of stdout
 #   --timeout  kill the guest after SECS (default 0 = never)
+#   --no-guest-offloads  the guest's virtio-net refuses checksum-offloaded and TSO frames
+#            (QEMU guest_csum/guest_tso4/guest_tso6=off), so a backend must complete
+#            checksums and segment for it
 # Exit status of run: the guest command's, 124 on timeout, 143 if run itself was killed
 # (it takes its QEMU along), 1 if the guest gave no result.
 set -euo pipefail
@@ -59,11 +63,14 @@ fi
 echo "PMDS-GUEST-RESULT rc=$rc"
 sync; poweroff -f
 EOF
-init_id=$(printf '%s' "$INIT" | sha256sum | cut -c1-16)
+# tcpblast (tests/tools): a TCP bulk transfer that checks every byte, linked statically.
+blast_src=$(cd "$(dirname "$0")/.." && pwd)/tests/tools/tcpblast.c
+[[ -f $blast_src ]] || die "missing $blast_src"
+init_id=$( { printf '%s' "$INIT"; cat "$blast_src"; } | sha256sum | cut -c1-16)
 
 need_pkgs() {   # install only what is missing (build is the set-up step)
   local p missing=()
-  for p in qemu-system-x86 busybox-static cpio xz-utils zstd kmod; do
+  for p in qemu-system-x86 busybox-static cpio xz-utils zstd kmod gcc libc6-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
@@ -89,7 +96,7 @@ extract_vmlinux() {
 }
 
 built() {   # the initramfs is rebuilt whenever INIT above changes
-  [[ -f $cache/vmlinux && -f $cache/modules/order && -f $cache/initramfs.gz &&
+  [[ -f $cache/vmlinux && -f $cache/modules/order && -f $cache/initramfs.gz && -x $cache/tcpblast &&
      $(cat "$cache/initramfs.id" 2>/dev/null) == "$init_id" ]]
 }
 
@@ -132,6 +139,8 @@ build() {
   local r=$tmp/initramfs
   mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,lib/modules}
   cp /bin/busybox "$r/bin/"; cp "$cache"/modules/* "$r/lib/modules/"
+  gcc -O2 -static -o "$r/bin/tcpblast" "$blast_src" || die "cannot build tcpblast from $blast_src"
+  cp "$r/bin/tcpblast" "$tmp/tcpblast" && mv "$tmp/tcpblast" "$cache/tcpblast"   # for host-side ends too
   printf '%s\n' "$INIT" >"$r/init"; chmod 755 "$r/init"
   mknod -m 600 "$r/dev/console" c 5 1 2>/dev/null || true   # else /init reopens it itself
   (cd "$r" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$tmp/initramfs.gz"
@@ -142,7 +151,7 @@ build() {
 }
 
 run() {
-  local sock= server=0 ip= mac= cmd= log= tmo=0
+  local sock= server=0 ip= mac= cmd= log= tmo=0 devopts=
   while (($#)); do
     case $1 in
       --sock) sock=${2:?--sock needs a path}; shift 2 ;;
@@ -152,6 +161,7 @@ run() {
       --cmd) cmd=${2?--cmd needs a command}; shift 2 ;;
       --log) log=${2:?--log needs a file}; shift 2 ;;
       --timeout) tmo=${2:?--timeout needs seconds}; shift 2 ;;
+      --no-guest-offloads) devopts=",guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off"; shift ;;
       *) die "run: unknown option '$1' (try --help)" ;;
     esac
   done
@@ -189,7 +199,7 @@ run() {
     -kernel "$cache/vmlinux" -initrd "$cache/initramfs.gz" -append "$append"
     -chardev "$chardev" -netdev vhost-user,id=net0,chardev=vu
     # vectors=0: QEMU 7.2 under TCG crashes on vhost-user with MSI-X.
-    -device "virtio-net-pci,netdev=net0,mac=$mac,vectors=0,romfile="
+    -device "virtio-net-pci,netdev=net0,mac=$mac,vectors=0,romfile=$devopts"
     -chardev "$conspec" -serial chardev:con)
 
   say "booting guest $ip ($mac) on $sock as vhost-user $( ((server)) && echo server || echo client)"

@@ -5,65 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pmdswitch::bed::switch::DATAPATH_ENV;
+use pmdswitch::bed::vm::{build_once, host_receiver, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
 
-fn vm_sh() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vm.sh"))
-}
-
-/// A guest booting in the background; its console goes to `log`.
-struct Guest {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Guest {
-    fn boot(s: &Scratch, name: &str, sock: &str, server: bool, ip: &str, cmd: Option<&str>, timeout: u32) -> Guest {
-        let log = s.path(&format!("{name}.console"));
-        let mut c = Command::new(vm_sh());
-        c.args(["run", "--sock", sock, "--ip", ip, "--timeout", &timeout.to_string(), "--log"]).arg(&log);
-        if server {
-            c.arg("--server");
-        }
-        if let Some(cmd) = cmd {
-            c.args(["--cmd", cmd]);
-        }
-        let child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("scripts/vm.sh");
-        Guest { child, log }
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the guest's result marker; returns the guest command's exit code.
-    fn result(&mut self, timeout: Duration) -> Option<i32> {
-        let t = Instant::now();
-        while t.elapsed() < timeout {
-            let text = self.console();
-            if let Some(i) = text.find("PMDS-GUEST-RESULT rc=") {
-                return text[i + 21..].split_whitespace().next().and_then(|v| v.parse().ok());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn build_once() {
-    let st = Command::new(vm_sh()).arg("build").status().expect("scripts/vm.sh build");
-    assert!(st.success(), "scripts/vm.sh build failed");
+fn opts(server: bool, cmd: Option<&str>, timeout: u32) -> GuestOpts<'_> {
+    GuestOpts { server, cmd, timeout, no_offloads: false }
 }
 
 #[test]
@@ -76,8 +25,8 @@ fn two_guests_ping_each_other_through_pmdswitch() {
         &s,
         &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
     );
-    let _b = Guest::boot(&s, "b", &sb, false, "198.18.0.2/24", None, 120);
-    let mut a = Guest::boot(&s, "a", &sa, false, "198.18.0.1/24", Some("ping -c 5 -W 3 198.18.0.2"), 120);
+    let _b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &opts(false, None, 120));
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some("ping -c 5 -W 3 198.18.0.2"), 120));
     let rc = a.result(Duration::from_secs(120));
     let console = a.console();
     let (st, _, j, text) = pm.stop();
@@ -98,9 +47,10 @@ fn guest_pings_resume_after_pmdswitch_restarts() {
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     // QEMU serves the sockets (server=on); pmdswitch connects as client and, after its
     // restart, reconnects by itself.
-    let _b = Guest::boot(&s, "b", &sb, true, "198.18.0.2/24", None, 180);
+    let _b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &opts(true, None, 180));
     // A long ping across the restart, then a short one that must fully succeed.
-    let mut a = Guest::boot(&s, "a", &sa, true, "198.18.0.1/24", Some("ping -c 40 -i 0.25 198.18.0.2; ping -c 5 -W 3 198.18.0.2"), 180);
+    let mut a =
+        Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(true, Some("ping -c 40 -i 0.25 198.18.0.2; ping -c 5 -W 3 198.18.0.2"), 180));
     let args = ["--port", &format!("a=vhost-client:{sa}"), "--port", &format!("b=vhost-client:{sb}"), "--xconnect", "a,b", "--cores", "1"];
     // The guests create the sockets; wait for them before starting pmdswitch.
     let t = Instant::now();
@@ -139,14 +89,14 @@ fn guest_driver_reset_and_rebind_keep_forwarding() {
         &s,
         &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
     );
-    let _b = Guest::boot(&s, "b", &sb, false, "198.18.0.2/24", None, 180);
+    let _b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &opts(false, None, 180));
     // Interface down/up, then the virtio device unbound from and rebound to virtio_net
     // (a full device reset: the backend sees the device destroyed and created again).
     let cmd = "ping -c 2 -W 3 198.18.0.2 && ip link set eth0 down && sleep 1 && ip link set eth0 up && sleep 1 && \
                ping -c 2 -W 3 198.18.0.2 && d=$(basename $(readlink /sys/class/net/eth0/device)) && \
                echo $d > /sys/bus/virtio/drivers/virtio_net/unbind && sleep 1 && echo $d > /sys/bus/virtio/drivers/virtio_net/bind && \
                sleep 1 && ip addr add 198.18.0.1/24 dev eth0 && ip link set eth0 up && sleep 1 && ping -c 3 -W 3 198.18.0.2";
-    let mut a = Guest::boot(&s, "a", &sa, false, "198.18.0.1/24", Some(cmd), 180);
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some(cmd), 180));
     let rc = a.result(Duration::from_secs(150));
     let console = a.console();
     let (st, _, j, text) = pm.stop();
@@ -154,4 +104,142 @@ fn guest_driver_reset_and_rebind_keep_forwarding() {
     assert!(st.success(), "{text}");
     assert!(text.matches("port a: vhost device attached").count() >= 2, "the rebind should re-create the device:\n{text}");
     assert_no_leak(&j);
+}
+
+/// The own data path (the default) rather than the library's.
+fn own_path() -> bool {
+    std::env::var(DATAPATH_ENV).map_or(true, |v| v.is_empty() || v == "own")
+}
+
+/// Megabytes each transfer test moves (seconds under TCG).
+const MB: u32 = 8;
+
+/// A TCP transfer from guest a to guest b through a cross-connect; returns what the
+/// receiver reported and the switch's stats JSON.
+fn guest_transfer(tag: &str, receiver_offloads: bool) -> (Transfer, serde_json::Value) {
+    require_bed();
+    build_once();
+    let s = Scratch::new(tag);
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
+    );
+    let rcmd = tcp_receiver_cmd();
+    let mut b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &GuestOpts { no_offloads: !receiver_offloads, ..opts(false, Some(&rcmd), 240) });
+    let scmd = tcp_sender_cmd("198.18.0.2", MB);
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some(&scmd), 240));
+    let rc = a.result(Duration::from_secs(200));
+    let rb = b.result(Duration::from_secs(60));
+    let (st, _, j, text) = pm.stop();
+    assert_eq!(rc, Some(0), "sender failed:\n{}\n{text}", a.console());
+    let t = Transfer::of(&b).unwrap_or_else(|| panic!("no report from the receiver:\n{}\n{text}", b.console()));
+    assert!(t.intact(MB), "the data did not arrive intact: {t:?}");
+    assert_eq!(rb, Some(0), "receiver failed:\n{}", b.console());
+    assert!(st.success(), "{text}");
+    let offered = if own_path() { "offloads tx csum,tso4,tso6" } else { "offloads tx none" };
+    assert!(text.contains(&format!("port a: vhost device attached on {sa} ({offered}")), "{text}");
+    assert_no_leak(&j);
+    (t, j)
+}
+
+/// Mean frame length a port received or sent.
+fn mean(j: &serde_json::Value, p: &str, dir: &str) -> u64 {
+    port(j, p, &format!("{dir}_bytes")) / port(j, p, &format!("{dir}_packets")).max(1)
+}
+
+#[test]
+fn guest_tcp_transfer_with_offloads_arrives_intact() {
+    let (t, j) = guest_transfer("vmtcp", true);
+    // On the own path the guests' TSO frames cross whole, header and all: frames far
+    // longer than the 1514-byte MTU went through, and as many left as came in.
+    if own_path() {
+        assert!(mean(&j, "a", "rx") > 4000, "no large TSO frames crossed: {j}");
+        assert_eq!(port(&j, "b", "tx_packets") + drops(&j, "b"), port(&j, "a", "rx_packets"), "{j}");
+    } else {
+        assert!(mean(&j, "a", "rx") <= 1514, "the library path offers no TSO: {j}");
+    }
+    eprintln!("guest TCP: {MB} MiB in {:.2} s, {:.0} Mbit/s", t.secs, t.mbps);
+}
+
+#[test]
+fn guest_tcp_to_a_guest_without_offloads_is_segmented_in_software() {
+    let (_, j) = guest_transfer("vmtcpseg", false);
+    // What a receiver without GUEST_TSO/CSUM got is finished frames only.
+    assert!(mean(&j, "b", "tx") <= 1514, "a frame longer than the MTU reached a guest without TSO: {j}");
+    if own_path() {
+        assert!(mean(&j, "a", "rx") > 4000, "the sender's TSO frames: {j}");
+        assert!(port(&j, "b", "tx_packets") > 2 * port(&j, "a", "rx_packets"), "segmented: more frames out than in: {j}");
+    }
+}
+
+#[test]
+fn guest_tcp_to_a_tap_is_segmented_in_software() {
+    require_bed();
+    build_once();
+    let s = Scratch::new("vmtcptap");
+    let sa = s.sock("a.sock");
+    let tap = TapHosts::names("tt")[1].clone();
+    let ns = format!("pmds-{tap}");
+    let pm = Pmds::start(
+        &s,
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vdev:net_tap0,iface={tap}"),
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+        ],
+    );
+    let _ns = NsGuard(ns.clone());
+    assert!(
+        sh(&format!(
+            "ip netns add {ns} && ip link set {tap} netns {ns} && ip -n {ns} addr add 198.18.0.2/24 dev {tap} && ip -n {ns} link set {tap} up && ip -n {ns} link set lo up"
+        )),
+        "namespace setup failed"
+    );
+    // The receiver: tcpblast in the namespace, checking every byte.
+    let out = s.path("received");
+    let rx = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(host_receiver())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .expect("tcpblast receiver");
+    let mut rx = ChildGuard(rx);
+    let scmd = tcp_sender_cmd("198.18.0.2", MB);
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some(&scmd), 240));
+    let rc = a.result(Duration::from_secs(200));
+    let got = wait_timeout(&mut rx.0, Duration::from_secs(30)).is_some_and(|st| st.success());
+    let (st, _, j, text) = pm.stop();
+    let received = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(rc, Some(0), "sender failed:\n{}\n{text}", a.console());
+    assert!(got, "the receiver did not get every byte intact: {received}");
+    assert!(received.contains(&format!("bytes={} ", u64::from(MB) << 20)) && received.contains("bad=0 "), "{received}");
+    assert!(st.success(), "{text}");
+    if own_path() {
+        assert!(text.contains("port a: vhost device attached") && text.contains("(offloads tx csum,tso4,tso6"), "{text}");
+    }
+    assert!(mean(&j, "b", "tx") <= 1514, "the tap got finished frames only: {j}");
+    assert_no_leak(&j);
+}
+
+struct NsGuard(String);
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        sh(&format!("ip netns del {} 2>/dev/null", self.0));
+    }
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

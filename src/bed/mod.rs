@@ -8,6 +8,7 @@ pub mod proc;
 pub mod scratch;
 pub mod switch;
 pub mod testpmd;
+pub mod vm;
 
 /// The median of the finite values (None if there are none).
 pub fn median(mut v: Vec<f64>) -> Option<f64> {

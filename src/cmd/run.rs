@@ -341,7 +341,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         vhost::set_device_hook(move |slot, ev| {
             match ev {
                 DeviceEvent::Added => {
-                    println!("pmdswitch: port {}: vhost device attached on {}", slot.name, slot.path);
+                    println!("pmdswitch: port {}: vhost device attached on {} ({})", slot.name, slot.path, slot.offloads());
                     b.request();
                 }
                 DeviceEvent::Removed => {

@@ -18,7 +18,7 @@ use crate::datapath::vring::port::{Fwd, OwnRxQueue, OwnTxQueue};
 use crate::dpdk::eal;
 use crate::dpdk::ethdev::EthTxQueue;
 use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
-use crate::dpdk::mbuf::Batch;
+use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::txq::SharedQueue;
 use crate::dpdk::vhost::{Datapath, VhostTxQueue};
@@ -665,15 +665,38 @@ fn own_deliver(
         bump(&c.tx_bytes, bytes);
         return;
     }
-    if !batch.alloc_fill(pool, n, |i, room| rq.frame_bytes(at + i, edit, room)) {
-        c.drop(DropCause::NoMbuf, n as u64);
-        return;
+    // Runs of frames copied into mbufs as they are; a frame to be segmented (rare: a
+    // guest's TSO frame) between them goes as its pieces, a burst of mbufs at a time.
+    let mut i = at;
+    while i < at + n {
+        let j = (i..at + n).find(|&k| rq.needs_cut(k)).unwrap_or(at + n);
+        if j > i {
+            if batch.alloc_fill(pool, j - i, |x, room| rq.frame_bytes(i + x, edit, room)) {
+                let copied = batch.len();
+                batch.drop_empty();
+                c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
+                let bytes = batch.bytes();
+                send(t, batch, bytes, retries, c);
+            } else {
+                c.drop(DropCause::NoMbuf, (j - i) as u64);
+            }
+        }
+        if j < at + n {
+            if !rq.cut(j, edit) {
+                c.drop(DropCause::GuestBadChain, 1);
+            }
+            while rq.pieces_waiting() > 0 {
+                if !rq.fill_pieces(batch, MAX_BURST) {
+                    c.drop(DropCause::NoMbuf, rq.pieces_waiting() as u64);
+                    rq.drop_pieces();
+                    break;
+                }
+                let bytes = batch.bytes();
+                send(t, batch, bytes, retries, c);
+            }
+        }
+        i = j + 1;
     }
-    let copied = batch.len();
-    batch.drop_empty();
-    c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
-    let bytes = batch.bytes();
-    send(t, batch, bytes, retries, c);
 }
 
 /// Counts a guest-to-guest burst: what arrived on the ingress, what left on the egress,

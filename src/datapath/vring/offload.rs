@@ -87,12 +87,10 @@ pub fn finish(f: &mut [u8], h: &NetHdr, plan: Plan, seg: &mut Vec<u8>, mut out: 
             out(f);
             Some(1)
         }
-        Plan::Checksum => {
-            csum::complete(f, usize::from(h.csum_start), usize::from(h.csum_offset)).then(|| {
-                out(f);
-                1
-            })
-        }
+        Plan::Checksum => csum::complete(f, usize::from(h.csum_start), usize::from(h.csum_offset)).then(|| {
+            out(f);
+            1
+        }),
         Plan::Segment => tso::segment(f, usize::from(h.gso_size), seg, out),
     }
 }

@@ -108,9 +108,61 @@ impl Drop for Side {
 struct Scratch {
     frame: Vec<u8>,
     seg: Vec<u8>,
-    /// Segments of one frame, back to back, and their lengths (the mbuf path).
+    /// A segmented frame's pieces for mbufs, back to back, their lengths, and the next
+    /// one to hand out: a 64 KiB frame makes more pieces than one burst of mbufs holds,
+    /// so the rest waits here for the next burst.
     segs: Vec<u8>,
     lens: Vec<usize>,
+    next: usize,
+    at: usize,
+}
+
+impl Scratch {
+    /// Cuts frame `f` (sent with header `h`, which asks for segmentation) into pieces
+    /// waiting for mbufs; false (nothing waiting) when it cannot be read or cut.
+    fn cut(&mut self, f: &impl Frame, h: &NetHdr) -> bool {
+        self.segs.clear();
+        self.lens.clear();
+        (self.next, self.at) = (0, 0);
+        let Scratch { frame, seg, segs, lens, .. } = self;
+        let ok = f.gather(frame)
+            && offload::finish(frame, h, Plan::Segment, seg, |p| {
+                segs.extend_from_slice(p);
+                lens.push(p.len());
+                true
+            })
+            .is_some();
+        if !ok {
+            self.lens.clear();
+        }
+        ok
+    }
+
+    /// Pieces still waiting for mbufs.
+    fn waiting(&self) -> usize {
+        self.lens.len() - self.next
+    }
+
+    /// Copies up to `max` waiting pieces into fresh mbufs in the empty `batch`; false
+    /// when the pool is short (they keep waiting).
+    fn fill(&mut self, batch: &mut Batch, pool: &Mempool, max: usize) -> bool {
+        let n = self.waiting().min(max).min(MAX_BURST);
+        let (segs, lens, next) = (&self.segs, &self.lens[self.next..self.next + n], self.next);
+        let mut at = self.at;
+        let ok = batch.alloc_fill(pool, n, |i, room| {
+            let len = lens[i];
+            let piece = &segs[at..at + len];
+            at += len;
+            // Never more than the frame's MSS plus headers: fits any data room in use.
+            let len = len.min(room.len());
+            room[..len].copy_from_slice(&piece[..len]);
+            len
+        });
+        if ok {
+            (self.next, self.at) = (next + n, at);
+        }
+        ok
+    }
 }
 
 /// One burst's deliveries into a guest's receive vring: the next available position to
@@ -199,21 +251,39 @@ impl<'a> Egress<'a> {
 
     /// A frame a guest sent with header `h`: passed with its header, plain, or finished
     /// in software first (its pieces each placed; those without room dropped as tx_full,
-    /// never held back). [`RxError::NoRoom`] only for a frame that goes whole.
+    /// never held back). Returns the frames placed and their bytes (the pieces, when
+    /// segmented: what the receiver gets). [`RxError::NoRoom`] only for a frame that
+    /// goes whole.
     #[inline]
-    fn put_sent(&mut self, frame: &impl Frame, h: &NetHdr, sc: &mut Scratch, c: &PortCounters) -> Result<(), RxError> {
+    fn put_sent(&mut self, frame: &impl Frame, h: &NetHdr, sc: &mut Scratch, c: &PortCounters) -> Result<(usize, u64), RxError> {
+        let whole = |r: Result<(), RxError>| r.map(|()| (1, u64::from(frame.len())));
         match offload::plan(h, self.rx) {
-            Plan::Plain => self.put(frame, ONE_BUFFER, c),
-            Plan::Pass(h) => self.put(frame, h, c),
+            Plan::Plain => whole(self.put(frame, ONE_BUFFER, c)),
+            Plan::Pass(h) => whole(self.put(frame, h, c)),
             plan => {
+                // A frame to be cut goes only when the receiver has a buffer for every
+                // piece (one each at most, a piece being at most an MTU): else it waits
+                // like a whole frame, rather than losing pieces TCP would resend.
+                if plan == Plan::Segment {
+                    let pieces = frame.len().div_ceil(u32::from(h.gso_size).max(1)) as u16;
+                    if self.avail.saturating_sub(self.k) < pieces && !(self.refresh() && self.avail.saturating_sub(self.k) >= pieces) {
+                        return Err(RxError::NoRoom);
+                    }
+                }
                 if !frame.gather(&mut sc.frame) {
                     c.drop(DropCause::GuestBadAddr, 1);
                     return Err(RxError::BadBuffers);
                 }
                 let Scratch { frame: f, seg, .. } = sc;
+                let (mut placed, mut bytes) = (0usize, 0u64);
                 let done = offload::finish(f, h, plan, seg, |piece| {
-                    if self.put(&BytesFrame(piece), ONE_BUFFER, c) == Err(RxError::NoRoom) {
-                        c.drop(DropCause::TxFull, 1);
+                    match self.put(&BytesFrame(piece), ONE_BUFFER, c) {
+                        Ok(()) => {
+                            placed += 1;
+                            bytes += piece.len() as u64;
+                        }
+                        Err(RxError::NoRoom) => c.drop(DropCause::TxFull, 1),
+                        Err(_) => {}
                     }
                     true
                 });
@@ -221,7 +291,7 @@ impl<'a> Egress<'a> {
                     c.drop(DropCause::GuestBadChain, 1);
                     return Err(RxError::BadBuffers);
                 }
-                Ok(())
+                Ok((placed, bytes))
             }
         }
     }
@@ -358,6 +428,10 @@ impl OwnRxQueue {
     /// request per burst), returns the chains to the guest (one used-index publish), and
     /// the count. Refused chains are returned unused and counted in `rxc`.
     pub fn rx_burst(&mut self, batch: &mut Batch, max: usize, rxc: &PortCounters) -> usize {
+        if self.scratch.waiting() > 0 {
+            // The rest of a segmented frame before anything new.
+            return if self.scratch.fill(batch, &self.pool, max) { batch.len() } else { 0 };
+        }
         let Some(s) = self.side.served.as_mut() else { return 0 };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
@@ -398,36 +472,16 @@ impl OwnRxQueue {
         }
         let mem = &s.dev.mem;
         let ok = if gso {
-            // One frame, segmented here: its pieces back to back, then one mbuf each.
-            let sc = &mut self.scratch;
+            // One frame, segmented here into pieces that wait in the scratch space (the
+            // chain goes back to the guest now): as many as one burst holds now, the
+            // rest on the next calls.
             let f = GuestFrame::of(mem, &self.chains[0], hdr);
-            sc.segs.clear();
-            sc.lens.clear();
-            let (segs, lens) = (&mut sc.segs, &mut sc.lens);
-            let cut = f.gather(&mut sc.frame)
-                && offload::finish(&mut sc.frame, &hdrs[0], Plan::Segment, &mut sc.seg, |p| {
-                    segs.extend_from_slice(p);
-                    lens.push(p.len());
-                    lens.len() < MAX_BURST
-                })
-                .is_some();
-            if !cut {
+            if !self.scratch.cut(&f, &hdrs[0]) {
                 drops[DropCause::GuestBadChain as usize] += 1;
-                sc.lens.clear();
             }
-            let (segs, lens) = (&sc.segs, &sc.lens);
-            let mut at = 0;
-            lens.is_empty()
-                || batch.alloc_fill(&self.pool, lens.len(), |i, room| {
-                    let len = lens[i];
-                    let piece = &segs[at..at + len];
-                    at += len;
-                    if len > room.len() {
-                        return 0;
-                    }
-                    room[..len].copy_from_slice(piece);
-                    len
-                })
+            // Copied out: the chain goes back whether or not the pool has mbufs now.
+            let _ = self.scratch.waiting() == 0 || self.scratch.fill(batch, &self.pool, max);
+            true
         } else {
             let chains = &self.chains;
             batch.alloc_fill(&self.pool, k, |i, room| {
@@ -443,7 +497,9 @@ impl OwnRxQueue {
                 }
                 // A checksum the guest left to us (the mbuf's next owner cannot know).
                 let h = &hdrs[i];
-                if h.flags & HDR_F_NEEDS_CSUM != 0 && !csum::complete(&mut room[..len], usize::from(h.csum_start), usize::from(h.csum_offset)) {
+                if h.flags & HDR_F_NEEDS_CSUM != 0
+                    && !csum::complete(&mut room[..len], usize::from(h.csum_start), usize::from(h.csum_offset))
+                {
                     drops[DropCause::GuestBadChain as usize] += 1;
                     return 0;
                 }
@@ -486,7 +542,16 @@ impl OwnRxQueue {
     /// destination header, copy the frame, return both. Anything else (chains, indirect
     /// tables, mergeable buffers for a long frame, offloads) takes the general way.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(&mut self, out: &mut OwnTxQueue, max: usize, retries: u32, now: u64, hold: u64, rxc: &PortCounters, txc: &PortCounters) -> Fwd {
+    pub fn forward(
+        &mut self,
+        out: &mut OwnTxQueue,
+        max: usize,
+        retries: u32,
+        now: u64,
+        hold: u64,
+        rxc: &PortCounters,
+        txc: &PortCounters,
+    ) -> Fwd {
         let Some(s) = self.side.served.as_mut() else { return Fwd::default() };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
@@ -525,11 +590,15 @@ impl OwnRxQueue {
                     }
                 };
                 let flen = frame.len();
-                let r = if h.is_plain() { e.put(&frame, ONE_BUFFER, txc) } else { e.put_sent(&frame, &h, sc, txc) };
+                let r = if h.is_plain() {
+                    e.put(&frame, ONE_BUFFER, txc).map(|()| (1, u64::from(flen)))
+                } else {
+                    e.put_sent(&frame, &h, sc, txc)
+                };
                 match r {
-                    Ok(()) => {
-                        sent += 1;
-                        tx_bytes += u64::from(flen);
+                    Ok((k, b)) => {
+                        sent += k;
+                        tx_bytes += b;
                     }
                     Err(RxError::NoRoom) => {
                         // Look again (the guest may have posted buffers meanwhile), then
@@ -673,10 +742,42 @@ impl OwnRxQueue {
         Some((PeekedFrame { inner: GuestFrame::of(&s.dev.mem, c, s.dev.hdr_len()), one, head, n, cut }, hdr))
     }
 
+    /// Peeked frame `k` asks to be segmented for a receiver of finished frames (see
+    /// [`OwnRxQueue::cut`]).
+    #[inline(always)]
+    pub fn needs_cut(&self, k: usize) -> bool {
+        self.peeked.get(k).is_some_and(|p| !p.hdr.is_plain() && offload::plan(&p.hdr, RxOffloads::NONE) == Plan::Segment)
+    }
+
+    /// Segments peeked frame `k` with `edit` for mbufs: its pieces wait for
+    /// [`OwnRxQueue::fill_pieces`]. False when it cannot be read or cut.
+    pub fn cut(&mut self, k: usize, edit: TagEdit) -> bool {
+        let mut sc = std::mem::take(&mut self.scratch);
+        let ok = self.frame(k, edit).is_some_and(|(f, h)| sc.cut(&f, &h));
+        self.scratch = sc;
+        ok
+    }
+
+    /// Pieces of a cut frame not yet in mbufs.
+    pub fn pieces_waiting(&self) -> usize {
+        self.scratch.waiting()
+    }
+
+    /// Forgets the pieces still waiting (the caller counts them).
+    pub fn drop_pieces(&mut self) {
+        self.scratch.next = self.scratch.lens.len();
+    }
+
+    /// Up to `max` pieces of the cut frame into fresh mbufs in the empty `batch`; false
+    /// when the pool is short.
+    pub fn fill_pieces(&mut self, batch: &mut Batch, max: usize) -> bool {
+        self.scratch.fill(batch, &self.pool, max)
+    }
+
     /// Copies peeked frame `k` with `edit` into `room` (an mbuf's buffer), with a
     /// checksum the guest left to us completed; returns its length, 0 when it does not
-    /// fit, the edit does not apply, or it asks to be segmented (a bridge sends those to
-    /// mbuf ports as... not at all: counted by the caller).
+    /// fit or the edit does not apply. Not for a frame that [`OwnRxQueue::needs_cut`]:
+    /// that one gives 0 too.
     pub fn frame_bytes(&self, k: usize, edit: TagEdit, room: &mut [u8]) -> usize {
         let Some((f, h)) = self.frame(k, edit) else { return 0 };
         let len = f.len() as usize;
@@ -734,7 +835,9 @@ impl Frame for PeekedFrame<'_> {
             }
             (off, dst_off, n) = (off + k, dst_off + k, n - k);
         }
-        n == 0 || (u64::from(off) + u64::from(n) <= u64::from(self.len()) && one.copy_to(self.inner.skip + self.cut + off - h, dst, dst_off, n))
+        n == 0
+            || (u64::from(off) + u64::from(n) <= u64::from(self.len())
+                && one.copy_to(self.inner.skip + self.cut + off - h, dst, dst_off, n))
     }
 
     fn read(&self, off: u32, dst: &mut [u8]) -> bool {
@@ -841,15 +944,21 @@ impl OwnTxQueue {
             .locked(|mut e| {
                 let (mut sent, mut bytes) = (0usize, 0u64);
                 for k in at..at + n {
+                    // Only a runt has no edited form, and the bridge's first pass drops
+                    // those: counted here all the same.
                     let Some((f, h)) = q.frame(k, edit) else {
-                        c.drop(DropCause::NoMbuf, 1);
+                        c.drop(DropCause::Runt, 1);
                         continue;
                     };
-                    let r = if h.is_plain() { e.put(&f, ONE_BUFFER, c) } else { e.put_sent(&f, &h, &mut sc, c) };
+                    let r = if h.is_plain() {
+                        e.put(&f, ONE_BUFFER, c).map(|()| (1, u64::from(f.len())))
+                    } else {
+                        e.put_sent(&f, &h, &mut sc, c)
+                    };
                     match r {
-                        Ok(()) => {
-                            sent += 1;
-                            bytes += u64::from(f.len());
+                        Ok((k, b)) => {
+                            sent += k;
+                            bytes += b;
                         }
                         Err(RxError::NoRoom) => c.drop(DropCause::TxFull, 1),
                         Err(_) => {}

@@ -26,16 +26,6 @@ use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
 
-/// virtio 1.1 §5.1.3 feature bits (bindgen does not see these: they live in linux headers
-/// as macros the vhost headers do not pull in).
-pub mod features {
-    pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
-    pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
-    pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
-    pub const VIRTIO_NET_F_HOST_ECN: u64 = 1 << 13;
-    pub const VIRTIO_NET_F_HOST_UFO: u64 = 1 << 14;
-}
-
 /// No device attached.
 pub const NO_VID: i32 = -1;
 
@@ -162,6 +152,20 @@ impl VhostSlot {
         let vid = self.vid();
         let now = usize::try_from(vid).ok().and_then(|v| GUEST_NOTIFICATIONS.get(v)).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0);
         self.notifications_past.load(Ordering::Relaxed) + now
+    }
+
+    /// The offloads the running device negotiated, for a log line: what the guest may
+    /// send (`tx`) and accept (`rx`), e.g. "offloads tx csum,tso4,tso6 rx none".
+    pub fn offloads(&self) -> String {
+        let mut f = 0u64;
+        // SAFETY: an unknown or stale vid only makes the call fail (it looks the vid up
+        // in the library's table under its own lock); `f` is a valid out pointer.
+        let ok = unsafe { ffi::rte_vhost_get_negotiated_features(self.vid(), &mut f) } == 0;
+        if ok {
+            own::describe_offloads(f)
+        } else {
+            "offloads unknown".into()
+        }
     }
 
     /// The running device's vid ([`NO_VID`] when none). Sequentially consistent: pairs
@@ -417,11 +421,9 @@ impl VhostPort {
         });
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).slots.push(slot.clone());
         let port = VhostPort { slot, cpath, role, started: false };
-        use features::*;
+        use own::bits::*;
         let (off, on) = match datapath {
-            Datapath::Lib => {
-                (VIRTIO_NET_F_HOST_TSO4 | VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_HOST_ECN | VIRTIO_NET_F_HOST_UFO | VIRTIO_NET_F_CSUM, 0)
-            }
+            Datapath::Lib => (NET_F_HOST_TSO4 | NET_F_HOST_TSO6 | NET_F_HOST_ECN | NET_F_HOST_UFO | NET_F_CSUM, 0),
             Datapath::Own => (own::OWN_DISABLED, own::OWN_ENABLED),
         };
         // SAFETY: the path is registered.

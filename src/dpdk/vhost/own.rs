@@ -62,6 +62,22 @@ pub mod bits {
     pub const VHOST_F_LOG_ALL: u64 = 1 << 26;
 }
 
+/// The offload features in `f`, both directions, for a log line.
+pub fn describe_offloads(f: u64) -> String {
+    use bits::*;
+    let list = |bits: &[(u64, &str)]| {
+        let on: Vec<&str> = bits.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| *n).collect();
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(",")
+        }
+    };
+    let tx = list(&[(NET_F_CSUM, "csum"), (NET_F_HOST_TSO4, "tso4"), (NET_F_HOST_TSO6, "tso6")]);
+    let rx = list(&[(NET_F_GUEST_CSUM, "csum"), (NET_F_GUEST_TSO4, "tso4"), (NET_F_GUEST_TSO6, "tso6")]);
+    format!("offloads tx {tx} rx {rx}")
+}
+
 /// What the own path does not implement, so never offers: dirty-page logging (live
 /// migration needs the library path), an IOMMU, packed rings, in-order, guest announce
 /// (RARP injection on migration), UFO and ECN, GSO of unknown kind, the MTU feature.
