@@ -494,6 +494,9 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
     let tick = if plane.bridges.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
     let mut control = Control { opener, barrier: barrier.clone(), mac_capacity: plan.mac_capacity, mac_aging_ms: plan.mac_aging_ms };
+    // Broken guest vrings, said once each (workers only count them).
+    let mut broken: HashMap<String, u64> = HashMap::new();
+    let mut next_broken_check = start;
     loop {
         if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -502,6 +505,21 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             if next_print.is_some_and(|t| Instant::now() >= t) {
                 print_live(&view, &mut last, start);
                 next_print = Some(next_print.unwrap_or(start) + iv);
+            }
+        }
+        if Instant::now() >= next_broken_check {
+            next_broken_check = Instant::now() + Duration::from_millis(250);
+            for r in view.ports() {
+                let seen = broken.entry(r.name.clone()).or_default();
+                // A port removed and added again under the name counts from 0.
+                *seen = (*seen).min(r.totals.rings_broken);
+                if r.totals.rings_broken > *seen {
+                    println!(
+                        "pmdswitch: port {}: the guest broke a vring (an index moved by more than the ring size); it is not served until the guest resets the device",
+                        r.name
+                    );
+                    *seen = r.totals.rings_broken;
+                }
             }
         }
         let now_ms = pmdswitch::sys::rdtsc() / cycles_per_ms;

@@ -184,6 +184,7 @@ impl Server {
                 "rx_bytes": t.rx_bytes - b.rx_bytes,
                 "tx_bytes": t.tx_bytes - b.tx_bytes,
                 "held": t.held - b.held,
+                "rings_broken": t.rings_broken - b.rings_broken,
                 "drops": drops,
             });
             if let Some(c) = p.connected {

@@ -95,6 +95,9 @@ pub struct PortCounters {
     /// Own vhost path: frames left in the ingress ring because the egress guest had no
     /// buffers (back-pressure: they are received later, not dropped).
     pub held: AtomicU64,
+    /// Own vhost path: vrings found broken (the guest moved an index by more than the
+    /// ring's size): not served again until the guest resets the device.
+    pub rings_broken: AtomicU64,
 }
 
 impl PortCounters {
@@ -150,6 +153,7 @@ pub struct PortTotals {
     pub tx_bytes: u64,
     pub drops: [u64; N_CAUSES],
     pub held: u64,
+    pub rings_broken: u64,
 }
 
 impl PortTotals {
@@ -164,6 +168,7 @@ impl PortTotals {
             *d -= b;
         }
         t.held -= base.held;
+        t.rings_broken -= base.rings_broken;
         t
     }
 
@@ -213,6 +218,7 @@ pub fn port_totals(workers: &[std::sync::Arc<WorkerStats>], port: usize) -> Port
             t.drops[i] += d.load(Relaxed);
         }
         t.held += c.held.load(Relaxed);
+        t.rings_broken += c.rings_broken.load(Relaxed);
     }
     t
 }

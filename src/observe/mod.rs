@@ -180,13 +180,16 @@ impl View {
             o.push_str(&format!("# HELP pmdswitch_{name} {help}\n# TYPE pmdswitch_{name} counter\n"));
         };
         type Field = fn(&PortReport) -> Option<u64>;
-        let fields: [(&str, &str, Field); 6] = [
+        let fields: [(&str, &str, Field); 7] = [
             ("port_rx_packets_total", "Packets received on the port.", |r| Some(r.totals.rx_packets)),
             ("port_tx_packets_total", "Packets sent on the port.", |r| Some(r.totals.tx_packets)),
             ("port_rx_bytes_total", "Bytes received on the port.", |r| Some(r.totals.rx_bytes)),
             ("port_tx_bytes_total", "Bytes sent on the port.", |r| Some(r.totals.tx_bytes)),
             ("port_held_total", "Own vhost path: frames held back in the ingress ring while the egress guest had no buffers.", |r| {
                 Some(r.totals.held)
+            }),
+            ("port_rings_broken_total", "Own vhost path: guest vrings found broken (an index moved by more than the ring size).", |r| {
+                Some(r.totals.rings_broken)
             }),
             ("port_guest_notifications_total", "Call eventfd writes towards the guest (vhost ports).", |r| r.guest_notifications),
         ];
@@ -285,6 +288,7 @@ pub fn report_json(
             "rx_bytes": r.totals.rx_bytes,
             "tx_bytes": r.totals.tx_bytes,
             "held": r.totals.held,
+            "rings_broken": r.totals.rings_broken,
             "drops": drops,
             "spec": r.spec,
             "rule": r.rule,

@@ -1,12 +1,33 @@
 #!/usr/bin/env python3
-"""A hostile vhost-user frontend: connects to a backend's socket and sends malformed
-messages (wrong sizes, unknown requests, missing or bogus file descriptors, memory
-tables that do not cover the rings, rings of absurd size, truncated and garbage data).
+"""A hostile vhost-user frontend.
 
-Usage: hostile_frontend.py SOCKET [--pid PID]
+Messages: connects to a backend's socket and sends malformed messages (wrong sizes,
+unknown requests, missing or bogus file descriptors, memory tables that do not cover the
+rings, rings of absurd size, truncated and garbage data).
+
+    hostile_frontend.py SOCKET [--pid PID]
+
 Prints one line per case; exits 1 if the backend process (PID) died during a case.
-Message layout: QEMU docs/interop/vhost-user.rst, "Message Specification".
+
+Rings: a complete, well-formed session on HOSTILE (guest memory in a memfd, split
+rings of 256), whose transmit ring then carries hostile descriptor chains between valid
+frames (indices out of range, loops, addresses outside memory or wrapping, indirect
+tables that break the rules, the WRITE flag on the wrong side, short headers, too many
+buffers, a header split over descriptors...), and a second, well-behaved session on
+RECEIVER (a cross-connect's other end) that posts receive buffers, part of them hostile
+too, and collects what arrives. It checks that every chain came back (the used index
+caught up: no hang, no leak), that exactly the valid frames arrived, intact and in
+order, and nothing else; last, the available index jumps by more than the ring size
+(the backend must stop serving that ring).
+
+    hostile_frontend.py rings HOSTILE RECEIVER [--pid PID] [--no-rx-cases]
+
+Prints one line per case and a summary line "rings: ..." with the counts a caller
+checks against the backend's counters; exits 1 on any failed check.
+Message layout: QEMU docs/interop/vhost-user.rst, "Message Specification"; rings:
+virtio 1.1 §2.6.
 """
+import mmap
 import os
 import socket
 import struct
@@ -235,7 +256,322 @@ def alive(pid):
         return f.read().split()[2] != "Z"
 
 
+# ---- Ring-level cases ----------------------------------------------------------------
+
+F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
+F_VERSION_1, F_INDIRECT_DESC = 1 << 32, 1 << 28
+QSIZE = 256
+MEM = 4 << 20
+UVA = 0x7F0000000000  # the frontend's address of guest memory (gpa 0), as rings are given
+HDR = 12  # virtio-net header with VERSION_1 (virtio 1.1 §5.1.6)
+
+
+def recv_reply(s):
+    hdr = s.recv(12)
+    if len(hdr) < 12:
+        raise OSError(0, "backend closed")
+    _, _, size = struct.unpack("<III", hdr)
+    return s.recv(size) if size else b""
+
+
+class Guest:
+    """One frontend with its own guest memory and the two vrings of queue pair 0."""
+
+    def __init__(self, path, features=F_VERSION_1 | F_INDIRECT_DESC):
+        self.s = connect(path)
+        self.fd = memfd(MEM)
+        self.m = mmap.mmap(self.fd, MEM)
+        self.kick = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(2)]
+        self.call = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(2)]
+        self.avail = [0, 0]  # next available index we publish
+        self.next_desc = [0, 0]
+        send(self.s, msg(GET_FEATURES))
+        offered = struct.unpack("<Q", recv_reply(self.s)[:8])[0]
+        send(self.s, msg(SET_OWNER))
+        send(self.s, msg(SET_FEATURES, u64(features & offered)))
+        body = struct.pack("<II", 1, 0) + region(0, MEM, UVA, 0)
+        send(self.s, msg(SET_MEM_TABLE, body), [self.fd])
+        for q in (0, 1):
+            d, a, u = self.ring(q)
+            send(self.s, msg(SET_VRING_NUM, struct.pack("<II", q, QSIZE)))
+            send(self.s, msg(SET_VRING_BASE, struct.pack("<II", q, 0)))
+            send(self.s, msg(SET_VRING_ADDR, vring_addr(q, UVA + d, UVA + u, UVA + a)))
+            send(self.s, msg(SET_VRING_CALL, u64(q)), [self.call[q]])
+            send(self.s, msg(SET_VRING_KICK, u64(q)), [self.kick[q]])
+
+    @staticmethod
+    def ring(q):
+        base = 0x10000 * (q + 1)
+        return base, base + 0x1000, base + 0x2000  # desc, avail, used
+
+    def put_desc(self, q, i, addr, length, flags=0, nxt=0, table=None):
+        """Descriptor i of vring q (or of an indirect table at gpa `table`)."""
+        at = (table if table is not None else self.ring(q)[0]) + 16 * i
+        self.m[at:at + 16] = struct.pack("<QIHH", addr & 0xFFFFFFFFFFFFFFFF, length & 0xFFFFFFFF, flags, nxt)
+
+    def write(self, gpa, data):
+        self.m[gpa:gpa + len(data)] = data
+
+    def read(self, gpa, n):
+        return bytes(self.m[gpa:gpa + n])
+
+    def alloc(self, q, n):
+        """n descriptor indices of vring q, reused round the ring."""
+        first = self.next_desc[q]
+        self.next_desc[q] = (first + n) % QSIZE
+        return [(first + k) % QSIZE for k in range(n)]
+
+    def publish(self, q, head, kick=True, idx=None):
+        _, a, _ = self.ring(q)
+        pos = self.avail[q] % QSIZE
+        self.m[a + 4 + 2 * pos:a + 6 + 2 * pos] = struct.pack("<H", head & 0xFFFF)
+        self.avail[q] = (self.avail[q] + 1) & 0xFFFF if idx is None else idx
+        self.m[a + 2:a + 4] = struct.pack("<H", self.avail[q])
+        if kick:
+            os.eventfd_write(self.kick[q], 1)
+
+    def used_idx(self, q):
+        _, _, u = self.ring(q)
+        return struct.unpack("<H", self.m[u + 2:u + 4])[0]
+
+    def used_elem(self, q, pos):
+        _, _, u = self.ring(q)
+        at = u + 4 + 8 * (pos % QSIZE)
+        return struct.unpack("<II", self.m[at:at + 8])
+
+    def wait_used(self, q, want, secs=2.0):
+        t = time.time() + secs
+        while time.time() < t:
+            if self.used_idx(q) == want & 0xFFFF:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def close(self):
+        self.s.close()
+        self.m.close()
+        for fd in self.kick + self.call + [self.fd]:
+            os.close(fd)
+
+
+TX_BUF = 0x100000  # transmit buffers: 2 KiB each from here
+RX_BUF = 0x200000  # receive buffers of the receiver: 2 KiB each
+TABLES = 0x380000  # indirect tables
+
+
+def frame(tag):
+    """A 64-byte Ethernet frame naming its case: broadcast, so any switch passes it."""
+    body = tag.encode()[:40].ljust(40, b".")
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + body + bytes(64 - 14 - 40)
+
+
+class Rings:
+    def __init__(self, hostile, receiver):
+        self.h = Guest(hostile)
+        self.r = Guest(receiver)
+        self.expected = []  # frames that must arrive, in order
+        self.posted = 0  # chains on the hostile TX ring
+        self.rx_seen = 0  # used entries read on the receiver's RX ring
+        self.rx_posted = 0
+        self.got = []
+        self.buf = 0
+        self.failures = []
+        self.bad = {"chain": 0, "addr": 0, "oversize": 0}
+        self.rx_bad = {"chain": 0, "addr": 0, "oversize": 0}
+        time.sleep(0.5)  # the backend starts the device and the workers reload
+
+    def tx_buf(self, data):
+        gpa = TX_BUF + 2048 * (self.buf % 512)
+        self.buf += 1
+        self.h.write(gpa, data)
+        return gpa
+
+    def stock_rx(self, n):
+        """The receiver posts n good receive buffers (one 2 KiB buffer each)."""
+        for _ in range(n):
+            (i,) = self.r.alloc(0, 1)
+            self.r.put_desc(0, i, RX_BUF + 2048 * i, 2048, F_WRITE)
+            self.r.publish(0, i)
+            self.rx_posted += 1
+
+    def collect(self):
+        while self.rx_seen != self.r.used_idx(0):
+            head, length = self.r.used_elem(0, self.rx_seen)
+            self.rx_seen = (self.rx_seen + 1) & 0xFFFF
+            if length == 0:
+                continue  # a buffer handed back unused
+            data = self.r.read(RX_BUF + 2048 * head, length)
+            self.got.append(data[HDR:])
+
+    def send_chain(self, name, descs, valid, cause=None):
+        """Posts one chain on the hostile TX ring; descs = [(addr, len, flags, next)] at
+        consecutive indices, `next` relative (None: the following one)."""
+        idx = self.h.alloc(1, len(descs))
+        for k, (addr, length, flags, nxt) in enumerate(descs):
+            n = idx[(k + 1) % len(idx)] if nxt is None else nxt
+            self.h.put_desc(1, idx[k], addr, length, flags, n)
+        self.post(name, idx[0], valid, cause)
+
+    def post(self, name, head, valid, cause, expect=None):
+        self.h.publish(1, head)
+        self.posted += 1
+        if valid:
+            self.expected.append(expect)
+        elif cause:
+            self.bad[cause] += 1
+        # Once a backend has stopped returning chains, do not wait long for each.
+        back = self.h.wait_used(1, self.posted, 0.2 if self.failures else 2.0)
+        self.collect()
+        print(f"ring case {name}: {'chain returned' if back else 'CHAIN NOT RETURNED'}")
+        if not back:
+            self.failures.append(f"{name}: chain not returned (used {self.h.used_idx(1)}, posted {self.posted})")
+
+    def valid(self, name):
+        f = frame(name)
+        gpa = self.tx_buf(bytes(HDR) + f)
+        (i,) = self.h.alloc(1, 1)
+        self.h.put_desc(1, i, gpa, HDR + len(f))
+        self.post(name, i, True, None, f)
+
+    def run_tx_cases(self):
+        good = lambda tag: self.tx_buf(bytes(HDR) + frame(tag))  # noqa: E731
+        L = HDR + 64
+        self.valid("valid-first")
+        # A head outside the ring (the avail entry itself).
+        self.post("head-out-of-range", QSIZE + 7, False, "chain")
+        self.valid("valid-after-head")
+        self.send_chain("next-out-of-range", [(good("x"), 6, F_NEXT, 999)], False, "chain")
+        # A descriptor whose next is itself, and a two-descriptor loop.
+        (i,) = self.h.alloc(1, 1)
+        self.h.put_desc(1, i, good("x"), 6, F_NEXT, i)
+        self.post("self-loop", i, False, "chain")
+        a, b = self.h.alloc(1, 2)
+        self.h.put_desc(1, a, good("x"), 6, F_NEXT, b)
+        self.h.put_desc(1, b, good("x"), 6, F_NEXT, a)
+        self.post("two-loop", a, False, "chain")
+        self.valid("valid-after-loops")
+        self.send_chain("addr-outside-memory", [(MEM + 0x1000, L, 0, 0)], False, "addr")
+        self.send_chain("addr-end-outside-memory", [(MEM - 16, L, 0, 0)], False, "addr")
+        self.send_chain("addr-wraps", [(0xFFFFFFFFFFFFF000, 0x2000, 0, 0)], False, "addr")
+        self.send_chain("write-flag-on-tx", [(good("x"), L, F_WRITE, 0)], False, "chain")
+        self.send_chain("header-too-short", [(good("x"), 8, 0, 0)], False, "chain")
+        self.send_chain("too-long", [(TX_BUF, 3 << 20, 0, 0)], False, "oversize")
+        self.send_chain("too-many-buffers", [(good("x"), 1, F_NEXT, None)] * 99 + [(good("x"), L, 0, 0)], False, "chain")
+        self.valid("valid-after-addresses")
+        # A header split over descriptors, then the frame: valid, arrives whole.
+        f = frame("split-header")
+        g = self.tx_buf(bytes(HDR) + f)
+        self.send_chain("split-header", [(g, 5, F_NEXT, None), (g + 5, 7, F_NEXT, None), (g + 12, 64, 0, 0)], True)
+        self.expected[-1] = f
+        # Zero-length descriptors inside a chain: nothing to copy from them, the rest
+        # is the frame (accepted) — or refused; either way counted, never a crash.
+        f = frame("zero-lengths")
+        g = self.tx_buf(bytes(HDR) + f)
+        before = len(self.expected)
+        self.send_chain("zero-lengths", [(g, HDR, F_NEXT, None), (0, 0, F_NEXT, None), (g + HDR, 64, 0, 0)], True)
+        self.expected[before] = f
+        # Indirect: a valid table of two; then tables that break a rule.
+        f = frame("indirect")
+        g = self.tx_buf(bytes(HDR) + f)
+        t = TABLES
+        self.h.put_desc(1, 0, g, HDR, F_NEXT, 1, table=t)
+        self.h.put_desc(1, 1, g + HDR, 64, 0, 0, table=t)
+        self.send_chain("indirect", [(t, 32, F_INDIRECT, 0)], True)
+        self.expected[-1] = f
+        self.send_chain("indirect-len-not-16", [(t, 31, F_INDIRECT, 0)], False, "chain")
+        self.send_chain("indirect-with-next", [(t, 32, F_INDIRECT | F_NEXT, None), (g, L, 0, 0)], False, "chain")
+        t2 = TABLES + 0x1000
+        self.h.put_desc(1, 0, t, 32, F_INDIRECT, 0, table=t2)
+        self.send_chain("indirect-nested", [(t2, 16, F_INDIRECT, 0)], False, "chain")
+        self.send_chain("indirect-outside-memory", [(MEM - 16, 64, F_INDIRECT, 0)], False, "addr")
+        self.h.put_desc(1, 0, g, L, 0, 0, table=t2)
+        self.send_chain("indirect-table-huge", [(t2, 16 * 4096, F_INDIRECT, 0)], False, "chain")
+        t3 = TABLES + 0x2000
+        self.h.put_desc(1, 0, g, HDR, F_NEXT, 5, table=t3)
+        self.send_chain("indirect-next-out-of-table", [(t3, 16, F_INDIRECT, 0)], False, "chain")
+        self.valid("valid-last")
+
+    def run_rx_cases(self):
+        """Before any good receive buffer: the receiver's only buffer is hostile, so a
+        frame meant for it is refused and counted (on its port), the buffer handed back
+        unused, and the frame never arrives."""
+        cases = [
+            ("rx-without-write-flag", RX_BUF, 2048, 0, "chain"),
+            ("rx-outside-memory", MEM + 4096, 2048, F_WRITE, "addr"),
+            ("rx-too-small", RX_BUF, 4, F_WRITE, "oversize"),
+        ]
+        for name, addr, length, flags, cause in cases:
+            (i,) = self.r.alloc(0, 1)
+            self.r.put_desc(0, i, addr, length, flags)
+            self.r.publish(0, i)
+            self.rx_posted += 1
+            f = frame(name)
+            gpa = self.tx_buf(bytes(HDR) + f)
+            (j,) = self.h.alloc(1, 1)
+            self.h.put_desc(1, j, gpa, HDR + len(f))
+            self.h.publish(1, j)
+            self.posted += 1
+            self.rx_bad[cause] += 1
+            ok = self.r.wait_used(0, self.rx_posted) and self.h.wait_used(1, self.posted)
+            self.collect()
+            print(f"ring case {name}: {'buffer returned' if ok else 'BUFFER NOT RETURNED'}")
+            if not ok:
+                self.failures.append(f"{name}: receive buffer or transmit chain not returned")
+
+    def check(self):
+        deadline = time.time() + 2
+        while len(self.got) < len(self.expected) and time.time() < deadline:
+            time.sleep(0.01)
+            self.collect()
+        if self.got != self.expected:
+            missing = [e[14:30] for e in self.expected if e not in self.got]
+            extra = [g[14:30] for g in self.got if g not in self.expected]
+            self.failures.append(f"arrived {len(self.got)} frames, expected {len(self.expected)}: missing {missing}, unexpected {extra}")
+
+    def break_ring(self):
+        """The available index jumps by more than the ring size: the ring is broken."""
+        before = self.h.used_idx(1)
+        self.h.avail[1] = (self.h.avail[1] + QSIZE + 10) & 0xFFFF
+        _, a, _ = self.h.ring(1)
+        self.h.m[a + 2:a + 4] = struct.pack("<H", self.h.avail[1])
+        os.eventfd_write(self.h.kick[1], 1)
+        time.sleep(0.3)
+        moved = self.h.used_idx(1) != before
+        print(f"ring case avail-index-jump: {'USED RING MOVED' if moved else 'ring no longer served'}")
+        if moved:
+            self.failures.append("the backend kept serving a ring whose available index jumped past its size")
+
+
+def rings_main(hostile, receiver, pid, rx_cases=True):
+    t = Rings(hostile, receiver)
+    if rx_cases:
+        t.run_rx_cases()
+    t.stock_rx(200)
+    time.sleep(0.1)
+    t.run_tx_cases()
+    t.check()
+    if not alive(pid):
+        print("rings: BACKEND DIED")
+        return 1
+    t.break_ring()
+    if not alive(pid):
+        print("rings: BACKEND DIED")
+        return 1
+    b, rb = t.bad, t.rx_bad
+    print(f"rings: valid {len(t.expected)} arrived {len(t.got)} posted {t.posted} "
+          f"bad_chain {b['chain']} bad_addr {b['addr']} oversize {b['oversize']} "
+          f"rx_bad_chain {rb['chain']} rx_bad_addr {rb['addr']} rx_oversize {rb['oversize']}")
+    for f in t.failures:
+        print(f"rings: FAILED {f}")
+    t.h.close()
+    t.r.close()
+    return 1 if t.failures else 0
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "rings":
+        pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
+        return rings_main(sys.argv[2], sys.argv[3], pid, "--no-rx-cases" not in sys.argv)
     path = sys.argv[1]
     pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
     for c in CASES:

@@ -7,7 +7,8 @@
 //! whose length is not a multiple of 16 or names more descriptors than the queue size,
 //! or inside an indirect table; a buffer on the wrong side (device-writable in a chain
 //! the device reads, or the other way round); a buffer outside guest memory; more bytes
-//! than the caller accepts; more buffers than [`MAX_SEGS`].
+//! than the caller accepts; more buffers than [`MAX_SEGS`]; (transmit) fewer bytes than
+//! the virtio-net header.
 
 use crate::guest::{Desc, GuestMemory, Ring};
 
@@ -43,6 +44,8 @@ pub enum ChainError {
     TooLong,
     /// More buffers than [`MAX_SEGS`].
     TooManySegs,
+    /// A transmit chain shorter than the virtio-net header.
+    ShortHeader,
 }
 
 /// The buffers of one chain: a fixed array (no allocation per packet). `repr(C)` with

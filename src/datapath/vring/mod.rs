@@ -48,7 +48,7 @@ pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Cha
     let mut b = [0u8; HDR_MAX];
     let f = net::GuestFrame { mem: vq.ring().mem(), segs: out.segs(), skip: 0, len: out.total };
     if out.total < hdr_len || f.read_some(0, &mut b[..hdr_len as usize]) < hdr_len as usize {
-        return Err(ChainError::TooLong);
+        return Err(ChainError::ShortHeader);
     }
     Ok(NetHdr::from_bytes(&b))
 }
@@ -107,7 +107,8 @@ pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -
 /// # Errors
 /// The error and how many positions it consumed, to be taken and returned unused:
 /// [`RxError::NoRoom`] (fewer buffers than needed: none; try later), [`RxError::BadBuffers`]
-/// (a malformed chain: it and those before it), [`RxError::TooBig`] (without mergeable
+/// or [`RxError::BadAddr`] (a malformed chain, or one outside guest memory: it and those
+/// before it), [`RxError::TooBig`] (without mergeable
 /// buffers a chain too small, or more buffers needed than `chains` holds).
 pub fn rx_reserve(
     vq: &mut Vq,
@@ -133,8 +134,10 @@ pub fn rx_reserve(
         let Some(c) = chains.get_mut(usize::from(n)) else { break Err((RxError::TooBig, n)) };
         let head = vq.head(k + n);
         n += 1;
-        if chain::walk(vq.ring(), head, rules, &mut hint, c).is_err() {
-            break Err((RxError::BadBuffers, n));
+        match chain::walk(vq.ring(), head, rules, &mut hint, c) {
+            Ok(()) => {}
+            Err(ChainError::Addr) => break Err((RxError::BadAddr, n)),
+            Err(_) => break Err((RxError::BadBuffers, n)),
         }
         have = have.saturating_add(c.total);
         if !fmt.mergeable && have < need {

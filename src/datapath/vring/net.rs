@@ -238,6 +238,8 @@ pub enum RxError {
     /// The buffers the guest offered are malformed (counted by the caller; they were
     /// taken and returned unused).
     BadBuffers,
+    /// A buffer the guest offered lies outside its memory (as BadBuffers otherwise).
+    BadAddr,
     /// The frame does not fit the buffers even when they are all used (a guest without
     /// mergeable buffers that posted too small ones).
     TooBig,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::datapath::bridge::fwd::Heads;
 use crate::datapath::bridge::vlan::{edited_head, TagEdit};
-use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
+use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
 use crate::datapath::wire::csum;
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
@@ -37,9 +37,12 @@ pub fn cause(e: ChainError) -> DropCause {
     match e {
         ChainError::Addr => DropCause::GuestBadAddr,
         ChainError::TooLong => DropCause::GuestOversize,
-        ChainError::Index | ChainError::Loop | ChainError::Indirect | ChainError::Direction | ChainError::TooManySegs => {
-            DropCause::GuestBadChain
-        }
+        ChainError::Index
+        | ChainError::Loop
+        | ChainError::Indirect
+        | ChainError::Direction
+        | ChainError::TooManySegs
+        | ChainError::ShortHeader => DropCause::GuestBadChain,
     }
 }
 
@@ -165,6 +168,15 @@ impl Scratch {
     }
 }
 
+/// Counts a vring that broke (once), and gives `r` back.
+#[cold]
+fn note_broken<R>(vq: &mut Vq, c: &PortCounters, r: R) -> R {
+    if vq.report_broken() {
+        bump(&c.rings_broken, 1);
+    }
+    r
+}
+
 /// One burst's deliveries into a guest's receive vring: the next available position to
 /// use, how many there are, and the receiver's format and offloads. [`Egress::done`]
 /// takes what was used and publishes once.
@@ -243,7 +255,12 @@ impl<'a> Egress<'a> {
                     self.o.vq.put(b.head, 0);
                 }
                 self.k += m;
-                c.drop(if e == RxError::TooBig { DropCause::GuestOversize } else { DropCause::GuestBadChain }, 1);
+                let cause = match e {
+                    RxError::TooBig => DropCause::GuestOversize,
+                    RxError::BadAddr => DropCause::GuestBadAddr,
+                    _ => DropCause::GuestBadChain,
+                };
+                c.drop(cause, 1);
                 Err(e)
             }
         }
@@ -435,7 +452,7 @@ impl OwnRxQueue {
         let Some(s) = self.side.served.as_mut() else { return 0 };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
-            Err(Broken) => return 0,
+            Err(Broken) => return note_broken(&mut s.vq, rxc, 0),
         };
         if n == 0 {
             return 0;
@@ -555,13 +572,13 @@ impl OwnRxQueue {
         let Some(s) = self.side.served.as_mut() else { return Fwd::default() };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
-            Err(Broken) => return Fwd::default(),
+            Err(Broken) => return note_broken(&mut s.vq, rxc, Fwd::default()),
         };
         if n == 0 {
             return Fwd::default();
         }
         let (chains, held_since, sc) = (&mut self.chains, &mut self.held_since, &mut self.scratch);
-        let r = out.locked(|mut e| {
+        let r = out.locked(txc, |mut e| {
             let hdr = s.dev.hdr_len();
             let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
             let holding = *held_since != 0 && now.wrapping_sub(*held_since) <= hold;
@@ -659,7 +676,7 @@ impl OwnRxQueue {
         let Some(s) = self.side.served.as_mut() else { return (0, 0, 0) };
         let n = match s.vq.pending() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
-            Err(Broken) => return (0, 0, 0),
+            Err(Broken) => return note_broken(&mut s.vq, rxc, (0, 0, 0)),
         };
         let hdr = s.dev.hdr_len();
         let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
@@ -917,7 +934,7 @@ impl OwnTxQueue {
     /// resuming from the positions another handle left if it served the vring last and
     /// storing ours after. None without a device or with a broken ring.
     #[inline(always)]
-    fn locked<R>(&mut self, f: impl FnOnce(Egress<'_>) -> R) -> Option<R> {
+    fn locked<R>(&mut self, c: &PortCounters, f: impl FnOnce(Egress<'_>) -> R) -> Option<R> {
         let token = self.token;
         let Side { claim, served, .. } = &mut self.side;
         let s = served.as_mut()?;
@@ -929,6 +946,9 @@ impl OwnTxQueue {
             slot.set_tx_owner(vring, token);
         }
         let r = Egress::new(s, &mut self.chains).map(f);
+        if r.is_none() && s.vq.report_broken() {
+            bump(&c.rings_broken, 1);
+        }
         slot.set_position(vring, s.vq.positions());
         r
     }
@@ -941,7 +961,7 @@ impl OwnTxQueue {
         let mut sc = std::mem::take(&mut rq.scratch);
         let q = &*rq;
         let r = self
-            .locked(|mut e| {
+            .locked(c, |mut e| {
                 let (mut sent, mut bytes) = (0usize, 0u64);
                 for k in at..at + n {
                     // Only a runt has no edited form, and the bridge's first pass drops
@@ -981,7 +1001,7 @@ impl OwnTxQueue {
     pub fn tx_burst(&mut self, batch: &mut Batch, c: &PortCounters) -> usize {
         let mut gather = std::mem::take(&mut self.gather);
         let r = self
-            .locked(|mut e| {
+            .locked(c, |mut e| {
                 let (mut done, mut sent) = (0usize, 0usize);
                 while done < batch.len() {
                     let Some(mut segs) = batch.segs(done) else { break };

@@ -25,6 +25,7 @@ pub struct Vq {
     published: u16,
     event_idx: bool,
     broken: bool,
+    reported: bool,
     /// The guest-memory region last hit (translation hint).
     pub hint: usize,
 }
@@ -33,7 +34,7 @@ impl Vq {
     /// `last_avail` and `used` are the positions to resume from (rte_vhost's vring base
     /// when the device starts; ours when a worker takes the queue again).
     pub fn new(ring: Ring, last_avail: u16, used: u16, event_idx: bool) -> Vq {
-        Vq { ring, last_avail, used, published: used, event_idx, broken: false, hint: 0 }
+        Vq { ring, last_avail, used, published: used, event_idx, broken: false, reported: false, hint: 0 }
     }
 
     #[inline(always)]
@@ -57,6 +58,15 @@ impl Vq {
 
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// True once, the first time it is asked after the queue broke (to count and report
+    /// the event, not every poll of a dead ring).
+    #[inline]
+    pub fn report_broken(&mut self) -> bool {
+        let first = self.broken && !self.reported;
+        self.reported |= first;
+        first
     }
 
     /// How many chains the driver has made available and we have not taken.

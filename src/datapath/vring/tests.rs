@@ -340,7 +340,7 @@ proptest! {
                         prop_assert!(s.gpa + u64::from(s.len) <= MEM);
                     }
                 }
-                Err(e) => prop_assert!(matches!(e, ChainError::Index | ChainError::Loop | ChainError::Indirect | ChainError::Direction | ChainError::Addr | ChainError::TooLong | ChainError::TooManySegs)),
+                Err(e) => prop_assert!(matches!(e, ChainError::Index | ChainError::Loop | ChainError::Indirect | ChainError::Direction | ChainError::Addr | ChainError::TooLong | ChainError::TooManySegs | ChainError::ShortHeader)),
             }
         }
     }
