@@ -119,6 +119,7 @@ fn hostile_rings_are_refused_by_cause_and_nothing_else_is_disturbed() {
         return;
     }
     assert!(o.status.success(), "ring checks failed:\n{report}\n{}\n{text}", String::from_utf8_lossy(&o.stderr));
+    assert!(report.contains("ring case burst-in-order: in order"), "in-order use (negotiated) not kept:\n{report}");
     let (valid, posted) = (summary(&report, "valid"), summary(&report, "posted"));
     assert_eq!(summary(&report, "arrived"), valid, "{report}");
     assert!(valid >= 8 && posted >= 25, "{report}");

@@ -259,7 +259,7 @@ def alive(pid):
 # ---- Ring-level cases ----------------------------------------------------------------
 
 F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
-F_VERSION_1, F_INDIRECT_DESC = 1 << 32, 1 << 28
+F_VERSION_1, F_INDIRECT_DESC, F_IN_ORDER = 1 << 32, 1 << 28, 1 << 35
 QSIZE = 256
 MEM = 4 << 20
 UVA = 0x7F0000000000  # the frontend's address of guest memory (gpa 0), as rings are given
@@ -277,7 +277,7 @@ def recv_reply(s):
 class Guest:
     """One frontend with its own guest memory and the two vrings of queue pair 0."""
 
-    def __init__(self, path, features=F_VERSION_1 | F_INDIRECT_DESC):
+    def __init__(self, path, features=F_VERSION_1 | F_INDIRECT_DESC | F_IN_ORDER):
         self.s = connect(path)
         self.fd = memfd(MEM)
         self.m = mmap.mmap(self.fd, MEM)
@@ -289,6 +289,7 @@ class Guest:
         offered = struct.unpack("<Q", recv_reply(self.s)[:8])[0]
         send(self.s, msg(SET_OWNER))
         send(self.s, msg(SET_FEATURES, u64(features & offered)))
+        self.in_order = bool(features & offered & F_IN_ORDER)
         body = struct.pack("<II", 1, 0) + region(0, MEM, UVA, 0)
         send(self.s, msg(SET_MEM_TABLE, body), [self.fd])
         for q in (0, 1):
@@ -369,6 +370,7 @@ class Rings:
     def __init__(self, hostile, receiver):
         self.h = Guest(hostile)
         self.r = Guest(receiver)
+        self.in_order = self.h.in_order  # the backend promised in-order use
         self.expected = []  # frames that must arrive, in order
         self.posted = 0  # chains on the hostile TX ring
         self.rx_seen = 0  # used entries read on the receiver's RX ring
@@ -518,6 +520,33 @@ class Rings:
             if not ok:
                 self.failures.append(f"{name}: receive buffer or transmit chain not returned")
 
+    def burst_in_order(self):
+        """Valid and broken chains made available at once, one kick: every chain comes back
+        at the used position matching its available one (virtio 1.1 §2.6.9, in-order use,
+        which the own path offers), refused ones included."""
+        start, heads = self.h.used_idx(1), []
+        for k in range(8):
+            (i,) = self.h.alloc(1, 1)
+            f = frame(f"burst-{k}")
+            if k % 3 == 1:
+                self.h.put_desc(1, i, self.tx_buf(bytes(HDR) + f), 8)  # header too short
+                self.bad["chain"] += 1
+            else:
+                self.h.put_desc(1, i, self.tx_buf(bytes(HDR) + f), HDR + len(f))
+                self.expected.append(f)
+            heads.append(i)
+            self.h.publish(1, i, kick=False)
+            self.posted += 1
+        os.eventfd_write(self.h.kick[1], 1)
+        back = self.h.wait_used(1, self.posted)
+        got = [self.h.used_elem(1, (start + k) & 0xFFFF)[0] for k in range(len(heads))]
+        print(f"ring case burst-in-order: {'in order' if back and got == heads else f'used ids {got} for heads {heads}'}")
+        if not back:
+            self.failures.append(f"burst-in-order: chains not returned (used {self.h.used_idx(1)}, posted {self.posted})")
+        elif got != heads and self.in_order:
+            self.failures.append(f"burst-in-order: used ids {got}, made available {heads}")
+        self.collect()
+
     def check(self):
         deadline = time.time() + 2
         while len(self.got) < len(self.expected) and time.time() < deadline:
@@ -549,6 +578,7 @@ def rings_main(hostile, receiver, pid, rx_cases=True):
     t.stock_rx(200)
     time.sleep(0.1)
     t.run_tx_cases()
+    t.burst_in_order()
     t.check()
     if not alive(pid):
         print("rings: BACKEND DIED")

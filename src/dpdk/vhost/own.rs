@@ -79,12 +79,11 @@ pub fn describe_offloads(f: u64) -> String {
 }
 
 /// What the own path does not implement, so never offers: dirty-page logging (live
-/// migration needs the library path), an IOMMU, packed rings, in-order, guest announce
+/// migration needs the library path), an IOMMU, packed rings, guest announce
 /// (RARP injection on migration), UFO and ECN, GSO of unknown kind, the MTU feature.
 pub const OWN_DISABLED: u64 = bits::VHOST_F_LOG_ALL
     | bits::F_IOMMU_PLATFORM
     | bits::F_RING_PACKED
-    | bits::F_IN_ORDER
     | bits::NET_F_GUEST_ANNOUNCE
     | bits::NET_F_HOST_UFO
     | bits::NET_F_GUEST_UFO
@@ -95,7 +94,11 @@ pub const OWN_DISABLED: u64 = bits::VHOST_F_LOG_ALL
 
 /// What the own path offers on top of the library's defaults: checksum and TSO both ways,
 /// mergeable buffers, indirect descriptors, EVENT_IDX (all in the library's default set;
-/// enabled explicitly in case a build trimmed them).
+/// enabled explicitly in case a build trimmed them), and in-order use (virtio 1.1
+/// §2.6.9): every chain is returned at the position it was taken from, refused ones
+/// included, and a frame held back keeps its successors back too, so the promise holds
+/// by construction. A driver that negotiates it (DPDK's virtio PMD does) then frees its
+/// descriptors without walking a free list on lines we read.
 pub const OWN_ENABLED: u64 = bits::NET_F_CSUM
     | bits::NET_F_GUEST_CSUM
     | bits::NET_F_HOST_TSO4
@@ -104,7 +107,8 @@ pub const OWN_ENABLED: u64 = bits::NET_F_CSUM
     | bits::NET_F_GUEST_TSO6
     | bits::NET_F_MRG_RXBUF
     | bits::RING_F_INDIRECT_DESC
-    | bits::RING_F_EVENT_IDX;
+    | bits::RING_F_EVENT_IDX
+    | bits::F_IN_ORDER;
 
 /// One vring of a mapped device.
 pub struct OwnVring {
