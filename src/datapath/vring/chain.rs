@@ -71,6 +71,15 @@ impl Chain {
         &self.segs[..self.n]
     }
 
+    /// Makes this the one-buffer chain `head` → `seg` (a buffer already checked, as
+    /// [`super::tx_one`] does), writing one segment rather than resetting the array.
+    pub fn set_one(&mut self, head: u16, seg: Seg) {
+        self.head = head;
+        self.n = 1;
+        self.total = seg.len;
+        self.segs[0] = seg;
+    }
+
     fn push(&mut self, mem: &GuestMemory, d: &Desc, max: u32, hint: &mut usize) -> Result<(), ChainError> {
         if d.len == 0 {
             return Ok(());

@@ -464,9 +464,18 @@ impl OwnRxQueue {
         // alone, since its pieces take several mbufs.
         let mut hdrs = [NetHdr::default(); MAX_BURST];
         let (mut k, mut gso) = (0usize, false);
+        let mut hint = s.vq.hint;
         while k < n {
             let c = &mut self.chains[k];
-            match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
+            // One descriptor (the common case) is checked without the general walk.
+            let r = match tx_one(&s.vq, k as u16, hdr, &mut hint) {
+                Some((head, seg, _, h)) => {
+                    c.set_one(head, seg);
+                    Ok(h)
+                }
+                None => tx_frame(&mut s.vq, k as u16, hdr, indirect, c),
+            };
+            match r {
                 Ok(h) => {
                     let segment = offload::plan(&h, RxOffloads::NONE) == Plan::Segment;
                     if segment && k > 0 {
