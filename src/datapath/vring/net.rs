@@ -102,10 +102,16 @@ impl<'a> GuestFrame<'a> {
 
     /// Copies the frame's bytes from `off` into `dst` (as many as there are); returns
     /// how many.
-    pub fn read_some(&self, mut off: u32, dst: &mut [u8]) -> usize {
+    pub fn read_some(&self, off: u32, dst: &mut [u8]) -> usize {
+        self.read_some_hinted(off, dst, &mut 0)
+    }
+
+    /// [`Self::read_some`] with the caller's translation hint: a burst's frames mostly
+    /// sit in one memory region, found once rather than per frame.
+    #[inline]
+    pub fn read_some_hinted(&self, mut off: u32, dst: &mut [u8], hint: &mut usize) -> usize {
         let mut done = 0usize;
         let mut pos = 0u32; // offset of the current segment's first byte in the chain
-        let mut hint = 0;
         off += self.skip;
         for s in self.segs {
             if done == dst.len() {
@@ -115,7 +121,7 @@ impl<'a> GuestFrame<'a> {
             if off < end {
                 let at = off - pos;
                 let n = ((s.len - at) as usize).min(dst.len() - done);
-                let Some(span) = self.mem.span(s.gpa, s.len, &mut hint) else { return done };
+                let Some(span) = self.mem.span(s.gpa, s.len, hint) else { return done };
                 if !span.read(at, &mut dst[done..done + n]) {
                     return done;
                 }

@@ -517,7 +517,7 @@ impl OwnRxQueue {
                 }
                 let f = GuestFrame::of(mem, c, hdr);
                 let len = f.len() as usize;
-                if len > room.len() || f.read_some(0, &mut room[..len]) != len {
+                if len > room.len() || f.read_some_hinted(0, &mut room[..len], &mut hint) != len {
                     drops[DropCause::GuestOversize as usize] += 1;
                     return 0;
                 }
