@@ -204,6 +204,7 @@ impl Server {
                     "core": w.core, "idle_mode": idle,
                     "busy_cycles": busy, "idle_cycles": w.idle_cycles - b.idle_cycles, "packets": packets,
                     "cycles_per_packet": if packets == 0 { 0.0 } else { busy as f64 / packets as f64 },
+                    "busy_polls": w.busy_polls - b.busy_polls,
                     "sleeps": w.sleeps - b.sleeps, "kick_wakeups": w.kick_wakeups - b.kick_wakeups,
                 })
             })

@@ -115,6 +115,9 @@ pub struct WorkerCounters {
     pub idle_cycles: AtomicU64,
     /// Packets received (and so processed) by this worker.
     pub packets: AtomicU64,
+    /// Iterations that moved at least one packet: packets / busy_polls is the mean burst,
+    /// which sets how far per-burst costs (ring indexes, publishes) are shared.
+    pub busy_polls: AtomicU64,
     /// Adaptive idle: sleeps taken, and how many a guest kick ended.
     pub sleeps: AtomicU64,
     pub kick_wakeups: AtomicU64,
@@ -183,6 +186,7 @@ pub struct WorkerTotals {
     pub busy_cycles: u64,
     pub idle_cycles: u64,
     pub packets: u64,
+    pub busy_polls: u64,
     pub sleeps: u64,
     pub kick_wakeups: u64,
 }
@@ -231,6 +235,7 @@ pub fn worker_totals(w: &WorkerStats) -> WorkerTotals {
         packets: w.own.packets.load(Relaxed),
         sleeps: w.own.sleeps.load(Relaxed),
         kick_wakeups: w.own.kick_wakeups.load(Relaxed),
+        busy_polls: w.own.busy_polls.load(Relaxed),
     }
 }
 

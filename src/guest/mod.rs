@@ -273,7 +273,7 @@ impl Span<'_> {
         }
         // SAFETY: off..off+dst.len() lies in the span (checked), which lies in a region
         // mapped while the span's GuestMemory is borrowed; dst is ours.
-        unsafe { std::ptr::copy_nonoverlapping((self.ptr + off as usize) as *const u8, dst.as_mut_ptr(), dst.len()) };
+        unsafe { copy_bytes((self.ptr + off as usize) as *const u8, dst.as_mut_ptr(), dst.len()) };
         true
     }
 
@@ -284,7 +284,7 @@ impl Span<'_> {
             return false;
         }
         // SAFETY: as in read, the other way.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), (self.ptr + off as usize) as *mut u8, src.len()) };
+        unsafe { copy_bytes(src.as_ptr(), (self.ptr + off as usize) as *mut u8, src.len()) };
         true
     }
 
@@ -325,22 +325,28 @@ impl Span<'_> {
     /// A hint to load the span's first line (before reading its header).
     #[inline(always)]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch never faults and changes no memory.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(self.ptr as *const i8)
-        };
+        prefetch(self.ptr);
+    }
+
+    /// A hint to load the line at offset `off` (a frame past its virtio-net header: the
+    /// DPDK virtio driver puts the header in the headroom, so it ends the line before the
+    /// frame's). Any offset is harmless: a prefetch never faults.
+    #[inline(always)]
+    pub fn prefetch_at(&self, off: u32) {
+        prefetch(self.ptr.wrapping_add(off as usize));
     }
 
     /// A hint to own the span's first line (before writing it: the other core read it
     /// last, so a plain store would wait for the invalidation).
     #[inline(always)]
     pub fn prefetch_write(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in prefetch.
-        unsafe {
-            core::arch::asm!("prefetchw [{0}]", in(reg) self.ptr, options(nostack, readonly, preserves_flags))
-        };
+        prefetch_write(self.ptr);
+    }
+
+    /// [`Span::prefetch_write`] for the line at offset `off` (any offset is harmless).
+    #[inline(always)]
+    pub fn prefetch_write_at(&self, off: u32) {
+        prefetch_write(self.ptr.wrapping_add(off as usize));
     }
 }
 
@@ -558,6 +564,17 @@ impl Ring {
     pub fn prefetch_used(&self, pos: u16) {
         prefetch(self.used + USED_RING + 8 * usize::from(pos & self.mask));
     }
+}
+
+#[inline(always)]
+fn prefetch_write(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory.
+    unsafe {
+        core::arch::asm!("prefetchw [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 #[inline(always)]

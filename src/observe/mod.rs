@@ -213,10 +213,11 @@ impl View {
             }
         }
         type WField = fn(&WorkerTotals) -> u64;
-        let wfields: [(&str, &str, WField); 5] = [
+        let wfields: [(&str, &str, WField); 6] = [
             ("worker_busy_cycles_total", "TSC cycles of iterations that moved packets.", |w| w.busy_cycles),
             ("worker_idle_cycles_total", "TSC cycles of empty iterations and sleeps.", |w| w.idle_cycles),
             ("worker_packets_total", "Packets received by the worker.", |w| w.packets),
+            ("worker_busy_polls_total", "Iterations that moved packets (packets / this = mean burst).", |w| w.busy_polls),
             ("worker_sleeps_total", "Adaptive-idle sleeps.", |w| w.sleeps),
             ("worker_kick_wakeups_total", "Sleeps ended by a guest kick.", |w| w.kick_wakeups),
         ];
@@ -317,7 +318,7 @@ pub fn report_json(
             json!({
                 "core": w.core, "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
                 "packets": w.packets, "cycles_per_packet": w.cycles_per_packet(),
-                "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups,
+                "busy_polls": w.busy_polls, "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups,
             })
         })
         .collect();

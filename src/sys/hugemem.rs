@@ -31,10 +31,49 @@ unsafe impl<T: Send> Send for HugeSlice<T> {}
 // SAFETY: as above: &HugeSlice only hands out &T.
 unsafe impl<T: Sync> Sync for HugeSlice<T> {}
 
+/// Types whose all-zero bytes are a valid value equal to their default (atomics and
+/// plain integers): a [`HugeSlice`] of them needs no initialising writes, so pages the
+/// program never writes are never backed (a sparse table: an IPv6 FIB's first level).
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` equal to `T::default()`.
+pub unsafe trait ZeroDefault: Default {}
+// SAFETY: integers and their atomics are valid for every bit pattern, and 0 is their default.
+unsafe impl ZeroDefault for std::sync::atomic::AtomicU32 {}
+// SAFETY: as above.
+unsafe impl ZeroDefault for std::sync::atomic::AtomicU64 {}
+// SAFETY: as above.
+unsafe impl ZeroDefault for u32 {}
+// SAFETY: as above.
+unsafe impl ZeroDefault for u64 {}
+
+impl<T: ZeroDefault> HugeSlice<T> {
+    /// `len` default elements without touching them: an anonymous mapping reads as zero
+    /// until written, and zero is `T`'s default (see [`ZeroDefault`]).
+    pub fn zeroed(len: usize) -> HugeSlice<T> {
+        Self::map(len)
+    }
+}
+
 impl<T: Default> HugeSlice<T> {
     /// `len` default elements. Falls back to 4 KiB pages when huge pages are refused;
     /// panics only when the address space itself is exhausted (as `Vec` would abort).
     pub fn new(len: usize) -> HugeSlice<T> {
+        let s = Self::map(len);
+        for i in 0..len {
+            // SAFETY: in bounds (map's mapping holds len elements), aligned (the start is
+            // 2 MiB-aligned and i·size_of::<T> keeps T's alignment), written once before
+            // any read.
+            unsafe { s.elems.add(i).write(T::default()) };
+        }
+        s
+    }
+}
+
+impl<T> HugeSlice<T> {
+    /// Maps room for `len` elements, 2 MiB-aligned and advised for huge pages; the
+    /// elements are zero bytes (valid only for a [`ZeroDefault`] T until written).
+    fn map(len: usize) -> HugeSlice<T> {
         assert!(std::mem::align_of::<T>() <= HUGE);
         let bytes = std::mem::size_of::<T>().checked_mul(len).expect("table size overflows");
         // Over-allocate by one huge page so that a 2 MiB-aligned start exists inside.
@@ -52,11 +91,6 @@ impl<T: Default> HugeSlice<T> {
         // pages, so the result is ignored on purpose.
         unsafe { libc::madvise(start as *mut libc::c_void, map_len - offset, libc::MADV_HUGEPAGE) };
         let elems = start as *mut T;
-        for i in 0..len {
-            // SAFETY: in bounds (above), aligned (start is 2 MiB-aligned and i·size_of::<T>
-            // keeps T's alignment), uninitialised memory written once.
-            unsafe { elems.add(i).write(T::default()) };
-        }
         HugeSlice { map, map_len, elems, len }
     }
 }
@@ -106,6 +140,14 @@ mod tests {
         assert_eq!(Arc::strong_count(&probe), 2);
         drop(s);
         assert_eq!(Arc::strong_count(&probe), 1);
+    }
+
+    #[test]
+    fn zeroed_reads_default_and_is_writable() {
+        let s: HugeSlice<AtomicU64> = HugeSlice::zeroed(1 << 20);
+        assert!(s.iter().step_by(4096).all(|a| a.load(Relaxed) == 0));
+        s[(1 << 20) - 1].store(9, Relaxed);
+        assert_eq!(s[(1 << 20) - 1].load(Relaxed), 9);
     }
 
     #[test]

@@ -13,3 +13,15 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects and exists on every x86_64 CPU DPDK supports.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// A hint to load the line holding `p` (a table entry a burst will read soon).
+#[inline(always)]
+pub fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory; the address is a reference's.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const T as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

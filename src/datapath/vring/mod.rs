@@ -23,7 +23,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-use crate::guest::Span;
+use crate::guest::{GuestMemory, Span};
 use chain::{Chain, ChainError, Rules, F_WRITE};
 use net::{NetHdr, RxError, RxFormat, HDR_MAX};
 use queue::Vq;
@@ -55,12 +55,25 @@ pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Cha
 
 /// The fast path of [`tx_frame`]: the `k`-th chain is one descriptor that holds the
 /// header and the frame (what virtio-user and Linux send for short frames). Returns its
-/// head, the buffer (as checked, and as a span) and the header; None sends the caller to
-/// `tx_frame`.
+/// head, the buffer (as checked, and as a span of `mem`, the memory the ring's driver
+/// owns: borrowed apart from the queue so that the span may outlive the next `&mut vq`)
+/// and the header; None sends the caller to `tx_frame`.
 /// The descriptor is read once and meets every rule of the chain walk (one readable
 /// buffer inside guest memory, no NEXT, no INDIRECT, no longer than [`MAX_FRAME`]).
+///
+/// `offloads`: the driver negotiated CSUM or HOST_TSO4/6. Without them its header can ask
+/// for nothing (§5.1.6.2: no NEEDS_CSUM, gso_type NONE), so it is not read: with
+/// virtio-user's layout the header ends the cache line before the frame's, and reading
+/// it costs a line the other core last wrote.
 #[inline(always)]
-pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<(u16, chain::Seg, Span<'v>, NetHdr)> {
+pub fn tx_one<'m>(
+    vq: &Vq,
+    mem: &'m GuestMemory,
+    k: u16,
+    hdr_len: u32,
+    offloads: bool,
+    hint: &mut usize,
+) -> Option<(u16, chain::Seg, Span<'m>, NetHdr)> {
     let head = vq.head(k);
     let ring = vq.ring();
     if head >= ring.size() {
@@ -70,7 +83,10 @@ pub fn tx_one<'v>(vq: &'v Vq, k: u16, hdr_len: u32, hint: &mut usize) -> Option<
     if d.flags != 0 || d.len < hdr_len || d.len > MAX_FRAME {
         return None;
     }
-    let span = ring.mem().span(d.addr, d.len, hint)?;
+    let span = mem.span(d.addr, d.len, hint)?;
+    if !offloads {
+        return Some((head, chain::Seg { gpa: d.addr, len: d.len }, span, NetHdr::default()));
+    }
     let h = span.read_array::<HDR_MAX>(0)?;
     let mut h = NetHdr::from_bytes(&h);
     if hdr_len < HDR_MAX as u32 {

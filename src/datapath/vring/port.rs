@@ -24,13 +24,30 @@ use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::vhost::own::{bits, OwnDevice};
 use crate::dpdk::vhost::PairClaim;
-use crate::guest::Span;
+use crate::guest::{GuestMemory, Span};
 
 use super::chain::{Chain, ChainError};
 use super::net::{self, BytesFrame, EditedFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
 use super::offload::{self, Plan, RxOffloads};
 use super::queue::{Broken, Vq};
 use super::{rx_one, rx_reserve, tx_frame, tx_one};
+
+/// How many frames ahead a guest-to-guest burst asks for the buffers it will copy
+/// (descriptors twice as far).
+const AHEAD: u16 = 4;
+
+/// At source frame `k` of `n` of a guest-to-guest burst: hints the lines frames
+/// [`AHEAD`] (buffers) and 2·AHEAD (descriptors) further on will need.
+#[inline(always)]
+fn ahead(vq: &Vq, mem: &GuestMemory, e: &mut Egress, k: u16, n: u16, hdr: u32, hint: &mut usize) {
+    vq.prefetch_descs_at(k + 2 * AHEAD, 1);
+    if k + AHEAD < n {
+        if let Some((_, _, span, _)) = tx_one(vq, mem, k + AHEAD, hdr, false, hint) {
+            span.prefetch_at(hdr);
+        }
+    }
+    e.ahead();
+}
 
 /// The cause a refused chain is counted under.
 pub fn cause(e: ChainError) -> DropCause {
@@ -198,6 +215,44 @@ impl<'a> Egress<'a> {
         let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
         let (indirect, rx, hint) = (o.dev.has(bits::RING_F_INDIRECT_DESC), RxOffloads::of(&o.dev), o.vq.hint);
         Some(Egress { o, chains, fmt, indirect, rx, avail, k: 0, hint })
+    }
+
+    /// Hints the receive buffers of the burst's first frames (see [`ahead`]).
+    #[inline(always)]
+    fn prime(&mut self) {
+        for d in 0..2 * AHEAD {
+            self.prefetch_desc(d);
+        }
+        for d in 0..AHEAD {
+            self.prefetch_buf(d);
+        }
+    }
+
+    /// Hints the receive buffers of the frames [`AHEAD`] and 2·AHEAD places on.
+    #[inline(always)]
+    fn ahead(&mut self) {
+        self.prefetch_desc(2 * AHEAD);
+        self.prefetch_buf(AHEAD);
+    }
+
+    /// Hints the descriptor of the receive buffer `d` places ahead (the guest's core
+    /// wrote it last).
+    #[inline(always)]
+    fn prefetch_desc(&self, d: u16) {
+        if self.k + d < self.avail {
+            self.o.vq.ring().prefetch_desc(self.o.vq.head(self.k + d));
+        }
+    }
+
+    /// Hints the receive buffer `d` places ahead for writing (its descriptor read, so
+    /// hinted earlier): a one-descriptor buffer's header line and the frame's first line,
+    /// which the DPDK virtio driver puts on the next line.
+    #[inline(always)]
+    fn prefetch_buf(&mut self, d: u16) {
+        if let Some((_, span)) = rx_one(&self.o.vq, self.k + d, self.avail, 0, &mut self.hint) {
+            span.prefetch_write();
+            span.prefetch_write_at(self.fmt.hdr_len);
+        }
     }
 
     /// Looks at the available index again (the guest may have posted buffers); true if
@@ -457,19 +512,26 @@ impl OwnRxQueue {
         if n == 0 {
             return 0;
         }
+        s.vq.prefetch_descs(n as u16);
         let hdr = s.dev.hdr_len();
         let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
         let mut drops = [0u64; N_CAUSES];
         // First the chains (no copy yet), up to a frame that must be segmented: that one
         // alone, since its pieces take several mbufs.
         let mut hdrs = [NetHdr::default(); MAX_BURST];
+        // A one-descriptor frame's buffer as translated here, copied from without a walk.
+        let mut ones: [Option<Span>; MAX_BURST] = [None; MAX_BURST];
         let (mut k, mut gso) = (0usize, false);
         let mut hint = s.vq.hint;
         while k < n {
             let c = &mut self.chains[k];
             // One descriptor (the common case) is checked without the general walk.
-            let r = match tx_one(&s.vq, k as u16, hdr, &mut hint) {
-                Some((head, seg, _, h)) => {
+            let r = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, s.dev.tx_offloads(), &mut hint) {
+                Some((head, seg, span, h)) => {
+                    // The copy below waits on the frame's first line otherwise (the
+                    // guest's core wrote it).
+                    span.prefetch_at(hdr);
+                    ones[k] = Some(span);
                     c.set_one(head, seg);
                     Ok(h)
                 }
@@ -517,7 +579,11 @@ impl OwnRxQueue {
                 }
                 let f = GuestFrame::of(mem, c, hdr);
                 let len = f.len() as usize;
-                if len > room.len() || f.read_some_hinted(0, &mut room[..len], &mut hint) != len {
+                let read = match ones[i] {
+                    Some(span) => len <= room.len() && span.read(hdr, &mut room[..len]),
+                    None => len <= room.len() && f.read_some_hinted(0, &mut room[..len], &mut hint) == len,
+                };
+                if !read {
                     drops[DropCause::GuestOversize as usize] += 1;
                     return 0;
                 }
@@ -536,9 +602,7 @@ impl OwnRxQueue {
             return 0;
         }
         s.vq.take(k as u16);
-        for c in &self.chains[..k] {
-            s.vq.put(c.head, 0);
-        }
+        s.vq.put_read(self.chains[..k].iter().map(|c| c.head));
         if s.vq.publish() {
             s.dev.notify(s.vring);
         }
@@ -597,10 +661,22 @@ impl OwnRxQueue {
             let mut tries = 0;
             let mut heads = [0u16; MAX_BURST];
             let mut shint = s.vq.hint;
+            // Every line a frame reads or writes was last touched by a guest's core: the
+            // descriptors are asked for 2·AHEAD frames ahead, the buffers (whose addresses
+            // they hold) AHEAD frames ahead, so that a few frames' misses overlap without
+            // more requests in flight than the core has fill buffers.
+            s.vq.prefetch_descs_at(0, (n as u16).min(2 * AHEAD));
+            e.prime();
+            for d in 0..AHEAD.min(n as u16) {
+                if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, d, hdr, false, &mut shint) {
+                    span.prefetch_at(hdr);
+                }
+            }
             while taken < n {
                 let k = taken as u16;
+                ahead(&s.vq, &s.dev.mem, &mut e, k, n as u16, hdr, &mut shint);
                 // The source frame: one descriptor, or a chain.
-                let (head, h, frame) = match tx_one(&s.vq, k, hdr, &mut shint) {
+                let (head, h, frame) = match tx_one(&s.vq, &s.dev.mem, k, hdr, s.dev.tx_offloads(), &mut shint) {
                     Some((head, _, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
                     None => {
                         let c = &mut chains[taken];
@@ -648,9 +724,7 @@ impl OwnRxQueue {
             s.vq.hint = shint;
             e.done();
             s.vq.take(taken as u16);
-            for &h in &heads[..taken] {
-                s.vq.put(h, 0);
-            }
+            s.vq.put_read(heads[..taken].iter().copied());
             if s.vq.publish() {
                 s.dev.notify(s.vring);
             }
@@ -691,12 +765,22 @@ impl OwnRxQueue {
         let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
         let (mut good, mut bytes) = (0usize, 0u64);
         let mut hint = s.vq.hint;
+        // The first bytes of every frame are read here, each on a line the guest's core
+        // wrote: all descriptors asked for at once, then all frames (a pass this short
+        // would otherwise wait for each line in turn).
+        s.vq.prefetch_descs(n as u16);
+        let mut phint = hint;
+        for k in 0..n as u16 {
+            if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, k, hdr, false, &mut phint) {
+                span.prefetch_at(hdr);
+            }
+        }
         for k in 0..n {
             let c = &mut self.chains[good];
             let p = &mut self.peeked[good];
             // One descriptor (the common case) as a one-buffer chain, else the walk.
             let mut first = None;
-            let got = match tx_one(&s.vq, k as u16, hdr, &mut hint) {
+            let got = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, s.dev.tx_offloads(), &mut hint) {
                 Some((head, seg, span, h)) => {
                     c.head = head;
                     c.n = 1;
@@ -743,9 +827,7 @@ impl OwnRxQueue {
         let (_, n) = std::mem::take(&mut self.counts);
         let Some(s) = self.side.served.as_mut() else { return };
         s.vq.take(n as u16);
-        for &h in &self.taken[..n] {
-            s.vq.put(h, 0);
-        }
+        s.vq.put_read(self.taken[..n].iter().copied());
         if s.vq.publish() {
             s.dev.notify(s.vring);
         }
@@ -890,9 +972,7 @@ fn drop_all(s: &mut Served, n: usize, chains: &mut [Chain], rxc: &PortCounters, 
         }
     }
     s.vq.take(n as u16);
-    for c in &chains[..n] {
-        s.vq.put(c.head, 0);
-    }
+    s.vq.put_read(chains[..n].iter().map(|c| c.head));
     if s.vq.publish() {
         s.dev.notify(s.vring);
     }
@@ -972,7 +1052,9 @@ impl OwnTxQueue {
         let r = self
             .locked(c, |mut e| {
                 let (mut sent, mut bytes) = (0usize, 0u64);
+                e.prime();
                 for k in at..at + n {
+                    e.ahead();
                     // Only a runt has no edited form, and the bridge's first pass drops
                     // those: counted here all the same.
                     let Some((f, h)) = q.frame(k, edit) else {
@@ -1012,7 +1094,9 @@ impl OwnTxQueue {
         let r = self
             .locked(c, |mut e| {
                 let (mut done, mut sent) = (0usize, 0usize);
+                e.prime();
                 while done < batch.len() {
+                    e.ahead();
                     let Some(mut segs) = batch.segs(done) else { break };
                     // A chained mbuf (a jumbo frame from a NIC) is gathered first; one
                     // segment is copied from where it is.

@@ -98,6 +98,24 @@ impl Vq {
         self.ring.prefetch_avail(self.last_avail.wrapping_add(k));
     }
 
+    /// Hints the first descriptors of the next `n` chains not yet taken, so that a burst's
+    /// descriptor reads overlap instead of each waiting for a line the driver's core wrote.
+    /// The heads are read without being checked: a prefetch of any address is harmless
+    /// (the ring masks the index), and each head is read again, and checked, when used.
+    #[inline(always)]
+    pub fn prefetch_descs(&self, n: u16) {
+        self.prefetch_descs_at(0, n);
+    }
+
+    /// [`Vq::prefetch_descs`] of the `n` chains from the `k`-th not yet taken on (past
+    /// what the driver made available: harmless, any line may be hinted).
+    #[inline(always)]
+    pub fn prefetch_descs_at(&self, k: u16, n: u16) {
+        for i in k..k + n {
+            self.ring.prefetch_desc(self.head(i));
+        }
+    }
+
     /// Takes `k` chains (they must all be returned with [`Vq::put`]).
     #[inline(always)]
     pub fn take(&mut self, k: u16) {
@@ -109,6 +127,17 @@ impl Vq {
     pub fn put(&mut self, head: u16, len: u32) {
         self.ring.set_used(self.used, head, len);
         self.used = self.used.wrapping_add(1);
+    }
+
+    /// Returns chains we only read (used length 0), in the order they were taken: one
+    /// used entry each. (With IN_ORDER the spec lets a device write one entry per batch,
+    /// §2.6.9, but DPDK 22.11's in-order virtio driver reads every entry and frees the
+    /// mbuf its id names: a skipped entry would hand it a stale id.)
+    #[inline(always)]
+    pub fn put_read(&mut self, heads: impl Iterator<Item = u16>) {
+        for h in heads {
+            self.put(h, 0);
+        }
     }
 
     /// Publishes what [`Vq::put`] returned since the last publish; true when the driver

@@ -135,6 +135,11 @@ impl OwnDevice {
         self.features & bit != 0
     }
 
+    /// The driver may ask for offloads in the headers it sends (CSUM, HOST_TSO4/6).
+    pub fn tx_offloads(&self) -> bool {
+        self.has(bits::NET_F_CSUM) || self.has(bits::NET_F_HOST_TSO4) || self.has(bits::NET_F_HOST_TSO6)
+    }
+
     /// The virtio-net header length (§5.1.6: 12 bytes with VERSION_1 or MRG_RXBUF).
     pub fn hdr_len(&self) -> u32 {
         if self.has(bits::F_VERSION_1) || self.has(bits::NET_F_MRG_RXBUF) {
