@@ -90,6 +90,22 @@ pub struct RunArgs {
     #[arg(long = "rxq-affinity", value_name = "PORT:QUEUE=CORE")]
     pub rxq_affinity: Vec<String>,
 
+    /// An address on a routed interface: IFACE=ADDR/LEN, IFACE a port or PORT.VLAN (an
+    /// 802.1Q sub-interface), IPv4 or IPv6, e.g. a=198.18.1.254/24. A port with an
+    /// address routes (it is in no xconnect or bridge). Repeat for more.
+    #[arg(long = "ip", value_name = "IFACE=ADDR/LEN")]
+    pub ips: Vec<String>,
+
+    /// A static route: PREFIX=via:ADDR[@IFACE][+ADDR...] (several gateways: ECMP),
+    /// PREFIX=dev:IFACE, PREFIX=blackhole or PREFIX=unreachable. Repeat for more.
+    #[arg(long = "route", value_name = "PREFIX=TARGET")]
+    pub routes: Vec<String>,
+
+    /// MTU of a routed interface (the largest IP packet it sends): IFACE=BYTES [default:
+    /// 1500].
+    #[arg(long = "mtu", value_name = "IFACE=BYTES")]
+    pub mtus: Vec<String>,
+
     /// Let a worker run on the EAL main core (machines with fewer CPUs than workers + 1:
     /// the main thread sleeps, waking every few ms for control work, which then takes
     /// that worker's time).

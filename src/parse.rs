@@ -305,6 +305,164 @@ impl Rate {
     }
 }
 
+/// An interface name: `PORT` (the port itself) or `PORT.VLAN` (an 802.1Q sub-interface,
+/// VLAN 1 to 4094). Returns the port and the VLAN (0 for the port itself).
+pub fn parse_iface(s: &str) -> Result<(String, u16), String> {
+    let (port, vlan) = match s.split_once('.') {
+        Some((p, v)) => (
+            p,
+            v.parse::<u16>()
+                .ok()
+                .filter(|v| (1..=4094).contains(v))
+                .ok_or_else(|| format!("interface '{s}': VLAN '{v}' is not 1 to 4094"))?,
+        ),
+        None => (s, 0),
+    };
+    parse_name(port).map_err(|e| format!("interface '{s}': {e}"))?;
+    Ok((port.to_string(), vlan))
+}
+
+/// `ADDR/LEN`, IPv4 or IPv6; the address keeps its host bits (an interface address).
+pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, l) =
+        s.split_once('/').ok_or_else(|| format!("'{s}' has no prefix length: write ADDR/LEN, e.g. 198.18.1.254/24 or 2001:db8:1::1/64"))?;
+    let addr: std::net::IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("prefix length '{l}' of '{s}' is not 0 to {max}"))?;
+    Ok((addr, len))
+}
+
+/// A route's prefix: `ADDR/LEN` with no host bits set (a bare address is a host route).
+pub fn parse_prefix(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (addr, len) = if s.contains('/') {
+        parse_cidr(s)?
+    } else {
+        let a: std::net::IpAddr = s.parse().map_err(|_| format!("'{s}' is not a prefix: write ADDR/LEN, e.g. 198.19.0.0/16"))?;
+        (a, if a.is_ipv4() { 32 } else { 128 })
+    };
+    if masked(addr, len) != addr {
+        return Err(format!("prefix '{s}' has host bits set: write {}/{len}", masked(addr, len)));
+    }
+    Ok((addr, len))
+}
+
+/// `addr` with the bits past `len` cleared.
+pub fn masked(addr: std::net::IpAddr, len: u8) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+/// `IFACE=ADDR/LEN` (`--ip`).
+pub fn parse_ip_arg(s: &str) -> Result<(String, u16, std::net::IpAddr, u8), String> {
+    let (i, a) = s.split_once('=').ok_or_else(|| format!("--ip '{s}' has no '=': write IFACE=ADDR/LEN, e.g. a=198.18.1.254/24"))?;
+    let (port, vlan) = parse_iface(i)?;
+    let (addr, len) = parse_cidr(a)?;
+    Ok((port, vlan, addr, len))
+}
+
+/// `IFACE=BYTES` (`--mtu`): 68 (RFC 791's minimum) to 9000.
+pub fn parse_mtu_arg(s: &str) -> Result<(String, u16, u16), String> {
+    let (i, m) = s.split_once('=').ok_or_else(|| format!("--mtu '{s}' has no '=': write IFACE=BYTES, e.g. a=1500"))?;
+    let (port, vlan) = parse_iface(i)?;
+    let mtu = m.parse::<u16>().ok().filter(|m| (68..=9000).contains(m)).ok_or_else(|| format!("--mtu '{s}': '{m}' is not 68 to 9000"))?;
+    Ok((port, vlan, mtu))
+}
+
+/// Where a route sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Through gateways (several: ECMP), each on the interface whose connected subnet
+    /// holds it, or on the one named after `@`.
+    Via(Vec<(std::net::IpAddr, Option<(String, u16)>)>),
+    /// Directly connected on an interface (its hosts are resolved one by one).
+    Dev(String, u16),
+    /// Dropped, counted.
+    Blackhole,
+    /// Dropped with an ICMP destination unreachable.
+    Unreachable,
+}
+
+impl fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ifn = |p: &str, v: u16| if v == 0 { p.to_string() } else { format!("{p}.{v}") };
+        match self {
+            RouteTarget::Via(gws) => {
+                let g: Vec<String> = gws
+                    .iter()
+                    .map(|(a, i)| match i {
+                        Some((p, v)) => format!("{a}@{}", ifn(p, *v)),
+                        None => a.to_string(),
+                    })
+                    .collect();
+                write!(f, "via:{}", g.join("+"))
+            }
+            RouteTarget::Dev(p, v) => write!(f, "dev:{}", ifn(p, *v)),
+            RouteTarget::Blackhole => write!(f, "blackhole"),
+            RouteTarget::Unreachable => write!(f, "unreachable"),
+        }
+    }
+}
+
+/// `via:ADDR[@IFACE][+ADDR[@IFACE]...]`, `dev:IFACE`, `blackhole` or `unreachable`.
+pub fn parse_target(s: &str) -> Result<RouteTarget, String> {
+    let bad = || format!("route target '{s}' is unknown: use via:ADDR[@IFACE][+ADDR...], dev:IFACE, blackhole or unreachable");
+    match s {
+        "blackhole" => return Ok(RouteTarget::Blackhole),
+        "unreachable" => return Ok(RouteTarget::Unreachable),
+        _ => {}
+    }
+    let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+    match kind {
+        "dev" => {
+            let (p, v) = parse_iface(rest)?;
+            Ok(RouteTarget::Dev(p, v))
+        }
+        "via" => {
+            let mut gws = Vec::new();
+            for g in rest.split('+') {
+                let (a, i) = match g.split_once('@') {
+                    Some((a, i)) => (a, Some(parse_iface(i)?)),
+                    None => (g, None),
+                };
+                let a: std::net::IpAddr = a.parse().map_err(|_| format!("gateway '{a}' is not an IPv4 or IPv6 address"))?;
+                if gws.iter().any(|(x, _)| *x == a) {
+                    return Err(format!("gateway {a} is listed twice in '{s}'"));
+                }
+                gws.push((a, i));
+            }
+            if gws.len() > 16 {
+                return Err(format!("'{s}' lists {} gateways: at most 16", gws.len()));
+            }
+            Ok(RouteTarget::Via(gws))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `PREFIX=TARGET` (`--route`).
+pub fn parse_route_arg(s: &str) -> Result<(std::net::IpAddr, u8, RouteTarget), String> {
+    let (p, t) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--route '{s}' has no '=': write PREFIX=via:ADDR or PREFIX=dev:IFACE, e.g. 198.19.0.0/16=via:198.18.1.1"))?;
+    let (addr, len) = parse_prefix(p)?;
+    let t = parse_target(t)?;
+    if let RouteTarget::Via(g) = &t {
+        if let Some((a, _)) = g.iter().find(|(a, _)| a.is_ipv4() != addr.is_ipv4()) {
+            return Err(format!("route {p}: gateway {a} is not of the prefix's address family"));
+        }
+    }
+    Ok((addr, len, t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +554,32 @@ mod tests {
             let e = parse_mac(bad).unwrap_err();
             assert!(e.starts_with("bad MAC address") && !e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn router_syntax_parses_and_refuses_with_the_fix() {
+        use std::net::IpAddr;
+        assert_eq!(parse_iface("a"), Ok(("a".into(), 0)));
+        assert_eq!(parse_iface("a.100"), Ok(("a".into(), 100)));
+        assert!(parse_iface("a.5000").unwrap_err().contains("1 to 4094"));
+        let (p, v, a, l) = parse_ip_arg("a.10=198.18.1.254/24").unwrap();
+        assert_eq!((p.as_str(), v, a, l), ("a", 10, "198.18.1.254".parse::<IpAddr>().unwrap(), 24));
+        assert!(parse_ip_arg("a=198.18.1.254").unwrap_err().contains("no prefix length"));
+        assert!(parse_ip_arg("a=2001:db8::1/129").unwrap_err().contains("0 to 128"));
+        assert_eq!(parse_prefix("10.0.0.0/8"), Ok(("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(parse_prefix("10.0.0.1"), Ok(("10.0.0.1".parse().unwrap(), 32)));
+        assert!(parse_prefix("10.0.0.1/8").unwrap_err().contains("write 10.0.0.0/8"));
+        let (_, _, t) = parse_route_arg("198.19.0.0/16=via:198.18.1.1+198.18.2.1@b.7").unwrap();
+        assert_eq!(
+            t,
+            RouteTarget::Via(vec![("198.18.1.1".parse().unwrap(), None), ("198.18.2.1".parse().unwrap(), Some(("b".into(), 7)))])
+        );
+        assert_eq!(t.to_string(), "via:198.18.1.1+198.18.2.1@b.7");
+        assert_eq!(parse_target("dev:a"), Ok(RouteTarget::Dev("a".into(), 0)));
+        assert_eq!(parse_target("blackhole"), Ok(RouteTarget::Blackhole));
+        assert!(parse_target("drop").unwrap_err().contains("use via:"));
+        assert!(parse_route_arg("2001:db8::/32=via:198.18.1.1").unwrap_err().contains("address family"));
+        assert!(parse_route_arg("10.0.0.0/8=via:1.1.1.1+1.1.1.1").unwrap_err().contains("twice"));
+        assert!(parse_route_arg("10.0.0.0/8").unwrap_err().contains("no '='"));
     }
 }

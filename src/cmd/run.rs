@@ -15,11 +15,15 @@ use pmdswitch::control::changes::Control;
 use pmdswitch::control::client;
 use pmdswitch::control::plane::{BridgeEntry, Plane, PortRt, Rule, MAX_PORTS};
 use pmdswitch::control::ports::{same_resource, Opener};
+use pmdswitch::control::router::neigh::Timing;
+use pmdswitch::control::router::{slow, Prefix, RouterCtl};
 use pmdswitch::control::server;
 use pmdswitch::datapath::bridge::fwd::Bridge;
 use pmdswitch::datapath::bridge::table::{self, MacTable};
 use pmdswitch::datapath::bridge::vlan::VlanMode;
 use pmdswitch::datapath::reload::ReloadBarrier;
+use pmdswitch::datapath::route::qsbr::Qsbr;
+use pmdswitch::datapath::route::{RouteIn, Router, RouterSize};
 use pmdswitch::datapath::stats::{DropCause, PortTotals, WorkerStats, WorkerTotals};
 use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, Worker};
 use pmdswitch::dpdk::mbuf::MAX_BURST;
@@ -62,6 +66,11 @@ struct Plan {
     pub affinity: Vec<(String, u16, usize)>,
     pub mac_aging_ms: u64,
     pub mac_capacity: usize,
+    /// Interface addresses: port index, VLAN, address, prefix length.
+    pub ips: Vec<(usize, u16, std::net::IpAddr, u8)>,
+    /// Interface MTUs: port index, VLAN, MTU.
+    pub mtus: Vec<(usize, u16, u16)>,
+    pub routes: Vec<(std::net::IpAddr, u8, parse::RouteTarget)>,
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
@@ -151,6 +160,32 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
             .get(p.as_str())
             .ok_or_else(|| Failure::Usage(format!("--queues names unknown port '{p}': define it with --port {p}=SPEC")))?;
         queues[i] = n;
+    }
+    let mut ips = Vec::new();
+    for x in &a.ips {
+        let (p, vlan, addr, len) = parse::parse_ip_arg(x).map_err(Failure::Usage)?;
+        let i = *index
+            .get(p.as_str())
+            .ok_or_else(|| Failure::Usage(format!("--ip {x} names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if peer[i].is_some() || in_bridge[i].is_some() {
+            return usage(format!("--ip {x}: port '{p}' is in an xconnect or bridge: a port has one rule (routed ports have addresses)"));
+        }
+        ips.push((i, vlan, addr, len));
+    }
+    let mut mtus = Vec::new();
+    for x in &a.mtus {
+        let (p, vlan, mtu) = parse::parse_mtu_arg(x).map_err(Failure::Usage)?;
+        let i = *index
+            .get(p.as_str())
+            .ok_or_else(|| Failure::Usage(format!("--mtu {x} names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if !ips.iter().any(|(j, v, _, _)| *j == i && *v == vlan) {
+            return usage(format!("--mtu {x}: interface has no address: give it one with --ip"));
+        }
+        mtus.push((i, vlan, mtu));
+    }
+    let mut routes = Vec::new();
+    for x in &a.routes {
+        routes.push(parse::parse_route_arg(x).map_err(|e| Failure::Usage(format!("--route {x}: {e}")))?);
     }
     let mac_aging_ms = a.mac_aging.map_or(table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
     let mac_capacity = a.mac_capacity.unwrap_or(table::DEFAULT_CAPACITY);
@@ -297,6 +332,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         mac_aging_ms,
         mac_capacity,
         datapath,
+        ips,
+        mtus,
+        routes,
     })
 }
 
@@ -378,6 +416,11 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     };
     let stats: Vec<Arc<WorkerStats>> = cores.iter().map(|&c| Arc::new(WorkerStats::new(c, MAX_PORTS))).collect();
     let view = Arc::new(View::new(stats.clone(), cycles_per_ms));
+    // The router's tables exist from the start (addresses may come later through ctl);
+    // untouched, they cost address space, not memory.
+    let router = Arc::new(Router::new(RouterSize::default(), Arc::new(Qsbr::new(n_workers)), n_workers));
+    let rctl = Arc::new(Mutex::new(RouterCtl::new(router.clone(), Timing::default())));
+    rctl.lock().unwrap_or_else(|e| e.into_inner()).barrier = Some(barrier.clone());
     let mut plane = Plane {
         ports: (0..MAX_PORTS).map(|_| None).collect(),
         bridges: Vec::new(),
@@ -389,6 +432,9 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         stats: stats.clone(),
         mailboxes: (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect(),
         view: view.clone(),
+        route_in: Arc::new(RouteIn { router: router.clone(), ifs: Arc::default() }),
+        router: rctl.clone(),
+        route_version: 0,
     };
     for (i, def) in plan.ports.iter().enumerate() {
         let e = opener.open(def, plan.queues[i], plan.vlans[i].clone(), PortTotals::default()).map_err(rt)?;
@@ -414,6 +460,18 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         let current = Arc::new(Bridge::new(table.clone(), Vec::new()));
         plane.bridges.push(BridgeEntry { name: name.clone(), table, members: members.clone(), current });
     }
+    {
+        let mut r = rctl.lock().unwrap_or_else(|e| e.into_inner());
+        for &(i, vlan, addr, len) in &plan.ips {
+            let mtu = plan.mtus.iter().find(|m| m.0 == i && m.1 == vlan).map(|m| m.2);
+            r.add_addr(&plan.ports[i].name, vlan, i, addr, len, mtu)
+                .map_err(|e| Failure::Usage(format!("--ip {}: {e}", plan.ports[i].name)))?;
+        }
+        for (addr, len, t) in &plan.routes {
+            r.add_route(Prefix::of(*addr, *len), t).map_err(|e| Failure::Usage(format!("--route {addr}/{len}={t}: {e}")))?;
+        }
+    }
+    plane.sync_router();
     // From here DPDK's own messages (device connects, warnings) go to the terminal.
     if let Some(c) = capture {
         c.finish();
@@ -440,6 +498,8 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let ctl_path = plan.ctl.clone();
     let (ctl, requests) = server::serve(&ctl_path, plan.socket_gid, view.clone(), barrier.clone(), idle_mode.clone(), metrics_stop.clone())
         .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
+    let slow_stop = Arc::new(AtomicBool::new(false));
+    let slow = slow::spawn(rctl.clone(), slow_stop.clone()).map_err(|e| rt(format!("cannot start the router's slow-path thread: {e}")))?;
     let mut handles = Vec::new();
     for (w, wplan) in plans.into_iter().enumerate() {
         let worker = Worker {
@@ -457,12 +517,15 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             pool: pool.clone(),
             clock: MsClock::new(cycles_per_ms),
             scratch: Default::default(),
+            router: router.clone(),
+            rscratch: Box::default(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 // No half-started set of workers: stop the ones running, then unwind.
                 metrics_stop.store(true, Ordering::SeqCst);
+                slow_stop.store(true, Ordering::SeqCst);
                 let _ = std::fs::remove_file(&ctl_path);
                 barrier.stop();
                 for h in handles {
@@ -533,7 +596,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         }
         // Control requests (add-port, ...) wake the loop at once.
         if let Ok(req) = requests.recv_timeout(until.saturating_duration_since(now).max(Duration::from_millis(1))) {
-            let reply = control.handle(&mut plane, &req.change);
+            let reply = control.handle(&mut plane, &req.change, req.json);
             let _ = req.reply.send(reply);
         }
     }
@@ -547,10 +610,15 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     }
     let _ = ctl.join();
     let _ = std::fs::remove_file(&ctl_path);
+    // The slow path stops before the workers: nothing is handed down after they go.
+    slow_stop.store(true, Ordering::SeqCst);
+    let _ = slow.join();
     barrier.stop();
     for h in handles {
         let _ = h.join();
     }
+    // Frames still waiting to go down hold no mbuf (they are bytes): dropped with the router.
+    let router_report = rctl.lock().unwrap_or_else(|e| e.into_inner()).router_json();
     let in_use_end = pool.in_use();
     let reports = view.ports();
     let bridges = view.bridges_json(false);
@@ -563,7 +631,10 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     drop(plane); // unregisters vhost sockets (files removed), closes ethdev ports
     let workers = view.workers();
     print_final(&reports, &workers, elapsed, tsc_hz, baseline, in_use_end);
-    let report = observe::report_json(&reports, &workers, bridges, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    let mut report = observe::report_json(&reports, &workers, bridges, elapsed, tsc_hz, pool.size(), baseline, in_use_end);
+    if router_report["interfaces"].as_u64().unwrap_or(0) > 0 {
+        report["router"] = router_report;
+    }
     drop(view);
     drop(pool);
     drop(eal);

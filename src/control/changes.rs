@@ -12,13 +12,20 @@ use std::sync::Arc;
 use crate::control::plane::{BridgeEntry, Plane, PortRt, Rule};
 use crate::control::ports::same_resource;
 use crate::control::ports::Opener;
-use crate::control::protocol::Change;
+use crate::control::protocol::{Change, RouterCmd};
+use crate::control::router::Prefix;
 use crate::datapath::bridge::fwd::Bridge;
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::reload::ReloadBarrier;
 use crate::parse::{PortDef, PortSpec};
 use crate::startup::preflight;
+
+/// A router command's answer: one `ok:` line, or a show's output as it is.
+enum Reply {
+    Line(String),
+    Raw(String),
+}
 
 pub struct Control {
     pub opener: Opener,
@@ -29,8 +36,14 @@ pub struct Control {
 
 impl Control {
     /// Applies one change; the answer is one line, `ok: ...` or `error: ...`.
-    pub fn handle(&mut self, plane: &mut Plane, change: &Change) -> String {
+    pub fn handle(&mut self, plane: &mut Plane, change: &Change, json: bool) -> String {
         let r = match change {
+            Change::Router(cmd) => match self.router(plane, cmd, json) {
+                // A show answers with its table or JSON as it is.
+                Ok(Reply::Raw(t)) => return t,
+                Ok(Reply::Line(m)) => Ok(m),
+                Err(e) => Err(e),
+            },
             Change::AddPort { def, queues } => self.add_port(plane, def, *queues),
             Change::DelPort { name } => self.del_port(plane, name),
             Change::Xconnect { a, b } => self.xconnect(plane, a, b),
@@ -119,7 +132,48 @@ impl Control {
             Some(Rule::None) | None => Ok(()),
             Some(Rule::Xconnect(_)) => Err(format!("port '{name}' is in an xconnect: del-xconnect {name} first")),
             Some(Rule::Bridge(b)) => Err(format!("port '{name}' is in bridge '{}': bridge del-port first", plane.bridges[b].name)),
+            Some(Rule::Route) => Err(format!("port '{name}' routes (it has addresses): ip del them first")),
         }
+    }
+
+    /// The router's commands; interface changes republish the workers' plans.
+    fn router(&mut self, plane: &mut Plane, cmd: &RouterCmd, json: bool) -> Result<Reply, String> {
+        let rc = plane.router.clone();
+        let line = |r: Result<String, String>| r.map(Reply::Line);
+        let r = match cmd {
+            RouterCmd::IpAdd { port, vlan, addr, len } => {
+                let i = Self::port(plane, port)?;
+                if !matches!(plane.ports[i].as_ref().map(|e| e.rule), Some(Rule::None | Rule::Route)) {
+                    Self::free(plane, i, port)?;
+                }
+                let r = rc.lock().unwrap_or_else(|e| e.into_inner()).add_addr(port, *vlan, i, *addr, *len, None);
+                line(r)
+            }
+            RouterCmd::IpDel { port, vlan, addr, len } => {
+                line(rc.lock().unwrap_or_else(|e| e.into_inner()).del_addr(port, *vlan, *addr, *len))
+            }
+            RouterCmd::Mtu { port, vlan, mtu } => line(rc.lock().unwrap_or_else(|e| e.into_inner()).set_mtu(port, *vlan, *mtu)),
+            RouterCmd::IpShow => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_ip(json))),
+            RouterCmd::RouteAdd { addr, len, target } => {
+                line(rc.lock().unwrap_or_else(|e| e.into_inner()).add_route(Prefix::of(*addr, *len), target))
+            }
+            RouterCmd::RouteDel { addr, len } => line(rc.lock().unwrap_or_else(|e| e.into_inner()).del_route(Prefix::of(*addr, *len))),
+            RouterCmd::RouteShow { prefix } => {
+                let p = prefix.map(|(a, l)| Prefix::of(a, l));
+                Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_routes(json, p, if json { usize::MAX } else { 1000 })))
+            }
+            RouterCmd::RouteLoad { path, del } => line(crate::control::router::load::load(&rc, path, *del)),
+            RouterCmd::NeighAdd { port, vlan, addr, mac } => {
+                line(rc.lock().unwrap_or_else(|e| e.into_inner()).add_static_neigh(port, *vlan, *addr, *mac))
+            }
+            RouterCmd::NeighDel { port, vlan, addr } => line(rc.lock().unwrap_or_else(|e| e.into_inner()).del_neigh(port, *vlan, *addr)),
+            RouterCmd::NeighShow => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_neigh(json))),
+            RouterCmd::ShowRouter => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_router(json))),
+        };
+        if plane.sync_router() {
+            plane.publish(&self.barrier);
+        }
+        r
     }
 
     fn xconnect(&mut self, plane: &mut Plane, a: &str, b: &str) -> Result<String, String> {

@@ -8,4 +8,5 @@ pub mod client;
 pub mod plane;
 pub mod ports;
 pub mod protocol;
+pub mod router;
 pub mod server;

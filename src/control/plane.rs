@@ -27,10 +27,12 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
 
+use crate::control::router::RouterCtl;
 use crate::datapath::bridge::fwd::{Bridge, Member};
 use crate::datapath::bridge::table::MacTable;
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::reload::ReloadBarrier;
+use crate::datapath::route::RouteIn;
 use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
 use crate::datapath::worker::{Action, PollPlan, RxSource, TxSource, WorkerPlan};
 use crate::dpdk::ethdev::{EthPort, PortId};
@@ -54,6 +56,8 @@ pub enum Rule {
     Xconnect(usize),
     /// Member of bridge (index into `Plane::bridges`).
     Bridge(usize),
+    /// Routed: the port or a VLAN of it has an address.
+    Route,
 }
 
 pub struct PortEntry {
@@ -111,6 +115,11 @@ pub struct Plane {
     pub stats: Vec<Arc<WorkerStats>>,
     pub mailboxes: Vec<Arc<Mutex<Option<WorkerPlan>>>>,
     pub view: Arc<View>,
+    /// The router's control plane (shared with its slow-path thread), and what the
+    /// workers of routed ports get: the tables and the interface snapshot.
+    pub router: Arc<Mutex<RouterCtl>>,
+    pub route_in: Arc<RouteIn>,
+    pub route_version: u64,
 }
 
 impl Plane {
@@ -189,6 +198,29 @@ impl Plane {
         moved.len()
     }
 
+    /// Takes the router's interface changes: ports with an interface route, those whose
+    /// last one went route nothing; the workers' snapshot is rebuilt. True when anything
+    /// changed (the caller publishes).
+    pub fn sync_router(&mut self) -> bool {
+        let r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        if r.version == self.route_version {
+            return false;
+        }
+        self.route_version = r.version;
+        self.route_in = Arc::new(RouteIn { router: r.rt.clone(), ifs: r.snapshot.clone() });
+        let routed = r.routed_ports();
+        drop(r);
+        for (i, e) in self.ports.iter_mut().enumerate() {
+            let Some(e) = e else { continue };
+            if routed.contains(&i) {
+                e.rule = Rule::Route;
+            } else if e.rule == Rule::Route {
+                e.rule = Rule::None;
+            }
+        }
+        true
+    }
+
     /// Rebuilds the workers' view of every bridge (after a membership or VLAN change).
     pub fn rebuild_bridges(&mut self) {
         for b in &mut self.bridges {
@@ -220,13 +252,14 @@ impl Plane {
                         None => Action::Drop,
                     }
                 }
+                Rule::Route => Action::Route(self.route_in.clone()),
             };
             polls.push(PollPlan { rx, rx_port: p, action, counters: e.rxq[q as usize].clone() });
         }
         let egress: Vec<bool> = (0..self.ports.len())
             .map(|i| {
                 self.ports.iter().flatten().any(|e| e.rule == Rule::Xconnect(i))
-                    || self.ports[i].as_ref().is_some_and(|e| matches!(e.rule, Rule::Bridge(_)))
+                    || self.ports[i].as_ref().is_some_and(|e| matches!(e.rule, Rule::Bridge(_) | Rule::Route))
             })
             .collect();
         let txs = self
@@ -296,6 +329,7 @@ impl Plane {
                         Rule::None => "none".into(),
                         Rule::Xconnect(p) => format!("xconnect {}", self.ports[p].as_ref().map_or("?", |x| x.def.name.as_str())),
                         Rule::Bridge(b) => format!("bridge {}", self.bridges[b].name),
+                        Rule::Route => "route".into(),
                     },
                 })
             })

@@ -10,7 +10,8 @@
 
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::worker::IdleMode;
-use crate::parse::{self, PortDef};
+use crate::parse::{self, PortDef, RouteTarget};
+use std::net::IpAddr;
 
 /// What `show` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,61 @@ pub enum Change {
         capacity: Option<usize>,
     },
     Rebalance,
+    Router(RouterCmd),
+}
+
+/// The router's commands (interfaces, routes, neighbours), applied by the main thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterCmd {
+    IpAdd {
+        port: String,
+        vlan: u16,
+        addr: IpAddr,
+        len: u8,
+    },
+    IpDel {
+        port: String,
+        vlan: u16,
+        addr: IpAddr,
+        len: u8,
+    },
+    Mtu {
+        port: String,
+        vlan: u16,
+        mtu: u16,
+    },
+    IpShow,
+    RouteAdd {
+        addr: IpAddr,
+        len: u8,
+        target: RouteTarget,
+    },
+    RouteDel {
+        addr: IpAddr,
+        len: u8,
+    },
+    RouteShow {
+        prefix: Option<(IpAddr, u8)>,
+    },
+    /// A file of `PREFIX TARGET` lines (`#` comments), added (or with `del`, removed) in one
+    /// request.
+    RouteLoad {
+        path: String,
+        del: bool,
+    },
+    NeighAdd {
+        port: String,
+        vlan: u16,
+        addr: IpAddr,
+        mac: [u8; 6],
+    },
+    NeighDel {
+        port: String,
+        vlan: u16,
+        addr: IpAddr,
+    },
+    NeighShow,
+    ShowRouter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +187,10 @@ fn q(c: Query) -> Result<Command, String> {
 
 fn c(c: Change) -> Result<Command, String> {
     Ok(Command::Change(c))
+}
+
+fn r(c: RouterCmd) -> Result<Command, String> {
+    Ok(Command::Change(Change::Router(c)))
 }
 
 /// Every command, in the order the help lists them.
@@ -330,6 +390,146 @@ pub const COMMANDS: &[Syntax] = &[
         parse: |a| match a {
             [br, port] => c(Change::BridgeDelPort { bridge: br.to_string(), port: port.to_string() }),
             _ => Err(incomplete("bridge del-port")),
+        },
+    },
+    Syntax {
+        words: "ip add",
+        args: "IFACE ADDR/LEN",
+        help: "an IPv4 or IPv6 address on a port or a VLAN sub-interface (PORT.VLAN) of a port in no other rule: it routes from then on",
+        example: "ip add d 198.18.9.1/24",
+        parse: |a| match a {
+            [i, cidr] => {
+                let (port, vlan) = parse::parse_iface(i)?;
+                let (addr, len) = parse::parse_cidr(cidr)?;
+                r(RouterCmd::IpAdd { port, vlan, addr, len })
+            }
+            _ => Err(incomplete("ip add")),
+        },
+    },
+    Syntax {
+        words: "ip mtu",
+        args: "IFACE BYTES",
+        help: "the largest IP packet an interface sends (68 to 9000; larger ones are fragmented or refused with ICMP)",
+        example: "ip mtu d 1500",
+        parse: |a| match a {
+            [i, m] => {
+                let (port, vlan) = parse::parse_iface(i)?;
+                let mtu =
+                    m.parse::<u16>().ok().filter(|m| (68..=9000).contains(m)).ok_or_else(|| format!("MTU '{m}' is not 68 to 9000"))?;
+                r(RouterCmd::Mtu { port, vlan, mtu })
+            }
+            _ => Err(incomplete("ip mtu")),
+        },
+    },
+    Syntax {
+        words: "ip show",
+        args: "[--json]",
+        help: "routed interfaces: MAC, MTU, addresses",
+        example: "ip show --json",
+        parse: |a| none(a, "ip show").and(r(RouterCmd::IpShow)),
+    },
+    Syntax {
+        words: "route add",
+        args: "PREFIX TARGET",
+        help: "a static route; TARGET is via:ADDR[@IFACE][+ADDR...] (several: ECMP), dev:IFACE, blackhole or unreachable",
+        example: "route add 198.19.0.0/16 via:198.18.9.2",
+        parse: |a| match a {
+            [p, t] => {
+                let (addr, len, target) = parse::parse_route_arg(&format!("{p}={t}"))?;
+                r(RouterCmd::RouteAdd { addr, len, target })
+            }
+            _ => Err(incomplete("route add")),
+        },
+    },
+    Syntax {
+        words: "route show",
+        args: "[PREFIX] [--json]",
+        help: "routes with their origin and next hops (the first 1000 as a table; all with --json)",
+        example: "route show --json",
+        parse: |a| match a {
+            [] => r(RouterCmd::RouteShow { prefix: None }),
+            [p] => r(RouterCmd::RouteShow { prefix: Some(parse::parse_prefix(p)?) }),
+            _ => Err(incomplete("route show")),
+        },
+    },
+    Syntax {
+        words: "route load",
+        args: "FILE [del]",
+        help: "add (or with del remove) the routes of a file, one 'PREFIX TARGET' per line, in one request",
+        example: "route load /dev/null",
+        parse: |a| match a {
+            [f] => r(RouterCmd::RouteLoad { path: f.to_string(), del: false }),
+            [f, "del"] => r(RouterCmd::RouteLoad { path: f.to_string(), del: true }),
+            _ => Err(incomplete("route load")),
+        },
+    },
+    Syntax {
+        words: "route del",
+        args: "PREFIX",
+        help: "remove a static route",
+        example: "route del 198.19.0.0/16",
+        parse: |a| match a {
+            [p] => {
+                let (addr, len) = parse::parse_prefix(p)?;
+                r(RouterCmd::RouteDel { addr, len })
+            }
+            _ => Err(incomplete("route del")),
+        },
+    },
+    Syntax {
+        words: "neigh add",
+        args: "IFACE ADDR MAC",
+        help: "a static neighbour (never aged)",
+        example: "neigh add d 198.18.9.3 02:00:00:00:00:03",
+        parse: |a| match a {
+            [i, addr, mac] => {
+                let (port, vlan) = parse::parse_iface(i)?;
+                let addr: IpAddr = addr.parse().map_err(|_| format!("'{addr}' is not an IPv4 or IPv6 address"))?;
+                r(RouterCmd::NeighAdd { port, vlan, addr, mac: parse::parse_mac(mac)? })
+            }
+            _ => Err(incomplete("neigh add")),
+        },
+    },
+    Syntax {
+        words: "neigh show",
+        args: "[--json]",
+        help: "the neighbour table: interface, address, MAC, state, packets waiting",
+        example: "neigh show --json",
+        parse: |a| none(a, "neigh show").and(r(RouterCmd::NeighShow)),
+    },
+    Syntax {
+        words: "neigh del",
+        args: "IFACE ADDR",
+        help: "remove a neighbour (not one a static route uses)",
+        example: "neigh del d 198.18.9.3",
+        parse: |a| match a {
+            [i, addr] => {
+                let (port, vlan) = parse::parse_iface(i)?;
+                let addr: IpAddr = addr.parse().map_err(|_| format!("'{addr}' is not an IPv4 or IPv6 address"))?;
+                r(RouterCmd::NeighDel { port, vlan, addr })
+            }
+            _ => Err(incomplete("neigh del")),
+        },
+    },
+    Syntax {
+        words: "show router",
+        args: "[--json]",
+        help: "router counters: routes, FIB memory, neighbours, slow path (punts, ARP/ND, ICMP, drops by cause)",
+        example: "show router",
+        parse: |a| none(a, "show router").and(r(RouterCmd::ShowRouter)),
+    },
+    Syntax {
+        words: "ip del",
+        args: "IFACE ADDR/LEN",
+        help: "remove an address (the interface goes with its last one)",
+        example: "ip del d 198.18.9.1/24",
+        parse: |a| match a {
+            [i, cidr] => {
+                let (port, vlan) = parse::parse_iface(i)?;
+                let (addr, len) = parse::parse_cidr(cidr)?;
+                r(RouterCmd::IpDel { port, vlan, addr, len })
+            }
+            _ => Err(incomplete("ip del")),
         },
     },
     Syntax {

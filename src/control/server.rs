@@ -38,6 +38,8 @@ struct Server {
 /// A change for the main thread, and where its one-line answer goes.
 pub struct ChangeRequest {
     pub change: Change,
+    /// The request asked for JSON (`--json`): shows answer in it.
+    pub json: bool,
     pub reply: Sender<String>,
 }
 
@@ -105,13 +107,15 @@ impl Server {
             Command::Query(q) => q,
             Command::Change(change) => {
                 let (tx, rx) = channel();
-                if self.main.send(ChangeRequest { change, reply: tx }).is_err() {
+                // A route file of a million lines takes seconds; anything else is quick.
+                let wait = if matches!(change, Change::Router(protocol::RouterCmd::RouteLoad { .. })) { 600 } else { 30 };
+                if self.main.send(ChangeRequest { change, json, reply: tx }).is_err() {
                     return "error: pmdswitch is shutting down\n".into();
                 }
                 // The main thread answers once the workers took the change.
                 return rx
-                    .recv_timeout(Duration::from_secs(30))
-                    .unwrap_or_else(|_| "error: no answer from the main thread in 30 s\n".into());
+                    .recv_timeout(Duration::from_secs(wait))
+                    .unwrap_or_else(|_| format!("error: no answer from the main thread in {wait} s\n"));
             }
         };
         match q {
@@ -185,6 +189,7 @@ impl Server {
                 "tx_bytes": t.tx_bytes - b.tx_bytes,
                 "held": t.held - b.held,
                 "rings_broken": t.rings_broken - b.rings_broken,
+                "punted": t.punted - b.punted,
                 "drops": drops,
             });
             if let Some(c) = p.connected {

@@ -6,6 +6,7 @@
 pub mod bridge;
 pub mod gen;
 pub mod reload;
+pub mod route;
 pub mod stats;
 pub mod vring;
 pub mod wire;

@@ -37,10 +37,27 @@ pub enum DropCause {
     GuestBadAddr = 10,
     /// Own vhost path: a frame longer than handled, or than the receiver's buffers.
     GuestOversize = 11,
+    /// Router: a frame for another station (unicast to a MAC not the interface's), or a
+    /// VLAN with no sub-interface, or broadcast/multicast the router does not take.
+    NotForUs = 12,
+    /// Router: an IPv4/IPv6 header that fails RFC 1812 §5.2.2's checks (version, header
+    /// length, total length against the frame).
+    IpHeader = 13,
+    /// Router: an IPv4 header checksum that does not add up.
+    IpChecksum = 14,
+    /// Router: a source or destination that must not be forwarded (loopback, "this
+    /// network", multicast or class E sources; RFC 1812 §5.3.7).
+    Martian = 15,
+    /// Router: a `blackhole` route.
+    Blackhole = 16,
+    /// Router: an ethertype it does not route (neither IPv4, IPv6 nor ARP).
+    Unsupported = 17,
+    /// Router: the slow path's queue or buffers were full (an exception flood).
+    PuntFull = 18,
 }
 
 /// Number of drop causes (the length of every drops array).
-pub const N_CAUSES: usize = 12;
+pub const N_CAUSES: usize = 19;
 
 impl DropCause {
     pub const ALL: [DropCause; N_CAUSES] = [
@@ -56,6 +73,13 @@ impl DropCause {
         DropCause::GuestBadChain,
         DropCause::GuestBadAddr,
         DropCause::GuestOversize,
+        DropCause::NotForUs,
+        DropCause::IpHeader,
+        DropCause::IpChecksum,
+        DropCause::Martian,
+        DropCause::Blackhole,
+        DropCause::Unsupported,
+        DropCause::PuntFull,
     ];
 
     /// The name used in tables and JSON (`drops.CAUSE`).
@@ -73,6 +97,13 @@ impl DropCause {
             DropCause::GuestBadChain => "guest_bad_chain",
             DropCause::GuestBadAddr => "guest_bad_addr",
             DropCause::GuestOversize => "guest_oversize",
+            DropCause::NotForUs => "not_for_us",
+            DropCause::IpHeader => "ip_header",
+            DropCause::IpChecksum => "ip_checksum",
+            DropCause::Martian => "martian",
+            DropCause::Blackhole => "blackhole",
+            DropCause::Unsupported => "unsupported",
+            DropCause::PuntFull => "punt_full",
         }
     }
 }
@@ -98,6 +129,9 @@ pub struct PortCounters {
     /// Own vhost path: vrings found broken (the guest moved an index by more than the
     /// ring's size): not served again until the guest resets the device.
     pub rings_broken: AtomicU64,
+    /// Router: frames handed to the slow path (ARP, ND, ICMP to answer or generate,
+    /// packets waiting for a neighbour); what became of them is in the router's counters.
+    pub punted: AtomicU64,
 }
 
 impl PortCounters {
@@ -157,6 +191,7 @@ pub struct PortTotals {
     pub drops: [u64; N_CAUSES],
     pub held: u64,
     pub rings_broken: u64,
+    pub punted: u64,
 }
 
 impl PortTotals {
@@ -172,6 +207,7 @@ impl PortTotals {
         }
         t.held -= base.held;
         t.rings_broken -= base.rings_broken;
+        t.punted -= base.punted;
         t
     }
 
@@ -223,6 +259,7 @@ pub fn port_totals(workers: &[std::sync::Arc<WorkerStats>], port: usize) -> Port
         }
         t.held += c.held.load(Relaxed);
         t.rings_broken += c.rings_broken.load(Relaxed);
+        t.punted += c.punted.load(Relaxed);
     }
     t
 }

@@ -13,8 +13,9 @@ use crossbeam::utils::CachePadded;
 use crate::datapath::bridge::fwd::{self, Bridge, Decision};
 use crate::datapath::bridge::vlan::TagEdit;
 use crate::datapath::reload::{ReloadBarrier, WorkerReload};
+use crate::datapath::route::{self, RouteIn, Router, Verdict};
 use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
-use crate::datapath::vring::port::{Fwd, OwnRxQueue, OwnTxQueue};
+use crate::datapath::vring::port::{Edit, Fwd, OwnRxQueue, OwnTxQueue};
 use crate::dpdk::eal;
 use crate::dpdk::ethdev::EthTxQueue;
 use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
@@ -165,8 +166,15 @@ impl Tx {
     /// The bridge's frames from `rq` (see [`OwnTxQueue::put_frames`]); only for
     /// [`Tx::is_own`].
     #[inline(always)]
-    fn put_frames(&mut self, rq: &mut OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
-        let mut go = |q: &mut TxQueue| match q {
+    fn put_frames<'e>(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        at: usize,
+        n: usize,
+        edit: impl Fn(usize) -> Edit<'e>,
+        c: &PortCounters,
+    ) -> (usize, u64) {
+        let go = |q: &mut TxQueue| match q {
             TxQueue::Own(o) => o.put_frames(rq, at, n, edit, c),
             _ => (0, 0),
         };
@@ -256,6 +264,8 @@ pub enum Action {
     Xconnect(usize),
     /// L2 bridge: the bridge and this port's member index in it.
     Bridge(Arc<Bridge>, usize),
+    /// Routed port: the router's tables and the interfaces.
+    Route(Arc<RouteIn>),
 }
 
 /// One rx queue a plan gives a worker, and where its packets go.
@@ -347,6 +357,10 @@ pub struct Worker {
     pub clock: MsClock,
     /// The bridge's per-burst working space.
     pub scratch: fwd::Scratch,
+    /// The router's tables (for the frames its slow path hands down, and quiescent
+    /// points), and its per-burst working space.
+    pub router: Arc<Router>,
+    pub rscratch: Box<route::Scratch>,
 }
 
 impl Worker {
@@ -364,6 +378,7 @@ impl Worker {
         let barrier = self.barrier.clone();
         let mut reload = barrier.handle(self.index);
         reload.online();
+        self.router.qsbr.online(self.index);
         let mut held = Held::default();
         let first = std::mem::take(&mut self.plan);
         self.install(&mut held, first);
@@ -384,6 +399,11 @@ impl Worker {
                 self.reload(&mut held);
                 size_outs(&held, &mut outs);
                 reload.done(seen);
+            }
+            // No reference into the router's tables is held here (frees wait for this).
+            self.router.qsbr.quiescent(self.index);
+            if self.router.punt.has_down(self.index) {
+                self.send_injected(&mut held, &mut batch, &stats);
             }
             // The pass's clock: each queue that moved packets reads the TSC once after its
             // work and charges the cycles since the previous reading (one read per busy
@@ -413,6 +433,7 @@ impl Worker {
         }
         drop(batch);
         drop(held);
+        self.router.qsbr.offline(self.index);
         drop(reload);
         eal::thread_unregister();
     }
@@ -458,15 +479,24 @@ impl Worker {
                 let mut at = 0;
                 for &(len, dec) in runs {
                     match dec {
-                        Decision::To(m, edit) => {
-                            own_deliver(rq, at, len, edit, br.members[usize::from(m)].port, txs, batch, &self.pool, self.tx_retries, stats)
-                        }
+                        Decision::To(m, edit) => own_deliver(
+                            rq,
+                            at,
+                            len,
+                            |_| Edit::Tag(edit),
+                            br.members[usize::from(m)].port,
+                            txs,
+                            batch,
+                            &self.pool,
+                            self.tx_retries,
+                            stats,
+                        ),
                         Decision::Flood { tag, vid } => {
                             let mut any = false;
                             for (i, m) in br.members.iter().enumerate() {
                                 if i != *member {
                                     if let Some(e) = fwd::edit_for(m, fwd::tag_of(tag), vid) {
-                                        own_deliver(rq, at, len, e, m.port, txs, batch, &self.pool, self.tx_retries, stats);
+                                        own_deliver(rq, at, len, |_| Edit::Tag(e), m.port, txs, batch, &self.pool, self.tx_retries, stats);
                                         any = true;
                                     }
                                 }
@@ -478,6 +508,54 @@ impl Worker {
                         Decision::Drop(c) => rxc.drop(c, len as u64),
                     }
                     at += len;
+                }
+                rq.finish();
+                moved += good as u64;
+                bump(&p.counters.packets, good as u64);
+                charge(&p.counters, t);
+                continue;
+            }
+            // A routed port on the own vhost path: decisions on the frames' first bytes,
+            // each frame copied with its new front to where it goes.
+            if let (Rx::Own(rq), Action::Route(r)) = (&mut p.rx, &p.action) {
+                let rxc = &stats.ports[p.rx_port];
+                let (good, taken, bytes) = rq.peek(self.burst, rxc);
+                if taken == 0 {
+                    continue;
+                }
+                bump(&rxc.rx_packets, good as u64);
+                bump(&rxc.rx_bytes, bytes);
+                let k = route::decide_burst(r, p.rx_port, &rq.peeked_heads(), &mut self.rscratch);
+                let v = &self.rscratch.verdicts[..k];
+                let mut at = 0;
+                while at < k {
+                    // A run of frames with the same fate (forwarded to one port, punted, or
+                    // dropped for one cause) is handled at once.
+                    let run = 1 + v[at + 1..].iter().take_while(|x| same_run(x, &v[at])).count();
+                    match v[at] {
+                        Verdict::Fwd(o) => {
+                            let fronts = |i: usize| match &v[i] {
+                                Verdict::Fwd(o) => Edit::Front(&o.front),
+                                _ => Edit::Tag(TagEdit::None),
+                            };
+                            own_deliver(rq, at, run, fronts, usize::from(o.port), txs, batch, &self.pool, self.tx_retries, stats)
+                        }
+                        Verdict::Punt(..) => {
+                            for (i, x) in v.iter().enumerate().skip(at).take(run) {
+                                if let Verdict::Punt(why, iface) = *x {
+                                    let ok = self.router.punt.punt(why, p.rx_port as u16, iface, |b| {
+                                        b.resize(route::punt::PUNT_MAX, 0);
+                                        let len = rq.frame_bytes(i, Edit::Tag(TagEdit::None), b);
+                                        b.truncate(len);
+                                        len > 0
+                                    });
+                                    count_punt(rxc, ok);
+                                }
+                            }
+                        }
+                        Verdict::Drop(c) => rxc.drop(c, run as u64),
+                    }
+                    at += run;
                 }
                 rq.finish();
                 moved += good as u64;
@@ -501,6 +579,10 @@ impl Worker {
                     None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
                 },
                 Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+                Action::Route(r) => {
+                    let k = route::decide_burst(r, p.rx_port, batch, &mut self.rscratch);
+                    route_mbufs(&self.rscratch.verdicts[..k], &self.router, p.rx_port, batch, outs, txs, self.tx_retries, stats);
+                }
                 Action::Bridge(br, member) => {
                     let outs = &mut outs[..br.members.len()];
                     // The whole burst unchanged to one member (the usual case of a two-port
@@ -521,6 +603,31 @@ impl Worker {
             charge(&p.counters, t);
         }
         moved
+    }
+
+    /// Sends what the router's slow path handed down to this worker (replies, ICMP,
+    /// packets released by a resolved neighbour), a frame at a time: rare, not the fast
+    /// path.
+    #[cold]
+    fn send_injected(&mut self, held: &mut Held, batch: &mut Batch, stats: &WorkerStats) {
+        for _ in 0..MAX_BURST {
+            let Some(i) = self.router.punt.next_down(self.index) else { break };
+            let port = usize::from(i.port);
+            let c = &stats.ports[port.min(stats.ports.len() - 1)];
+            if held.txs.get(port).is_some_and(Option::is_some)
+                && batch.alloc_fill(&self.pool, 1, |_, room| {
+                    let n = i.frame.len().min(room.len());
+                    room[..n].copy_from_slice(&i.frame[..n]);
+                    n
+                })
+            {
+                let b = batch.bytes();
+                send_to(&mut held.txs, port, batch, b, self.tx_retries, stats);
+            } else {
+                c.drop(DropCause::PortDown, 1);
+            }
+            self.router.punt.recycle(i.frame);
+        }
     }
 
     /// The idle path (adaptive mode only): turn guest kicks on, poll once more to close
@@ -570,7 +677,10 @@ impl Worker {
             Some(Wake::Doorbell)
         } else {
             let timeout = if deaf { 1 } else { self.idle.max_sleep_ms };
+            // Asleep, the worker reads no table: frees need not wait for it.
+            self.router.qsbr.offline(self.index);
             let why = idle::sleep(&kicks[..n], &intrs[..m], self.barrier.doorbell(self.index), timeout);
+            self.router.qsbr.online(self.index);
             bump(&stats.own.sleeps, 1);
             if why == Wake::Kick {
                 bump(&stats.own.kick_wakeups, 1);
@@ -617,9 +727,19 @@ impl Worker {
     }
 }
 
-/// One egress batch per member of the largest bridge polled.
+/// One egress batch per member of the largest bridge polled, or per port with a routed
+/// port.
 fn size_outs(held: &Held, outs: &mut Vec<Batch>) {
-    let need = held.polls.iter().map(|p| if let Action::Bridge(b, _) = &p.action { b.members.len() } else { 0 }).max().unwrap_or(0);
+    let need = held
+        .polls
+        .iter()
+        .map(|p| match &p.action {
+            Action::Bridge(b, _) => b.members.len(),
+            Action::Route(_) => fwd::MAX_PORTS,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
     while outs.len() < need {
         outs.push(Batch::new());
     }
@@ -650,11 +770,11 @@ impl MsClock {
 /// which is empty here) and the port's usual send with its retries and drop accounting.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn own_deliver(
+fn own_deliver<'e>(
     rq: &mut OwnRxQueue,
     at: usize,
     n: usize,
-    edit: TagEdit,
+    edit: impl Fn(usize) -> Edit<'e> + Copy,
     port: usize,
     txs: &mut [Option<Tx>],
     batch: &mut Batch,
@@ -679,7 +799,7 @@ fn own_deliver(
     while i < at + n {
         let j = (i..at + n).find(|&k| rq.needs_cut(k)).unwrap_or(at + n);
         if j > i {
-            if batch.alloc_fill(pool, j - i, |x, room| rq.frame_bytes(i + x, edit, room)) {
+            if batch.alloc_fill(pool, j - i, |x, room| rq.frame_bytes(i + x, edit(i + x), room)) {
                 let copied = batch.len();
                 batch.drop_empty();
                 c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
@@ -690,7 +810,7 @@ fn own_deliver(
             }
         }
         if j < at + n {
-            if !rq.cut(j, edit) {
+            if !rq.cut(j, edit(j)) {
                 c.drop(DropCause::GuestBadChain, 1);
             }
             while rq.pieces_waiting() > 0 {
@@ -704,6 +824,81 @@ fn own_deliver(
             }
         }
         i = j + 1;
+    }
+}
+
+/// Whether verdict `x` continues the run that `first` began: forwarded to the same
+/// port, or punted, or dropped for the same cause.
+#[inline(always)]
+fn same_run(x: &Verdict, first: &Verdict) -> bool {
+    match (x, first) {
+        (Verdict::Fwd(a), Verdict::Fwd(b)) => a.port == b.port,
+        (Verdict::Punt(..), Verdict::Punt(..)) => true,
+        (Verdict::Drop(a), Verdict::Drop(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Counts a frame handed to the router's slow path, or refused by a full one.
+#[inline(always)]
+fn count_punt(c: &PortCounters, ok: bool) {
+    if ok {
+        bump(&c.punted, 1);
+    } else {
+        c.drop(DropCause::PuntFull, 1);
+    }
+}
+
+/// The mbuf path of a routed port: each packet of `batch` (with its verdict) gets its new
+/// front and joins its egress port's batch in `outs`, or goes to the slow path as a
+/// copy, or is dropped and counted; then every egress batch is sent.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn route_mbufs(
+    v: &[Verdict],
+    router: &Router,
+    port: usize,
+    batch: &mut Batch,
+    outs: &mut [Batch],
+    txs: &mut [Option<Tx>],
+    retries: u32,
+    stats: &WorkerStats,
+) {
+    let rxc = &stats.ports[port];
+    for x in v {
+        let Some(mut m) = batch.pop_front() else { break };
+        match x {
+            Verdict::Fwd(o) => {
+                let Some(out) = outs.get_mut(usize::from(o.port)) else {
+                    rxc.drop(DropCause::PortDown, 1);
+                    continue;
+                };
+                if !route::output::apply(&mut m, &o.front) {
+                    stats.ports[usize::from(o.port)].drop(DropCause::NoMbuf, 1);
+                    continue;
+                }
+                // Full only if more than a burst goes one way: cannot happen, counted anyway.
+                if out.push(m).is_err() {
+                    stats.ports[usize::from(o.port)].drop(DropCause::TxFull, 1);
+                }
+            }
+            Verdict::Punt(why, iface) => {
+                let ok = router.punt.punt(*why, port as u16, *iface, |b| {
+                    m.segments(|seg| b.extend_from_slice(seg));
+                    true
+                });
+                count_punt(rxc, ok);
+            }
+            Verdict::Drop(c) => rxc.drop(*c, 1),
+        }
+    }
+    // Whatever the verdicts did not cover (none: one verdict per packet).
+    rxc.drop(DropCause::Runt, batch.drop_all() as u64);
+    for (i, out) in outs.iter_mut().enumerate() {
+        if !out.is_empty() {
+            let b = out.bytes();
+            send_to(txs, i, out, b, retries, stats);
+        }
     }
 }
 

@@ -277,6 +277,19 @@ impl Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) })
     }
 
+    /// Calls `f` with each segment's bytes, first to last.
+    pub fn segments(&self, mut f: impl FnMut(&[u8])) {
+        let mut m = self.ptr();
+        while !m.is_null() {
+            // SAFETY: m is a live segment of a packet we hold a reference to; its data_len
+            // bytes start at buf_addr + data_off, and `next` ends the chain with NULL.
+            unsafe {
+                f(std::slice::from_raw_parts(((*m).buf_addr as *const u8).add((*m).data_off as usize), (*m).data_len as usize));
+                m = (*m).next;
+            }
+        }
+    }
+
     #[inline(always)]
     fn refcnt(&self) -> u16 {
         // SAFETY: live mbuf.

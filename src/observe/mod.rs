@@ -180,7 +180,7 @@ impl View {
             o.push_str(&format!("# HELP pmdswitch_{name} {help}\n# TYPE pmdswitch_{name} counter\n"));
         };
         type Field = fn(&PortReport) -> Option<u64>;
-        let fields: [(&str, &str, Field); 7] = [
+        let fields: [(&str, &str, Field); 8] = [
             ("port_rx_packets_total", "Packets received on the port.", |r| Some(r.totals.rx_packets)),
             ("port_tx_packets_total", "Packets sent on the port.", |r| Some(r.totals.tx_packets)),
             ("port_rx_bytes_total", "Bytes received on the port.", |r| Some(r.totals.rx_bytes)),
@@ -192,6 +192,7 @@ impl View {
                 Some(r.totals.rings_broken)
             }),
             ("port_guest_notifications_total", "Call eventfd writes towards the guest (vhost ports).", |r| r.guest_notifications),
+            ("port_punted_total", "Router: frames handed to the slow path.", |r| Some(r.totals.punted)),
         ];
         for (name, help, f) in fields {
             counter(&mut o, name, help);
@@ -290,6 +291,7 @@ pub fn report_json(
             "tx_bytes": r.totals.tx_bytes,
             "held": r.totals.held,
             "rings_broken": r.totals.rings_broken,
+            "punted": r.totals.punted,
             "drops": drops,
             "spec": r.spec,
             "rule": r.rule,

@@ -9,11 +9,15 @@
 //! mac-aging = 300
 //! static-mac = ["vm3=02:00:00:00:00:03@10"]
 //! rxq-affinity = ["vm3:1=1"]
+//! ip = ["gw=198.18.1.254/24", "gw=2001:db8:1::fe/64", "up.20=198.18.2.254/24"]
+//! route = ["198.19.0.0/16=via:198.18.2.1", "0.0.0.0/0=blackhole"]
+//! mtu = ["up.20=1500"]
 //!
 //! [ports]
 //! vm1 = "vhost-server:/run/pmdswitch/vm1.sock"
 //! vm2 = "vhost-client:/run/pmdswitch/vm2.sock"
 //! vm3 = "vhost-server:/run/pmdswitch/vm3.sock"
+//! gw = "vhost-server:/run/pmdswitch/gw.sock"
 //! up = "pci:0000:3b:00.0"
 //!
 //! [bridge]
@@ -63,6 +67,15 @@ struct File {
     queues: IndexMap<String, u16>,
     #[serde(default)]
     rxq_affinity: Vec<Spanned<String>>,
+    /// Interface addresses, `IFACE=ADDR/LEN`.
+    #[serde(default)]
+    ip: Vec<Spanned<String>>,
+    /// Static routes, `PREFIX=TARGET`.
+    #[serde(default)]
+    route: Vec<Spanned<String>>,
+    /// Interface MTUs, `IFACE=BYTES`.
+    #[serde(default)]
+    mtu: Vec<Spanned<String>>,
     cores: Option<Spanned<String>>,
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
@@ -163,6 +176,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             errs.push(format!("{}: {e}", at(path, text, x.span().start)));
         }
     }
+    for x in &f.ip {
+        if let Err(e) = parse::parse_ip_arg(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
+    for x in &f.route {
+        if let Err(e) = parse::parse_route_arg(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
+    for x in &f.mtu {
+        if let Err(e) = parse::parse_mtu_arg(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
     if let Some(c) = &f.cores {
         if let Err(e) = parse::parse_cores(c.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, c.span().start)));
@@ -213,6 +241,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             static_macs: f.static_mac.iter().map(|x| x.get_ref().clone()).collect(),
             queues: f.queues.iter().map(|(p, n)| format!("{p}={n}")).collect(),
             rxq_affinity: f.rxq_affinity.iter().map(|x| x.get_ref().clone()).collect(),
+            ips: f.ip.iter().map(|x| x.get_ref().clone()).collect(),
+            routes: f.route.iter().map(|x| x.get_ref().clone()).collect(),
+            mtus: f.mtu.iter().map(|x| x.get_ref().clone()).collect(),
             cores: f.cores.map(|c| c.into_inner()),
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
@@ -254,6 +285,9 @@ impl Config {
             static_macs: f.static_macs.into_iter().chain(cli.static_macs).collect(),
             queues: f.queues.into_iter().chain(cli.queues).collect(),
             rxq_affinity: f.rxq_affinity.into_iter().chain(cli.rxq_affinity).collect(),
+            ips: f.ips.into_iter().chain(cli.ips).collect(),
+            routes: f.routes.into_iter().chain(cli.routes).collect(),
+            mtus: f.mtus.into_iter().chain(cli.mtus).collect(),
             cores: cli.cores.or(f.cores),
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),
@@ -317,12 +351,14 @@ mod tests {
         let end = start + doc[start..].find("//! ```\n").unwrap();
         let text: String = doc[start..end].lines().map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n");
         let c = parse(Path::new("doc.toml"), &text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-        assert_eq!(c.summary(), "4 ports, 1 xconnects, 1 bridges");
+        assert_eq!(c.summary(), "5 ports, 1 xconnects, 1 bridges");
         let a = c.merge(RunArgs::default());
         assert_eq!(a.bridges, ["br0=vm3,up"]);
         assert_eq!(a.vlans, ["vm3=access:10", "up=trunk:10,20"]);
         assert_eq!(a.queues, ["vm3=2"]);
         assert_eq!(a.static_macs, ["vm3=02:00:00:00:00:03@10"]);
+        assert_eq!(a.ips.len(), 3);
+        assert_eq!(a.routes, ["198.19.0.0/16=via:198.18.2.1", "0.0.0.0/0=blackhole"]);
     }
 
     #[test]

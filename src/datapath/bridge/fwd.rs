@@ -220,13 +220,19 @@ pub fn forward(
 /// Where the first pass reads each frame's first bytes from: a burst of mbufs, or the
 /// header copies the own vhost path took from guest memory.
 pub trait Heads {
-    fn for_each_head(&self, f: impl FnMut(&[u8]));
+    /// Each frame's first bytes and its length.
+    fn for_each_frame(&self, f: impl FnMut(&[u8], u32));
+
+    #[inline(always)]
+    fn for_each_head(&self, mut f: impl FnMut(&[u8])) {
+        self.for_each_frame(|d, _| f(d));
+    }
 }
 
 impl Heads for Batch {
     #[inline(always)]
-    fn for_each_head(&self, mut f: impl FnMut(&[u8])) {
-        self.for_each(|d, _| f(d));
+    fn for_each_frame(&self, f: impl FnMut(&[u8], u32)) {
+        self.for_each(f);
     }
 }
 

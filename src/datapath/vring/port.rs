@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::datapath::bridge::fwd::Heads;
 use crate::datapath::bridge::vlan::{edited_head, TagEdit};
+use crate::datapath::route::output::Front;
 use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
 use crate::datapath::wire::csum;
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
@@ -431,12 +432,30 @@ pub struct Fwd {
     pub tx_bytes: u64,
 }
 
+/// How many first bytes of a frame a peek reads: an Ethernet header with a tag and an
+/// IPv6 header (58), or IPv4 with options, and the ports behind them.
+pub const PEEK: usize = 64;
+
 /// A peeked frame: its first bytes, length and header.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Peeked {
-    first: [u8; 16],
+    first: [u8; PEEK],
     len: u32,
     hdr: NetHdr,
+}
+
+impl Default for Peeked {
+    fn default() -> Self {
+        Peeked { first: [0; PEEK], len: 0, hdr: NetHdr::default() }
+    }
+}
+
+/// What a frame's front becomes on its way out of a peeked burst: a bridge's VLAN edit,
+/// or a router's new front (addresses, tag, TTL and checksum).
+#[derive(Clone, Copy)]
+pub enum Edit<'a> {
+    Tag(TagEdit),
+    Front(&'a Front),
 }
 
 /// Receive side of an own-path queue pair: the guest's TX vring (2·pair + 1).
@@ -779,14 +798,16 @@ impl OwnRxQueue {
             let c = &mut self.chains[good];
             let p = &mut self.peeked[good];
             // One descriptor (the common case) as a one-buffer chain, else the walk.
-            let mut first = None;
+            let mut first = false;
             let got = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, s.dev.tx_offloads(), &mut hint) {
                 Some((head, seg, span, h)) => {
                     c.head = head;
                     c.n = 1;
                     c.total = seg.len;
                     c.segs[0] = seg;
-                    first = span.read_array::<16>(hdr);
+                    // Up to PEEK bytes (a 64-byte frame is 60 without its FCS).
+                    let n = ((seg.len - hdr) as usize).min(PEEK);
+                    first = span.read(hdr, &mut p.first[..n]);
                     Some(h)
                 }
                 None => match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
@@ -803,11 +824,8 @@ impl OwnRxQueue {
             let f = GuestFrame::of(&s.dev.mem, c, hdr);
             p.len = f.len();
             p.hdr = h;
-            match first {
-                Some(b) => p.first = b,
-                None => {
-                    f.read_some(0, &mut p.first);
-                }
+            if !first {
+                f.read_some(0, &mut p.first);
             }
             bytes += u64::from(p.len);
             good += 1;
@@ -839,10 +857,23 @@ impl OwnRxQueue {
     /// field and loaded whole — a store-forwarding stall per frame (measured: most of the
     /// bridge's own-path cycles).
     #[inline(always)]
-    pub fn frame(&self, k: usize, edit: TagEdit) -> Option<(PeekedFrame<'_>, NetHdr)> {
+    pub fn frame(&self, k: usize, edit: Edit) -> Option<(PeekedFrame<'_>, NetHdr)> {
         let s = self.side.served.as_ref()?;
         let p = self.peeked.get(k).filter(|_| k < self.counts.0)?;
-        let (head, n, cut) = edited_head(&p.first, p.len as usize, edit)?;
+        let mut head = [0u8; 32];
+        let (n, cut) = match edit {
+            Edit::Tag(t) => {
+                let first: &[u8; 16] = p.first[..16].try_into().ok()?;
+                let (h, n, cut) = edited_head(first, p.len as usize, t)?;
+                head[..16].copy_from_slice(&h);
+                (n, cut)
+            }
+            Edit::Front(f) if p.len >= u32::from(f.cut) => {
+                head = f.head;
+                (usize::from(f.n), u32::from(f.cut))
+            }
+            Edit::Front(_) => return None,
+        };
         let c = &self.chains[k];
         let mut hint = 0;
         let one = if c.n == 1 { s.dev.mem.span(c.segs[0].gpa, c.segs[0].len, &mut hint) } else { None };
@@ -859,7 +890,7 @@ impl OwnRxQueue {
 
     /// Segments peeked frame `k` with `edit` for mbufs: its pieces wait for
     /// [`OwnRxQueue::fill_pieces`]. False when it cannot be read or cut.
-    pub fn cut(&mut self, k: usize, edit: TagEdit) -> bool {
+    pub fn cut(&mut self, k: usize, edit: Edit) -> bool {
         let mut sc = std::mem::take(&mut self.scratch);
         let ok = self.frame(k, edit).is_some_and(|(f, h)| sc.cut(&f, &h));
         self.scratch = sc;
@@ -886,7 +917,7 @@ impl OwnRxQueue {
     /// checksum the guest left to us completed; returns its length, 0 when it does not
     /// fit or the edit does not apply. Not for a frame that [`OwnRxQueue::needs_cut`]:
     /// that one gives 0 too.
-    pub fn frame_bytes(&self, k: usize, edit: TagEdit, room: &mut [u8]) -> usize {
+    pub fn frame_bytes(&self, k: usize, edit: Edit, room: &mut [u8]) -> usize {
         let Some((f, h)) = self.frame(k, edit) else { return 0 };
         let len = f.len() as usize;
         if len > room.len() || offload::plan(&h, RxOffloads::NONE) == Plan::Segment || !f.read(0, &mut room[..len]) {
@@ -904,20 +935,20 @@ pub struct PeekedHeads<'a>(&'a [Peeked]);
 
 impl Heads for PeekedHeads<'_> {
     #[inline(always)]
-    fn for_each_head(&self, mut f: impl FnMut(&[u8])) {
+    fn for_each_frame(&self, mut f: impl FnMut(&[u8], u32)) {
         for p in self.0 {
-            f(&p.first[..(p.len as usize).min(16)]);
+            f(&p.first[..(p.len as usize).min(PEEK)], p.len);
         }
     }
 }
 
-/// A peeked frame as a copy source, its front rewritten by a VLAN edit.
+/// A peeked frame as a copy source, its front rewritten by an [`Edit`].
 pub struct PeekedFrame<'a> {
     inner: GuestFrame<'a>,
     /// The frame's buffer when it is one descriptor (the common case: copied from the
     /// span directly, without walking segments).
     one: Option<Span<'a>>,
-    head: [u8; 16],
+    head: [u8; 32],
     n: usize,
     cut: u32,
 }
@@ -1046,7 +1077,14 @@ impl OwnTxQueue {
     /// receive buffers; what does not fit is dropped (tx_full: a bridge does not hold a
     /// burst back for one slow member) and counted in `c` with the frames its buffers
     /// refuse. Returns (frames sent, their bytes).
-    pub fn put_frames(&mut self, rq: &mut OwnRxQueue, at: usize, n: usize, edit: TagEdit, c: &PortCounters) -> (usize, u64) {
+    pub fn put_frames<'e>(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        at: usize,
+        n: usize,
+        edit: impl Fn(usize) -> Edit<'e>,
+        c: &PortCounters,
+    ) -> (usize, u64) {
         let mut sc = std::mem::take(&mut rq.scratch);
         let q = &*rq;
         let r = self
@@ -1057,7 +1095,7 @@ impl OwnTxQueue {
                     e.ahead();
                     // Only a runt has no edited form, and the bridge's first pass drops
                     // those: counted here all the same.
-                    let Some((f, h)) = q.frame(k, edit) else {
+                    let Some((f, h)) = q.frame(k, edit(k)) else {
                         c.drop(DropCause::Runt, 1);
                         continue;
                     };

@@ -2,4 +2,5 @@
 //! segmentation in software (`tso`). Pure functions over byte slices, unit-tested.
 
 pub mod csum;
+pub mod l3;
 pub mod tso;

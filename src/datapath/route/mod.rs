@@ -1,0 +1,189 @@
+//! The router's data plane: IPv4 and IPv6 forwarding between routed interfaces, a stage
+//! per file, each deciding on a frame's first bytes so that both vhost data paths (and
+//! mbufs) share it:
+//!
+//! - `input`: the ingress interface, header checks, martians, what the next stages need.
+//! - `lookup`: the FIB (`lpm`) and the next hop or ECMP bucket (`nexthop`).
+//! - `output`: the egress MTU and the frame's new front (MACs, tag, TTL, checksum).
+//! - `punt`: what goes to the slow path (ARP, ND, ICMP, waiting for a neighbour), and
+//!   what the slow path sends back down.
+//!
+//! The tables are shared with the control plane, which writes them while workers read:
+//! entries are single atomics, and memory a writer unlinks is reused only after every
+//! worker has passed a quiescent point (`qsbr`). Interfaces are a snapshot handed over
+//! with the workers' plans ([`RouteIn`]).
+
+pub mod iface;
+pub mod input;
+pub mod lookup;
+pub mod lpm;
+pub mod nexthop;
+pub mod output;
+pub mod punt;
+pub mod qsbr;
+
+use std::sync::Arc;
+
+use crate::datapath::bridge::fwd::Heads;
+use crate::datapath::stats::DropCause;
+use crate::dpdk::mbuf::MAX_BURST;
+use iface::Ifaces;
+use input::Pkt;
+use lpm::Lpm;
+use nexthop::NhTable;
+use output::Out;
+use punt::PuntQueues;
+use qsbr::Qsbr;
+
+/// Why a frame goes to the slow path (with what it needs to know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// An ARP packet (request or reply) for this interface.
+    Arp,
+    /// For us: one of our addresses, multicast (neighbour discovery), link-local.
+    Local,
+    /// No route: ICMP destination unreachable (net).
+    NoRoute,
+    /// An `unreachable` route: ICMP destination unreachable (host).
+    Unreachable,
+    /// TTL or hop limit would reach 0: ICMP time exceeded.
+    TtlExceeded,
+    /// The next hop's MAC is not known yet: ask, and hold the packet meanwhile.
+    Resolve(u32),
+    /// A connected subnet's host not known yet (egress interface).
+    Glean(u16),
+    /// Larger than the egress MTU with DF set (or IPv6): ICMP with the MTU.
+    TooBig(u16),
+    /// Larger than the egress MTU, DF clear: fragmented by the slow path (next hop).
+    Fragment(u32),
+}
+
+impl Why {
+    /// Name in counters and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Arp => "arp",
+            Why::Local => "local",
+            Why::NoRoute => "no_route",
+            Why::Unreachable => "unreachable",
+            Why::TtlExceeded => "ttl_exceeded",
+            Why::Resolve(_) | Why::Glean(_) => "resolve",
+            Why::TooBig(_) => "too_big",
+            Why::Fragment(_) => "fragment",
+        }
+    }
+}
+
+/// A frame the fast path does not forward: to the slow path (with the ingress
+/// interface), or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exc {
+    Punt(Why, u16),
+    Drop(DropCause),
+}
+
+/// What becomes of one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Fwd(Out),
+    Punt(Why, u16),
+    Drop(DropCause),
+}
+
+impl From<Exc> for Verdict {
+    #[inline(always)]
+    fn from(e: Exc) -> Verdict {
+        match e {
+            Exc::Punt(w, i) => Verdict::Punt(w, i),
+            Exc::Drop(c) => Verdict::Drop(c),
+        }
+    }
+}
+
+/// The tables every worker reads and the control plane writes: one per switch.
+pub struct Router {
+    pub fib4: Lpm,
+    pub fib6: Lpm,
+    pub nh: NhTable,
+    pub qsbr: Arc<Qsbr>,
+    pub punt: PuntQueues,
+}
+
+/// Sizes of the router's tables.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterSize {
+    /// Second-level FIB groups per family (1 KiB each, allocated as needed).
+    pub fib_groups: u32,
+    pub next_hops: usize,
+    pub ecmp_groups: usize,
+    /// Exception-path buffers (9 KiB each).
+    pub punt_buffers: usize,
+}
+
+impl Default for RouterSize {
+    fn default() -> Self {
+        RouterSize { fib_groups: 1 << 20, next_hops: 1 << 16, ecmp_groups: 1024, punt_buffers: 1024 }
+    }
+}
+
+impl Router {
+    pub fn new(size: RouterSize, qsbr: Arc<Qsbr>, workers: usize) -> Router {
+        Router {
+            fib4: Lpm::new(32, size.fib_groups),
+            fib6: Lpm::new(128, size.fib_groups),
+            nh: NhTable::new(size.next_hops, size.ecmp_groups),
+            qsbr,
+            punt: PuntQueues::new(size.punt_buffers, workers),
+        }
+    }
+}
+
+/// A routed port's action in a worker's plan: the shared tables and the interface
+/// snapshot of that plan.
+pub struct RouteIn {
+    pub router: Arc<Router>,
+    pub ifs: Arc<Ifaces>,
+}
+
+/// A burst's working space.
+pub struct Scratch {
+    pkts: [Result<Pkt, Exc>; MAX_BURST],
+    pub verdicts: [Verdict; MAX_BURST],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        let e = Exc::Drop(DropCause::Runt);
+        Scratch { pkts: [Err(e); MAX_BURST], verdicts: [Verdict::Drop(DropCause::Runt); MAX_BURST] }
+    }
+}
+
+/// Decides a burst received on `port`: input for every frame, the burst's table lines
+/// prefetched, then lookup and output. Leaves one verdict per frame in
+/// `s.verdicts[..n]` and returns n.
+#[inline(always)]
+pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratch) -> usize {
+    let mut n = 0;
+    let ifs = &*r.ifs;
+    heads.for_each_frame(|d, len| {
+        if let Some(slot) = s.pkts.get_mut(n) {
+            *slot = input::input(ifs, port, d, len);
+            n += 1;
+        }
+    });
+    let rt = &*r.router;
+    lookup::prefetch(rt, &s.pkts[..n]);
+    for (p, v) in s.pkts[..n].iter().zip(s.verdicts.iter_mut()) {
+        *v = match p {
+            Err(e) => (*e).into(),
+            Ok(p) => match lookup::lookup(rt, p).and_then(|(id, hop)| output::output(ifs, p, id, &hop)) {
+                Ok(o) => Verdict::Fwd(o),
+                Err(e) => e.into(),
+            },
+        };
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests;

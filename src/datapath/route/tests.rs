@@ -1,0 +1,1 @@
+//! The fast path's stages on crafted frames (see also `lpm` and `nexthop`).
