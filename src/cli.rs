@@ -233,6 +233,22 @@ pub struct GenArgs {
     #[arg(long, value_name = "MAC")]
     pub dst_mac: Option<String>,
 
+    /// A port's own IPv4 address, PORT=ADDR: it answers ARP requests for it (a router
+    /// that uses the generator as its next hop resolves it). Repeat per port.
+    #[arg(long = "ip", value_name = "PORT=ADDR")]
+    pub ips: Vec<String>,
+
+    /// A port's gateway, PORT=ADDR: its MAC is resolved by ARP before sending and is the
+    /// destination MAC of the port's frames (a router's interface). Needs --ip PORT=.
+    #[arg(long = "gateway", value_name = "PORT=ADDR")]
+    pub gateways: Vec<String>,
+
+    /// Destination addresses a port sweeps, one per packet in turn: PORT=PREFIX,PREFIX...
+    /// or PORT=@FILE (a prefix per line, e.g. a route file: its first word); each prefix
+    /// gives one address inside it (its first host). Default: one fixed address.
+    #[arg(long = "dst-ips", value_name = "PORT=PREFIXES")]
+    pub dst_ips: Vec<String>,
+
     /// Rate per transmitting port: max, or e.g. 2Mpps, 500kpps, 800Mbit (L2), 1Gbit@l1
     /// (with preamble and gap) [default: max].
     #[arg(long, value_name = "RATE")]

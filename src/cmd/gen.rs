@@ -3,6 +3,7 @@
 //! RFC 2544 throughput search (`--search`, see `search`).
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,48 @@ struct GenPlan {
     core: usize,
     eal: Vec<String>,
     own_prefix: Option<String>,
+    /// Per port: own address, gateway, destinations swept.
+    ips: Vec<Option<Ipv4Addr>>,
+    gateways: Vec<Option<Ipv4Addr>>,
+    dsts: Vec<Option<Arc<[u32]>>>,
+}
+
+/// `PORT=VALUE` for a known port: its index and the value.
+fn per_port<'a>(flag: &str, s: &'a str, names: &[String]) -> Result<(usize, &'a str), Failure> {
+    let (p, v) = s.split_once('=').ok_or_else(|| Failure::Usage(format!("{flag} '{s}' has no '=': write PORT=VALUE")))?;
+    let i = names
+        .iter()
+        .position(|n| n == p)
+        .ok_or_else(|| Failure::Usage(format!("{flag} names unknown port '{p}': use one of {}", names.join(","))))?;
+    Ok((i, v))
+}
+
+fn v4(flag: &str, s: &str) -> Result<Ipv4Addr, Failure> {
+    s.parse().map_err(|_| Failure::Usage(format!("{flag}: '{s}' is not an IPv4 address")))
+}
+
+/// The addresses a port sweeps: one per prefix (its first host; a /32 itself), from a
+/// list or `@FILE` (first word of each line, `#` comments).
+fn dst_list(s: &str) -> Result<Vec<u32>, String> {
+    let text;
+    let (items, from): (Vec<&str>, String) = match s.strip_prefix('@') {
+        Some(path) => {
+            text = std::fs::read_to_string(path).map_err(|e| format!("--dst-ips: cannot read {path}: {e}"))?;
+            (text.lines().filter_map(|l| l.split('#').next()?.split_whitespace().next()).collect(), format!("{path}: "))
+        }
+        None => (s.split(',').collect(), String::new()),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (n, it) in items.iter().enumerate() {
+        let p = it.split('=').next().unwrap_or(it);
+        let (a, l) = parse::parse_prefix(p).map_err(|e| format!("--dst-ips {from}entry {}: {e}", n + 1))?;
+        let std::net::IpAddr::V4(a) = a else { return Err(format!("--dst-ips {from}entry {}: {p} is not IPv4", n + 1)) };
+        out.push(if l == 32 { u32::from(a) } else { u32::from(a) | 1 });
+    }
+    if out.is_empty() {
+        return Err(format!("--dst-ips {s}: no prefixes"));
+    }
+    Ok(out)
 }
 
 fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
@@ -80,6 +123,24 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
         return usage(format!("--macs {macs} is out of range: use 1 to 1048576"));
     }
     let dst = a.dst_mac.as_deref().map(parse_mac).transpose().map_err(Failure::Usage)?;
+    let mut ips = vec![None; names.len()];
+    for x in &a.ips {
+        let (i, v) = per_port("--ip", x, &names)?;
+        ips[i] = Some(v4("--ip", v.split('/').next().unwrap_or(v))?);
+    }
+    let mut gateways = vec![None; names.len()];
+    for x in &a.gateways {
+        let (i, v) = per_port("--gateway", x, &names)?;
+        if ips[i].is_none() {
+            return usage(format!("--gateway {x}: port '{}' has no address to ask from: add --ip {}=ADDR", names[i], names[i]));
+        }
+        gateways[i] = Some(v4("--gateway", v)?);
+    }
+    let mut dsts = vec![None; names.len()];
+    for x in &a.dst_ips {
+        let (i, v) = per_port("--dst-ips", x, &names)?;
+        dsts[i] = Some(Arc::from(dst_list(v).map_err(Failure::Usage)?));
+    }
     let rate = Rate::parse(a.rate.as_deref().unwrap_or("max")).map_err(Failure::Usage)?;
     let secs_ok = |v: Option<f64>, zero_ok: bool| v.is_none_or(|v| v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v < 1e6);
     if !secs_ok(a.duration, false) || !secs_ok(a.warmup, true) {
@@ -128,7 +189,7 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
             _ => unreachable!("checked above"),
         })
         .collect();
-    Ok(GenPlan { names, devs, sends, sizes, flows, macs, dst, rate, core, eal, own_prefix })
+    Ok(GenPlan { names, devs, sends, sizes, flows, macs, dst, rate, core, eal, own_prefix, ips, gateways, dsts })
 }
 
 /// `--dst-mac`: the bridge's MAC parser, with the generator's own message.
@@ -199,7 +260,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         let (Some(rx), Some(tx)) = (port.rx_queue(0), port.tx_queue(0)) else {
             return Err(rt(format!("port '{name}': its queues are taken")));
         };
-        ports.push(GenPort { rx, tx, sends: p.sends[i], spec, peer });
+        ports.push(GenPort { rx, tx, sends: p.sends[i], spec, peer, ip: p.ips[i], dsts: p.dsts[i].clone() });
         eth.push(port);
     }
     if let Some(c) = capture {
@@ -209,7 +270,23 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     // after our start and hands it to its workers at their next reload point; traffic
     // sent before that would be dropped there as port_down. Let the ports settle.
     std::thread::sleep(Duration::from_millis(200));
-    let engine = Engine::new(ports, pool.clone(), burst, pattern.clone(), p.flows, a.latency_every.unwrap_or(1), tsc_hz);
+    let mut engine = Engine::new(ports, pool.clone(), burst, pattern.clone(), p.flows, a.latency_every.unwrap_or(1), tsc_hz);
+    for (i, gw) in p.gateways.iter().enumerate() {
+        let Some(gw) = gw else { continue };
+        match engine.resolve(i, *gw, Duration::from_secs(5)) {
+            Some(m) => {
+                if !a.quiet {
+                    println!("gen: port {}: gateway {gw} is {}", p.names[i], parse::mac_str(&m));
+                }
+            }
+            None => {
+                return Err(rt(format!(
+                    "port '{}': gateway {gw} did not answer ARP within 5 s: is it an address of the switch's interface?",
+                    p.names[i]
+                )))
+            }
+        }
+    }
     let live = engine.live.clone();
     let warmup = a.warmup.unwrap_or(1.0);
     let duration = a.duration.unwrap_or(10.0);
@@ -342,6 +419,19 @@ fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: u
             "port {:<8} tx {:>12} rx {:>12} (with warm-up; foreign {}, warm-up rx {}, alloc waits {})\n",
             names[i], t.tx_packets, t.rx_packets, t.rx_foreign, t.rx_warmup, t.alloc_fail
         ));
+    }
+    for (i, s) in r.streams.iter().enumerate() {
+        if let Some(s) = s.as_ref().filter(|s| s.wrong_port > 0) {
+            out.push_str(&format!(
+                "stream {}: {} measured packets came back on another port than {}\n",
+                names[i],
+                s.wrong_port,
+                names[(i + 1) % names.len()]
+            ));
+        }
+    }
+    for (i, t) in r.ports.iter().enumerate().filter(|(_, t)| t.arp_replies > 0) {
+        out.push_str(&format!("port {}: answered {} ARP request(s) for its address\n", names[i], t.arp_replies));
     }
     let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
     out.push_str(&format!(

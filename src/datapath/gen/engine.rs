@@ -13,12 +13,15 @@
 //! receiver ignores any stamped before the measurement started, so warm-up packets that
 //! arrive late cannot pollute the results.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::datapath::gen::packet::{self, FlowSpec, SIG_LEN, SIG_OFFSET};
+use crate::datapath::gen::arp;
+use crate::datapath::gen::packet::{self, FlowSpec, ETH_LEN, SIG_LEN, SIG_OFFSET};
 use crate::datapath::gen::track::{self, Class, SeqTracker};
 use crate::datapath::stats::bump;
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
@@ -40,6 +43,25 @@ pub struct GenPort {
     /// When set, flow f's destination MAC is this spec's source MAC of flow f (the port
     /// that receives the stream), so a learning bridge sees every station both ways.
     pub peer: Option<FlowSpec>,
+    /// The port's own address: ARP requests for it are answered.
+    pub ip: Option<Ipv4Addr>,
+    /// Destination addresses swept one per packet (a router's routes), else the spec's.
+    pub dsts: Option<Arc<[u32]>>,
+}
+
+impl GenPort {
+    /// Sends one frame now (ARP); false if the pool or the port refused it.
+    fn send_one(&mut self, pool: &Mempool, frame: &[u8]) -> bool {
+        let mut b = Batch::new();
+        if !b.alloc_fill(pool, 1, |_, room| {
+            let n = frame.len().min(room.len());
+            room[..n].copy_from_slice(&frame[..n]);
+            n
+        }) {
+            return false;
+        }
+        self.tx.tx_burst(&mut b) == 1
+    }
 }
 
 /// What a phase does.
@@ -112,6 +134,8 @@ pub struct PortTotals {
     pub rx_bytes: u64,
     /// Received frames without our signature (e.g. a guest's ARP or IPv6 noise).
     pub rx_foreign: u64,
+    /// ARP requests for the port's address answered.
+    pub arp_replies: u64,
     /// Our frames stamped during warm-up (received, not accounted in streams).
     pub rx_warmup: u64,
     /// Mbuf allocation failures (the pool was empty): the sender waited.
@@ -131,6 +155,9 @@ pub struct StreamResult {
     pub lost: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// Measured packets that arrived on a port other than the stream's peer (the next
+    /// port): misrouted by a router, or flooded copies of a bridge.
+    pub wrong_port: u64,
     pub latency: Histogram<u64>,
     /// Measurement time, s (from the first to the last packet sent).
     pub tx_secs: f64,
@@ -176,6 +203,7 @@ pub struct Engine {
     /// headers[(port * flows + flow) * sizes + size_idx]
     headers: Vec<[u8; HDR]>,
     sizes: Vec<usize>,
+    ports_n: usize,
     pub live: Arc<Live>,
 }
 
@@ -202,8 +230,10 @@ impl Engine {
             tsc_hz,
             headers: Vec::new(),
             sizes: Vec::new(),
+            ports_n: 0,
             live: Arc::new(Live::default()),
         };
+        e.ports_n = e.ports.len();
         e.set_pattern(pattern);
         e
     }
@@ -304,6 +334,9 @@ impl Engine {
                     (&self.headers, &self.pattern, &r.size_idx, self.sizes.len(), self.flows as usize);
                 let measuring = r.phase == Phase::Measure;
                 let (mut flow, mut pos) = (p.flow, p.pos);
+                let (dsts, mut di) = (port.dsts.as_deref(), p.dst_pos);
+                // The template's destination words, replaced per packet (RFC 1624 eqn. 3).
+                let old_dst = u32::from_be_bytes(port.spec.dst_ip);
                 let mut bytes = 0u64;
                 let fl = &mut r.flows;
                 // One pass per packet: header copy, two stores, counters; no division.
@@ -311,6 +344,14 @@ impl Engine {
                     let f = base + flow;
                     let len = pattern[pos] - packet::FCS;
                     room[..HDR].copy_from_slice(&headers[f * sizes_n + size_idx[pos]]);
+                    if let Some(d) = dsts {
+                        let new = d[di];
+                        di += 1;
+                        if di == d.len() {
+                            di = 0;
+                        }
+                        set_dst(room, old_dst, new);
+                    }
                     packet::stamp(room, fl[f].seq, now);
                     fl[f].seq = fl[f].seq.wrapping_add(1);
                     if measuring {
@@ -335,7 +376,7 @@ impl Engine {
                 if measuring {
                     p.stamped += want as u64;
                 }
-                (p.flow, p.pos) = (flow, pos);
+                (p.flow, p.pos, p.dst_pos) = (flow, pos, di);
                 p.sent_epoch += want as u64;
             }
             let sent = port.tx.tx_burst(&mut p.pending);
@@ -368,12 +409,16 @@ impl Engine {
                 continue;
             }
             work += got;
-            let Run { ports, trackers, meas_start, meas_unique, meas_dups, bad_latency, second, ns_per_cycle, .. } = r;
+            let Run { ports, trackers, meas_start, meas_unique, meas_dups, bad_latency, second, ns_per_cycle, wrong, replies, .. } = r;
             let (mut meas, mut bytes, mut foreign, mut warmup) = (0u64, 0u64, 0u64, 0u64);
+            let (me, mac, n) = (port.ip, port.spec.src_mac, self.ports_n);
             r.rx.for_each(|data, len| {
                 bytes += len as u64;
                 let Some(sig) = packet::parse(data) else {
                     foreign += 1;
+                    if let Some(reply) = me.and_then(|me| arp::reply_to(data, me, mac)) {
+                        replies.push(reply);
+                    }
                     return;
                 };
                 if sig.tsc < *meas_start || sig.flow as usize >= nflows {
@@ -381,6 +426,10 @@ impl Engine {
                     return;
                 }
                 meas += 1;
+                // The stream's peer is the next port.
+                if (sig.flow as usize / flows + 1) % n != i {
+                    wrong[sig.flow as usize / flows] += 1;
+                }
                 let class = trackers[sig.flow as usize].record(sig.seq);
                 *meas_unique += u64::from(class != Class::Duplicate);
                 *meas_dups += u64::from(class == Class::Duplicate);
@@ -404,9 +453,73 @@ impl Engine {
             t.rx_warmup += warmup;
             bump(&self.live.rx, meas);
             r.rx.drop_all();
+            for reply in std::mem::take(&mut r.replies) {
+                if port.send_one(&self.pool, &reply) {
+                    r.ports[i].totals.arp_replies += 1;
+                }
+            }
         }
         work
     }
+
+    /// Resolves `gw`'s MAC on port `i` (whose address is `me`) by ARP: a request every
+    /// 200 ms until a reply or `timeout`, answering requests for our own addresses
+    /// meanwhile (the gateway may ask for us first). The port's frames then go to it.
+    pub fn resolve(&mut self, i: usize, gw: Ipv4Addr, timeout: Duration) -> Option<[u8; 6]> {
+        let me = self.ports[i].ip?;
+        let mac = self.ports[i].spec.src_mac;
+        let t0 = Instant::now();
+        let mut next = t0;
+        let mut rx = Batch::new();
+        while t0.elapsed() < timeout {
+            if Instant::now() >= next {
+                self.ports[i].send_one(&self.pool, &arp::request(gw, me, mac));
+                next = Instant::now() + Duration::from_millis(200);
+            }
+            let mut found = None;
+            for k in 0..self.ports.len() {
+                if self.ports[k].rx.rx_burst(&mut rx, self.burst) == 0 {
+                    continue;
+                }
+                let mut replies = Vec::new();
+                let (kip, kmac) = (self.ports[k].ip, self.ports[k].spec.src_mac);
+                rx.for_each(|d, _| {
+                    if k == i {
+                        found = found.or(arp::mac_of(d, gw));
+                    }
+                    if let Some(r) = kip.and_then(|ip| arp::reply_to(d, ip, kmac)) {
+                        replies.push(r);
+                    }
+                });
+                rx.drop_all();
+                for r in replies {
+                    self.ports[k].send_one(&self.pool, &r);
+                }
+            }
+            if let Some(m) = found {
+                self.ports[i].spec.dst_mac = m;
+                self.ports[i].peer = None;
+                let pattern = self.pattern.clone();
+                self.set_pattern(pattern);
+                return Some(m);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    }
+}
+
+/// Writes destination `new` over the template's `old` in an untagged frame's IPv4
+/// header, and updates its checksum for the two words that changed (RFC 1624 eqn. 3).
+#[inline(always)]
+fn set_dst(room: &mut [u8], old: u32, new: u32) {
+    let at = ETH_LEN + 16;
+    room[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    let c = u16::from_be_bytes([room[ETH_LEN + 10], room[ETH_LEN + 11]]);
+    let mut sum = u32::from(!c) + u32::from(!(old >> 16) as u16) + u32::from(!old as u16) + (new >> 16) + (new & 0xffff);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    room[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 /// One port's part of a phase.
@@ -423,9 +536,10 @@ struct PortRun {
     tx_bytes_meas: u64,
     /// Packets made in the current pacing epoch.
     sent_epoch: u64,
-    /// Position in the flow cycle and in the frame-size pattern.
+    /// Position in the flow cycle, in the frame-size pattern, and in the destinations.
     flow: usize,
     pos: usize,
+    dst_pos: usize,
     /// When the port last sent a measured packet.
     last_tx: u64,
     /// Latency of this port's stream.
@@ -471,6 +585,10 @@ struct Run {
     interrupted: bool,
     second: Histogram<u64>,
     ns_per_cycle: f64,
+    /// Per sending port: measured packets that came back on another port than its peer.
+    wrong: Vec<u64>,
+    /// ARP replies to send after a receive burst.
+    replies: Vec<Vec<u8>>,
 }
 
 impl Run {
@@ -490,6 +608,7 @@ impl Run {
                     sent_epoch: 0,
                     flow: 0,
                     pos: 0,
+                    dst_pos: 0,
                     last_tx: 0,
                     hist: new_hist(),
                 })
@@ -515,6 +634,8 @@ impl Run {
             interrupted: false,
             second: new_hist(),
             ns_per_cycle: 1e9 / hz,
+            wrong: vec![0; e.ports.len()],
+            replies: Vec::new(),
         }
     }
 
@@ -606,6 +727,7 @@ impl Run {
                     lost,
                     duplicates: dup,
                     reordered: reo,
+                    wrong_port: self.wrong[i],
                     latency: p.hist.clone(),
                     tx_secs: secs,
                 })

@@ -3,6 +3,7 @@
 //! search (NDR) and its partial-drop variant (PDR) over trials someone else runs. `engine` is
 //! the DPDK-facing sender and receiver: one pinned poll loop.
 
+pub mod arp;
 pub mod packet;
 pub mod search;
 pub mod track;

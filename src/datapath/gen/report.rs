@@ -78,12 +78,18 @@ pub struct Stream {
     pub tx: u64,
     pub tx_bytes: u64,
     pub tx_pps: f64,
+    /// Measured packets that came back on another port than the next one.
+    #[serde(default)]
+    pub wrong_port: u64,
 }
 
 /// One port's totals over the whole phase, warm-up included.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Port {
     pub alloc_fail: u64,
+    /// ARP requests for the port's address (--ip) answered.
+    #[serde(default)]
+    pub arp_replies: u64,
     pub rx_bytes: u64,
     pub rx_foreign: u64,
     pub rx_packets: u64,
@@ -159,6 +165,7 @@ impl RunReport {
                         tx: st.tx,
                         tx_bytes: st.tx_bytes,
                         tx_pps: per_s(st.tx, st.tx_secs),
+                        wrong_port: st.wrong_port,
                     },
                 ))
             })
@@ -172,6 +179,7 @@ impl RunReport {
                     name.clone(),
                     Port {
                         alloc_fail: t.alloc_fail,
+                        arp_replies: t.arp_replies,
                         rx_bytes: t.rx_bytes,
                         rx_foreign: t.rx_foreign,
                         rx_packets: t.rx_packets,

@@ -11,6 +11,7 @@ use super::iface::Ifaces;
 use super::nexthop::flow_hash;
 use super::{Exc, Why};
 use crate::datapath::stats::DropCause;
+use crate::datapath::wire::csum;
 
 /// A frame to route, as input found it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub fn input(ifs: &Ifaces, port: usize, d: &[u8], len: u32) -> Result<Pkt, Exc> 
             if ip[0] >> 4 != 4 || ihl < 20 || ihl > ip.len() || total < ihl || total + l2 > len as usize {
                 return Err(Exc::Drop(DropCause::IpHeader));
             }
-            if crate::datapath::wire::csum::fold(crate::datapath::wire::csum::sum(&ip[..ihl], 0)) != 0xffff {
+            if !csum::header_ok(&ip[..ihl]) {
                 return Err(Exc::Drop(DropCause::IpChecksum));
             }
             let (src, dst) = (be32(ip, 12), be32(ip, 16));

@@ -174,13 +174,13 @@ pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratc
     let rt = &*r.router;
     lookup::prefetch(rt, &s.pkts[..n]);
     for (p, v) in s.pkts[..n].iter().zip(s.verdicts.iter_mut()) {
-        *v = match p {
-            Err(e) => (*e).into(),
-            Ok(p) => match lookup::lookup(rt, p).and_then(|(id, hop)| output::output(ifs, p, id, &hop)) {
-                Ok(o) => Verdict::Fwd(o),
-                Err(e) => e.into(),
-            },
+        let r = match p {
+            Err(e) => Err(*e),
+            Ok(p) => lookup::lookup(rt, p).and_then(|(id, hop)| output::output(ifs, p, id, &hop, v)),
         };
+        if let Err(e) = r {
+            *v = e.into();
+        }
     }
     n
 }

@@ -8,7 +8,7 @@
 use super::iface::Ifaces;
 use super::input::Pkt;
 use super::nexthop::Hop;
-use super::{Exc, Why};
+use super::{Exc, Verdict, Why};
 use crate::datapath::stats::DropCause;
 use crate::datapath::wire::csum;
 use crate::dpdk::mbuf::Mbuf;
@@ -28,18 +28,23 @@ pub struct Out {
     pub front: Front,
 }
 
-/// The egress of `p` through next hop `hop` (`id`).
+/// The egress of `p` through next hop `hop` (`id`), written into `v` in place: a front
+/// built in a local and then copied into the verdict would be stored byte by byte and
+/// loaded whole at once — a store-forwarding stall per packet (measured: a third of the
+/// router's cycles outside the rings).
 ///
 /// # Errors
 /// Too big for the egress MTU (ICMP, or fragmentation in the slow path), or an
 /// interface gone since the next hop was written.
 #[inline(always)]
-pub fn output(ifs: &Ifaces, p: &Pkt, id: u32, hop: &Hop) -> Result<Out, Exc> {
+pub fn output(ifs: &Ifaces, p: &Pkt, id: u32, hop: &Hop, v: &mut Verdict) -> Result<(), Exc> {
     let Some(eg) = ifs.egress(hop.iface) else { return Err(Exc::Drop(DropCause::PortDown)) };
     if p.l3_len > eg.mtu {
         return Err(Exc::Punt(if p.df { Why::TooBig(eg.mtu) } else { Why::Fragment(id) }, p.iface));
     }
-    let mut h = [0u8; 32];
+    *v = Verdict::Fwd(Out { port: eg.port, front: Front { head: [0; 32], n: 0, cut: 0 } });
+    let Verdict::Fwd(out) = v else { return Ok(()) };
+    let h = &mut out.front.head;
     h[..6].copy_from_slice(&hop.mac);
     h[6..12].copy_from_slice(&eg.mac);
     let mut o = 12;
@@ -62,7 +67,8 @@ pub fn output(ifs: &Ifaces, p: &Pkt, id: u32, hop: &Hop) -> Result<Out, Exc> {
         let c = csum::update16(u16::from_be_bytes([p.ip[10], p.ip[11]]), old, new);
         h[o + 10..o + 12].copy_from_slice(&c.to_be_bytes());
     }
-    Ok(Out { port: eg.port, front: Front { head: h, n: (o + ip_n) as u8, cut: p.l2 + ip_n as u8 } })
+    (out.front.n, out.front.cut) = ((o + ip_n) as u8, p.l2 + ip_n as u8);
+    Ok(())
 }
 
 /// Writes `f` over the front of mbuf `m` (growing or shrinking its head by the tag's

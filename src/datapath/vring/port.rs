@@ -28,7 +28,7 @@ use crate::dpdk::vhost::PairClaim;
 use crate::guest::{GuestMemory, Span};
 
 use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, EditedFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
+use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
 use super::offload::{self, Plan, RxOffloads};
 use super::queue::{Broken, Vq};
 use super::{rx_one, rx_reserve, tx_frame, tx_one};
@@ -857,28 +857,30 @@ impl OwnRxQueue {
     /// field and loaded whole — a store-forwarding stall per frame (measured: most of the
     /// bridge's own-path cycles).
     #[inline(always)]
-    pub fn frame(&self, k: usize, edit: Edit) -> Option<(PeekedFrame<'_>, NetHdr)> {
+    pub fn frame<'a>(&'a self, k: usize, edit: Edit<'a>) -> Option<(PeekedFrame<'a>, NetHdr)> {
         let s = self.side.served.as_ref()?;
         let p = self.peeked.get(k).filter(|_| k < self.counts.0)?;
-        let mut head = [0u8; 32];
-        let (n, cut) = match edit {
+        let (tag, front, n, cut) = match edit {
             Edit::Tag(t) => {
                 let first: &[u8; 16] = p.first[..16].try_into().ok()?;
                 let (h, n, cut) = edited_head(first, p.len as usize, t)?;
-                head[..16].copy_from_slice(&h);
-                (n, cut)
+                (h, None, n, cut)
             }
-            Edit::Front(f) if p.len >= u32::from(f.cut) => {
-                head = f.head;
-                (usize::from(f.n), u32::from(f.cut))
-            }
+            // Borrowed, not copied: see `route::output::output` on store forwarding.
+            Edit::Front(f) if p.len >= u32::from(f.cut) => ([0; 16], Some(&f.head[..usize::from(f.n)]), usize::from(f.n), u32::from(f.cut)),
             Edit::Front(_) => return None,
         };
         let c = &self.chains[k];
-        let mut hint = 0;
-        let one = if c.n == 1 { s.dev.mem.span(c.segs[0].gpa, c.segs[0].len, &mut hint) } else { None };
+        let have = p.len.min(PEEK as u32);
+        // Guest memory is read again only past the bytes the peek copied.
+        let one = if c.n == 1 && p.len > have {
+            let mut hint = 0;
+            s.dev.mem.span(c.segs[0].gpa, c.segs[0].len, &mut hint)
+        } else {
+            None
+        };
         let hdr = if p.hdr.is_plain() { p.hdr } else { offload::shifted(p.hdr, n as i32 - cut as i32) };
-        Some((PeekedFrame { inner: GuestFrame::of(&s.dev.mem, c, s.dev.hdr_len()), one, head, n, cut }, hdr))
+        Some((PeekedFrame { inner: GuestFrame::of(&s.dev.mem, c, s.dev.hdr_len()), one, tag, front, n, cut, first: &p.first, have }, hdr))
     }
 
     /// Peeked frame `k` asks to be segmented for a receiver of finished frames (see
@@ -942,15 +944,48 @@ impl Heads for PeekedHeads<'_> {
     }
 }
 
-/// A peeked frame as a copy source, its front rewritten by an [`Edit`].
+/// A peeked frame as a copy source, its front rewritten by an [`Edit`]: the new front,
+/// then the frame past the bytes it replaces — from the peek's copy as far as that
+/// reaches (a 64-byte frame whole: the guest's memory is not read twice, and the bytes
+/// that go out are the bytes the decision was made on, whatever the guest writes
+/// meanwhile), then from guest memory.
 pub struct PeekedFrame<'a> {
     inner: GuestFrame<'a>,
-    /// The frame's buffer when it is one descriptor (the common case: copied from the
-    /// span directly, without walking segments).
+    /// The frame's buffer when it is one descriptor and longer than the peek (copied
+    /// from the span directly, without walking segments).
     one: Option<Span<'a>>,
-    head: [u8; 32],
+    /// The new front: a VLAN edit's (`tag[..n]`), or a router's, borrowed.
+    tag: [u8; 16],
+    front: Option<&'a [u8]>,
     n: usize,
     cut: u32,
+    first: &'a [u8; PEEK],
+    /// Valid bytes in `first`.
+    have: u32,
+}
+
+/// A copy split by where its bytes are: the front's part, the peeked part, and the rest
+/// (its offset in the original frame and length) still in guest memory.
+type Split<'a> = (&'a [u8], &'a [u8], (u32, u32));
+
+impl PeekedFrame<'_> {
+    /// Output bytes `off..off + n` split into what is in our memory — the front, then the
+    /// peeked bytes — and where the rest starts in the original frame: (front part, peeked
+    /// part, (original offset, length) still in guest memory). None past the frame's end.
+    #[inline(always)]
+    fn split(&self, off: u32, n: u32) -> Option<Split<'_>> {
+        if u64::from(off) + u64::from(n) > u64::from(self.len()) {
+            return None;
+        }
+        let h = self.n as u32;
+        let head = self.front.unwrap_or(&self.tag[..]);
+        let a = if off < h { &head[off as usize..(off + (h - off).min(n)) as usize] } else { &[][..] };
+        let (off, n) = (off + a.len() as u32, n - a.len() as u32);
+        // Offset in the original frame.
+        let o = off - h + self.cut;
+        let b = if n > 0 && o < self.have { &self.first[o as usize..(o + (self.have - o).min(n)) as usize] } else { &[][..] };
+        Some((a, b, (o + b.len() as u32, n - b.len() as u32)))
+    }
 }
 
 impl Frame for PeekedFrame<'_> {
@@ -961,26 +996,23 @@ impl Frame for PeekedFrame<'_> {
 
     #[inline(always)]
     fn copy_to(&self, off: u32, dst: &Span<'_>, dst_off: u32, n: u32) -> bool {
-        let Some(one) = &self.one else {
-            return EditedFrame { inner: &self.inner, head: &self.head[..self.n], cut: self.cut }.copy_to(off, dst, dst_off, n);
-        };
-        // The new front, then the rest of the frame from its one buffer.
-        let h = self.n as u32;
-        let (mut off, mut dst_off, mut n) = (off, dst_off, n);
-        if off < h {
-            let k = (h - off).min(n);
-            if !dst.write(dst_off, &self.head[off as usize..(off + k) as usize]) {
-                return false;
-            }
-            (off, dst_off, n) = (off + k, dst_off + k, n - k);
-        }
-        n == 0
-            || (u64::from(off) + u64::from(n) <= u64::from(self.len())
-                && one.copy_to(self.inner.skip + self.cut + off - h, dst, dst_off, n))
+        let Some((a, b, (o, k))) = self.split(off, n) else { return false };
+        let (la, lb) = (a.len() as u32, b.len() as u32);
+        (a.is_empty() || dst.write(dst_off, a))
+            && (b.is_empty() || dst.write(dst_off + la, b))
+            && (k == 0
+                || match &self.one {
+                    Some(one) => one.copy_to(self.inner.skip + o, dst, dst_off + la + lb, k),
+                    None => self.inner.copy_to(o, dst, dst_off + la + lb, k),
+                })
     }
 
     fn read(&self, off: u32, dst: &mut [u8]) -> bool {
-        EditedFrame { inner: &self.inner, head: &self.head[..self.n], cut: self.cut }.read(off, dst)
+        let Some((a, b, (o, k))) = self.split(off, dst.len() as u32) else { return false };
+        let (la, lb) = (a.len(), b.len());
+        dst[..la].copy_from_slice(a);
+        dst[la..la + lb].copy_from_slice(b);
+        k == 0 || self.inner.read(o, &mut dst[la + lb..])
     }
 }
 
