@@ -6,7 +6,7 @@
 #
 #   --hugepages N   2 MiB hugepages to reserve (default 1024 = 2 GiB)
 #   --no-hugepages  skip the reservation (then run pmdswitch with `-- --no-huge -m 512`)
-#   --extras        also install OVS-DPDK for side-by-side comparisons
+#   --extras        also install OVS-DPDK and build DPDK's l3fwd for side-by-side comparisons
 set -euo pipefail
 
 pages=${PMDSWITCH_HUGEPAGES:-1024}
@@ -32,7 +32,7 @@ say() { echo "setup: $*"; }
 # and cpio/xz (scripts/vm.sh guests).
 pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 python3 procps strace iputils-ping
       qemu-system-x86 busybox-static cpio xz-utils)
-((extras)) && pkgs+=(openvswitch-switch-dpdk)
+((extras)) && pkgs+=(openvswitch-switch-dpdk dpdk-doc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -80,5 +80,8 @@ if ((huge)); then
   else
     say "hugetlbfs already mounted on /dev/hugepages"
   fi
+fi
+if ((extras)); then
+  "$(dirname "$0")/peers.sh" | sed 's/^/setup: /'
 fi
 say "done"

@@ -395,4 +395,10 @@ pub struct BenchArgs {
     /// lightly loaded switch, the wake-up cost of adaptive idle).
     #[arg(long, value_name = "RATE")]
     pub rate: Option<String>,
+
+    /// Route table sizes for router DUTs (pmdswitch-router, ovs-l3; l3fwd keeps its own
+    /// table): random /8-/32 prefixes, half towards each generator port, which sweeps
+    /// its destinations over all of them, e.g. 1,1000000 [default: 1].
+    #[arg(long, value_name = "LIST")]
+    pub routes: Option<String>,
 }

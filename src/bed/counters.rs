@@ -25,12 +25,22 @@ pub fn dut_cycles_start(d: &mut RunningDut) -> Option<[u64; 2]> {
             d.procs[0].say("clear fwd stats all");
             None
         }
-        Dut::Ovs | Dut::OvsNormal => {
+        Dut::Ovs | Dut::OvsNormal | Dut::OvsL3 => {
             ovs_appctl(d, &["dpif-netdev/pmd-stats-clear"]);
             None
         }
+        Dut::L3fwd => l3fwd_cycles(d),
         _ => pmds_worker_cycles(d),
     }
+}
+
+/// l3fwd's counters (our build prints them every 100 ms, see scripts/peers.sh): the
+/// latest [busy cycles, packets] line of its output.
+fn l3fwd_cycles(d: &RunningDut) -> Option<[u64; 2]> {
+    let text = d.procs.first()?.text();
+    let line = text.rsplit("l3fwd-cycles ").next()?;
+    let num = |k: &str| line.split(k).nth(1)?.split_whitespace().next()?.parse::<u64>().ok();
+    Some([num("busy=")?, num("packets=")?])
 }
 
 /// The DUT's own busy cycles per packet since `dut_cycles_start`: what forwarding costs
@@ -49,7 +59,18 @@ pub fn dut_cycles_per_packet(d: &mut RunningDut, start: Option<[u64; 2]>) -> Opt
             let line = text.rsplit("CPU cycles/packet=").next()?;
             line.split_whitespace().next()?.parse().ok()
         }
-        Dut::Ovs | Dut::OvsNormal => {
+        Dut::L3fwd => {
+            // A line printed after the run ended (the next one within 100 ms).
+            let before = d.procs.first()?.text().matches("l3fwd-cycles ").count();
+            let t0 = Instant::now();
+            while d.procs.first()?.text().matches("l3fwd-cycles ").count() < before + 2 && t0.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let [b0, p0] = start?;
+            let [b1, p1] = l3fwd_cycles(d)?;
+            (p1 > p0).then(|| (b1 - b0) as f64 / (p1 - p0) as f64)
+        }
+        Dut::Ovs | Dut::OvsNormal | Dut::OvsL3 => {
             let out = ovs_appctl(d, &["dpif-netdev/pmd-stats-show"])?;
             let l = out.lines().find(|l| l.contains("avg processing cycles per packet"))?;
             l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()

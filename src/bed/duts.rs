@@ -34,9 +34,20 @@ pub enum Dut {
     Ovs,
     /// OVS-DPDK with the NORMAL action (its learning switch).
     OvsNormal,
+    /// `pmdswitch run` routing between two interfaces (198.18.1.254/24 on a,
+    /// 198.18.2.254/24 on b) with the bench's route table (`--routes`).
+    PmdswitchRouter,
+    /// The same on rte_vhost's data path.
+    PmdswitchRouterLib,
+    /// DPDK's l3fwd example in LPM mode over two net_vhost ports, with its own table
+    /// (198.18.0.0/24 to port 0, 198.18.1.0/24 to port 1), built by `setup.sh --extras`.
+    L3fwd,
+    /// OVS-DPDK with OpenFlow flows that route: match the destination prefix, decrement
+    /// the TTL, rewrite both MACs.
+    OvsL3,
 }
 
-const DUTS: [Dut; 8] = [
+const DUTS: [Dut; 12] = [
     Dut::Pmdswitch,
     Dut::PmdswitchAdaptive,
     Dut::PmdswitchBridge,
@@ -45,6 +56,10 @@ const DUTS: [Dut; 8] = [
     Dut::Testpmd,
     Dut::Ovs,
     Dut::OvsNormal,
+    Dut::PmdswitchRouter,
+    Dut::PmdswitchRouterLib,
+    Dut::L3fwd,
+    Dut::OvsL3,
 ];
 
 impl Dut {
@@ -63,10 +78,30 @@ impl Dut {
             Dut::Testpmd => "testpmd",
             Dut::Ovs => "ovs",
             Dut::OvsNormal => "ovs-normal",
+            Dut::PmdswitchRouter => "pmdswitch-router",
+            Dut::PmdswitchRouterLib => "pmdswitch-router-lib",
+            Dut::L3fwd => "l3fwd",
+            Dut::OvsL3 => "ovs-l3",
         }
     }
     pub fn is_ovs(self) -> bool {
-        matches!(self, Dut::Ovs | Dut::OvsNormal)
+        matches!(self, Dut::Ovs | Dut::OvsNormal | Dut::OvsL3)
+    }
+    pub fn is_pmdswitch(self) -> bool {
+        matches!(
+            self,
+            Dut::Pmdswitch
+                | Dut::PmdswitchAdaptive
+                | Dut::PmdswitchBridge
+                | Dut::PmdswitchLib
+                | Dut::PmdswitchBridgeLib
+                | Dut::PmdswitchRouter
+                | Dut::PmdswitchRouterLib
+        )
+    }
+    /// Routes IP (the generator addresses it as a router, and it takes `--routes`).
+    pub fn routes(self) -> bool {
+        matches!(self, Dut::PmdswitchRouter | Dut::PmdswitchRouterLib | Dut::L3fwd | Dut::OvsL3)
     }
 }
 
@@ -83,10 +118,14 @@ pub fn check_dut(d: Dut) -> Result<(), String> {
             "--dut ovs: the DPDK build of ovs-vswitchd is not installed: run scripts/setup.sh --extras (openvswitch-switch-dpdk)".into()
         );
     }
+    if d == Dut::L3fwd && !Path::new(L3FWD).exists() {
+        return Err(format!("--dut l3fwd: {L3FWD} is not built: run scripts/setup.sh --extras (it builds DPDK's example from dpdk-doc)"));
+    }
     let need = match d {
-        Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge | Dut::PmdswitchLib | Dut::PmdswitchBridgeLib => return Ok(()),
+        _ if d.is_pmdswitch() => return Ok(()),
+        Dut::L3fwd => return Ok(()),
         Dut::Testpmd => "dpdk-testpmd",
-        Dut::Ovs | Dut::OvsNormal => "ovsdb-server",
+        _ => "ovsdb-server",
     };
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin")]).any(|d| d.join(need).exists()));
@@ -95,6 +134,12 @@ pub fn check_dut(d: Dut) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The route tables of every bench are drawn from this seed (the same table each run).
+pub const ROUTE_SEED: u64 = 0x5eed_2544;
+
+/// Where `scripts/setup.sh --extras` builds DPDK's l3fwd example.
+pub const L3FWD: &str = "/var/cache/pmdswitch-peers/l3fwd/build/l3fwd";
 
 /// Virtio ring size of the generator's ports (DPDK's virtio-user default is 256): 4096
 /// descriptors ride out ~3 ms of a descheduled core at 1.4 Mpps instead of 0.2 ms, so a
@@ -110,6 +155,8 @@ pub struct RunningDut {
     pub ctl: Option<PathBuf>,
     /// OVS state directory (removed at the end).
     pub ovs_dir: Option<PathBuf>,
+    /// The route table loaded now (`--routes`), and how long its load took.
+    pub routes: Option<usize>,
 }
 
 /// Where a bench's DUTs and generators run.
@@ -151,7 +198,7 @@ impl Bed {
         let prefix = self.next(dut.name());
         let log = self.cfg.logs.join(format!("{prefix}.log"));
         match dut {
-            Dut::Pmdswitch | Dut::PmdswitchAdaptive | Dut::PmdswitchBridge | Dut::PmdswitchLib | Dut::PmdswitchBridgeLib => {
+            _ if dut.is_pmdswitch() => {
                 let sj = self.cfg.scratch.join(format!("{prefix}.json"));
                 let ctl = self.cfg.scratch.join(format!("{prefix}.ctl"));
                 let mut c = Command::new(&self.cfg.exe);
@@ -161,17 +208,22 @@ impl Bed {
                     .arg(format!("b=vhost-server:{}", sb.display()));
                 match dut {
                     Dut::PmdswitchBridge | Dut::PmdswitchBridgeLib => c.args(["--bridge", "br0=a,b"]),
+                    Dut::PmdswitchRouter | Dut::PmdswitchRouterLib => c
+                        .arg("--ip")
+                        .arg(format!("a={}/24", super::routes::RTR_A))
+                        .arg("--ip")
+                        .arg(format!("b={}/24", super::routes::RTR_B)),
                     Dut::PmdswitchAdaptive => c.args(["--xconnect", "a,b", "--idle", "adaptive"]),
                     _ => c.args(["--xconnect", "a,b"]),
                 };
-                let lib = matches!(dut, Dut::PmdswitchLib | Dut::PmdswitchBridgeLib);
+                let lib = matches!(dut, Dut::PmdswitchLib | Dut::PmdswitchBridgeLib | Dut::PmdswitchRouterLib);
                 c.args(["--vhost-datapath", if lib { "lib" } else { "own" }]);
                 c.args(["--cores", &self.cfg.dut_core.to_string(), "--stats-json"]).arg(&sj);
                 c.arg("--ctl").arg(&ctl);
                 c.args(["--", "-l", &self.cfg.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
                 let mut p = Proc::spawn("pmdswitch run", &mut c, Some(log))?;
                 p.wait_for("forwarding with", Duration::from_secs(30))?;
-                Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ovs_dir: None })
+                Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ovs_dir: None, routes: None })
             }
             Dut::Testpmd => {
                 // stdbuf: testpmd's stdout is block-buffered on a pipe, and we wait for a line.
@@ -192,9 +244,132 @@ impl Bed {
                 let mut p = Proc::spawn("dpdk-testpmd", &mut c, Some(log))?;
                 p.wait_for("Checking link statuses", Duration::from_secs(30))?;
                 p.say("start");
-                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None })
+                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None, routes: None })
             }
-            Dut::Ovs | Dut::OvsNormal => self.start_ovs(dut, sa, sb, &prefix, log),
+            Dut::L3fwd => {
+                // One lcore, the DUT core (l3fwd makes a tx queue per lcore and a
+                // net_vhost port has one); EAL's control threads go to the other CPU. It
+                // rewrites the destination MAC to --eth-dest and does not look at the one
+                // it gets.
+                let mut c = Command::new("stdbuf");
+                c.args(["-oL", L3FWD, "-l", &self.cfg.dut_core.to_string(), "--no-pci", "--in-memory"]);
+                c.arg(format!("--file-prefix={prefix}"));
+                c.arg(format!("--vdev=net_vhost0,iface={}", sa.display())).arg(format!("--vdev=net_vhost1,iface={}", sb.display()));
+                let core = self.cfg.dut_core;
+                c.args(["--", "-p", "0x3", "-P", "--lookup=lpm", "--parse-ptype"]);
+                c.arg(format!("--config=(0,0,{core}),(1,0,{core})"));
+                c.args(["--eth-dest=0,02:00:00:01:00:00", "--eth-dest=1,02:00:00:02:00:00"]);
+                let mut p = Proc::spawn("l3fwd", &mut c, Some(log))?;
+                p.wait_for("l3fwd-cycles", Duration::from_secs(30))?;
+                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None, routes: None })
+            }
+            _ => self.start_ovs(dut, sa, sb, &prefix, log),
+        }
+    }
+
+    /// Gets a router DUT's route table to `n` routes (the files from `routes::write` in
+    /// the scratch directory) before a cell that needs it; returns the seconds a table
+    /// load took (pmdswitch's `ctl route load`), None when nothing was loaded.
+    ///
+    /// # Errors
+    /// The DUT refused the table.
+    pub fn prepare_routes(&mut self, d: &mut RunningDut, n: usize) -> Result<Option<f64>, String> {
+        if !d.dut.routes() || d.routes == Some(n) || d.dut == Dut::L3fwd {
+            return Ok(None);
+        }
+        let (rf, _, _) =
+            super::routes::write(&self.cfg.scratch, n, ROUTE_SEED).map_err(|e| format!("cannot write the route table: {e}"))?;
+        let t0 = Instant::now();
+        match d.dut {
+            Dut::OvsL3 => {
+                let dir = d.ovs_dir.clone().ok_or("no OVS directory")?;
+                let flows = dir.join("flows.txt");
+                let (a, b) = super::routes::generate(n, ROUTE_SEED);
+                if a.len() + b.len() > 100_000 {
+                    return Err(format!("--dut ovs-l3 takes at most 100000 routes (OpenFlow flows): {n} asked"));
+                }
+                let mut text = String::new();
+                // Port a's prefixes are routed out of a (ofport 1), b's out of b.
+                for (set, out, mac) in [(&a, 1, "02:00:00:01:00:00"), (&b, 2, "02:00:00:02:00:00")] {
+                    for &(p, l) in set.iter() {
+                        text.push_str(&format!(
+                            "priority={},ip,nw_dst={}/{l},actions=dec_ttl,mod_dl_src:02:00:00:00:fe:{out:02x},mod_dl_dst:{mac},output:{out}\n",
+                            100 + u32::from(l),
+                            std::net::Ipv4Addr::from(p)
+                        ));
+                    }
+                }
+                std::fs::write(&flows, text).map_err(|e| format!("{}: {e}", flows.display()))?;
+                let br = format!("unix:{}", dir.join("br0.mgmt").display());
+                let o = Command::new("ovs-ofctl").args(["del-flows", &br]).output().map_err(|e| format!("ovs-ofctl: {e}"))?;
+                if !o.status.success() {
+                    return Err(format!("ovs-ofctl del-flows: {}", String::from_utf8_lossy(&o.stderr).trim()));
+                }
+                let o = Command::new("ovs-ofctl").args(["add-flows", &br]).arg(&flows).output().map_err(|e| format!("ovs-ofctl: {e}"))?;
+                if !o.status.success() {
+                    return Err(format!("ovs-ofctl add-flows: {}", String::from_utf8_lossy(&o.stderr).trim()));
+                }
+            }
+            _ => {
+                if let Some(old) = d.routes {
+                    let (of, _, _) = super::routes::write(&self.cfg.scratch, old, ROUTE_SEED).map_err(|e| e.to_string())?;
+                    let r = crate::control::client::request(
+                        d.ctl.clone(),
+                        &["route".into(), "load".into(), of.display().to_string(), "del".into()],
+                    )?;
+                    if !r.starts_with("ok") {
+                        return Err(format!("removing the previous table: {}", r.trim()));
+                    }
+                }
+                let t0 = Instant::now();
+                let r = crate::control::client::request(d.ctl.clone(), &["route".into(), "load".into(), rf.display().to_string()])?;
+                if !r.starts_with("ok") {
+                    return Err(format!("the router refused the table: {}", r.trim()));
+                }
+                println!("bench:   {} loaded {n} routes: {}", d.dut.name(), r.trim_start_matches("ok: ").trim());
+                d.routes = Some(n);
+                return Ok(Some(t0.elapsed().as_secs_f64()));
+            }
+        }
+        d.routes = Some(n);
+        Ok(Some(t0.elapsed().as_secs_f64()))
+    }
+
+    /// The generator's arguments for `dut` beyond the cell's (addresses, gateways and
+    /// destinations for routers: `n` routes).
+    pub fn gen_args(&self, dut: Dut, n: usize) -> Vec<String> {
+        use super::routes::{GEN_A, GEN_B, RTR_A, RTR_B};
+        match dut {
+            Dut::PmdswitchRouter | Dut::PmdswitchRouterLib => {
+                let (_, da, db) = match super::routes::write(&self.cfg.scratch, n.max(1), ROUTE_SEED) {
+                    Ok(x) => x,
+                    Err(_) => return vec![],
+                };
+                vec![
+                    "--ip".into(),
+                    format!("a={GEN_A}"),
+                    "--ip".into(),
+                    format!("b={GEN_B}"),
+                    "--gateway".into(),
+                    format!("a={RTR_A}"),
+                    "--gateway".into(),
+                    format!("b={RTR_B}"),
+                    "--dst-ips".into(),
+                    format!("a=@{}", da.display()),
+                    "--dst-ips".into(),
+                    format!("b=@{}", db.display()),
+                ]
+            }
+            Dut::OvsL3 => {
+                let (_, da, db) = match super::routes::write(&self.cfg.scratch, n.max(1), ROUTE_SEED) {
+                    Ok(x) => x,
+                    Err(_) => return vec![],
+                };
+                vec!["--dst-ips".into(), format!("a=@{}", da.display()), "--dst-ips".into(), format!("b=@{}", db.display())]
+            }
+            // l3fwd's own table: a's stream to its port 1, b's to port 0.
+            Dut::L3fwd => vec!["--dst-ips".into(), "a=198.18.1.0/24".into(), "--dst-ips".into(), "b=198.18.0.0/24".into()],
+            _ => vec![],
         }
     }
 
@@ -312,11 +487,13 @@ impl Bed {
         ofctl(&["del-flows", &br])?;
         if dut == Dut::OvsNormal {
             ofctl(&["add-flow", &br, "actions=NORMAL"])?;
+        } else if dut == Dut::OvsL3 {
+            // Routes come with the cell (prepare_routes); until then nothing forwards.
         } else {
             ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
             ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
         }
-        Ok(RunningDut { dut, procs, stats_json: None, ctl: None, ovs_dir: Some(dir) })
+        Ok(RunningDut { dut, procs, stats_json: None, ctl: None, ovs_dir: Some(dir), routes: None })
     }
 
     /// Runs the generator once against sockets `sa` and `sb` with `extra` arguments;

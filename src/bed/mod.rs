@@ -5,6 +5,7 @@ pub mod counters;
 pub mod duts;
 pub mod probe;
 pub mod proc;
+pub mod routes;
 pub mod scratch;
 pub mod switch;
 pub mod testpmd;

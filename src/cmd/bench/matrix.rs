@@ -29,6 +29,10 @@ pub struct Meas {
     /// The host-speed probe (see `host_probe`) just before the DUT started and just
     /// after it stopped.
     pub host: Option<(f64, f64)>,
+    /// Seconds the route table of this cell took to load (router DUTs, when loaded).
+    pub fib_load_s: Option<f64>,
+    /// Generator packets that came back on the wrong port (a router's misroutes).
+    pub wrong_port: u64,
 }
 
 /// results[round][dut][cell]
@@ -76,7 +80,8 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                     if term.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let base = vec![
+                    meas[ci].fib_load_s = bed.prepare_routes(&mut running, c.routes).map_err(Failure::Runtime)?;
+                    let mut base = vec![
                         "--frame".to_string(),
                         c.frame.to_string(),
                         "--flows".into(),
@@ -84,6 +89,7 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                         "--macs".into(),
                         p.macs.to_string(),
                     ];
+                    base.extend(bed.gen_args(dut, c.routes));
                     if p.max {
                         let mut x = base.clone();
                         x.extend(["--duration".into(), p.secs.to_string(), "--warmup".into(), p.warmup.to_string()]);
@@ -104,6 +110,7 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                         let m = &mut meas[ci];
                         m.max_mpps = Some(rx / 1e6);
                         m.lost = v.total.lost;
+                        m.wrong_port = v.streams.values().map(|s| s.wrong_port).sum();
                         m.gen_busy = Some(v.generator.busy_fraction * 100.0);
                         let lat = v.streams.get("a").map(|s| &s.latency_ns);
                         m.p99_us = lat.and_then(|l| l.p99).map(|x| x as f64 / 1e3);
@@ -116,8 +123,10 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                         {
                             check.gen[k] += n.unwrap_or(0);
                         }
+                        let routes = if c.routes > 0 { format!(" {} route(s)", c.routes) } else { String::new() };
+                        let wrong = if m.wrong_port > 0 { format!(", {} on the wrong port", m.wrong_port) } else { String::new() };
                         println!(
-                            "bench:   {} {}B {} flow(s): max {:.3} Mpps (both directions), lost {}",
+                            "bench:   {} {}B {} flow(s){routes}: max {:.3} Mpps (both directions), lost {}{wrong}",
                             dut.name(),
                             c.frame,
                             c.flows,

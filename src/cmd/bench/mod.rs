@@ -38,6 +38,8 @@ fn list<T: std::str::FromStr>(flag: &str, s: &str) -> Result<Vec<T>, Failure> {
 pub struct Cell {
     pub frame: usize,
     pub flows: u32,
+    /// Routes in a router DUT's table (0: not a router bench).
+    pub routes: usize,
 }
 
 pub struct Plan {
@@ -95,7 +97,28 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         pmdswitch::parse::Rate::parse(r).map_err(|e| Failure::Usage(e.replace("--rate", "bench --rate")))?;
     }
     let q = a.quick;
-    let cells = frames.iter().flat_map(|&frame| flows.iter().map(move |&flows| Cell { frame, flows })).collect();
+    let any_router = duts.iter().any(|d| d.routes());
+    let routes: Vec<usize> = match &a.routes {
+        Some(r) => {
+            let v: Vec<usize> = list("--routes", r)?;
+            if let Some(n) = v.iter().find(|n| **n == 0 || **n > 4_000_000) {
+                return Err(Failure::Usage(format!("--routes: {n} is out of range: use 1 to 4000000")));
+            }
+            if !any_router {
+                return Err(Failure::Usage("--routes needs a router DUT: --dut pmdswitch-router (or compare with one)".into()));
+            }
+            v
+        }
+        None => vec![if any_router { 1 } else { 0 }],
+    };
+    let mut cells = Vec::new();
+    for &frame in &frames {
+        for &fl in &flows {
+            for &routes in &routes {
+                cells.push(Cell { frame, flows: fl, routes });
+            }
+        }
+    }
     let ndr_frames = if !ndr {
         vec![]
     } else if q && a.frames.is_none() {

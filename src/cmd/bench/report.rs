@@ -38,13 +38,15 @@ pub fn write(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failu
     let max_f = |m: &Meas| m.max_mpps;
     let ndr_f = |m: &Meas| m.ndr_mpps;
     let mut steady_lines = String::new();
+    let routed = p.cells.iter().any(|c| c.routes > 0);
     let mut out = format!(
-        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<18} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>11}",
+        "=== pmdswitch bench: {} round(s), {}; Mpps both directions, medians\n{:<20} {:>6} {:>6}{} {:>10} {:>10} {:>10} {:>9} {:>11}",
         results.len(),
         p.duts.iter().map(|d| d.name()).collect::<Vec<_>>().join(" vs "),
         "dut",
         "frame",
         "flows",
+        if routed { format!(" {:>8}", "routes") } else { String::new() },
         "max Mpps",
         "NDR Mpps",
         "p99 us",
@@ -64,10 +66,15 @@ pub fn write(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failu
             let cpp_f = |m: &Meas| m.dut_cpp;
             let cpp = cell_of(dut, ci, &cpp_f);
             let mut line = format!(
-                "{:<18} {:>6} {:>6} {} {} {} {} {}",
+                "{:<20} {:>6} {:>6}{} {} {} {} {} {}",
                 dut.name(),
                 c.frame,
                 c.flows,
+                if routed {
+                    format!(" {:>8}", if dut.routes() && dut != Dut::L3fwd { c.routes.to_string() } else { "-".into() })
+                } else {
+                    String::new()
+                },
                 f(mx, 10, 3),
                 f(nd, 10, 3),
                 f(p99, 10, 1),
@@ -90,10 +97,11 @@ pub fn write(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failu
                 let (srm, n) = ratios(dut, ci, &max_f, true);
                 let (src, _) = ratios(dut, ci, &|m: &Meas| m.dut_cpp.map(|x| 1.0 / x), true);
                 steady_lines.push_str(&format!(
-                    "  vs {} {}B {} flow(s): {n} of {} rounds at one host speed; over those, max ratio {}, cost ratio {}\n",
+                    "  vs {} {}B {} flow(s){}: {n} of {} rounds at one host speed; over those, max ratio {}, cost ratio {}\n",
                     dut.name(),
                     c.frame,
                     c.flows,
+                    if c.routes > 0 { format!(" {} route(s)", c.routes) } else { String::new() },
                     results.len(),
                     f(srm, 0, 3),
                     f(src, 0, 3)
@@ -105,7 +113,9 @@ pub fn write(p: &Plan, results: &Results, term: &AtomicBool) -> Result<(), Failu
             cells_json.push(json!({
                 "ratio_max_steady": srm, "ratio_cost_steady": src, "steady_rounds": steady,
                 "rounds_host_probe": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].host.map(|(a, b)| [a, b]))).collect::<Vec<_>>(),
-                "dut": dut.name(), "frame": c.frame, "flows": c.flows,
+                "dut": dut.name(), "frame": c.frame, "flows": c.flows, "routes": (c.routes > 0).then_some(c.routes),
+                "fib_load_s": cell_of(dut, ci, &|m: &Meas| m.fib_load_s),
+                "wrong_port": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].wrong_port)).sum::<u64>(),
                 "max_mpps": mx, "ndr_mpps": nd, "p99_us_at_max": p99, "gen_busy_pct_at_max": busy, "dut_cycles_per_packet": cpp,
                 "ratio_max": rm, "ratio_ndr": rn, "ratio_cost": rc,
                 "rounds_max_mpps": results.iter().flat_map(|r| r.iter().filter(|x| x.0 == dut).map(|x| x.1[ci].max_mpps)).collect::<Vec<_>>(),

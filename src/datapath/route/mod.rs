@@ -158,8 +158,8 @@ impl Default for Scratch {
     }
 }
 
-/// Decides a burst received on `port`: input for every frame, the burst's table lines
-/// prefetched, then lookup and output. Leaves one verdict per frame in
+/// Decides a burst received on `port`: input for every frame, the burst's FIB lookups
+/// (misses overlapped), then next hop and output. Leaves one verdict per frame in
 /// `s.verdicts[..n]` and returns n.
 #[inline(always)]
 pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratch) -> usize {
@@ -172,11 +172,12 @@ pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratc
         }
     });
     let rt = &*r.router;
-    lookup::prefetch(rt, &s.pkts[..n]);
-    for (p, v) in s.pkts[..n].iter().zip(s.verdicts.iter_mut()) {
+    let mut vals = [None; MAX_BURST];
+    lookup::fib_burst(rt, &s.pkts[..n], &mut vals);
+    for ((p, v), val) in s.pkts[..n].iter().zip(s.verdicts.iter_mut()).zip(vals) {
         let r = match p {
             Err(e) => Err(*e),
-            Ok(p) => lookup::lookup(rt, p).and_then(|(id, hop)| output::output(ifs, p, id, &hop, v)),
+            Ok(p) => lookup::lookup(rt, p, val).and_then(|(id, hop)| output::output(ifs, p, id, &hop, v)),
         };
         if let Err(e) = r {
             *v = e.into();
