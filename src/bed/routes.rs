@@ -33,9 +33,11 @@ impl Rng {
     }
 }
 
-/// `n` prefixes (`n / 2` each side, at least one): (towards a, towards b), as (address,
-/// length) with host bits clear.
-pub fn generate(n: usize, seed: u64) -> (Vec<(u32, u8)>, Vec<(u32, u8)>) {
+/// IPv4 prefixes as (address, length), host bits clear.
+pub type Prefixes = Vec<(u32, u8)>;
+
+/// `n` prefixes (`n / 2` each side, at least one): (towards a, towards b).
+pub fn generate(n: usize, seed: u64) -> (Prefixes, Prefixes) {
     let mut r = Rng(seed | 1);
     let per = (n / 2).max(1);
     let mut seen = HashSet::new();
