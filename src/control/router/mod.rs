@@ -685,3 +685,6 @@ pub fn ifname(port: &str, vlan: u16) -> String {
         format!("{port}.{vlan}")
     }
 }
+
+#[cfg(test)]
+mod tests;
