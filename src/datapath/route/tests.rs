@@ -193,7 +193,7 @@ fn ipv6_forwards_with_the_hop_limit_down_and_ecmp_spreads_flows() {
         let a = decide(&r, vec![f.clone()]);
         assert_eq!(a, decide(&r, vec![f]), "one flow, one next hop");
         if let Verdict::Fwd(o) = a[0] {
-            seen.insert(o.front.head[..6].to_vec().into_iter().chain([o.port as u8, o.front.n]).collect::<Vec<_>>());
+            seen.insert(o.front.head[..6].iter().copied().chain([o.port as u8, o.front.n]).collect::<Vec<_>>());
         }
     }
     assert_eq!(seen.len(), 2, "both members carry flows: {seen:?}");
