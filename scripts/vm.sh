@@ -3,8 +3,8 @@
 # (e.g. two guests pinging each other through a cross-connect).
 #
 #   scripts/vm.sh build
-#   scripts/vm.sh run --sock PATH [--server] --ip A.B.C.D/NN [--mac MAC] [--cmd "CMD"]
-#                     [--log FILE] [--timeout SECS] [--no-guest-offloads]
+#   scripts/vm.sh run --sock PATH [--server] --ip A.B.C.D/NN [--gw A.B.C.D] [--mac MAC]
+#                     [--cmd "CMD"] [--log FILE] [--timeout SECS] [--no-guest-offloads]
 #
 # build      Once, cached in $PMDSWITCH_VM_CACHE (default /var/cache/pmdswitch-vm): Debian's
 #            kernel package downloaded and unpacked (not installed), its bzImage decompressed
@@ -18,6 +18,7 @@
 #            until that first connection. The guest sets eth0 to --ip (must lie in
 #            198.18.0.0/15), prints "PMDS-GUEST-READY ip=...", runs CMD with busybox sh
 #            (default: idle until killed), prints "PMDS-GUEST-RESULT rc=N" and powers off.
+#   --gw     a default route via this address (a router on the segment)
 #   --mac    default 52:54:00 + the address's last three bytes, so guests differ
 #   --log    console to FILE instead of stdout
 #   --timeout  kill the guest after SECS (default 0 = never)
@@ -43,10 +44,11 @@ read -r -d '' INIT <<'EOF' || true
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 exec 0</dev/console 1>/dev/console 2>&1
-set -f; addr=; cmd=
+set -f; addr=; cmd=; gw=
 for w in $(cat /proc/cmdline); do
   case $w in
     pmds.ip=*) addr=${w#*=} ;;
+    pmds.gw=*) gw=${w#*=} ;;
     pmds.cmd=*) cmd=$(echo "${w#*=}" | base64 -d) ;;
   esac
 done
@@ -54,7 +56,7 @@ set +f
 for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m" || echo "PMDS-GUEST: insmod $m failed"; done
 n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
 ip link set lo up
-if ip addr add "$addr" dev eth0 && ip link set eth0 up; then
+if ip addr add "$addr" dev eth0 && ip link set eth0 up && { [ -z "$gw" ] || ip route add default via "$gw"; }; then
   echo "PMDS-GUEST-READY ip=$addr"
   if [ -n "$cmd" ]; then sh -c "$cmd"; rc=$?; else while :; do sleep 3600; done; fi
 else
@@ -151,12 +153,13 @@ build() {
 }
 
 run() {
-  local sock= server=0 ip= mac= cmd= log= tmo=0 devopts=
+  local sock= server=0 ip= mac= cmd= log= tmo=0 devopts= gw=
   while (($#)); do
     case $1 in
       --sock) sock=${2:?--sock needs a path}; shift 2 ;;
       --server) server=1; shift ;;
       --ip) ip=${2:?--ip needs A.B.C.D/NN}; shift 2 ;;
+      --gw) gw=${2:?--gw needs an address}; shift 2 ;;
       --mac) mac=${2:?--mac needs an address}; shift 2 ;;
       --cmd) cmd=${2?--cmd needs a command}; shift 2 ;;
       --log) log=${2:?--log needs a file}; shift 2 ;;
@@ -174,7 +177,9 @@ run() {
   [[ $tmo =~ ^[0-9]+$ ]] || die "run: --timeout needs whole seconds"
 
   build
+  [[ -z $gw || $gw =~ ^198\.(18|19)\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "run: --gw must be an address inside 198.18.0.0/15 (got '$gw')"
   local append="console=ttyS0 quiet panic=-1 ipv6.disable=1 pmds.ip=$ip"   # no IPv6 chatter on the switch
+  [[ -z $gw ]] || append+=" pmds.gw=$gw"
   [[ -z $cmd ]] || append+=" pmds.cmd=$(printf '%s' "$cmd" | base64 -w0)"
   ((${#append} < 2000)) || die "run: --cmd too long for the kernel command line (2 KiB)"
 

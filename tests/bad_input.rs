@@ -108,6 +108,51 @@ fn bad_input_table() {
             "could not create vdev",
         ),
         case("bad EAL argument", &["run", "--port", &a, "--duration", "1", "--", "--no-such-eal-flag"], 1, "EAL init failed"),
+        case("address without a prefix length", &["run", "--port", &a, "--ip", "a=198.18.1.1"], 2, "no prefix length"),
+        case("address on an unknown port", &["run", "--port", &a, "--ip", "zz=198.18.1.1/24"], 2, "unknown port 'zz'"),
+        case(
+            "address on a cross-connected port",
+            &["run", "--port", &a, "--port", &b, "--xconnect", "a,b", "--ip", "a=198.18.1.1/24"],
+            2,
+            "one rule",
+        ),
+        case(
+            "overlapping subnets",
+            &["run", "--port", &a, "--port", &b, "--ip", "a=198.18.1.1/24", "--ip", "b=198.18.1.2/24"],
+            2,
+            "overlaps",
+        ),
+        case(
+            "the same address twice",
+            &["run", "--port", &a, "--ip", "a=198.18.1.1/24", "--ip", "a=198.18.1.1/24"],
+            2,
+            "already an address",
+        ),
+        case(
+            "route with host bits",
+            &["run", "--port", &a, "--ip", "a=198.18.1.1/24", "--route", "198.19.0.1/16=via:198.18.1.2"],
+            2,
+            "host bits",
+        ),
+        case(
+            "route via a gateway on no subnet",
+            &["run", "--port", &a, "--ip", "a=198.18.1.1/24", "--route", "10.0.0.0/8=via:203.0.113.1"],
+            2,
+            "no interface's subnet",
+        ),
+        case(
+            "route to an unknown target",
+            &["run", "--port", &a, "--ip", "a=198.18.1.1/24", "--route", "10.0.0.0/8=drop"],
+            2,
+            "route target",
+        ),
+        case("MTU out of range", &["run", "--port", &a, "--ip", "a=198.18.1.1/24", "--mtu", "a=20"], 2, "68 to 9000"),
+        case(
+            "generator gateway without an address",
+            &["gen", "--port", "a=vdev:net_null0", "--gateway", "a=198.18.1.254"],
+            2,
+            "no address to ask from",
+        ),
     ];
     let pci;
     if let Some(addr) = kernel_bound_pci() {

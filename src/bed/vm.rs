@@ -33,6 +33,8 @@ pub struct GuestOpts<'a> {
     pub timeout: u32,
     /// The guest's virtio-net refuses checksum-offloaded and TSO frames.
     pub no_offloads: bool,
+    /// A default route via this address (a router).
+    pub gw: Option<&'a str>,
 }
 
 /// A guest booting in the background; its console goes to a file in the scratch dir.
@@ -58,6 +60,9 @@ impl Guest {
         }
         if let Some(cmd) = o.cmd {
             c.args(["--cmd", cmd]);
+        }
+        if let Some(gw) = o.gw {
+            c.args(["--gw", gw]);
         }
         let child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("scripts/vm.sh");
         Guest { child, log }

@@ -187,6 +187,18 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     for x in &a.routes {
         routes.push(parse::parse_route_arg(x).map_err(|e| Failure::Usage(format!("--route {x}: {e}")))?);
     }
+    // Addresses and routes checked now, by the router's own code on a throw-away table,
+    // so that a mistake is one line before anything starts.
+    if !ips.is_empty() || !routes.is_empty() {
+        let size = RouterSize { fib_groups: 1 << 16, next_hops: 1 << 12, ecmp_groups: 64, punt_buffers: 1 };
+        let mut dry = RouterCtl::new(Arc::new(Router::new(size, Arc::new(Qsbr::new(0)), 1)), Timing::default());
+        for &(i, vlan, addr, len) in &ips {
+            dry.add_addr(&ports[i].name, vlan, i, addr, len, None).map_err(|e| Failure::Usage(format!("--ip {}: {e}", ports[i].name)))?;
+        }
+        for (addr, len, t) in &routes {
+            dry.add_route(Prefix::of(*addr, *len), t).map_err(|e| Failure::Usage(format!("--route {addr}/{len}={t}: {e}")))?;
+        }
+    }
     let mac_aging_ms = a.mac_aging.map_or(table::DEFAULT_AGING_MS, |s| s.saturating_mul(1000));
     let mac_capacity = a.mac_capacity.unwrap_or(table::DEFAULT_CAPACITY);
     if mac_capacity == 0 || mac_capacity > table::MAX_CAPACITY {
@@ -608,6 +620,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     if let Some(h) = metrics {
         let _ = h.join();
     }
+    server::wake(&ctl_path);
     let _ = ctl.join();
     let _ = std::fs::remove_file(&ctl_path);
     // The slow path stops before the workers: nothing is handed down after they go.

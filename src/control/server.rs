@@ -70,21 +70,28 @@ pub fn serve(
     if group.is_some() {
         std::os::unix::fs::chown(path, None, group)?;
     }
-    l.set_nonblocking(true)?;
     let n_workers = view.stats.len();
     let (tx, rx) = channel();
     let mut srv =
         Server { view, barrier, idle, base_ports: HashMap::new(), base_workers: vec![WorkerTotals::default(); n_workers], main: tx };
     let h = std::thread::Builder::new().name("pmds-ctl".into()).spawn(move || {
-        // Polled every 100 ms for the stop flag; requests are rare.
+        // Blocking: a request is answered at once (a route churn sends thousands a
+        // second). Stopping sets the flag, then connects once to wake this (`wake`).
         while !stop.load(Ordering::SeqCst) {
             match l.accept() {
-                Ok((s, _)) => srv.answer(s),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Ok((s, _)) if !stop.load(Ordering::SeqCst) => srv.answer(s),
+                Ok(_) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
     })?;
     Ok((h, rx))
+}
+
+/// Wakes the control thread blocked in accept (after its stop flag was set), so that it
+/// can be joined.
+pub fn wake(path: &Path) {
+    let _ = UnixStream::connect(path);
 }
 
 impl Server {

@@ -1131,11 +1131,18 @@ impl OwnTxQueue {
                         c.drop(DropCause::Runt, 1);
                         continue;
                     };
-                    let r = if h.is_plain() {
-                        e.put(&f, ONE_BUFFER, c).map(|()| (1, u64::from(f.len())))
-                    } else {
-                        e.put_sent(&f, &h, &mut sc, c)
+                    let mut put = |e: &mut Egress| {
+                        if h.is_plain() {
+                            e.put(&f, ONE_BUFFER, c).map(|()| (1, u64::from(f.len())))
+                        } else {
+                            e.put_sent(&f, &h, &mut sc, c)
+                        }
                     };
+                    let mut r = put(&mut e);
+                    // The guest may have posted buffers since the burst looked: once more.
+                    if r == Err(RxError::NoRoom) && e.refresh() {
+                        r = put(&mut e);
+                    }
                     match r {
                         Ok((k, b)) => {
                             sent += k;
