@@ -138,6 +138,9 @@ pub fn check_dut(d: Dut) -> Result<(), String> {
 /// The route tables of every bench are drawn from this seed (the same table each run).
 pub const ROUTE_SEED: u64 = 0x5eed_2544;
 
+/// The largest route table ovs-l3 is given (as OpenFlow flows).
+pub const OVS_MAX_ROUTES: usize = 100_000;
+
 /// Where `scripts/setup.sh --extras` builds DPDK's l3fwd example.
 pub const L3FWD: &str = "/var/cache/pmdswitch-peers/l3fwd/build/l3fwd";
 
@@ -267,6 +270,12 @@ impl Bed {
         }
     }
 
+    /// Whether `dut` can run a cell with an `n`-route table (OVS's flow table takes a
+    /// bench's minute per 100 000 flows: larger tables are left out, shown as "-").
+    pub fn takes_routes(&self, dut: Dut, n: usize) -> bool {
+        dut != Dut::OvsL3 || n <= OVS_MAX_ROUTES
+    }
+
     /// Gets a router DUT's route table to `n` routes (the files from `routes::write` in
     /// the scratch directory) before a cell that needs it; returns the seconds a table
     /// load took (pmdswitch's `ctl route load`), None when nothing was loaded.
@@ -285,8 +294,8 @@ impl Bed {
                 let dir = d.ovs_dir.clone().ok_or("no OVS directory")?;
                 let flows = dir.join("flows.txt");
                 let (a, b) = super::routes::generate(n, ROUTE_SEED);
-                if a.len() + b.len() > 100_000 {
-                    return Err(format!("--dut ovs-l3 takes at most 100000 routes (OpenFlow flows): {n} asked"));
+                if a.len() + b.len() > OVS_MAX_ROUTES {
+                    return Err(format!("--dut ovs-l3 takes at most {OVS_MAX_ROUTES} routes (OpenFlow flows): {n} asked"));
                 }
                 let mut text = String::new();
                 // Port a's prefixes are routed out of a (ofport 1), b's out of b.

@@ -80,6 +80,10 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                     if term.load(Ordering::SeqCst) {
                         return Ok(());
                     }
+                    if !bed.takes_routes(dut, c.routes) {
+                        println!("bench:   {} {}B {} flow(s) {} route(s): skipped (too many routes for it)", dut.name(), c.frame, c.flows, c.routes);
+                        continue;
+                    }
                     meas[ci].fib_load_s = bed.prepare_routes(&mut running, c.routes).map_err(Failure::Runtime)?;
                     let mut base = vec![
                         "--frame".to_string(),
