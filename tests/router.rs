@@ -4,10 +4,20 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use common::*;
 use pmdswitch::bed::vm::{build_once, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).expect("metrics listener");
+    write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
 
 /// Both guests: a's subnet 198.18.1.0/24 on port a, b's 198.18.2.0/24 on port b.
 fn router_args<'a>(s: &Scratch, sa: &'a str, sb: &'a str) -> Vec<String> {
@@ -108,6 +118,9 @@ fn kernel_hosts_see_forwarding_and_every_icmp_message() {
     require_bed();
     let s = Scratch::new("rticmp");
     let t = TapHosts::names("ri");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = free.local_addr().unwrap().port().to_string();
+    drop(free);
     let pm = Pmds::start(
         &s,
         &[
@@ -133,6 +146,8 @@ fn kernel_hosts_see_forwarding_and_every_icmp_message() {
             "1",
             "--ctl",
             &s.path("ctl").display().to_string(),
+            "--prometheus",
+            &metrics,
         ],
     );
     let h = Routed::setup(&t);
@@ -162,6 +177,9 @@ fn kernel_hosts_see_forwarding_and_every_icmp_message() {
     assert!(!ok);
     std::thread::sleep(Duration::from_secs(4));
     let (_, router, _) = ctl(&s.path("ctl"), &["show", "router", "--json"]);
+    let prom = http_get(&format!("127.0.0.1:{metrics}"), "/metrics");
+    assert!(prom.contains("pmdswitch_router_icmp_errors_total{type=\"time_exceeded\"} 1"), "{prom}");
+    assert!(prom.contains("pmdswitch_router_neighbours "), "{prom}");
     let (st, _, j, text) = pm.stop();
     assert!(st.success(), "{text}");
     let r: serde_json::Value = serde_json::from_str(&router).expect("show router --json");

@@ -584,6 +584,12 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         }
         if Instant::now() >= next_broken_check {
             next_broken_check = Instant::now() + Duration::from_millis(250);
+            // The router's counters for Prometheus and telemetry.
+            let r = rctl.lock().unwrap_or_else(|e| e.into_inner());
+            if !r.ifaces.iter().all(Option::is_none) {
+                view.set_router(r.router_json());
+            }
+            drop(r);
             for r in view.ports() {
                 let seen = broken.entry(r.name.clone()).or_default();
                 // A port removed and added again under the name counts from 0.

@@ -64,6 +64,9 @@ struct Inner {
 /// Read-only handles on everything that counts.
 pub struct View {
     inner: RwLock<Inner>,
+    /// The router's counters (`ctl show router --json`), refreshed by the main thread;
+    /// Null while no interface routes.
+    router: RwLock<Value>,
     pub stats: Vec<Arc<WorkerStats>>,
     /// TSC cycles per millisecond (the MAC tables' clock, for entry ages).
     pub cycles_per_ms: u64,
@@ -95,7 +98,33 @@ pub struct PortReport {
 
 impl View {
     pub fn new(stats: Vec<Arc<WorkerStats>>, cycles_per_ms: u64) -> View {
-        View { inner: RwLock::new(Inner::default()), stats, cycles_per_ms }
+        View { inner: RwLock::new(Inner::default()), router: RwLock::new(Value::Null), stats, cycles_per_ms }
+    }
+
+    pub fn set_router(&self, v: Value) {
+        *self.router.write().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    pub fn router(&self) -> Value {
+        self.router.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The router's numeric counters flattened to (path, value), e.g. `drops/no_route`.
+    pub fn router_counters(&self) -> Vec<(String, u64)> {
+        fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, u64)>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}/{k}") }, x, out);
+                    }
+                }
+                Value::Number(n) => out.push((prefix.to_string(), n.as_u64().unwrap_or(0))),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &self.router(), &mut out);
+        out
     }
 
     pub fn set(&self, ports: Vec<PortMeta>, bridges: Vec<BridgeMeta>) {
@@ -227,6 +256,35 @@ impl View {
             counter(&mut o, name, help);
             for w in &workers {
                 o.push_str(&format!("pmdswitch_{name}{{core=\"{}\"}} {}\n", w.core, f(w)));
+            }
+        }
+        // The router's slow path and tables: one metric per family, the kind in a label.
+        let r = self.router();
+        if !r.is_null() {
+            let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
+                o.push_str(&format!("# HELP pmdswitch_{name} {help}\n# TYPE pmdswitch_{name} gauge\npmdswitch_{name} {v}\n"));
+            };
+            gauge(&mut o, "router_routes_v4", "IPv4 routes in the FIB.", r["routes"]["v4"].as_u64().unwrap_or(0));
+            gauge(&mut o, "router_routes_v6", "IPv6 routes in the FIB.", r["routes"]["v6"].as_u64().unwrap_or(0));
+            gauge(&mut o, "router_neighbours", "Neighbour table entries.", r["neighbours"].as_u64().unwrap_or(0));
+            gauge(&mut o, "router_fib_bytes", "Memory of the FIB tables.", r["fib_bytes"].as_u64().unwrap_or(0));
+            for (name, key, label, help) in [
+                ("router_punted_total", "punted", "why", "Frames the slow path took, by reason."),
+                ("router_icmp_errors_total", "icmp_errors", "type", "ICMP errors sent, by type."),
+                ("router_slow_drops_total", "drops", "cause", "Frames the slow path dropped, by cause."),
+            ] {
+                counter(&mut o, name, help);
+                if let Some(m) = r[key].as_object() {
+                    for (k, v) in m {
+                        o.push_str(&format!("pmdswitch_{name}{{{label}=\"{}\"}} {}\n", esc(k), v.as_u64().unwrap_or(0)));
+                    }
+                }
+            }
+            for k in
+                ["arp_requests_sent", "arp_replies_sent", "ns_sent", "na_sent", "echo_replies", "resolved", "released", "fragments_sent"]
+            {
+                counter(&mut o, &format!("router_{k}_total"), &format!("Slow path: {}.", k.replace('_', " ")));
+                o.push_str(&format!("pmdswitch_router_{k}_total {}\n", r[k].as_u64().unwrap_or(0)));
             }
         }
         o
@@ -424,6 +482,12 @@ pub fn register_telemetry(view: &Arc<View>) {
         }
         Reply::Dict(kv)
     }));
+    let v = view.clone();
+    res.push(telemetry::register(
+        "/pmdswitch/router",
+        "Router counters (routes, neighbours, slow path by cause). Takes no parameters",
+        move |_| Reply::Dict(v.router_counters().into_iter().map(|(k, x)| (k, Val::U64(x))).collect()),
+    ));
     if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
         eprintln!("pmdswitch: warning: telemetry commands unavailable: {e}");
     }

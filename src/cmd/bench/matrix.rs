@@ -81,7 +81,13 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                         return Ok(());
                     }
                     if !bed.takes_routes(dut, c.routes) {
-                        println!("bench:   {} {}B {} flow(s) {} route(s): skipped (too many routes for it)", dut.name(), c.frame, c.flows, c.routes);
+                        println!(
+                            "bench:   {} {}B {} flow(s) {} route(s): skipped (too many routes for it)",
+                            dut.name(),
+                            c.frame,
+                            c.flows,
+                            c.routes
+                        );
                         continue;
                     }
                     meas[ci].fib_load_s = bed.prepare_routes(&mut running, c.routes).map_err(Failure::Runtime)?;
