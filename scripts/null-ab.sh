@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
-# One direction of the own (or lib) vhost path in isolation: a guest (virtio-user,
-# pmdswitch gen) sends into a vhost-user port cross-connected to net_null, which drops
-# what it is given; prints the worker's cycles/packet per round. Usage:
-#   NULLARGS=",no-rx=1" ROUNDS=5 scripts/null-ab.sh own lib
+# One direction of the own (or lib) vhost path against an ethdev, interleaved rounds;
+# prints the worker's cycles/packet per round and the medians.
+#   DIR=out: a guest (pmdswitch gen on virtio-user) sends into a vhost-user port
+#            cross-connected to net_null (no-rx), which drops what it is given
+#            (vhost -> ethdev: guest buffers copied into mbufs).
+#   DIR=in:  net_null (size=60) feeds a vhost-user port whose guest is testpmd rxonly
+#            on virtio-user (ethdev -> vhost: mbufs copied into guest buffers).
+# Usage: DIR=out|in ROUNDS=5 scripts/null-ab.sh own lib
+set -u
 B=${PMDSWITCH:-$(dirname "$0")/../target/release/pmdswitch}
 R=${ROUNDS:-3}
-for r in $(seq 1 $R); do for p in "$@"; do
+D=${DIR:-out}
+declare -A all
+for r in $(seq 1 "$R"); do for p in "$@"; do
   T=$(mktemp -d /tmp/nullXXXX); S=$T/v.sock
-  $B run --port v=vhost-server:$S --port n=vdev:net_null0${NULLARGS} --xconnect v,n --vhost-datapath $p --cores 1 --ctl $T/ctl --duration 7 --stats-json $T/s.json -- -l 0 >$T/run.log 2>&1 &
-  RP=$!
-  for i in $(seq 50); do [ -S $S ] && break; sleep 0.1; done
-  $B gen -q --port a=vdev:net_virtio_user0,path=$S --core 0 --duration 3 -- -l 0 >$T/gen.log 2>&1
-  wait $RP
-  python3 - $T/s.json $p $r <<'PY'
-import json,sys
-j=json.load(open(sys.argv[1]))
-w=j.get("workers") or j.get("worker")
-def find(o):
-  if isinstance(o,dict):
-    if "busy_cycles" in o: yield o
-    for v in o.values(): yield from find(v)
-  elif isinstance(o,list):
-    for v in o: yield from find(v)
-for w in j["workers"]:
-  pk=w.get("packets",0)
-  print(sys.argv[3], sys.argv[2], "cyc/pkt %.1f"%(w["busy_cycles"]/pk if pk else 0), "pkts", pk)
-PY
+  if [[ $D == out ]]; then
+    $B run --port v=vhost-server:$S --port n=vdev:net_null0,no-rx=1 --xconnect v,n --vhost-datapath "$p" --cores 1 --ctl $T/ctl --duration 7 -- -l 0 >$T/run.log 2>&1 &
+    RP=$!
+    for i in $(seq 50); do [ -S $S ] && break; sleep 0.1; done
+    $B gen -q --port a=vdev:net_virtio_user0,path=$S,queue_size=4096 --core 0 --duration 4 -- -l 0 --file-prefix=nab$$ >$T/gen.log 2>&1 &
+  else
+    $B run --port v=vhost-server:$S --port n=vdev:net_null0,size=60 --xconnect n,v --vhost-datapath "$p" --cores 1 --ctl $T/ctl --duration 7 -- -l 0 >$T/run.log 2>&1 &
+    RP=$!
+    for i in $(seq 50); do [ -S $S ] && break; sleep 0.1; done
+    sleep 30 | dpdk-testpmd --lcores=0@0,1@0 --no-pci --single-file-segments --in-memory --file-prefix=nab$$ --vdev net_virtio_user0,path=$S,queue_size=4096 -- --forward-mode=rxonly --stats-period 0 -a >$T/tp.log 2>&1 &
+  fi
+  # Measured while connected: counters cleared after the peer settles.
+  sleep 2
+  $B ctl --socket $T/ctl clear stats >/dev/null
+  sleep 3
+  v=$($B ctl --socket $T/ctl show workers --json | python3 -c "import json,sys; w=json.load(sys.stdin)['workers'][0]; print('%.1f' % (w['busy_cycles']/max(1,w['packets'])))")
+  pkill -INT -f "file-prefix=nab$$" 2>/dev/null
+  wait $RP 2>/dev/null; wait 2>/dev/null
+  echo "$r $p cyc/pkt $v"
+  all[$p]+="$v "
   rm -rf $T
 done; done
+for p in "$@"; do
+  echo "median $p $(echo ${all[$p]} | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')"
+done
