@@ -4,6 +4,9 @@
 //!    --forward-mode=txonly` into `net_null`, both on CPU 1 with 64-byte frames,
 //!    interleaved A B / B A, medians of per-round ratios. net_null frees what it is given,
 //!    so the sender's own cost per packet is what is measured.
+//!    Beside it, in the same rounds: profiles with four fields varying per packet, IPv6/UDP,
+//!    IPv4/TCP, and a 1 M-frame capture replayed at full speed (ratios to the one stream);
+//!    then the capture thread at 1 Mpps on a net_ring loopback (frames it could not take).
 //! 2. NDR repeatability: `pmdswitch run` (xconnect) as the device, two `gen --search`
 //!    runs back to back per round; the spread |a-b|/max(a,b) of each pair.
 //!
@@ -61,23 +64,14 @@ fn median(v: Vec<f64>) -> f64 {
     pmdswitch::bed::median(v).unwrap_or(0.0)
 }
 
-/// Mpps of `pmdswitch gen` sending 64-byte frames into net_null on CPU 1.
-fn gen_txonly(s: &Scratch, secs: f64) -> f64 {
-    let json = s.path("txonly.json");
+/// Mpps of `pmdswitch gen` sending into net_null on CPU 1: 64-byte IPv4/UDP frames from
+/// the command line, or the streams of a profile (`extra`); the sum of its streams' rates.
+fn gen_txonly(s: &Scratch, secs: f64, extra: &[&str]) -> f64 {
+    let json = s.path(&format!("txonly-{}.json", Scratch::seq()));
     let o = Command::new(bin())
-        .args([
-            "gen",
-            "--port",
-            "a=vdev:net_null0,no-rx=1",
-            "--core",
-            "1",
-            "--quiet",
-            "--warmup",
-            "1",
-            "--duration",
-            &secs.to_string(),
-            "--json",
-        ])
+        .args(["gen", "--port", "a=vdev:net_null0,no-rx=1", "--core", "1", "--quiet", "--warmup", "1", "--duration", &secs.to_string()])
+        .args(extra)
+        .arg("--json")
         .arg(&json)
         .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gtx"))])
         .stdin(Stdio::null())
@@ -85,7 +79,94 @@ fn gen_txonly(s: &Scratch, secs: f64) -> f64 {
         .expect("gen");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    v["streams"]["a"]["tx_pps"].as_f64().unwrap() / 1e6
+    v["streams"].as_object().unwrap().values().map(|s| s["tx_pps"].as_f64().unwrap()).sum::<f64>() / 1e6
+}
+
+/// The profiles measured beside the command line's one stream: four fields varying per
+/// packet (computed per packet, and built ahead with `cache = 4096`); IPv6/UDP and IPv4/TCP at their smallest frames; a 1 M-frame capture replayed
+/// as fast as the port takes (stamped, so its rate is measured like the others').
+fn profiles(s: &Scratch) -> Vec<(&'static str, String)> {
+    let w = |name: &str, text: &str| {
+        let p = s.path(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let pcap = s.path("1m.pcap");
+    write_capture(&pcap, 1_000_000);
+    vec![
+        (
+            "fields4",
+            w(
+                "f4.toml",
+                "[[stream]]\nname=\"a\"\nports=[\"a\"]\n\
+                 [[stream.field]]\nfield=\"src_ip\"\nrange=[\"198.18.0.1\",\"198.18.255.254\"]\n\
+                 [[stream.field]]\nfield=\"dst_ip\"\nrange=[\"198.19.0.1\",\"198.19.255.254\"]\nmode=\"random\"\n\
+                 [[stream.field]]\nfield=\"src_port\"\nrange=[1024,65535]\n\
+                 [[stream.field]]\nfield=\"dst_port\"\nrange=[1,1000]\nmode=\"dec\"\n",
+            ),
+        ),
+        (
+            "fields4c",
+            w(
+                "f4c.toml",
+                "[[stream]]\nname=\"a\"\nports=[\"a\"]\ncache=4096\n\
+                 [[stream.field]]\nfield=\"src_ip\"\nrange=[\"198.18.0.1\",\"198.18.255.254\"]\n\
+                 [[stream.field]]\nfield=\"dst_ip\"\nrange=[\"198.19.0.1\",\"198.19.255.254\"]\nmode=\"random\"\n\
+                 [[stream.field]]\nfield=\"src_port\"\nrange=[1024,65535]\n\
+                 [[stream.field]]\nfield=\"dst_port\"\nrange=[1,1000]\nmode=\"dec\"\n",
+            ),
+        ),
+        (
+            "ipv6-udp",
+            w("v6.toml", "[[stream]]\nname=\"a\"\nports=[\"a\"]\nframes=[82]\nsrc_ip=\"2001:db8:1::1\"\ndst_ip=\"2001:db8:2::1\"\n"),
+        ),
+        ("tcp", w("tcp.toml", "[[stream]]\nname=\"a\"\nports=[\"a\"]\nframes=[74]\nl4=\"tcp-data\"\n")),
+        (
+            "replay1M",
+            w("replay.toml", &format!("[[stream]]\nname=\"a\"\nports=[\"a\"]\npcap=\"{}\"\nloops=0\nmeasured=true\n", pcap.display())),
+        ),
+    ]
+}
+
+/// A capture of `n` 60-byte IPv4/UDP frames (64 with FCS), each to another address.
+fn write_capture(path: &std::path::Path, n: u32) {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    use pmdswitch::datapath::gen::frame::{self, Shape};
+    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = PcapWriter::new(f).unwrap();
+    let base = frame::build(&Shape::default(), 0, 64);
+    for i in 0..n {
+        let mut b = base.clone();
+        b[30..34].copy_from_slice(&(0xc612_0000u32 + i).to_be_bytes());
+        let c = pmdswitch::datapath::wire::csum::checksum(&{
+            let mut h = b[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        b[24..26].copy_from_slice(&c.to_be_bytes());
+        w.write_packet(&PcapPacket::new(Duration::from_nanos(u64::from(i) * 100), b.len() as u32, &b)).unwrap();
+    }
+}
+
+/// The capture thread at 1 Mpps: a net_ring port loops what it sends back to itself;
+/// returns (frames received, frames the writer could not take).
+fn capture_1mpps(s: &Scratch, secs: f64) -> (u64, u64) {
+    let cap = s.path("cap.pcapng");
+    let o = Command::new(bin())
+        .args(["gen", "--port", "a=vdev:net_ring0", "--core", "1", "--rate", "1Mpps", "--warmup", "0.5", "--duration", &secs.to_string()])
+        .args(["--capture"])
+        .arg(&cap)
+        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gcap"))])
+        .stdin(Stdio::null())
+        .output()
+        .expect("gen");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("capture:")).expect("capture line");
+    let num = |after: &str| line.split(after).next().unwrap().split_whitespace().last().unwrap().parse::<u64>().unwrap();
+    let _ = std::fs::remove_file(&cap);
+    (num(" frame(s) written"), num(" not taken"))
 }
 
 /// Mpps of testpmd txonly into net_null, forwarding lcore on CPU 1 (its own Tx-pps over
@@ -124,25 +205,56 @@ fn main() {
     require_bed();
     let o = opts();
     let (mut gs, mut ts, mut rs) = (Vec::new(), Vec::new(), Vec::new());
-    println!("tx-only, 64 B into net_null on CPU 1: {} rounds x {} s", o.rounds, o.secs);
-    println!("{:>6} {:>12} {:>12} {:>8}", "round", "gen Mpps", "testpmd", "ratio");
+    let ps = Scratch::new("bprof");
+    let profs = profiles(&ps);
+    // Per profile: its Mpps and its ratio to the one stream of the same round.
+    let mut pv: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new(), Vec::new()); profs.len()];
+    println!("tx-only into net_null on CPU 1: {} rounds x {} s; testpmd txonly 64 B as the peer", o.rounds, o.secs);
+    print!("{:>6} {:>10} {:>10} {:>7}", "round", "gen 64B", "testpmd", "ratio");
+    for (n, _) in &profs {
+        print!(" {:>10} {:>6}", n, "/1str");
+    }
+    println!();
     for r in 0..o.rounds {
         let s = Scratch::new(&format!("btx{r}"));
         let (g, t) = if r % 2 == 0 {
-            let g = gen_txonly(&s, o.secs);
+            let g = gen_txonly(&s, o.secs, &[]);
             (g, testpmd_txonly(&s, o.secs))
         } else {
             let t = testpmd_txonly(&s, o.secs);
-            (gen_txonly(&s, o.secs), t)
+            (gen_txonly(&s, o.secs, &[]), t)
         };
-        println!("{:>6} {:>12.3} {:>12.3} {:>8.3}", r + 1, g, t, g / t);
+        print!("{:>6} {:>10.3} {:>10.3} {:>7.3}", r + 1, g, t, g / t);
+        for (k, (_, path)) in profs.iter().enumerate() {
+            let m = gen_txonly(&s, o.secs, &["--profile", path]);
+            print!(" {:>10.3} {:>6.3}", m, m / g);
+            pv[k].0.push(m);
+            pv[k].1.push(m / g);
+            pv[k].2.push(m / t);
+        }
+        println!();
         gs.push(g);
         ts.push(t);
         rs.push(g / t);
     }
     let mr = median(rs.clone());
-    println!("{:>6} {:>12.3} {:>12.3} {:>8.3}", "median", median(gs.clone()), median(ts.clone()), mr);
+    print!("{:>6} {:>10.3} {:>10.3} {:>7.3}", "median", median(gs.clone()), median(ts.clone()), mr);
+    for v in &pv {
+        print!(" {:>10.3} {:>6.3}", median(v.0.clone()), median(v.1.clone()));
+    }
+    println!();
     println!("verdict: gen tx-only / testpmd txonly = {mr:.3} (median of per-round ratios)");
+    for ((n, _), v) in profs.iter().zip(&pv) {
+        println!("verdict: {n} / one stream = {:.3}, / testpmd = {:.3}", median(v.1.clone()), median(v.2.clone()));
+    }
+    let mut caps = Vec::new();
+    for r in 0..o.rounds.min(3) {
+        let s = Scratch::new(&format!("bcap{r}"));
+        let (n, lost) = capture_1mpps(&s, o.secs);
+        println!("capture at 1 Mpps, round {}: {n} frames written, {lost} not taken", r + 1);
+        caps.push((n, lost));
+    }
+    println!("verdict: capture at 1 Mpps lost {} frame(s) in {} round(s)", caps.iter().map(|c| c.1).sum::<u64>(), caps.len());
 
     let mut spreads = Vec::new();
     let mut pairs = Vec::new();
@@ -190,6 +302,8 @@ fn main() {
         let j = serde_json::json!({
             "bench": "gen", "rounds": o.rounds, "secs": o.secs,
             "gen_mpps": gs, "testpmd_mpps": ts, "ratios": rs, "median_ratio": mr,
+            "profiles": profs.iter().zip(&pv).map(|((n, _), v)| serde_json::json!({"name": n, "mpps": v.0, "vs_one_stream": v.1, "vs_testpmd": v.2})).collect::<Vec<_>>(),
+            "capture_1mpps": caps,
             "ndr_pairs_mpps": pairs, "ndr_spreads": spreads, "ndr_stable_attempts": stability,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&j).unwrap() + "\n").expect("write --json");

@@ -215,6 +215,36 @@ pub struct GenArgs {
     #[arg(long, value_name = "CPU")]
     pub core: Option<usize>,
 
+    /// Several cores for the generator, e.g. 0,2 or 2-5: the ports are dealt to them in
+    /// turn, each core sending its ports' streams and receiving on its ports (results
+    /// merge per flow). Not with --search.
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// Streams from a TOML profile (see the README): ports, frame sizes, rates, start and
+    /// length, header shape (VLAN/QinQ, IPv4/IPv6, UDP/TCP) and a field engine, or a pcap
+    /// to replay. Replaces --frame, --flows, --macs, --rate, --tx and --dst-ips.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Write what the ports receive to a pcapng file (from a thread of its own: the
+    /// receive loop hands frames over through a bounded queue; what it cannot take is
+    /// counted, never waited for).
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+
+    /// Capture at most N frames [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub capture_count: Option<u64>,
+
+    /// Capture one frame in K [default: 1, every one].
+    #[arg(long, value_name = "K")]
+    pub capture_every: Option<u64>,
+
+    /// Capture only what this port receives [default: every port].
+    #[arg(long, value_name = "PORT")]
+    pub capture_port: Option<String>,
+
     /// Frame size(s) with FCS as in RFC 2544: 64, a list 64,512,1518 (cycled), or imix
     /// (7:4:1 of 64/570/1518) [default: 64]. With --search, each listed size is searched.
     #[arg(long, value_name = "SIZES")]
@@ -401,4 +431,9 @@ pub struct BenchArgs {
     /// its destinations over all of them, e.g. 1,1000000 [default: 1].
     #[arg(long, value_name = "LIST")]
     pub routes: Option<String>,
+
+    /// Run this `gen` profile (streams on ports a and b) against every DUT instead of
+    /// the frames x flows matrix: one cell, the profile's own rates ("max" mode only).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }

@@ -95,7 +95,26 @@ fn gen_count_and_search() {
 fn gen_bad_input_is_one_line() {
     let s = Scratch::new("genbad");
     let sock = s.sock("none.sock");
+    let file = |name: &str, text: &[u8]| {
+        let p = s.path(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let bad_toml = file("bad.toml", b"[[stream]]\nports = [\"a\"]\nrate = 5\n");
+    let other_port = file("other.toml", b"[[stream]]\nports = [\"z\"]\n");
+    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/profiles/replay.pcap")).unwrap();
+    let cut = file("cut.pcap", &fixture[..fixture.len() - 100]);
+    let cut_prof = file("cut.toml", format!("[[stream]]\nports = [\"a\"]\npcap = \"{cut}\"\n").as_bytes());
+    let null = || vec!["--port".to_string(), "a=vdev:net_null0".into()];
+    let with = |more: &[&str]| null().into_iter().chain(more.iter().map(|x| x.to_string())).collect::<Vec<String>>();
     let cases: Vec<(Vec<String>, &str, i32)> = vec![
+        (with(&["--profile", &bad_toml]), "bad.toml:3:8: rate: invalid type", 2),
+        (with(&["--profile", "/nonexistent/p.toml"]), "cannot read profile /nonexistent/p.toml", 2),
+        (with(&["--profile", &other_port]), "sends on port 'z', which no --port defines", 2),
+        (with(&["--profile", &cut_prof]), "cut.pcap: record 21", 2),
+        (with(&["--profile", &bad_toml, "--frame", "64"]), "--frame does not go with --profile", 2),
+        (with(&["--cores", "0,1"]), "each core needs a port of its own", 2),
+        (with(&["--capture", "/tmp/x.pcapng", "--capture-every", "0"]), "--capture-every 0", 2),
         (vec!["--port".into(), "a=vdev:net_null0".into(), "--rate".into(), "fast".into()], "--rate 'fast' is not a rate", 2),
         (vec!["--port".into(), format!("a=vhost-server:{sock}")], "gen ports are DPDK ethdevs", 2),
         (vec!["--port".into(), "a=vdev:net_null0".into(), "--frame".into(), "40".into()], "out of range", 2),

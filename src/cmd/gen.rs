@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pmdswitch::cli::GenArgs;
-use pmdswitch::datapath::gen::engine::{Engine, GenPort, PhaseCfg, PhaseResult};
-use pmdswitch::datapath::gen::packet::{self, FlowSpec, Sizes};
+use pmdswitch::datapath::gen::engine::{Engine, GenPort, Live, PhaseCfg, PhaseResult, Plan, StreamDef};
+use pmdswitch::datapath::gen::packet::{self, Sizes};
+use pmdswitch::datapath::gen::pcap::{self, Capture};
 use pmdswitch::datapath::gen::report::{self, RunReport, RunShape, SearchReport};
 use pmdswitch::datapath::gen::search::{self, SearchParams, Trial};
+use pmdswitch::datapath::gen::{profile, stream};
 use pmdswitch::dpdk::ethdev::{self, EthConfig, EthPort};
 use pmdswitch::dpdk::mempool::Mempool;
 use pmdswitch::parse::{self, PortSpec, Rate};
@@ -22,19 +24,22 @@ use pmdswitch::startup::{self, preflight, usage, Failure, PoolNeed};
 struct GenPlan {
     names: Vec<String>,
     devs: Vec<(String, bool)>,
-    sends: Vec<bool>,
     sizes: Sizes,
     flows: u32,
     macs: u32,
-    dst: Option<[u8; 6]>,
-    rate: Rate,
-    core: usize,
+    /// The generator's cores (ports dealt to them in turn).
+    cores: Vec<usize>,
     eal: Vec<String>,
     own_prefix: Option<String>,
-    /// Per port: own address, gateway, destinations swept.
+    /// Per port: own address, gateway.
     ips: Vec<Option<Ipv4Addr>>,
     gateways: Vec<Option<Ipv4Addr>>,
-    dsts: Vec<Option<Arc<[u32]>>>,
+    /// The streams (captures loaded) and how their flows are numbered.
+    streams: Vec<StreamDef>,
+    flow_plan: Plan,
+    /// From a profile (its frame sizes are the streams').
+    profiled: bool,
+    capture: Option<(std::path::PathBuf, u64, u64, Option<u16>)>,
 }
 
 /// `PORT=VALUE` for a known port: its index and the value.
@@ -109,6 +114,22 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
             s
         }
     };
+    if a.profile.is_some() {
+        for (given, flag) in [
+            (a.frame.is_some(), "--frame"),
+            (a.flows.is_some(), "--flows"),
+            (a.macs.is_some(), "--macs"),
+            (a.rate.is_some(), "--rate"),
+            (a.tx.is_some(), "--tx"),
+            (!a.dst_ips.is_empty(), "--dst-ips"),
+            (a.dst_mac.is_some(), "--dst-mac"),
+            (a.search, "--search"),
+        ] {
+            if given {
+                return usage(format!("{flag} does not go with --profile: the profile says it per stream (or run without the profile)"));
+            }
+        }
+    }
     let sizes = packet::parse_sizes(a.frame.as_deref().unwrap_or("64")).map_err(Failure::Usage)?;
     let flows = a.flows.unwrap_or(1);
     if flows == 0 || flows as u64 * names.len() as u64 > packet::MAX_FLOWS as u64 {
@@ -167,16 +188,49 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
     }
     let allowed = preflight::allowed_cpus();
     let main_core = preflight::main_core_from_eal(&a.eal).unwrap_or_else(|| allowed.first().copied().unwrap_or(0));
-    let core = match a.core {
-        Some(c) => c,
-        None => allowed.iter().copied().find(|&c| c != main_core).unwrap_or(main_core),
+    let cores = match (&a.cores, a.core) {
+        (Some(_), Some(_)) => return usage("--core and --cores: give one of them"),
+        (Some(list), None) => parse::parse_cores(list).map_err(|e| Failure::Usage(format!("--cores: {e}")))?,
+        (None, Some(c)) => vec![c],
+        (None, None) => vec![allowed.iter().copied().find(|&c| c != main_core).unwrap_or(main_core)],
     };
-    if !allowed.contains(&core) {
+    if let Some(&core) = cores.iter().find(|c| !allowed.contains(c)) {
         return usage(format!(
             "--core {core} is not a usable CPU here (usable: {}): pick one of them",
             allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
         ));
     }
+    if cores.len() > 1 && a.search {
+        return usage("--search runs on one core: drop --cores");
+    }
+    if cores.len() > names.len() {
+        return usage(format!("--cores gives {} cores for {} port(s): each core needs a port of its own", cores.len(), names.len()));
+    }
+    let specs = match &a.profile {
+        Some(f) => profile::load(f).map_err(Failure::Usage)?,
+        None => stream::legacy(&names, &sends, sizes.pattern(), rate, flows, macs, dst, &dsts),
+    };
+    let (streams, flow_plan) = stream::build(&specs, &names).map_err(Failure::Usage)?;
+    let capture = match &a.capture {
+        Some(path) => {
+            let port = a
+                .capture_port
+                .as_deref()
+                .map(|p| {
+                    names
+                        .iter()
+                        .position(|n| n == p)
+                        .map(|i| i as u16)
+                        .ok_or_else(|| Failure::Usage(format!("--capture-port '{p}' is no port: use one of {}", names.join(","))))
+                })
+                .transpose()?;
+            if a.capture_every == Some(0) {
+                return usage("--capture-every 0: use 1 (every frame) or more");
+            }
+            Some((path.clone(), a.capture_count.unwrap_or(0), a.capture_every.unwrap_or(1), port))
+        }
+        None => None,
+    };
     let (eal, own_prefix) = startup::eal_defaults("pmdswitch-gen", &a.eal, &defs, main_core);
     if !preflight::has_flag(&a.eal, &["--no-huge"]) && preflight::free_hugepages() == 0 {
         return usage("no free hugepages: reserve some with scripts/setup.sh, or run without them with -- --no-huge -m 512");
@@ -189,7 +243,22 @@ fn plan(a: &GenArgs) -> Result<GenPlan, Failure> {
             _ => unreachable!("checked above"),
         })
         .collect();
-    Ok(GenPlan { names, devs, sends, sizes, flows, macs, dst, rate, core, eal, own_prefix, ips, gateways, dsts })
+    Ok(GenPlan {
+        names,
+        devs,
+        sizes,
+        flows,
+        macs,
+        cores,
+        eal,
+        own_prefix,
+        ips,
+        gateways,
+        streams,
+        flow_plan,
+        profiled: a.profile.is_some(),
+        capture,
+    })
 }
 
 /// `--dst-mac`: the bridge's MAC parser, with the generator's own message.
@@ -197,52 +266,33 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     parse::parse_mac(s).map_err(|_| format!("MAC '{s}' is not six hex bytes: write e.g. 02:00:00:00:00:02"))
 }
 
-/// The flow spec of port `i` of `n`: its own source MACs and IPv4 block; destination MACs
-/// are the next port's source MACs unless fixed.
-fn port_spec(i: usize, n: usize, flows: u32, macs: u32, dst: Option<[u8; 6]>) -> (FlowSpec, Option<FlowSpec>) {
-    let mk = |i: usize| FlowSpec {
-        src_mac: [0x02, 0x00, 0x00, (i + 1) as u8, 0x00, 0x00],
-        src_ip: [10, i as u8, 0, 1],
-        dst_ip: [10, ((i + 1) % n) as u8, 0, 1],
-        flows,
-        macs,
-        ..FlowSpec::default()
-    };
-    let mut s = mk(i);
-    let peer = mk((i + 1) % n);
-    match dst {
-        Some(d) => {
-            s.dst_mac = d;
-            (s, None)
-        }
-        None => {
-            s.dst_mac = peer.src_mac;
-            (s, Some(peer))
-        }
-    }
-}
-
 pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
-    let p = plan(&a)?;
+    let mut p = plan(&a)?;
     let (eal, capture) = startup::start_eal(&p.eal, p.own_prefix.as_deref(), a.verbose)?;
     let rt = Failure::Runtime;
     let tsc_hz = eal.tsc_hz();
     let ring = a.ring_size.unwrap_or(1024).max(64);
     let burst = a.burst.unwrap_or(32);
     let pattern = p.sizes.pattern();
-    let max_frame = *pattern.iter().max().unwrap_or(&64);
-    // Descriptors of both rings per port, a burst pending per port, caches: l2fwd's formula.
+    let max_frame = p.streams.iter().flat_map(|s| s.pattern.iter().copied()).chain(pattern.iter().copied()).max().unwrap_or(64);
     // Both rings of every port, a pending tx batch and an rx batch per port, caches of
-    // the generator's loop and the main thread.
-    let ports = p.names.len() as u32;
-    let n_mbufs = startup::pool_size(PoolNeed { descriptors: ports * 2 * ring as u32, bursts: 2 * ports, burst: burst as u32, lcores: 2 });
+    // the generator's loops and the main thread.
+    let nports = p.names.len() as u32;
+    let n_mbufs = startup::pool_size(PoolNeed {
+        descriptors: nports * 2 * ring as u32,
+        bursts: 2 * nports,
+        burst: burst as u32,
+        lcores: 1 + p.cores.len() as u32,
+    });
     let room = (max_frame.max(2048) + 128) as u16;
     let pool = Arc::new(
         Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, startup::POOL_CACHE, room, -1)
             .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?,
     );
 
-    let mut ports = Vec::new();
+    // Ports, dealt to the cores in turn.
+    let ncores = p.cores.len();
+    let mut by_core: Vec<Vec<GenPort>> = (0..ncores).map(|_| Vec::new()).collect();
     let mut eth = Vec::new();
     for (i, (name, (dev, pci))) in p.names.iter().zip(&p.devs).enumerate() {
         let id = ethdev::probe(dev, *pci).map_err(|e| {
@@ -255,12 +305,13 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         let cfg = EthConfig { n_rxq: 1, n_txq: 1, rx_desc: ring, tx_desc: ring, rx_intr: false, remove: false };
         let port = EthPort::configure(id, cfg, &pool).map_err(|e| rt(format!("port '{name}': {e}")))?;
         port.start().map_err(|e| rt(format!("port '{name}': {e}")))?;
-        let (spec, peer) = port_spec(i, p.names.len(), p.flows, p.macs, p.dst);
         // A fresh port's only queues: both free.
         let (Some(rx), Some(tx)) = (port.rx_queue(0), port.tx_queue(0)) else {
             return Err(rt(format!("port '{name}': its queues are taken")));
         };
-        ports.push(GenPort { rx, tx, sends: p.sends[i], spec, peer, ip: p.ips[i], dsts: p.dsts[i].clone() });
+        // Its MAC: that of its first stream's frames (what a router resolves it to).
+        let mac = p.streams.iter().find(|s| s.port == i).map_or([0x02, 0, 0, (i + 1) as u8, 0, 0], |s| s.shape.src_mac);
+        by_core[i % ncores].push(GenPort { index: i, rx, tx, ip: p.ips[i], mac });
         eth.push(port);
     }
     if let Some(c) = capture {
@@ -270,10 +321,27 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     // after our start and hands it to its workers at their next reload point; traffic
     // sent before that would be dropped there as port_down. Let the ports settle.
     std::thread::sleep(Duration::from_millis(200));
-    let mut engine = Engine::new(ports, pool.clone(), burst, pattern.clone(), p.flows, a.latency_every.unwrap_or(1), tsc_hz);
+    let cap = p.capture.as_ref().map(|(_, count, every, port)| Arc::new(Capture::new(16384, *every, *count, *port)));
+    let mut engines = Vec::new();
+    let mut defs: Vec<Option<StreamDef>> = std::mem::take(&mut p.streams).into_iter().map(Some).collect();
+    for ports in by_core {
+        let owned: Vec<usize> = ports.iter().map(|g| g.index).collect();
+        let mut mine = Vec::new();
+        for (id, d) in defs.iter_mut().enumerate() {
+            if d.as_ref().is_some_and(|d| owned.contains(&d.port)) {
+                let mut d = d.take().expect("checked");
+                // The engine's own port numbering.
+                d.port = owned.iter().position(|&g| g == d.port).unwrap_or(0);
+                mine.push((id, d));
+            }
+        }
+        engines.push(Engine::new(ports, mine, &p.flow_plan, pool.clone(), burst, a.latency_every.unwrap_or(1), tsc_hz, cap.clone()));
+    }
     for (i, gw) in p.gateways.iter().enumerate() {
         let Some(gw) = gw else { continue };
-        match engine.resolve(i, *gw, Duration::from_secs(5)) {
+        let e = &mut engines[i % ncores];
+        let local = e.ports.iter().position(|g| g.index == i).unwrap_or(0);
+        match e.resolve(local, *gw, Duration::from_secs(5)) {
             Some(m) => {
                 if !a.quiet {
                     println!("gen: port {}: gateway {gw} is {}", p.names[i], parse::mac_str(&m));
@@ -287,53 +355,74 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             }
         }
     }
-    let live = engine.live.clone();
+    let lives: Vec<Arc<Live>> = engines.iter().map(|e| e.live.clone()).collect();
     let warmup = a.warmup.unwrap_or(1.0);
     let duration = a.duration.unwrap_or(10.0);
-    let core = p.core;
     let quiet = a.quiet;
     let names = p.names.clone();
+    let writer = match (&p.capture, &cap) {
+        (Some((path, ..)), Some(c)) => {
+            let (path, c, names, stop) = (path.clone(), c.clone(), names.clone(), Arc::new(AtomicBool::new(false)));
+            let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let clock = (wall, pmdswitch::sys::rdtsc(), tsc_hz);
+            let s2 = stop.clone();
+            let h = std::thread::Builder::new()
+                .name("gen-capture".into())
+                .spawn(move || pcap::write(&path, c, &names, clock, s2))
+                .map_err(|e| rt(format!("cannot start the capture writer: {e}")))?;
+            Some((h, stop))
+        }
+        _ => None,
+    };
 
-    // The poll loop runs on its own pinned thread; this one prints progress.
-    let stop = term.clone();
+    // The poll loops run on their own pinned threads; this one prints progress.
     let sizes = p.sizes.clone();
-    let rate = p.rate;
-    let args = a.clone();
-    let worker = std::thread::Builder::new()
-        .name(format!("gen-c{core}"))
-        .spawn(move || {
-            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                eprintln!("pmdswitch gen: could not pin to core {core}; running unpinned");
-            }
-            let _ = pmdswitch::dpdk::eal::thread_register();
-            let mut engine = engine;
-            let out = if args.search {
-                Outcome::Search(search_all(&mut engine, &args, &sizes, &stop))
-            } else {
-                let cfg = PhaseCfg {
-                    rate_pps: rate.pps(sizes.mean_frame()),
-                    warmup_s: warmup,
-                    duration_s: duration,
-                    count: args.count.unwrap_or(0),
-                    drain_quiet_ms: 250,
+    // Every core's phases on one clock, from a moment all threads will have reached.
+    let start_tsc = pmdswitch::sys::rdtsc() + tsc_hz / 20;
+    let mut workers = Vec::new();
+    for (e, &core) in engines.into_iter().zip(&p.cores) {
+        let stop = term.clone();
+        let (sizes, args) = (sizes.clone(), a.clone());
+        let w = std::thread::Builder::new()
+            .name(format!("gen-c{core}"))
+            .spawn(move || {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                    eprintln!("pmdswitch gen: could not pin to core {core}; running unpinned");
+                }
+                let _ = pmdswitch::dpdk::eal::thread_register();
+                let mut engine = e;
+                let out = if args.search {
+                    Outcome::Search(search_all(&mut engine, &args, &sizes, &stop))
+                } else {
+                    let cfg = PhaseCfg {
+                        // The command line's --rate is each stream's own (a profile's too).
+                        rate_pps: None,
+                        warmup_s: warmup,
+                        duration_s: duration,
+                        count: args.count.unwrap_or(0),
+                        drain_quiet_ms: 250,
+                        start_tsc: Some(start_tsc),
+                    };
+                    Outcome::Run(Box::new(engine.run(&cfg, &stop)))
                 };
-                Outcome::Run(Box::new(engine.run(&cfg, &stop)))
-            };
-            pmdswitch::dpdk::eal::thread_unregister();
-            out
-        })
-        .map_err(|e| rt(format!("cannot start the generator thread: {e}")))?;
+                pmdswitch::dpdk::eal::thread_unregister();
+                out
+            })
+            .map_err(|e| rt(format!("cannot start the generator thread: {e}")))?;
+        workers.push(w);
+    }
 
     let start = Instant::now();
     let (mut last_tx, mut last_rx, mut last_t) = (0u64, 0u64, Instant::now());
-    while !worker.is_finished() {
+    while !workers.iter().all(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(50));
         if quiet || last_t.elapsed() < Duration::from_secs(1) {
             continue;
         }
-        let (tx, rx) = (live.tx.load(Ordering::Relaxed), live.rx.load(Ordering::Relaxed));
+        let tx: u64 = lives.iter().map(|l| l.tx.load(Ordering::Relaxed)).sum();
+        let rx: u64 = lives.iter().map(|l| l.rx.load(Ordering::Relaxed)).sum();
         let dt = last_t.elapsed().as_secs_f64();
-        let phase = live.phase().name();
+        let phase = lives[0].phase().name();
         let (dtx, drx) = (tx.wrapping_sub(last_tx), rx.wrapping_sub(last_rx));
         let loss = if tx > 0 { tx.saturating_sub(rx) as f64 / tx as f64 * 100.0 } else { 0.0 };
         println!(
@@ -343,16 +432,50 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             dtx as f64 / dt / 1e6,
             drx as f64 / dt / 1e6,
             loss,
-            live.p99_ns.load(Ordering::Relaxed) as f64 / 1e3
+            lives.iter().map(|l| l.p99_ns.load(Ordering::Relaxed)).max().unwrap_or(0) as f64 / 1e3
         );
         let _ = std::io::stdout().flush();
         (last_tx, last_rx, last_t) = (tx, rx, Instant::now());
     }
-    let out = worker.join().map_err(|_| rt("the generator thread panicked".into()))?;
+    let mut outs = Vec::new();
+    for w in workers {
+        outs.push(w.join().map_err(|_| rt("a generator thread panicked".into()))?);
+    }
+    let out = match outs.len() {
+        1 => outs.remove(0),
+        _ => {
+            let mut merged: Option<PhaseResult> = None;
+            for o in outs {
+                if let Outcome::Run(r) = o {
+                    match &mut merged {
+                        None => merged = Some(*r),
+                        Some(m) => m.merge(&r),
+                    }
+                }
+            }
+            Outcome::Run(Box::new(merged.unwrap_or_default()))
+        }
+    };
+    let captured = match writer {
+        Some((h, stop)) => {
+            stop.store(true, Ordering::SeqCst);
+            let n = h.join().map_err(|_| rt("the capture writer panicked".into()))?.map_err(rt)?;
+            let c = cap.as_ref().expect("a writer has its capture");
+            Some((n, c.dropped.load(Ordering::Relaxed)))
+        }
+        None => None,
+    };
+    let frames = if p.profiled { Vec::new() } else { p.sizes.pattern() };
     let report = match &out {
         Outcome::Run(r) => {
-            print_run(&names, r, &p, a.rate.as_deref().unwrap_or("max"), core);
-            let shape = RunShape { names: &names, frame: p.sizes.pattern(), flows: p.flows, macs: p.macs, core: p.core, tsc_hz };
+            print_run(r, &p, a.rate.as_deref().unwrap_or("max"));
+            if let Some((n, dropped)) = captured {
+                println!(
+                    "capture: {n} frame(s) written to {}, {dropped} not taken (the writer's queue was full)",
+                    a.capture.as_ref().map_or(String::new(), |p| p.display().to_string())
+                );
+            }
+            let shape = RunShape { names: &names, frame: frames, flows: p.flows, macs: p.macs, core: p.cores[0], tsc_hz };
             serde_json::to_string_pretty(&RunReport::new(&shape, r))
         }
         Outcome::Search(s) => {
@@ -385,19 +508,30 @@ fn us(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e3)
 }
 
-fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: usize) {
-    let mut out = format!(
-        "=== pmdswitch gen: frames {:?}, {} flow(s)/port, rate {rate}\n{:<8} {:>12} {:>12} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        p.sizes.pattern(), p.flows, "stream", "tx", "rx", "lost", "loss%", "dup", "reord", "tx Mpps", "rx Mpps", "p50 us", "p90", "p99", "p99.9", "p99.99", "max"
-    );
-    for (i, s) in r.streams.iter().enumerate() {
-        let Some(s) = s else { continue };
+fn print_run(r: &PhaseResult, p: &GenPlan, rate: &str) {
+    let names = &p.names;
+    let mut out = if p.profiled {
+        format!("=== pmdswitch gen: {} stream(s) from the profile\n", r.names.len())
+    } else {
+        format!("=== pmdswitch gen: frames {:?}, {} flow(s)/port, rate {rate}\n", p.sizes.pattern(), p.flows)
+    };
+    let w = r.names.iter().map(|n| n.len()).max().unwrap_or(6).max(8);
+    out.push_str(&format!(
+        "{:<w$} {:>12} {:>12} {:>10} {:>8} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "stream", "tx", "rx", "lost", "loss%", "dup", "reord", "tx Mpps", "rx Mpps", "p50 us", "p90", "p99", "p99.9", "p99.99", "max"
+    ));
+    let streams = r.streams();
+    for (name, s) in r.names.iter().zip(&streams) {
+        let Some(s) = s else {
+            out.push_str(&format!("{name:<w$} (not measured: counted in the port totals)\n"));
+            continue;
+        };
         let h = &s.latency;
         let q = |x: f64| if h.is_empty() { "-".to_string() } else { us(h.value_at_quantile(x)) };
         let secs = s.tx_secs.max(1e-9);
         out.push_str(&format!(
-            "{:<8} {:>12} {:>12} {:>10} {:>8.4} {:>6} {:>6} {:>9.3} {:>9.3} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            names[i],
+            "{:<w$} {:>12} {:>12} {:>10} {:>8.4} {:>6} {:>6} {:>9.3} {:>9.3} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            name,
             s.tx,
             s.rx,
             s.lost,
@@ -420,22 +554,18 @@ fn print_run(names: &[String], r: &PhaseResult, p: &GenPlan, rate: &str, core: u
             names[i], t.tx_packets, t.rx_packets, t.rx_foreign, t.rx_warmup, t.alloc_fail
         ));
     }
-    for (i, s) in r.streams.iter().enumerate() {
+    for ((name, s), peer) in r.names.iter().zip(&streams).zip(&p.flow_plan.all) {
         if let Some(s) = s.as_ref().filter(|s| s.wrong_port > 0) {
-            out.push_str(&format!(
-                "stream {}: {} measured packets came back on another port than {}\n",
-                names[i],
-                s.wrong_port,
-                names[(i + 1) % names.len()]
-            ));
+            out.push_str(&format!("stream {name}: {} measured packets came back on another port than {}\n", s.wrong_port, names[peer.3]));
         }
     }
     for (i, t) in r.ports.iter().enumerate().filter(|(_, t)| t.arp_replies > 0) {
         out.push_str(&format!("port {}: answered {} ARP request(s) for its address\n", names[i], t.arp_replies));
     }
     let total = (r.busy_cycles + r.idle_cycles).max(1) as f64;
+    let cores = p.cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
     out.push_str(&format!(
-        "generator core {core}: busy {:.1}%, idle {:.1}%\n",
+        "generator core(s) {cores}: busy {:.1}%, idle {:.1}%\n",
         r.busy_cycles as f64 * 100.0 / total,
         r.idle_cycles as f64 * 100.0 / total
     ));
@@ -468,7 +598,14 @@ fn search_all(engine: &mut Engine, a: &GenArgs, sizes: &Sizes, stop: &AtomicBool
         engine.set_pattern(pat.clone());
         let mean = pat.iter().sum::<usize>() as f64 / pat.len() as f64;
         // The upper bound: what the generator achieves at full speed in this loop.
-        let cfg = |rate: Option<f64>| PhaseCfg { rate_pps: rate, warmup_s: warmup, duration_s: trial_secs, count: 0, drain_quiet_ms: 250 };
+        let cfg = |rate: Option<f64>| PhaseCfg {
+            rate_pps: rate,
+            warmup_s: warmup,
+            duration_s: trial_secs,
+            count: 0,
+            drain_quiet_ms: 250,
+            start_tsc: None,
+        };
         let full = engine.run(&cfg(None), stop);
         let hi = full.achieved_pps();
         let hi = if hi.is_finite() && hi > 0.0 { hi } else { 1e6 };

@@ -91,15 +91,21 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                         continue;
                     }
                     meas[ci].fib_load_s = bed.prepare_routes(&mut running, c.routes).map_err(Failure::Runtime)?;
-                    let mut base = vec![
-                        "--frame".to_string(),
-                        c.frame.to_string(),
-                        "--flows".into(),
-                        c.flows.to_string(),
-                        "--macs".into(),
-                        p.macs.to_string(),
-                    ];
-                    base.extend(bed.gen_args(dut, c.routes));
+                    let base = match &p.profile {
+                        Some(f) => vec!["--profile".to_string(), f.display().to_string()],
+                        None => {
+                            let mut b = vec![
+                                "--frame".to_string(),
+                                c.frame.to_string(),
+                                "--flows".into(),
+                                c.flows.to_string(),
+                                "--macs".into(),
+                                p.macs.to_string(),
+                            ];
+                            b.extend(bed.gen_args(dut, c.routes));
+                            b
+                        }
+                    };
                     if p.max {
                         let mut x = base.clone();
                         x.extend(["--duration".into(), p.secs.to_string(), "--warmup".into(), p.warmup.to_string()]);
@@ -116,13 +122,22 @@ pub fn run(bed: &mut Bed, p: &Plan, term: &AtomicBool) -> Result<Results, Failur
                                 d[k] += a[k] - b[k];
                             }
                         }
-                        let rx: f64 = ["a", "b"].iter().filter_map(|s| Some(v.streams.get(*s)?.rx_pps)).sum();
+                        // Every measured stream (the command line's are named a and b).
+                        let rx: f64 = v.streams.values().map(|s| s.rx_pps).sum();
                         let m = &mut meas[ci];
                         m.max_mpps = Some(rx / 1e6);
                         m.lost = v.total.lost;
                         m.wrong_port = v.streams.values().map(|s| s.wrong_port).sum();
                         m.gen_busy = Some(v.generator.busy_fraction * 100.0);
-                        let lat = v.streams.get("a").map(|s| &s.latency_ns);
+                        let lat = v.streams.get("a").or_else(|| v.streams.values().next()).map(|s| &s.latency_ns);
+                        for (name, s) in v.streams.iter().filter(|_| p.profile.is_some()) {
+                            println!(
+                                "bench:     stream {name}: rx {:.3} Mpps, lost {}, p99 {}",
+                                s.rx_pps / 1e6,
+                                s.lost,
+                                s.latency_ns.p99.map_or("-".into(), |x| format!("{:.1} us", x as f64 / 1e3))
+                            );
+                        }
                         m.p99_us = lat.and_then(|l| l.p99).map(|x| x as f64 / 1e3);
                         m.cdf =
                             lat.and_then(|l| l.cdf.as_ref()).map(|c| c.iter().map(|&(q, ns)| (q, ns as f64)).collect()).unwrap_or_default();

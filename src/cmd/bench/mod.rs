@@ -59,6 +59,8 @@ pub struct Plan {
     pub gen_core: usize,
     pub macs: u32,
     pub rate: Option<String>,
+    /// A generator profile run as the one cell (`--profile`).
+    pub profile: Option<PathBuf>,
 }
 
 fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
@@ -112,14 +114,46 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         None => vec![if any_router { 1 } else { 0 }],
     };
     let mut cells = Vec::new();
-    for &frame in &frames {
+    if let Some(path) = &a.profile {
+        for (given, flag) in [
+            (a.frames.is_some(), "--frames"),
+            (a.flows.is_some(), "--flows"),
+            (a.macs.is_some(), "--macs"),
+            (a.rate.is_some(), "--rate"),
+            (a.routes.is_some(), "--routes"),
+            (ndr, "--modes ndr"),
+        ] {
+            if given {
+                return Err(Failure::Usage(format!("{flag} does not go with --profile: the profile says what is sent (drop {flag})")));
+            }
+        }
+        if let Some(d) = duts.iter().find(|d| d.routes()) {
+            return Err(Failure::Usage(format!(
+                "--profile with {}: a router needs the addresses bench sets up for it: bench it without --profile",
+                d.name()
+            )));
+        }
+        let specs = pmdswitch::datapath::gen::profile::load(path).map_err(Failure::Usage)?;
+        if let Some((s, p)) = specs.iter().flat_map(|s| s.ports.iter().map(move |p| (s, p))).find(|(_, p)| *p != "a" && *p != "b") {
+            return Err(Failure::Usage(format!(
+                "{}: stream '{}' sends on port '{p}': bench's generator ports are a and b",
+                path.display(),
+                s.name
+            )));
+        }
+        // The table's frame column: the profile's mean frame; flows: all its flows.
+        let sizes: Vec<usize> = specs.iter().flat_map(|s| s.frames.iter().copied()).collect();
+        let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+        cells.push(Cell { frame: mean, flows: specs.iter().map(|s| s.flows * s.ports.len() as u32).sum(), routes: 0 });
+    }
+    for &frame in frames.iter().filter(|_| a.profile.is_none()) {
         for &fl in &flows {
             for &routes in &routes {
                 cells.push(Cell { frame, flows: fl, routes });
             }
         }
     }
-    let ndr_frames = if !ndr {
+    let ndr_frames = if !ndr || a.profile.is_some() {
         vec![]
     } else if q && a.frames.is_none() {
         vec![64]
@@ -166,6 +200,7 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
         gen_core,
         macs: a.macs.unwrap_or(1),
         rate: a.rate.clone(),
+        profile: a.profile.clone(),
     })
 }
 

@@ -169,6 +169,14 @@ pub fn stamp(buf: &mut [u8], seq: u32, tsc: u64) {
     s[4..].copy_from_slice(&tsc.to_le_bytes());
 }
 
+/// Writes seq and tsc into the signature at `sig` (a frame of any shape, `frame::Layout::sig`).
+#[inline(always)]
+pub fn stamp_at(buf: &mut [u8], sig: usize, seq: u32, tsc: u64) {
+    let s = &mut buf[sig + 4..sig + SIG_LEN];
+    s[..4].copy_from_slice(&seq.to_le_bytes());
+    s[4..].copy_from_slice(&tsc.to_le_bytes());
+}
+
 /// Rewrites the flow field of a frame built by `build` (untagged), for a sender that
 /// numbers flows across ports. Only the signature changes: address and port stay.
 pub fn set_flow(buf: &mut [u8], flow: u16) {

@@ -127,13 +127,15 @@ pub struct RunReport {
     pub interrupted: bool,
     pub macs: u32,
     pub ports: BTreeMap<String, Port>,
-    /// By sending port.
+    /// By stream: the sending port's name for the command line's streams, the profile's
+    /// names otherwise.
     pub streams: BTreeMap<String, Stream>,
     pub total: Total,
 }
 
 /// Where a run took place: the port names, the traffic shape, the generator's core.
 pub struct RunShape<'a> {
+    /// Port names, by global port index.
     pub names: &'a [String],
     pub frame: Vec<usize>,
     pub flows: u32,
@@ -145,10 +147,10 @@ pub struct RunShape<'a> {
 impl RunReport {
     pub fn new(s: &RunShape<'_>, r: &PhaseResult) -> RunReport {
         let per_s = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        let streams = r
-            .streams
+        let results = r.streams();
+        let streams = results
             .iter()
-            .zip(s.names)
+            .zip(&r.names)
             .filter_map(|(st, name)| {
                 let st = st.as_ref()?;
                 Some((
@@ -206,7 +208,7 @@ impl RunReport {
             macs: s.macs,
             ports,
             streams,
-            total: Total { lost: r.streams.iter().flatten().map(|s| s.lost).sum(), rx: r.total_rx(), tx: r.total_tx() },
+            total: Total { lost: results.iter().flatten().map(|s| s.lost).sum(), rx: r.total_rx(), tx: r.total_tx() },
         }
     }
 }
@@ -276,7 +278,7 @@ impl SizeSearch {
 /// Every stream's latency samples in one histogram.
 pub fn merged_latency(l: &PhaseResult) -> Histogram<u64> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds");
-    for s in l.streams.iter().flatten() {
+    for s in l.streams().iter().flatten() {
         let _ = h.add(&s.latency);
     }
     h
