@@ -436,3 +436,38 @@ fn example_profiles_run() {
     assert!(st.success(), "{text}");
     assert_no_leak(&j);
 }
+
+/// `pmdswitch bench --profile`: the profile as the one cell against the DUT, each stream
+/// reported, counts checked; and what does not go with a profile refused in one line.
+#[test]
+fn bench_runs_a_profile() {
+    require_bed();
+    let s = Scratch::new("gbenchprof");
+    let out = s.path("out");
+    let prof = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/profiles/imix-v4.toml");
+    let o = Command::new(bin())
+        .args(["bench", "--profile", prof.to_str().unwrap(), "--secs", "0.5", "--warmup", "0.3", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("stream a-to-b: rx") && text.contains("stream b-to-a: rx") && text.contains("agree"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let c = &j["cells"][0];
+    assert_eq!(c["flows"].as_u64(), Some(128), "{c}");
+    let mpps = c["max_mpps"].as_f64().unwrap();
+    assert!((0.38..0.42).contains(&mpps), "two 200 kpps streams: {mpps}");
+    for (args, want) in [
+        (vec!["--frames", "64"], "--frames does not go with --profile"),
+        (vec!["--modes", "max,ndr"], "--modes ndr does not go with --profile"),
+        (vec!["--dut", "pmdswitch-router"], "a router needs the addresses"),
+    ] {
+        let mut all = vec!["bench", "--profile", prof.to_str().unwrap()];
+        all.extend(args);
+        let (rc, _, err) = run_once(&all);
+        assert_eq!(rc, 2, "{err}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1, "{err}");
+    }
+}

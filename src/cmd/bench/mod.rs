@@ -81,7 +81,8 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     if let Some(f) = flows.iter().find(|f| **f == 0 || **f > 32768) {
         return Err(Failure::Usage(format!("--flows: {f} is out of range: use 1 to 32768")));
     }
-    let modes = a.modes.clone().unwrap_or_else(|| "max,ndr".into());
+    // A profile brings its own rates: max only, unless asked (and then refused below).
+    let modes = a.modes.clone().unwrap_or_else(|| if a.profile.is_some() { "max".into() } else { "max,ndr".into() });
     let (mut max, mut ndr) = (false, false);
     for m in modes.split(',') {
         match m.trim() {

@@ -880,7 +880,15 @@ fn fill(
         });
         ok
     } else if st.cycle > 0 {
-        return fill_cycle(st, sr, fl, pending, pool, want, now, measuring);
+        // Monomorphised per copy size and checksum: the per-packet loop has no branch on
+        // either.
+        return match (st.copy, st.lay.l4_checksum) {
+            (64, false) => fill_cycle::<64, false>(st, sr, fl, pending, pool, want, now, measuring),
+            (64, true) => fill_cycle::<64, true>(st, sr, fl, pending, pool, want, now, measuring),
+            (80, _) => fill_cycle::<80, true>(st, sr, fl, pending, pool, want, now, measuring),
+            (96, _) => fill_cycle::<96, true>(st, sr, fl, pending, pool, want, now, measuring),
+            _ => fill_cycle::<TEMPLATE, true>(st, sr, fl, pending, pool, want, now, measuring),
+        };
     } else if st.pkt_fields.is_empty() && !st.lay.l4_checksum && st.copy == 64 {
         return fill_plain(st, sr, fl, pending, pool, want, now, measuring);
     } else {
@@ -1009,7 +1017,7 @@ fn fill_plain(
 /// checksum from the header's own sum plus the stamp.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fill_cycle(
+fn fill_cycle<const COPY: usize, const CSUM: bool>(
     st: &StreamTx,
     sr: &mut StreamRun,
     fl: &mut [FlowTx],
@@ -1021,18 +1029,19 @@ fn fill_cycle(
 ) -> (usize, u64) {
     let (templates, tsums, pattern, flows, cycle) =
         (&st.templates[..], &st.tsums[..], &st.def.pattern[..], st.def.flows as usize, st.cycle);
-    let (lay, copy, base, count) = (&st.lay, st.copy, st.flow_base, measuring && st.def.measured);
+    let (lay, copy, base, count) = (&st.lay, COPY, st.flow_base, measuring && st.def.measured);
     let (mut k, mut flow, mut pos, mut bytes) = (sr.cyc, sr.flow, sr.pos, 0u64);
     let fl = &mut fl[base..base + flows];
     let ok = pending.alloc_fill(pool, want, |_, room| {
         let len = pattern[pos] - FCS;
-        copy_head(room, &templates[k], copy);
+        let t: &[u8; COPY] = templates[k].first_chunk().expect("COPY <= TEMPLATE");
+        room[..COPY].copy_from_slice(t);
         let f = &mut fl[flow];
         let seq = f.seq;
         packet::stamp_at(room, lay.sig, seq, now);
         f.seq = seq.wrapping_add(1);
         f.tx += u64::from(count);
-        if lay.l4_checksum {
+        if CSUM && lay.l4_checksum {
             if len > copy {
                 room[copy..len].fill(0);
             }
