@@ -11,11 +11,14 @@ tests/fixtures/frames.pcap   one 128-byte frame (FCS included) per shape the gen
                              TOS 0xb8, hop limit 9, flow 77, sequence 5, TSC 6.
 examples/profiles/replay.pcap  a short mixed capture to replay (ARP, IPv4/UDP, IPv6/TCP,
                              tagged frames, 60 to 1514 bytes, 100 us apart).
+tests/fixtures/vxlan.bin     one VXLAN frame (RFC 7348: VNI 5001, UDP checksum 0, DF)
+                             around a 64-byte inner frame, for wire/vxlan.rs.
 """
 import struct
 from pathlib import Path
 
 from scapy.all import ARP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPv6, Raw, wrpcap
+from scapy.layers.vxlan import VXLAN
 
 ROOT = Path(__file__).resolve().parent.parent
 MAGIC = 0x9D5C
@@ -77,8 +80,24 @@ def replay():
     return out
 
 
+def vxlan():
+    inner = bytearray(64)
+    inner[0:6] = bytes([2, 0, 0, 0, 0, 0xB])
+    inner[6:12] = bytes([2, 0, 0, 0, 0, 0xA])
+    inner[12:14] = b"\x08\x00"
+    p = (
+        Ether(src="02:00:00:00:01:01", dst="02:00:00:00:02:02")
+        / IP(flags="DF", ttl=64, id=0, src="198.18.1.1", dst="198.18.2.2")
+        / UDP(sport=0xC123, dport=4789, chksum=0)
+        / VXLAN(vni=5001, flags=0x08)
+        / Raw(bytes(inner))
+    )
+    return bytes(p)
+
+
 if __name__ == "__main__":
     (ROOT / "tests/fixtures").mkdir(parents=True, exist_ok=True)
     wrpcap(str(ROOT / "tests/fixtures/frames.pcap"), frames())
     wrpcap(str(ROOT / "examples/profiles/replay.pcap"), replay())
-    print("wrote tests/fixtures/frames.pcap, examples/profiles/replay.pcap")
+    (ROOT / "tests/fixtures/vxlan.bin").write_bytes(vxlan())
+    print("wrote tests/fixtures/frames.pcap, examples/profiles/replay.pcap, tests/fixtures/vxlan.bin")

@@ -106,6 +106,12 @@ pub struct RunArgs {
     #[arg(long = "mtu", value_name = "IFACE=BYTES")]
     pub mtus: Vec<String>,
 
+    /// A VXLAN segment (RFC 7348): VNI=BRIDGE,local=ADDR,remote=ADDR[+ADDR...][,port=N].
+    /// The bridge gets a member per remote VTEP (ports vxVNI-1, vxVNI-2, ...), reached
+    /// over the routed underlay; local is one of the router's IPv4 addresses.
+    #[arg(long = "vxlan", value_name = "VNI=BRIDGE,...")]
+    pub vxlans: Vec<String>,
+
     /// Let a worker run on the EAL main core (machines with fewer CPUs than workers + 1:
     /// the main thread sleeps, waking every few ms for control work, which then takes
     /// that worker's time).

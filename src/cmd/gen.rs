@@ -321,7 +321,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     // after our start and hands it to its workers at their next reload point; traffic
     // sent before that would be dropped there as port_down. Let the ports settle.
     std::thread::sleep(Duration::from_millis(200));
-    let cap = p.capture.as_ref().map(|(_, count, every, port)| Arc::new(Capture::new(16384, *every, *count, *port)));
+    let cap = p.capture.as_ref().map(|(_, count, every, port)| Arc::new(Capture::new(65536, *every, *count, *port)));
     let mut engines = Vec::new();
     let mut defs: Vec<Option<StreamDef>> = std::mem::take(&mut p.streams).into_iter().map(Some).collect();
     for ports in by_core {
@@ -366,9 +366,17 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let clock = (wall, pmdswitch::sys::rdtsc(), tsc_hz);
             let s2 = stop.clone();
+            // On a CPU the poll loops do not use, when there is one: a writer that shares
+            // a busy core gets a time slice now and then, and its queue overflows between.
+            let spare = preflight::allowed_cpus().into_iter().find(|c| !p.cores.contains(c));
             let h = std::thread::Builder::new()
                 .name("gen-capture".into())
-                .spawn(move || pcap::write(&path, c, &names, clock, s2))
+                .spawn(move || {
+                    if let Some(cpu) = spare {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    }
+                    pcap::write(&path, c, &names, clock, s2)
+                })
                 .map_err(|e| rt(format!("cannot start the capture writer: {e}")))?;
             Some((h, stop))
         }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use pmdswitch::cli::RunArgs;
 use pmdswitch::control::changes::Control;
 use pmdswitch::control::client;
-use pmdswitch::control::plane::{BridgeEntry, Plane, PortRt, Rule, MAX_PORTS};
+use pmdswitch::control::plane::{BridgeEntry, Plane, PortEntry, PortRt, Rule, MAX_PORTS};
 use pmdswitch::control::ports::{same_resource, Opener};
 use pmdswitch::control::router::neigh::Timing;
 use pmdswitch::control::router::{slow, Prefix, RouterCtl};
@@ -25,7 +25,9 @@ use pmdswitch::datapath::reload::ReloadBarrier;
 use pmdswitch::datapath::route::qsbr::Qsbr;
 use pmdswitch::datapath::route::{RouteIn, Router, RouterSize};
 use pmdswitch::datapath::stats::{DropCause, PortTotals, WorkerStats, WorkerTotals};
-use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, Worker};
+use pmdswitch::datapath::vxlan::{self, Path as VxPath, Vtep, VxlanSpec};
+use pmdswitch::datapath::wire::vxlan::Outer;
+use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, TxSource, Worker};
 use pmdswitch::dpdk::mbuf::MAX_BURST;
 use pmdswitch::dpdk::mempool::Mempool;
 use pmdswitch::dpdk::telemetry;
@@ -71,6 +73,8 @@ struct Plan {
     /// Interface MTUs: port index, VLAN, MTU.
     pub mtus: Vec<(usize, u16, u16)>,
     pub routes: Vec<(std::net::IpAddr, u8, parse::RouteTarget)>,
+    /// VXLAN segments and their bridges' indices.
+    pub vxlans: Vec<(VxlanSpec, usize)>,
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
@@ -127,6 +131,34 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
             ids.push(i);
         }
         bridges.push((name, ids));
+    }
+    // VXLAN segments: a bridge member per remote VTEP, named vxVNI-K.
+    let mut vxlans: Vec<(VxlanSpec, usize)> = Vec::new();
+    for x in &a.vxlans {
+        let s = vxlan::parse_vxlan(x).map_err(Failure::Usage)?;
+        let b = bridges
+            .iter()
+            .position(|(n, _)| *n == s.bridge)
+            .ok_or_else(|| Failure::Usage(format!("--vxlan {x}: no bridge '{}': define it with --bridge {}=PORTS", s.bridge, s.bridge)))?;
+        if vxlans.iter().any(|(o, _)| o.vni == s.vni) {
+            return usage(format!("--vxlan {x}: VNI {} is given twice: one --vxlan per VNI, its remotes joined by '+'", s.vni));
+        }
+        for k in 1..=s.remotes.len() {
+            let n = vxlan::member_name(s.vni, k);
+            if index.contains_key(n.as_str()) {
+                return usage(format!("--vxlan {x}: port name '{n}' is taken: rename that port (vxVNI-K names the tunnel's members)"));
+            }
+        }
+        vxlans.push((s, b));
+    }
+    for (b, (name, members)) in bridges.iter().enumerate() {
+        if members.len() < 2 && !vxlans.iter().any(|(_, x)| *x == b) {
+            return usage(format!("bridge '{name}' needs at least two ports: write --bridge {name}=A,B (or join it to other hosts with --vxlan VNI={name},...)"));
+        }
+    }
+    let tunnels: usize = vxlans.iter().map(|(s, _)| s.remotes.len()).sum();
+    if ports.len() + tunnels > MAX_PORTS {
+        return usage(format!("{} ports and {tunnels} VXLAN remotes: pmdswitch handles at most {MAX_PORTS} ports", ports.len()));
     }
     let mut vlans = vec![VlanMode::default(); ports.len()];
     for v in &a.vlans {
@@ -310,10 +342,18 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
             PortSpec::VhostServer(path) => preflight::check_server_socket(&p.name, path).map_err(Failure::Usage)?,
             PortSpec::VhostClient(path) => preflight::check_socket_dir(&p.name, path).map_err(Failure::Usage)?,
             PortSpec::Pci(addr) => preflight::check_pci(&p.name, addr).map_err(Failure::Usage)?,
-            PortSpec::Vdev(_) => {}
+            PortSpec::Vdev(_) | PortSpec::Vxlan(_) => {}
         }
     }
 
+    for (s, _) in &vxlans {
+        if !ips.iter().any(|&(_, vlan, addr, _)| vlan == 0 && addr == std::net::IpAddr::V4(s.local)) {
+            return usage(format!(
+                "--vxlan {}=...: local {} is none of the router's addresses on an untagged interface: give the underlay port that address (--ip PORT={}/LEN)",
+                s.vni, s.local, s.local
+            ));
+        }
+    }
     let user = &a.eal;
     let no_huge = preflight::has_flag(user, &["--no-huge"]);
     let (eal, own_prefix) = startup::eal_defaults("pmdswitch", user, &ports, main_core);
@@ -347,7 +387,26 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         ips,
         mtus,
         routes,
+        vxlans,
     })
+}
+
+/// Each tunnel's way to its remote VTEP as the router sees it now: the outer headers
+/// are rebuilt when the route or the next hop's MAC changes (a host of a connected
+/// subnet not known yet is asked for by the slow path meanwhile).
+fn resolve_vteps(vteps: &[Arc<Vtep>], rctl: &Mutex<RouterCtl>) {
+    if vteps.is_empty() {
+        return;
+    }
+    let mut r = rctl.lock().unwrap_or_else(|e| e.into_inner());
+    for v in vteps {
+        let p = r.path_to(v.remote).map(|(port, src, dst, mtu)| VxPath {
+            outer: Outer::new(src, dst, v.local, v.remote, v.udp_port, v.vni),
+            port,
+            mtu,
+        });
+        v.set_path(p);
+    }
 }
 
 fn compress(v: &[usize]) -> String {
@@ -444,7 +503,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         stats: stats.clone(),
         mailboxes: (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect(),
         view: view.clone(),
-        route_in: Arc::new(RouteIn { router: router.clone(), ifs: Arc::default() }),
+        route_in: Arc::new(RouteIn { router: router.clone(), ifs: Arc::default(), vxlan: None }),
         router: rctl.clone(),
         route_version: 0,
     };
@@ -483,7 +542,29 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             r.add_route(Prefix::of(*addr, *len), t).map_err(|e| Failure::Usage(format!("--route {addr}/{len}={t}: {e}")))?;
         }
     }
+    // A bridge member per remote VTEP (after the user's ports: their indices stay).
+    for (s, b) in &plan.vxlans {
+        for (k, remote) in s.remotes.iter().enumerate() {
+            let i = plane.free_index().ok_or_else(|| rt("the port table is full".into()))?;
+            let vtep = Arc::new(Vtep::new(s.vni, s.local, *remote, s.port, pool.clone()));
+            let def = PortDef { name: vxlan::member_name(s.vni, k + 1), spec: PortSpec::Vxlan(format!("{}@{remote}", s.vni)) };
+            let base = plane.baseline(i);
+            plane.ports[i] = Some(PortEntry {
+                def,
+                rt: PortRt::Vxlan(vtep.clone()),
+                queues: 0,
+                tx: vec![TxSource::Vxlan(vtep)],
+                rxq: Vec::new(),
+                vlan: VlanMode::default(),
+                rule: Rule::Bridge(*b),
+                base,
+            });
+            plane.bridges[*b].members.push(i);
+        }
+    }
     plane.sync_router();
+    let vteps = plane.vteps();
+    resolve_vteps(&vteps, &rctl);
     // From here DPDK's own messages (device connects, warnings) go to the terminal.
     if let Some(c) = capture {
         c.finish();
@@ -531,6 +612,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
             scratch: Default::default(),
             router: router.clone(),
             rscratch: Box::default(),
+            staged: Box::default(),
         };
         match std::thread::Builder::new().name(format!("pmd-c{}", cores[w])).spawn(move || worker.run()) {
             Ok(h) => handles.push(h),
@@ -590,6 +672,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
                 view.set_router(r.router_json());
             }
             drop(r);
+            resolve_vteps(&vteps, &rctl);
             for r in view.ports() {
                 let seen = broken.entry(r.name.clone()).or_default();
                 // A port removed and added again under the name counts from 0.

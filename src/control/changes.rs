@@ -90,6 +90,7 @@ impl Control {
                 return Err("PCI ports can only be given at start (the EAL probes only allow-listed devices): restart with --port".into())
             }
             PortSpec::Vdev(_) => {}
+            PortSpec::Vxlan(_) => return Err("VXLAN members come with --vxlan at start".into()),
         }
         let i = plane.free_index().ok_or("the port table is full (64 ports): del-port one first")?;
         let e = self.opener.open(def, queues, VlanMode::default(), plane.baseline(i))?;

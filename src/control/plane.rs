@@ -34,6 +34,7 @@ use crate::datapath::bridge::vlan::VlanMode;
 use crate::datapath::reload::ReloadBarrier;
 use crate::datapath::route::RouteIn;
 use crate::datapath::stats::{self, PortTotals, RxqCounters, WorkerStats};
+use crate::datapath::vxlan::{Remote, Vtep, VxlanIn};
 use crate::datapath::worker::{Action, PollPlan, RxSource, TxSource, WorkerPlan};
 use crate::dpdk::ethdev::{EthPort, PortId};
 use crate::dpdk::mempool::Mempool;
@@ -47,6 +48,8 @@ pub use crate::datapath::bridge::fwd::MAX_PORTS;
 pub enum PortRt {
     Eth(EthPort),
     Vhost(VhostPort),
+    /// A VXLAN tunnel to one remote VTEP: a bridge member with no rx queue of its own.
+    Vxlan(Arc<Vtep>),
 }
 
 /// Where a port's received packets go.
@@ -80,14 +83,14 @@ impl PortEntry {
     pub fn slot(&self) -> Option<Arc<VhostSlot>> {
         match &self.rt {
             PortRt::Vhost(v) => Some(v.slot().clone()),
-            PortRt::Eth(_) => None,
+            PortRt::Eth(_) | PortRt::Vxlan(_) => None,
         }
     }
 
     pub fn eth_id(&self) -> Option<PortId> {
         match &self.rt {
             PortRt::Eth(p) => Some(p.id()),
-            PortRt::Vhost(_) => None,
+            PortRt::Vhost(_) | PortRt::Vxlan(_) => None,
         }
     }
 }
@@ -207,7 +210,7 @@ impl Plane {
             return false;
         }
         self.route_version = r.version;
-        self.route_in = Arc::new(RouteIn { router: r.rt.clone(), ifs: r.snapshot.clone() });
+        self.route_in = Arc::new(RouteIn { router: r.rt.clone(), ifs: r.snapshot.clone(), vxlan: self.route_in.vxlan.clone() });
         let routed = r.routed_ports();
         drop(r);
         for (i, e) in self.ports.iter_mut().enumerate() {
@@ -221,12 +224,39 @@ impl Plane {
         true
     }
 
-    /// Rebuilds the workers' view of every bridge (after a membership or VLAN change).
+    /// The tunnels that end here, for the router's fast path (None without `--vxlan`):
+    /// built from the bridges as the workers will see them.
+    fn vxlan_in(&self) -> Option<Arc<VxlanIn>> {
+        let mut v = VxlanIn::default();
+        for (p, e) in self.ports.iter().enumerate() {
+            let Some(e) = e else { continue };
+            let (PortRt::Vxlan(t), Rule::Bridge(b)) = (&e.rt, e.rule) else { continue };
+            let br = &self.bridges[b].current;
+            let Some(member) = br.member(p) else { continue };
+            if !v.ends.contains(&(t.local, t.udp_port)) {
+                v.ends.push((t.local, t.udp_port));
+            }
+            v.remotes.push(Remote { vni: t.vni, local: t.local, remote: t.remote, bridge: br.clone(), member, port: p });
+        }
+        (!v.remotes.is_empty()).then(|| Arc::new(v))
+    }
+
+    /// The tunnels' VTEPs (the main loop resolves their paths).
+    pub fn vteps(&self) -> Vec<Arc<Vtep>> {
+        self.ports.iter().flatten().filter_map(|e| if let PortRt::Vxlan(v) = &e.rt { Some(v.clone()) } else { None }).collect()
+    }
+
+    /// Rebuilds the workers' view of every bridge (after a membership or VLAN change),
+    /// and the tunnels' way into them.
     pub fn rebuild_bridges(&mut self) {
         for b in &mut self.bridges {
             let members =
                 b.members.iter().filter_map(|&p| self.ports[p].as_ref().map(|e| Member { port: p, vlan: e.vlan.clone() })).collect();
             b.current = Arc::new(Bridge::new(b.table.clone(), members));
+        }
+        let vxlan = self.vxlan_in();
+        if vxlan.is_some() || self.route_in.vxlan.is_some() {
+            self.route_in = Arc::new(RouteIn { router: self.route_in.router.clone(), ifs: self.route_in.ifs.clone(), vxlan });
         }
     }
 
@@ -241,6 +271,8 @@ impl Plane {
             let rx = match &e.rt {
                 PortRt::Eth(port) => RxSource::Eth(port.rx_source(q)),
                 PortRt::Vhost(v) => RxSource::Vhost(v.rx_source(q, &self.pool), self.pool.clone()),
+                // Received on the underlay (see `vxlan_in`).
+                PortRt::Vxlan(_) => continue,
             };
             let action = match e.rule {
                 Rule::None => Action::Drop,

@@ -46,6 +46,7 @@ impl Opener {
     pub fn open(&self, def: &PortDef, queues: u16, vlan: VlanMode, base: PortTotals) -> Result<PortEntry, String> {
         let name = &def.name;
         let (rt, tx) = match &def.spec {
+            PortSpec::Vxlan(_) => return Err(format!("port '{name}': VXLAN members are made by --vxlan, not opened")),
             PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
                 let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
                 let mut v = VhostPort::register(name, &path.to_string_lossy(), role, queues, self.datapath)

@@ -54,10 +54,19 @@ pub enum DropCause {
     Unsupported = 17,
     /// Router: the slow path's queue or buffers were full (an exception flood).
     PuntFull = 18,
+    /// VXLAN: the route or the next hop's MAC towards the remote VTEP is not known yet.
+    VxlanUnresolved = 19,
+    /// VXLAN: the frame, wrapped, is larger than the underlay's MTU (inner MTU = the
+    /// underlay's minus 50).
+    VxlanTooBig = 20,
+    /// VXLAN: a received tunnel frame that is short or has the I flag clear (RFC 7348 §5).
+    VxlanBad = 21,
+    /// VXLAN: a received tunnel frame of a VNI or from a VTEP we do not know.
+    VxlanUnknown = 22,
 }
 
 /// Number of drop causes (the length of every drops array).
-pub const N_CAUSES: usize = 19;
+pub const N_CAUSES: usize = 23;
 
 impl DropCause {
     pub const ALL: [DropCause; N_CAUSES] = [
@@ -80,6 +89,10 @@ impl DropCause {
         DropCause::Blackhole,
         DropCause::Unsupported,
         DropCause::PuntFull,
+        DropCause::VxlanUnresolved,
+        DropCause::VxlanTooBig,
+        DropCause::VxlanBad,
+        DropCause::VxlanUnknown,
     ];
 
     /// The name used in tables and JSON (`drops.CAUSE`).
@@ -104,6 +117,10 @@ impl DropCause {
             DropCause::Blackhole => "blackhole",
             DropCause::Unsupported => "unsupported",
             DropCause::PuntFull => "punt_full",
+            DropCause::VxlanUnresolved => "vxlan_unresolved",
+            DropCause::VxlanTooBig => "vxlan_too_big",
+            DropCause::VxlanBad => "vxlan_bad",
+            DropCause::VxlanUnknown => "vxlan_unknown",
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::datapath::reload::{ReloadBarrier, WorkerReload};
 use crate::datapath::route::{self, RouteIn, Router, Verdict};
 use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
 use crate::datapath::vring::port::{Edit, Fwd, OwnRxQueue, OwnTxQueue};
+use crate::datapath::vxlan::{self, Staged, Vtep};
 use crate::dpdk::eal;
 use crate::dpdk::ethdev::EthTxQueue;
 use crate::dpdk::ethdev::{EthRxQueue, EthRxSource, EthTxSource};
@@ -128,6 +129,9 @@ pub type SharedTx = SharedQueue<TxQueue>;
 pub enum Tx {
     Own(TxQueue),
     Shared(Arc<SharedTx>),
+    /// A VXLAN tunnel to a remote VTEP (a bridge member): frames are wrapped and go out
+    /// the underlay port's queue (see [`send_to`]).
+    Vxlan(Arc<Vtep>),
 }
 
 impl Tx {
@@ -137,6 +141,7 @@ impl Tx {
         match self {
             Tx::Own(q) => matches!(q, TxQueue::Own(_)),
             Tx::Shared(q) => q.with(|q| matches!(q, TxQueue::Own(_))),
+            Tx::Vxlan(_) => false,
         }
     }
 
@@ -160,6 +165,7 @@ impl Tx {
         match self {
             Tx::Own(q) => go(q),
             Tx::Shared(q) => q.with(go),
+            Tx::Vxlan(_) => Fwd::default(),
         }
     }
 
@@ -181,6 +187,7 @@ impl Tx {
         match self {
             Tx::Own(q) => go(q),
             Tx::Shared(q) => q.with(go),
+            Tx::Vxlan(_) => (0, 0),
         }
     }
 
@@ -189,6 +196,8 @@ impl Tx {
         match self {
             Tx::Own(q) => q.send(batch, retries, c),
             Tx::Shared(q) => q.with(|q| q.send(batch, retries, c)),
+            // Only through `send_to`, which knows the underlay's queue.
+            Tx::Vxlan(_) => None,
         }
     }
 
@@ -196,6 +205,7 @@ impl Tx {
         match self {
             Tx::Own(q) => q.reload(),
             Tx::Shared(q) => q.with(TxQueue::reload),
+            Tx::Vxlan(_) => {}
         }
     }
 }
@@ -206,6 +216,7 @@ pub enum TxSource {
     Eth(EthTxSource),
     Vhost(VhostTxSource),
     Shared(Arc<SharedTx>),
+    Vxlan(Arc<Vtep>),
 }
 
 impl TxSource {
@@ -215,6 +226,7 @@ impl TxSource {
             TxSource::Vhost(s) if s.slot().datapath == Datapath::Lib => s.take().map(|q| Tx::Own(TxQueue::Vhost(q))),
             TxSource::Vhost(s) => s.claim().map(|c| Tx::Own(TxQueue::Own(OwnTxQueue::new(c)))),
             TxSource::Shared(q) => Some(Tx::Shared(q.clone())),
+            TxSource::Vxlan(v) => Some(Tx::Vxlan(v.clone())),
         }
     }
 }
@@ -361,6 +373,8 @@ pub struct Worker {
     /// points), and its per-burst working space.
     pub router: Arc<Router>,
     pub rscratch: Box<route::Scratch>,
+    /// Received tunnel frames on their way into bridges.
+    pub staged: Box<Staged>,
 }
 
 impl Worker {
@@ -554,8 +568,28 @@ impl Worker {
                             }
                         }
                         Verdict::Drop(c) => rxc.drop(c, run as u64),
+                        Verdict::Vxlan(_) => {
+                            // Tunnel frames leave the guest's ring as mbufs (copied whole),
+                            // then go the mbuf path's way into their bridges.
+                            if let Some(tun) = r.vxlan.as_deref() {
+                                if batch.alloc_fill(&self.pool, run, |x, room| rq.frame_bytes(at + x, Edit::Tag(TagEdit::None), room)) {
+                                    let mut x = at;
+                                    while let Some(m) = batch.pop_front() {
+                                        let l3 = if let Verdict::Vxlan(l3) = v[x] { usize::from(l3) } else { 14 };
+                                        vxlan::decap_into(tun, m, l3, rxc, &stats.ports, &mut self.staged);
+                                        x += 1;
+                                    }
+                                } else {
+                                    rxc.drop(DropCause::NoMbuf, run as u64);
+                                }
+                            }
+                        }
                     }
                     at += run;
+                }
+                if !self.staged.batch.is_empty() {
+                    let now = self.clock.ms(*t);
+                    self.tunnels_in(r, batch, outs, txs, stats, now);
                 }
                 rq.finish();
                 moved += good as u64;
@@ -581,28 +615,70 @@ impl Worker {
                 Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
                 Action::Route(r) => {
                     let k = route::decide_burst(r, p.rx_port, batch, &mut self.rscratch);
-                    route_mbufs(&self.rscratch.verdicts[..k], &self.router, p.rx_port, batch, outs, txs, self.tx_retries, stats);
+                    route_mbufs(&self.rscratch.verdicts[..k], r, p.rx_port, batch, outs, txs, self.tx_retries, stats, &mut self.staged);
+                    if !self.staged.batch.is_empty() {
+                        let now = self.clock.ms(t0);
+                        self.tunnels_in(r, batch, outs, txs, stats, now);
+                    }
                 }
                 Action::Bridge(br, member) => {
-                    let outs = &mut outs[..br.members.len()];
-                    // The whole burst unchanged to one member (the usual case of a two-port
-                    // bridge) stays in `batch` and goes out like a cross-connect's.
-                    let whole = fwd::forward(br, self.index, *member, batch, outs, &mut self.scratch, &self.pool, rxc, self.clock.ms(t0));
-                    if let Some(i) = whole {
-                        send_to(txs, br.members[i].port, batch, bytes, self.tx_retries, stats);
-                    }
-                    for (out, m) in outs.iter_mut().zip(&br.members) {
-                        if !out.is_empty() {
-                            let b = out.bytes();
-                            send_to(txs, m.port, out, b, self.tx_retries, stats);
-                        }
-                    }
+                    let now = self.clock.ms(t0);
+                    bridge_mbufs(
+                        br,
+                        self.index,
+                        *member,
+                        batch,
+                        bytes,
+                        outs,
+                        &mut self.scratch,
+                        &self.pool,
+                        txs,
+                        self.tx_retries,
+                        stats,
+                        now,
+                    );
                 }
             }
             bump(&p.counters.packets, n as u64);
             charge(&p.counters, t);
         }
         moved
+    }
+
+    /// Puts the staged tunnel frames into their bridges, a run of frames from one VTEP
+    /// at a time (`batch` is free here).
+    #[inline(never)]
+    fn tunnels_in(&mut self, r: &RouteIn, batch: &mut Batch, outs: &mut [Batch], txs: &mut [Option<Tx>], stats: &WorkerStats, now_ms: u64) {
+        let Some(t) = r.vxlan.as_deref() else {
+            self.staged.batch.drop_all();
+            return;
+        };
+        let st = &mut *self.staged;
+        let mut i = 0;
+        let n = st.batch.len();
+        while i < n {
+            let k = st.from[i];
+            let run = 1 + st.from[i + 1..n].iter().take_while(|&&x| x == k).count();
+            st.batch.move_front(run, batch);
+            let rem = &t.remotes[usize::from(k)];
+            let bytes = batch.bytes();
+            bridge_mbufs(
+                &rem.bridge,
+                self.index,
+                rem.member,
+                batch,
+                bytes,
+                outs,
+                &mut self.scratch,
+                &self.pool,
+                txs,
+                self.tx_retries,
+                stats,
+                now_ms,
+            );
+            i += run;
+        }
+        st.batch.drop_all();
     }
 
     /// Sends what the router's slow path handed down to this worker (replies, ICMP,
@@ -783,6 +859,17 @@ fn own_deliver<'e>(
     stats: &WorkerStats,
 ) {
     let c = &stats.ports[port];
+    if matches!(txs[port], Some(Tx::Vxlan(_))) {
+        // Into mbufs as they are, then wrapped and sent by `send_to`.
+        if batch.alloc_fill(pool, n, |x, room| rq.frame_bytes(at + x, edit(at + x), room)) {
+            batch.drop_empty();
+            let bytes = batch.bytes();
+            send_to(txs, port, batch, bytes, retries, stats);
+        } else {
+            c.drop(DropCause::NoMbuf, n as u64);
+        }
+        return;
+    }
     let Some(t) = txs[port].as_mut() else {
         c.drop(DropCause::PortDown, n as u64);
         return;
@@ -835,6 +922,7 @@ fn same_run(x: &Verdict, first: &Verdict) -> bool {
         (Verdict::Fwd(a), Verdict::Fwd(b)) => a.port == b.port,
         (Verdict::Punt(..), Verdict::Punt(..)) => true,
         (Verdict::Drop(a), Verdict::Drop(b)) => a == b,
+        (Verdict::Vxlan(_), Verdict::Vxlan(_)) => true,
         _ => false,
     }
 }
@@ -856,14 +944,16 @@ fn count_punt(c: &PortCounters, ok: bool) {
 #[inline]
 fn route_mbufs(
     v: &[Verdict],
-    router: &Router,
+    r: &RouteIn,
     port: usize,
     batch: &mut Batch,
     outs: &mut [Batch],
     txs: &mut [Option<Tx>],
     retries: u32,
     stats: &WorkerStats,
+    staged: &mut Staged,
 ) {
+    let router = &*r.router;
     let rxc = &stats.ports[port];
     for x in v {
         let Some(mut m) = batch.pop_front() else { break };
@@ -890,6 +980,10 @@ fn route_mbufs(
                 count_punt(rxc, ok);
             }
             Verdict::Drop(c) => rxc.drop(*c, 1),
+            Verdict::Vxlan(l3) => match r.vxlan.as_deref() {
+                Some(t) => vxlan::decap_into(t, m, usize::from(*l3), rxc, &stats.ports, staged),
+                None => rxc.drop(DropCause::VxlanUnknown, 1),
+            },
         }
     }
     // Whatever the verdicts did not cover (none: one verdict per packet).
@@ -928,8 +1022,63 @@ fn account(f: &Fwd, rxc: &PortCounters, txc: &PortCounters) {
 #[inline(always)]
 fn send_to(txs: &mut [Option<Tx>], port: usize, batch: &mut Batch, bytes: u64, retries: u32, stats: &WorkerStats) {
     match &mut txs[port] {
+        Some(Tx::Vxlan(v)) => {
+            // A tunnel: the frames, wrapped, go out the underlay port (never a tunnel
+            // itself: the control plane resolves paths through routed ports only).
+            let c = &stats.ports[port];
+            let Some(path) = v.path() else {
+                return c.drop(DropCause::VxlanUnresolved, batch.drop_all() as u64);
+            };
+            let (n, inner) = vxlan::encap(&path, batch, &v.pool, c);
+            bump(&c.tx_packets, n);
+            bump(&c.tx_bytes, inner);
+            let b = batch.bytes();
+            send_port(txs, path.port, batch, b, retries, stats);
+        }
+        _ => send_port(txs, port, batch, bytes, retries, stats),
+    }
+}
+
+/// [`send`] to a port's own queue, or `port_down`.
+#[inline(always)]
+fn send_port(txs: &mut [Option<Tx>], port: usize, batch: &mut Batch, bytes: u64, retries: u32, stats: &WorkerStats) {
+    match &mut txs[port] {
         Some(t) => send(t, batch, bytes, retries, &stats.ports[port]),
         None => stats.ports[port].drop(DropCause::PortDown, batch.drop_all() as u64),
+    }
+}
+
+/// The bridge's switching of a burst of mbufs that entered by `member` (received on its
+/// port, or unwrapped from its tunnel), and the sends to the members it chose.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn bridge_mbufs(
+    br: &Bridge,
+    worker: usize,
+    member: usize,
+    batch: &mut Batch,
+    bytes: u64,
+    outs: &mut [Batch],
+    scratch: &mut fwd::Scratch,
+    pool: &Mempool,
+    txs: &mut [Option<Tx>],
+    retries: u32,
+    stats: &WorkerStats,
+    now_ms: u64,
+) {
+    let rxc = &stats.ports[br.members[member].port];
+    let outs = &mut outs[..br.members.len()];
+    // The whole burst unchanged to one member (the usual case of a two-port bridge)
+    // stays in `batch` and goes out like a cross-connect's.
+    let whole = fwd::forward(br, worker, member, batch, outs, scratch, pool, rxc, now_ms);
+    if let Some(i) = whole {
+        send_to(txs, br.members[i].port, batch, bytes, retries, stats);
+    }
+    for (out, m) in outs.iter_mut().zip(&br.members) {
+        if !out.is_empty() {
+            let b = out.bytes();
+            send_to(txs, m.port, out, b, retries, stats);
+        }
     }
 }
 

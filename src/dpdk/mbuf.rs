@@ -29,6 +29,10 @@ pub struct Batch {
     tail: usize,
 }
 
+// SAFETY: a batch owns its mbufs as an `Mbuf` does (see there): moving it to another
+// thread moves that ownership; a worker's staging batches are created before its thread.
+unsafe impl Send for Batch {}
+
 impl Default for Batch {
     fn default() -> Self {
         Self::new()
@@ -277,6 +281,24 @@ impl Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(((*m).buf_addr as *mut u8).add((*m).data_off as usize), (*m).data_len as usize) })
     }
 
+    /// The packet's length, all segments.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        // SAFETY: live mbuf.
+        unsafe { (*self.ptr()).pkt_len as usize }
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether other references share the packet (its head must not be edited).
+    #[inline(always)]
+    pub fn is_shared(&self) -> bool {
+        self.refcnt() != 1
+    }
+
     /// Calls `f` with each segment's bytes, first to last.
     pub fn segments(&self, mut f: impl FnMut(&[u8])) {
         let mut m = self.ptr();
@@ -364,6 +386,30 @@ impl Batch {
         let n = n.min(self.len());
         self.free_front(n);
         n
+    }
+
+    /// Calls `f` on every pending packet in order, which may edit or replace it; keeps
+    /// those for which it returns true (in order) and frees the others.
+    #[inline(always)]
+    pub fn retain_mut(&mut self, mut f: impl FnMut(&mut Mbuf) -> bool) {
+        let mut w = self.head;
+        for r in self.head..self.tail {
+            // The slot's reference moves into `m` (the slot is emptied: a NULL is skipped
+            // by rte_pktmbuf_free_bulk, so nothing is freed twice if `f` unwinds); it
+            // comes back below if kept, and is freed with `m` otherwise.
+            let Some(p) = std::ptr::NonNull::new(std::mem::replace(&mut self.pkts[r], std::ptr::null_mut())) else { continue };
+            let mut m = Mbuf(p);
+            if f(&mut m) {
+                self.pkts[w] = m.0.as_ptr();
+                std::mem::forget(m);
+                w += 1;
+            }
+        }
+        self.tail = w;
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
     }
 
     /// Takes the first pending packet out of the batch.

@@ -12,6 +12,7 @@
 //! ip = ["gw=198.18.1.254/24", "gw=2001:db8:1::fe/64", "up.20=198.18.2.254/24"]
 //! route = ["198.19.0.0/16=via:198.18.2.1", "0.0.0.0/0=blackhole"]
 //! mtu = ["up.20=1500"]
+//! vxlan = ["5001=br0,local=198.18.20.1,remote=198.18.20.2"]
 //!
 //! [ports]
 //! vm1 = "vhost-server:/run/pmdswitch/vm1.sock"
@@ -44,6 +45,7 @@ use toml::Spanned;
 use crate::cli::RunArgs;
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::parse;
+use crate::parse::file_pos as at;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -76,6 +78,9 @@ struct File {
     /// Interface MTUs, `IFACE=BYTES`.
     #[serde(default)]
     mtu: Vec<Spanned<String>>,
+    /// VXLAN segments, `VNI=BRIDGE,local=ADDR,remote=ADDR[+ADDR...]`.
+    #[serde(default)]
+    vxlan: Vec<Spanned<String>>,
     cores: Option<Spanned<String>>,
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
@@ -102,14 +107,6 @@ struct File {
 #[derive(Debug)]
 pub struct Config {
     file_args: RunArgs,
-}
-
-/// `FILE:LINE:COL` of a byte offset.
-fn at(path: &Path, text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
-    format!("{}:{line}:{col}", path.display())
 }
 
 /// Reads and checks `path`; on failure returns every error found, each one line.
@@ -186,6 +183,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             errs.push(format!("{}: {e}", at(path, text, x.span().start)));
         }
     }
+    for x in &f.vxlan {
+        if let Err(e) = crate::datapath::vxlan::parse_vxlan(x.get_ref()) {
+            errs.push(format!("{}: {e}", at(path, text, x.span().start)));
+        }
+    }
     for x in &f.mtu {
         if let Err(e) = parse::parse_mtu_arg(x.get_ref()) {
             errs.push(format!("{}: {e}", at(path, text, x.span().start)));
@@ -244,6 +246,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             ips: f.ip.iter().map(|x| x.get_ref().clone()).collect(),
             routes: f.route.iter().map(|x| x.get_ref().clone()).collect(),
             mtus: f.mtu.iter().map(|x| x.get_ref().clone()).collect(),
+            vxlans: f.vxlan.iter().map(|x| x.get_ref().clone()).collect(),
             cores: f.cores.map(|c| c.into_inner()),
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
@@ -288,6 +291,7 @@ impl Config {
             ips: f.ips.into_iter().chain(cli.ips).collect(),
             routes: f.routes.into_iter().chain(cli.routes).collect(),
             mtus: f.mtus.into_iter().chain(cli.mtus).collect(),
+            vxlans: f.vxlans.into_iter().chain(cli.vxlans).collect(),
             cores: cli.cores.or(f.cores),
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),
@@ -346,10 +350,7 @@ mod tests {
     #[test]
     fn module_doc_example_parses_and_plans() {
         // The example at the top of this file, verbatim.
-        let doc = include_str!("config.rs");
-        let start = doc.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
-        let end = start + doc[start..].find("//! ```\n").unwrap();
-        let text: String = doc[start..end].lines().map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n");
+        let text = crate::parse::doc_toml(include_str!("config.rs"));
         let c = parse(Path::new("doc.toml"), &text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
         assert_eq!(c.summary(), "5 ports, 1 xconnects, 1 bridges");
         let a = c.merge(RunArgs::default());

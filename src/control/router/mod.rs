@@ -453,6 +453,29 @@ impl RouterCtl {
 
     /// The next hop of neighbour `a` on `iface`, created (incomplete, asked at the next
     /// tick) if new.
+    /// The way to `dst` as a tunnel needs it: (underlay port, the interface's MAC and
+    /// IP MTU, the next hop's MAC). None while the route or the neighbour is not known;
+    /// a host of a connected subnet then gets its entry (and host route), which the slow
+    /// path asks for. Only untagged interfaces carry tunnels.
+    pub fn path_to(&mut self, dst: std::net::Ipv4Addr) -> Option<(usize, [u8; 6], [u8; 6], u16)> {
+        let v = self.rt.fib4.lookup4(u32::from(dst))?;
+        let id = self.rt.nh.resolve(v, 0);
+        let hop = self.rt.nh.hop(id);
+        let i = self.iface(hop.iface).filter(|i| i.vlan == 0)?;
+        let (port, mac, mtu) = (i.port, i.mac, i.mtu);
+        match hop.kind {
+            Kind::Forward => Some((port, mac, hop.mac, mtu)),
+            Kind::Glean => {
+                let a = IpAddr::V4(dst);
+                if let Ok(nh) = self.neigh_nh(hop.iface, a) {
+                    self.install_host_route(hop.iface, a, nh);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
     fn neigh_nh(&mut self, iface: u16, a: IpAddr) -> Result<u32, String> {
         if let Some(n) = self.neigh.get(iface, a) {
             return Ok(n.nh);

@@ -309,8 +309,9 @@ impl Capture {
     pub fn new(depth: usize, every: u64, limit: u64, port: Option<u16>) -> Capture {
         let free = ArrayQueue::new(depth);
         for _ in 0..depth {
-            // 2 KiB each (a standard frame): the receive loop only copies into them.
-            let _ = free.push(Vec::with_capacity(2048));
+            // Small to start (a 64-byte frame fits; 8 MiB for 65 536 of them): a buffer
+            // grows the first time a larger frame lands in it, and keeps its size.
+            let _ = free.push(Vec::with_capacity(128));
         }
         Capture {
             queue: ArrayQueue::new(depth),

@@ -40,6 +40,7 @@ use toml::Spanned;
 use super::field::{Field, Kind, Mode, Per, Values};
 use super::frame::{Layout, Shape, L4};
 use super::packet::{MAX_FRAME, MIN_FRAME};
+use crate::parse::file_pos as at;
 use crate::parse::{self, Rate};
 
 /// One stream of a profile, checked.
@@ -127,14 +128,6 @@ struct RawField {
     step: Option<u64>,
     mode: Option<String>,
     per: Option<String>,
-}
-
-/// `FILE:LINE:COL` of a byte offset.
-fn at(path: &Path, text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
-    format!("{}:{line}:{col}", path.display())
 }
 
 /// Reads and checks a profile; the error is one line naming file, line, stream and key.
@@ -422,10 +415,7 @@ mod tests {
 
     #[test]
     fn the_module_example_parses() {
-        let doc = include_str!("profile.rs");
-        let start = doc.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
-        let end = start + doc[start..].find("//! ```\n").unwrap();
-        let text: String = doc[start..end].lines().map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n");
+        let text = crate::parse::doc_toml(include_str!("profile.rs"));
         let s = parse(Path::new("/x/doc.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].frames.len(), 12);

@@ -56,7 +56,7 @@ fn router() -> RouteIn {
     rt.nh.set_group(0, &[4, 5]);
     rt.fib4.insert(v4([198, 23, 0, 0]), 16, GROUP_BIT).unwrap();
     rt.fib6.insert(key6("2001:db8:2::".parse::<Ipv6Addr>().unwrap().octets()), 64, 4).unwrap();
-    RouteIn { router: rt, ifs: Arc::new(ifs) }
+    RouteIn { router: rt, ifs: Arc::new(ifs), vxlan: None }
 }
 
 /// An IPv4/UDP frame to us (MAC A) of `len` IP bytes.

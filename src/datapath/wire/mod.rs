@@ -4,3 +4,4 @@
 pub mod csum;
 pub mod l3;
 pub mod tso;
+pub mod vxlan;
