@@ -28,9 +28,9 @@ say() { echo "setup: $*"; }
 
 # Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (in
 # dpdk-dev, not dpdk, on Debian 12) as the virtio-user peer, strace (no-syscall test),
-# iproute2 + ping (tap ports in namespaces), python3 (hostile frontend), QEMU, busybox
+# iproute2 + ping + ethtool (tap ports and veths in namespaces), python3 (hostile frontend), QEMU, busybox
 # and cpio/xz (scripts/vm.sh guests).
-pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 python3 procps strace iputils-ping
+pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 ethtool python3 procps strace iputils-ping
       qemu-system-x86 busybox-static cpio xz-utils)
 ((extras)) && pkgs+=(openvswitch-switch-dpdk dpdk-doc)
 missing=()

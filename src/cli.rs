@@ -112,6 +112,19 @@ pub struct RunArgs {
     #[arg(long = "vxlan", value_name = "VNI=BRIDGE,...")]
     pub vxlans: Vec<String>,
 
+    /// A Linux TAP twin of a routed interface (IFACE[=NAME], NAME defaults to IFACE): same
+    /// MAC, MTU and addresses; packets for the router's addresses it does not answer
+    /// itself (TCP, UDP, routing protocols) go up to it, and what the kernel sends on it
+    /// goes out of the interface. Repeat for more.
+    #[arg(long = "host-if", value_name = "IFACE[=NAME]")]
+    pub host_ifs: Vec<String>,
+
+    /// Mirror Linux routing table TABLE (main or an id) into the router, through twins
+    /// of every routed interface (--host-if names them): ip route, FRR or BIRD then
+    /// program the data plane. Static routes win over Linux ones for the same prefix.
+    #[arg(long = "linux-routes", value_name = "TABLE")]
+    pub linux_routes: Option<String>,
+
     /// Let a worker run on the EAL main core (machines with fewer CPUs than workers + 1:
     /// the main thread sleeps, waking every few ms for control work, which then takes
     /// that worker's time).

@@ -42,8 +42,21 @@ impl Switch {
     /// # Panics
     /// When it does not start within 20 s (the test bed's failure, with its output).
     pub fn start(exe: &Path, s: &Scratch, args: &[&str]) -> Switch {
+        Switch::start_in(exe, s, None, args)
+    }
+
+    /// `start` inside network namespace `netns` (`ip netns exec`, which execs: the
+    /// process is still ours to signal).
+    pub fn start_in(exe: &Path, s: &Scratch, netns: Option<&str>, args: &[&str]) -> Switch {
         let json = s.path("stats.json");
-        let mut cmd = Command::new(exe);
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.arg("run").args(args).arg("--stats-json").arg(&json);
         if let Ok(dp) = std::env::var(DATAPATH_ENV) {
             if !args.contains(&"--vhost-datapath") && !dp.is_empty() {

@@ -13,10 +13,11 @@ use serde_json::Value;
 use pmdswitch::cli::RunArgs;
 use pmdswitch::control::changes::Control;
 use pmdswitch::control::client;
+use pmdswitch::control::linux;
 use pmdswitch::control::plane::{BridgeEntry, Plane, PortEntry, PortRt, Rule, MAX_PORTS};
 use pmdswitch::control::ports::{same_resource, Opener};
 use pmdswitch::control::router::neigh::Timing;
-use pmdswitch::control::router::{slow, Prefix, RouterCtl};
+use pmdswitch::control::router::{self, slow, Prefix, RouterCtl};
 use pmdswitch::control::server;
 use pmdswitch::datapath::bridge::fwd::Bridge;
 use pmdswitch::datapath::bridge::table::{self, MacTable};
@@ -75,6 +76,10 @@ struct Plan {
     pub routes: Vec<(std::net::IpAddr, u8, parse::RouteTarget)>,
     /// VXLAN segments and their bridges' indices.
     pub vxlans: Vec<(VxlanSpec, usize)>,
+    /// Host interfaces: port index, VLAN, Linux name.
+    pub twins: Vec<(usize, u16, String)>,
+    /// `--linux-routes`: the table mirrored.
+    pub linux_table: Option<u32>,
 }
 
 /// Everything that can be checked without DPDK: each error names the problem and the fix.
@@ -215,6 +220,7 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         }
         mtus.push((i, vlan, mtu));
     }
+    let (twins, linux_table) = plan_twins(a, &index, &ips)?;
     let mut routes = Vec::new();
     for x in &a.routes {
         routes.push(parse::parse_route_arg(x).map_err(|e| Failure::Usage(format!("--route {x}: {e}")))?);
@@ -388,7 +394,67 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
         mtus,
         routes,
         vxlans,
+        twins,
+        linux_table,
     })
+}
+
+/// `--host-if` and `--linux-routes`: which routed interfaces get a twin, named how.
+#[allow(clippy::type_complexity)]
+fn plan_twins(
+    a: &RunArgs,
+    index: &HashMap<&str, usize>,
+    ips: &[(usize, u16, std::net::IpAddr, u8)],
+) -> Result<(Vec<(usize, u16, String)>, Option<u32>), Failure> {
+    let table = a.linux_routes.as_deref().map(linux::parse_table).transpose().map_err(Failure::Usage)?;
+    let mut twins: Vec<(usize, u16, String)> = Vec::new();
+    for x in &a.host_ifs {
+        let (iface, name) = x.split_once('=').unwrap_or((x, x));
+        let (p, vlan) = match iface.split_once('.') {
+            Some((p, v)) => (
+                p,
+                v.parse::<u16>()
+                    .map_err(|_| Failure::Usage(format!("--host-if {x}: '{v}' is not a VLAN id (IFACE is PORT or PORT.VLAN)")))?,
+            ),
+            None => (iface, 0),
+        };
+        let i = *index
+            .get(p)
+            .ok_or_else(|| Failure::Usage(format!("--host-if {x} names unknown port '{p}': define it with --port {p}=SPEC")))?;
+        if !ips.iter().any(|&(j, v, _, _)| j == i && v == vlan) {
+            return usage(format!("--host-if {x}: interface {iface} has no address: give it one with --ip {iface}=ADDR/LEN"));
+        }
+        if twins.iter().any(|t| t.0 == i && t.1 == vlan) {
+            return usage(format!("--host-if {x}: interface {iface} has a host interface already: one per interface"));
+        }
+        twins.push((i, vlan, name.to_string()));
+    }
+    if table.is_some() {
+        if ips.is_empty() {
+            return usage("--linux-routes: no routed interface to mirror routes through: give ports addresses with --ip PORT=ADDR/LEN");
+        }
+        // Every routed interface gets its twin: Linux routes name them.
+        for &(i, vlan, _, _) in ips {
+            if !twins.iter().any(|t| t.0 == i && t.1 == vlan) {
+                let name = a.ports.get(i).and_then(|p| p.split_once('=')).map_or(String::new(), |(n, _)| n.to_string());
+                twins.push((i, vlan, router::ifname(&name, vlan)));
+            }
+        }
+    }
+    for (_, _, name) in &twins {
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+            return usage(format!("host interface name '{name}' is not a Linux interface name (1-15 characters, no '/', ' ' or ':'): choose one with --host-if IFACE=NAME"));
+        }
+        if std::path::Path::new("/sys/class/net").join(name).exists() {
+            return usage(format!(
+                "host interface {name} exists already in this network namespace: remove it (ip link del {name}) or choose another name with --host-if IFACE=NAME"
+            ));
+        }
+    }
+    if !twins.is_empty() && !std::path::Path::new("/dev/net/tun").exists() {
+        return usage("host interfaces need /dev/net/tun: load the tun module (modprobe tun)");
+    }
+    Ok((twins, table))
 }
 
 /// Each tunnel's way to its remote VTEP as the router sees it now: the outer headers
@@ -541,6 +607,13 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         for (addr, len, t) in &plan.routes {
             r.add_route(Prefix::of(*addr, *len), t).map_err(|e| Failure::Usage(format!("--route {addr}/{len}={t}: {e}")))?;
         }
+        for (i, vlan, name) in &plan.twins {
+            let k = r
+                .iface_by_name(&plan.ports[*i].name, *vlan)
+                .map(|x| x.index)
+                .ok_or_else(|| rt(format!("host interface {name}: no interface")))?;
+            r.add_twin(k, name).map_err(rt)?;
+        }
     }
     // A bridge member per remote VTEP (after the user's ports: their indices stay).
     for (s, b) in &plan.vxlans {
@@ -593,6 +666,13 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         .map_err(|e| rt(format!("control socket {}: {e}: remove it or pick another with --ctl", ctl_path.display())))?;
     let slow_stop = Arc::new(AtomicBool::new(false));
     let slow = slow::spawn(rctl.clone(), slow_stop.clone()).map_err(|e| rt(format!("cannot start the router's slow-path thread: {e}")))?;
+    let mirror = match plan.linux_table {
+        Some(t) => Some(
+            linux::spawn(t, rctl.clone(), slow_stop.clone())
+                .map_err(|e| rt(format!("--linux-routes: cannot open rtnetlink: {e}: run as root")))?,
+        ),
+        None => None,
+    };
     let mut handles = Vec::new();
     for (w, wplan) in plans.into_iter().enumerate() {
         let worker = Worker {
@@ -715,6 +795,9 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     // The slow path stops before the workers: nothing is handed down after they go.
     slow_stop.store(true, Ordering::SeqCst);
     let _ = slow.join();
+    if let Some(m) = mirror {
+        let _ = m.join();
+    }
     barrier.stop();
     for h in handles {
         let _ = h.join();

@@ -5,6 +5,7 @@
 
 pub mod changes;
 pub mod client;
+pub mod linux;
 pub mod plane;
 pub mod ports;
 pub mod protocol;

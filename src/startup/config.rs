@@ -13,6 +13,8 @@
 //! route = ["198.19.0.0/16=via:198.18.2.1", "0.0.0.0/0=blackhole"]
 //! mtu = ["up.20=1500"]
 //! vxlan = ["5001=br0,local=198.18.20.1,remote=198.18.20.2"]
+//! host-if = ["gw=gw0"]
+//! linux-routes = "main"
 //!
 //! [ports]
 //! vm1 = "vhost-server:/run/pmdswitch/vm1.sock"
@@ -81,6 +83,10 @@ struct File {
     /// VXLAN segments, `VNI=BRIDGE,local=ADDR,remote=ADDR[+ADDR...]`.
     #[serde(default)]
     vxlan: Vec<Spanned<String>>,
+    /// Host interfaces, `IFACE[=NAME]`.
+    #[serde(default)]
+    host_if: Vec<Spanned<String>>,
+    linux_routes: Option<String>,
     cores: Option<Spanned<String>>,
     burst: Option<Spanned<usize>>,
     tx_retries: Option<u32>,
@@ -247,6 +253,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             routes: f.route.iter().map(|x| x.get_ref().clone()).collect(),
             mtus: f.mtu.iter().map(|x| x.get_ref().clone()).collect(),
             vxlans: f.vxlan.iter().map(|x| x.get_ref().clone()).collect(),
+            host_ifs: f.host_if.iter().map(|x| x.get_ref().clone()).collect(),
+            linux_routes: f.linux_routes,
             cores: f.cores.map(|c| c.into_inner()),
             burst: f.burst.map(|b| b.into_inner()),
             tx_retries: f.tx_retries,
@@ -292,6 +300,8 @@ impl Config {
             routes: f.routes.into_iter().chain(cli.routes).collect(),
             mtus: f.mtus.into_iter().chain(cli.mtus).collect(),
             vxlans: f.vxlans.into_iter().chain(cli.vxlans).collect(),
+            host_ifs: f.host_ifs.into_iter().chain(cli.host_ifs).collect(),
+            linux_routes: cli.linux_routes.or(f.linux_routes),
             cores: cli.cores.or(f.cores),
             burst: cli.burst.or(f.burst),
             tx_retries: cli.tx_retries.or(f.tx_retries),

@@ -18,6 +18,7 @@ pub mod load;
 pub mod neigh;
 pub mod show;
 pub mod slow;
+pub mod twin;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -31,6 +32,9 @@ use crate::datapath::route::nexthop::{Hop, Kind, GROUP_BIT};
 use crate::datapath::route::Router;
 use crate::parse::RouteTarget;
 use neigh::{Neighbours, State, Timing};
+
+/// `add_linux_route`'s refusal when a static route holds the prefix.
+pub const SHADOWED: &str = "shadowed by a static route";
 
 /// Next hops every router has.
 pub const NH_LOCAL: u32 = 1;
@@ -118,6 +122,8 @@ pub enum Origin {
     Static(RouteTarget),
     /// A neighbour found through a connected subnet.
     Host(u16),
+    /// The Linux table `--linux-routes` mirrors.
+    Linux(RouteTarget),
 }
 
 impl Origin {
@@ -127,6 +133,7 @@ impl Origin {
             Origin::Connected(_) => "connected",
             Origin::Static(_) => "static",
             Origin::Host(_) => "host",
+            Origin::Linux(_) => "linux",
         }
     }
 }
@@ -156,6 +163,8 @@ pub struct SlowStats {
     /// Dropped in the slow path, by cause.
     pub drops: HashMap<&'static str, u64>,
     pub inject_full: u64,
+    /// The Linux mirror's counters.
+    pub linux: HashMap<&'static str, u64>,
 }
 
 impl SlowStats {
@@ -209,6 +218,10 @@ pub struct RouterCtl {
     pub barrier: Option<Arc<ReloadBarrier>>,
     /// A neighbour was created since the last tick (ask for it now).
     fresh: bool,
+    /// Host interfaces, by interface index.
+    pub twins: Vec<Option<twin::Twin>>,
+    pub twin_bucket: Bucket,
+    pub twin_stats: twin::TwinStats,
 }
 
 /// A MAC for a routed interface: locally administered, unicast, from its name (stable
@@ -248,6 +261,9 @@ impl RouterCtl {
             version: 0,
             barrier: None,
             fresh: false,
+            twins: Vec::new(),
+            twin_bucket: twin::new_bucket(),
+            twin_stats: twin::TwinStats::default(),
         }
     }
 
@@ -489,8 +505,34 @@ impl RouterCtl {
         Ok(nh)
     }
 
-    /// Adds (or replaces) a static route.
+    /// Adds (or replaces) a static route (it replaces one learned from Linux too).
     pub fn add_route(&mut self, p: Prefix, target: &RouteTarget) -> Result<String, String> {
+        self.put_route(p, target, false)
+    }
+
+    /// Adds (or replaces) a route mirrored from Linux. A static route for the prefix
+    /// wins: the Linux one is refused with `Err(SHADOWED)` (flags, config and `ctl` are
+    /// the operator's word; the routing daemon's table is the default under it).
+    pub fn add_linux_route(&mut self, p: Prefix, target: &RouteTarget) -> Result<String, String> {
+        if matches!(self.routes.get(&p).map(|r| &r.origin), Some(Origin::Static(_))) {
+            return Err(SHADOWED.into());
+        }
+        self.put_route(p, target, true)
+    }
+
+    /// Removes a route learned from Linux (nothing if the prefix has another origin).
+    pub fn del_linux_route(&mut self, p: Prefix) -> bool {
+        if !matches!(self.routes.get(&p).map(|r| &r.origin), Some(Origin::Linux(_))) {
+            return false;
+        }
+        self.fib_del(p);
+        if let Some(r) = self.routes.remove(&p) {
+            self.drop_ref(r.value);
+        }
+        true
+    }
+
+    fn put_route(&mut self, p: Prefix, target: &RouteTarget, linux: bool) -> Result<String, String> {
         match self.routes.get(&p).map(|r| &r.origin) {
             Some(Origin::Local(i)) | Some(Origin::Connected(i)) => {
                 let n = self.iface(*i).map_or("?", |x| x.name.as_str());
@@ -538,7 +580,8 @@ impl RouterCtl {
             self.drop_ref(value);
             return Err(e);
         }
-        let old = self.routes.insert(p, Route { origin: Origin::Static(target.clone()), value });
+        let origin = if linux { Origin::Linux(target.clone()) } else { Origin::Static(target.clone()) };
+        let old = self.routes.insert(p, Route { origin, value });
         match old {
             Some(Route { origin: Origin::Host(i), .. }) => {
                 if let Some(n) = self.neigh.get_mut(i, p.addr()) {
@@ -559,6 +602,7 @@ impl RouterCtl {
     pub fn del_route(&mut self, p: Prefix) -> Result<String, String> {
         match self.routes.get(&p).map(|r| &r.origin) {
             Some(Origin::Static(_)) => {}
+            Some(Origin::Linux(_)) => return Err(format!("{p} was learned from Linux: delete it there (ip route del {p})")),
             Some(o) => return Err(format!("{p} is a {} route: it goes with its address or neighbour", o.name())),
             None => return Err(format!("no route {p}: see route show")),
         }

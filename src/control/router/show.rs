@@ -67,7 +67,7 @@ impl RouterCtl {
         let total = keys.len();
         keys.truncate(limit);
         let origin = |o: &Origin| match o {
-            Origin::Static(t) => t.to_string(),
+            Origin::Static(t) | Origin::Linux(t) => t.to_string(),
             Origin::Local(i) | Origin::Connected(i) | Origin::Host(i) => format!("dev:{}", self.iface_name(*i)),
         };
         if as_json {
@@ -131,6 +131,10 @@ impl RouterCtl {
             "nd_in": s.nd_in, "ns_sent": s.ns_sent, "na_sent": s.na_sent, "echo_replies": s.echo_replies,
             "icmp_errors": s.icmp_errors, "icmp_rate_limited": s.icmp_rate_limited, "fragments_sent": s.fragments_sent,
             "resolved": s.resolved, "released": s.released, "drops": s.drops, "inject_full": s.inject_full,
+            "host_if": {"up": self.twin_stats.up, "down": self.twin_stats.down, "rate_limited": self.twin_stats.rate_limited,
+                        "errors": self.twin_stats.errors, "too_big": self.twin_stats.too_big,
+                        "interfaces": self.twins.iter().flatten().filter_map(|t| t.tap.as_ref().map(|t| t.name().to_string())).collect::<Vec<_>>()},
+            "linux": s.linux,
         })
     }
 

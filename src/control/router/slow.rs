@@ -36,6 +36,9 @@ pub fn spawn(ctl: Arc<Mutex<RouterCtl>>, stop: Arc<AtomicBool>) -> std::io::Resu
                     did += 1;
                 }
                 let now = Instant::now();
+                if c.has_twins() {
+                    did += c.poll_twins(256);
+                }
                 if now >= next_tick {
                     c.tick(now);
                     next_tick = now + Duration::from_millis(100);
@@ -115,27 +118,36 @@ impl RouterCtl {
                 self.install_host_route(iface, spa, nh);
             }
         }
+        if a.op == ARP_REPLY {
+            // The kernel's own requests (from a twin) are answered to our MAC too.
+            self.hand_up(iface, eth.src, eth.dst, l3::ETHERTYPE_ARP, payload);
+        }
         if a.op == ARP_REQUEST && ours {
             let r = Arp { op: ARP_REPLY, sha: mac, spa: a.tpa, tha: a.sha, tpa: a.spa };
             self.emit_frame(iface, l3::arp_frame(a.sha, vlan, &r));
             self.stats.arp_replies_sent += 1;
         } else if a.op != ARP_REPLY && !ours {
-            let _ = eth;
             self.stats.drop("arp_not_ours");
         }
     }
 
     fn on_local(&mut self, iface: u16, eth: &l3::Eth, ip: &[u8]) {
         match ip.first().map(|b| b >> 4) {
-            Some(4) => self.local4(iface, ip),
+            Some(4) => self.local4(iface, eth, ip),
             Some(6) => self.local6(iface, eth, ip),
             _ => self.stats.drop("local_malformed"),
         }
     }
 
-    fn local4(&mut self, iface: u16, ip: &[u8]) {
+    fn local4(&mut self, iface: u16, eth: &l3::Eth, ip: &[u8]) {
         let Ok(h) = l3::parse_ipv4(ip) else { return self.stats.drop("local_malformed") };
         let ours = self.ifaces.iter().flatten().any(|i| i.owns(IpAddr::V4(h.dst)));
+        let echo = h.proto == l3::PROTO_ICMP && ip.get(h.ihl) == Some(&l3::ICMP_ECHO) && !h.fragment;
+        // With a host interface, everything but echo goes to the kernel (its sockets,
+        // a routing daemon's hellos to a multicast group).
+        if !(ours && echo) && self.hand_up(iface, eth.src, eth.dst, l3::ETHERTYPE_IPV4, &ip[..h.total.min(ip.len())]) {
+            return;
+        }
         if !ours {
             // Broadcast and multicast to the router: nothing here listens (yet).
             return self.stats.drop("local_multicast");
@@ -169,6 +181,15 @@ impl RouterCtl {
         let msg = &ip[40..40 + h.payload];
         let Some(i) = self.iface(iface) else { return self.stats.drop("no_interface") };
         let (mac, vlan) = (i.mac, i.vlan);
+        // ND is answered here (the twin learns neighbours from advertisements too) and
+        // echo to our addresses; the rest goes to the kernel when there is a twin.
+        let nd_or_echo = h.next == l3::PROTO_ICMPV6 && matches!(msg.first(), Some(&l3::ND_NS | &l3::ND_NA | &l3::ICMP6_ECHO));
+        if msg.first() == Some(&l3::ND_NA) && h.next == l3::PROTO_ICMPV6 {
+            self.hand_up(iface, eth.src, eth.dst, l3::ETHERTYPE_IPV6, &ip[..40 + h.payload]);
+        }
+        if !nd_or_echo && self.hand_up(iface, eth.src, eth.dst, l3::ETHERTYPE_IPV6, &ip[..40 + h.payload]) {
+            return;
+        }
         if h.next != l3::PROTO_ICMPV6 || msg.len() < 8 || l3::icmp6_checksum(h.src, h.dst, msg) != 0 {
             if h.dst.is_multicast() {
                 return self.stats.drop("local_multicast");
@@ -431,7 +452,7 @@ impl RouterCtl {
     }
 
     /// Hands a whole frame to the worker that sends on the interface's port.
-    fn emit(&mut self, iface: u16, f: Vec<u8>) {
+    pub(super) fn emit(&mut self, iface: u16, f: Vec<u8>) {
         let Some(port) = self.iface(iface).map(|i| i.port) else { return self.rt.punt.recycle(f) };
         let w = port % self.rt.punt.workers();
         if self.rt.punt.inject(w, port as u16, f) {

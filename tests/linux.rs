@@ -1,0 +1,232 @@
+//! Host interfaces and the Linux route mirror, in network namespaces the test creates:
+//! pmdswitch runs in namespace P with two af_packet ports on veths; the other ends are a
+//! "guest" namespace G (198.18.1.1/24, default via the router) and a "far" namespace F
+//! (198.18.2.1/24 with 198.19.77.1 behind it). Routes added with `ip route` in P show in
+//! `ctl route show` and carry the guest's traffic; their removal stops it; a TCP
+//! connection from the guest to a listener on the twin's address carries data intact.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Bed {
+    p: String,
+    g: String,
+    f: String,
+    va: String,
+    vb: String,
+}
+
+impl Bed {
+    fn new(tag: &str) -> Bed {
+        let id = std::process::id() % 100_000;
+        let b = Bed {
+            p: format!("pmds-{tag}{id}-p"),
+            g: format!("pmds-{tag}{id}-g"),
+            f: format!("pmds-{tag}{id}-f"),
+            va: format!("{tag}{id}a"),
+            vb: format!("{tag}{id}b"),
+        };
+        let (p, g, f, va, vb) = (&b.p, &b.g, &b.f, &b.va, &b.vb);
+        // arp_ignore=1 in P: its kernel must not answer ARP on the veths for the twins'
+        // addresses (af_packet ports share the veth with the kernel). Checksum offload off
+        // on the far ends: af_packet reads a veth's partial checksums as they are.
+        let ok = sh(&format!(
+            "set -e; ip netns add {p}; ip netns add {g}; ip netns add {f}
+             ip link add {va} netns {p} type veth peer name vg netns {g}
+             ip link add {vb} netns {p} type veth peer name vx netns {f}
+             ip netns exec {p} sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.default.arp_ignore=1
+             ip -n {p} link set lo up; ip -n {p} link set {va} up; ip -n {p} link set {vb} up
+             ip -n {g} link set lo up; ip -n {g} link set vg up; ip -n {g} addr add 198.18.1.1/24 dev vg
+             ip -n {g} route add default via 198.18.1.254
+             ip -n {f} link set lo up; ip -n {f} link set vx up; ip -n {f} addr add 198.18.2.1/24 dev vx
+             ip -n {f} addr add 198.19.77.1/32 dev lo; ip -n {f} route add default via 198.18.2.254
+             ip netns exec {g} ethtool -K vg tx off >/dev/null; ip netns exec {f} ethtool -K vx tx off >/dev/null"
+        ));
+        assert!(ok, "test bed: namespaces and veths (needs root, iproute2 and ethtool: scripts/setup.sh)");
+        b
+    }
+
+    fn start(&self, s: &Scratch, extra: &[&str]) -> (Switch, std::path::PathBuf) {
+        let ctl = s.path("ctl.sock");
+        let (pa, pb) = (format!("a=vdev:net_af_packet0,iface={}", self.va), format!("b=vdev:net_af_packet1,iface={}", self.vb));
+        let c = ctl.display().to_string();
+        let mut args =
+            vec!["--port", &pa, "--port", &pb, "--ip", "a=198.18.1.254/24", "--ip", "b=198.18.2.254/24", "--cores", "1", "--ctl", &c];
+        args.extend_from_slice(extra);
+        (Switch::start_in(&bin(), s, Some(&self.p), &args), ctl)
+    }
+
+    fn ping(&self, dst: &str) -> bool {
+        sh(&format!("ip netns exec {} ping -c 1 -W 1 {dst} >/dev/null", self.g))
+    }
+
+    fn in_p(&self, cmd: &str) -> bool {
+        sh(&format!("ip netns exec {} {cmd}", self.p))
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        sh(&format!("ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null", self.p, self.g, self.f));
+    }
+}
+
+fn routes(ctl: &std::path::Path) -> serde_json::Value {
+    let (rc, out, err) = common::ctl(ctl, &["route", "show", "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    serde_json::from_str(&out).expect("route show JSON")
+}
+
+fn origin_of(ctl: &std::path::Path, prefix: &str) -> Option<String> {
+    routes(ctl)["routes"].as_array()?.iter().find(|r| r["prefix"] == prefix).map(|r| r["origin"].as_str().unwrap_or("").to_string())
+}
+
+/// Polls until `prefix` has origin `want` (None: absent); returns how long it took.
+fn wait_route(ctl: &std::path::Path, prefix: &str, want: Option<&str>) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        if origin_of(ctl, prefix).as_deref() == want {
+            return t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{prefix}: expected {want:?}, have {:?} after 3 s: {}", origin_of(ctl, prefix), routes(ctl));
+}
+
+fn router(ctl: &std::path::Path) -> serde_json::Value {
+    let (_, out, _) = common::ctl(ctl, &["show", "router", "--json"]);
+    serde_json::from_str(&out).expect("router JSON")
+}
+
+#[test]
+fn ip_route_programs_the_data_plane_and_twins_carry_tcp() {
+    require_bed();
+    let b = Bed::new("lx");
+    let s = Scratch::new("linux");
+    let (sw, ctl) = b.start(&s, &["--linux-routes", "main"]);
+    // The twins: the interfaces' MACs and addresses in P.
+    let (_, ipj, _) = common::ctl(&ctl, &["ip", "show", "--json"]);
+    let ifs: serde_json::Value = serde_json::from_str(&ipj).unwrap();
+    let mac_a = ifs.as_array().unwrap().iter().find(|i| i["interface"] == "a").unwrap()["mac"].as_str().unwrap().to_string();
+    let link = Command::new("ip").args(["netns", "exec", &b.p, "ip", "-br", "addr", "show", "dev", "a"]).output().unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).to_string();
+    assert!(link.contains("198.18.1.254/24"), "twin a: {link}");
+    let mac = Command::new("ip").args(["netns", "exec", &b.p, "cat", "/sys/class/net/a/address"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&mac.stdout).trim(), mac_a);
+
+    // Echo is the data plane's; 198.19.77.1 has no route yet.
+    assert!(b.ping("198.18.1.254"), "echo to the router");
+    assert!(!b.ping("198.19.77.1"), "no route yet");
+
+    assert!(b.in_p("ip route add 198.19.77.0/24 via 198.18.2.1 dev b"));
+    let took = wait_route(&ctl, "198.19.77.0/24", Some("linux"));
+    assert!(took < Duration::from_secs(1), "mirrored in {took:?}");
+    assert!(b.ping("198.19.77.1"), "through the route Linux gave");
+
+    // A next-hop object (what FRR's zebra uses) and a multipath route.
+    assert!(b.in_p("ip nexthop add id 7 via 198.18.2.1 dev b"));
+    assert!(b.in_p("ip route add 198.19.80.0/24 nhid 7"));
+    assert!(b.in_p("ip route add 198.19.78.0/24 nexthop via 198.18.2.1 dev b nexthop via 198.18.1.1 dev a"));
+    wait_route(&ctl, "198.19.80.0/24", Some("linux"));
+    wait_route(&ctl, "198.19.78.0/24", Some("linux"));
+    let r = routes(&ctl);
+    let mp = r["routes"].as_array().unwrap().iter().find(|x| x["prefix"] == "198.19.78.0/24").unwrap();
+    assert_eq!(mp["next_hops"].as_array().unwrap().len(), 2, "ECMP: {mp}");
+
+    // A static route holds its prefix against Linux.
+    let (rc, _, e) = common::ctl(&ctl, &["route", "add", "198.19.81.0/24", "blackhole"]);
+    assert_eq!(rc, 0, "{e}");
+    assert!(b.in_p("ip route add 198.19.81.0/24 via 198.18.2.1 dev b"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(origin_of(&ctl, "198.19.81.0/24").as_deref(), Some("static"));
+
+    // TCP from the guest to a listener on the twin's address: 300 kB, hashed both ends.
+    let listener = Command::new("ip")
+        .args(["netns", "exec", &b.p, "timeout", "20", "python3", "-c"])
+        .arg(
+            "import socket,hashlib\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('198.18.1.254',5000)); s.listen(1)\n\
+             print('listening',flush=True)\n\
+             c,_=s.accept(); h=hashlib.sha256()\n\
+             while True:\n  x=c.recv(65536)\n  if not x: break\n  h.update(x)\n\
+             c.sendall(h.hexdigest().encode()); c.close()",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let client = Command::new("ip")
+        .args(["netns", "exec", &b.g, "timeout", "20", "python3", "-c"])
+        .arg(
+            "import socket,os,hashlib\n\
+             d=os.urandom(300000); s=socket.create_connection(('198.18.1.254',5000),timeout=10); s.sendall(d); s.shutdown(socket.SHUT_WR)\n\
+             r=s.recv(100).decode(); print('match' if r==hashlib.sha256(d).hexdigest() else 'differ '+r)",
+        )
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&client.stdout);
+    let _ = listener.wait_with_output();
+    assert_eq!(out.trim(), "match", "TCP to the twin: {}", String::from_utf8_lossy(&client.stderr));
+
+    // ip route del: gone from the router, traffic stops (an ICMP unreachable answers).
+    assert!(b.in_p("ip route del 198.19.77.0/24"));
+    let took = wait_route(&ctl, "198.19.77.0/24", None);
+    assert!(took < Duration::from_secs(1), "removed in {took:?}");
+    assert!(!b.ping("198.19.77.1"), "the route is gone");
+
+    let j = router(&ctl);
+    let up = j["host_if"]["up"].as_u64().unwrap();
+    let down = j["host_if"]["down"].as_u64().unwrap();
+    assert!(up > 100 && down > 100, "the TCP session went through the twin both ways: {j}");
+    assert_eq!(j["linux"]["malformed"], serde_json::Value::Null, "{j}");
+    assert!(j["linux"]["routes_shadowed"].as_u64() >= Some(1), "{j}");
+    let (st, _, stats, text) = sw.stop();
+    assert!(st.success(), "{text}");
+    assert_no_leak(&stats);
+    // The twins went with the process.
+    assert!(!b.in_p("ip link show a >/dev/null 2>&1"), "twin a left behind");
+}
+
+#[test]
+fn host_if_without_linux_routes_and_bad_input() {
+    require_bed();
+    let b = Bed::new("hi");
+    let s = Scratch::new("hostif");
+    // A twin named by the user; no mirror: routes added in Linux stay out.
+    let (sw, ctl) = b.start(&s, &["--host-if", "a=gw0"]);
+    assert!(b.in_p("ip link show gw0 >/dev/null"), "twin gw0");
+    assert!(!b.in_p("ip link show b >/dev/null 2>&1"), "b has no twin");
+    assert!(b.in_p("ip route add 198.19.77.0/24 via 198.18.1.1 dev gw0"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(origin_of(&ctl, "198.19.77.0/24"), None);
+    let (st, _, _, text) = sw.stop();
+    assert!(st.success(), "{text}");
+
+    // Bad input: one line naming the problem and the fix, non-zero, nothing left.
+    for (args, want) in [
+        (vec!["--linux-routes", "mains"], "not a table"),
+        (vec!["--host-if", "zz"], "unknown port 'zz'"),
+        (vec!["--host-if", "a=lo"], "exists already"),
+        (vec!["--host-if", "a=averyveryverylongname"], "not a Linux interface name"),
+    ] {
+        let prefix = s.prefix(&format!("bad{}", Scratch::seq()));
+        let (pa, pb) = (format!("a=vdev:net_af_packet0,iface={}", b.va), format!("b=vdev:net_af_packet1,iface={}", b.vb));
+        let o = Command::new("ip")
+            .args(["netns", "exec", &b.p])
+            .arg(bin())
+            .args(["run", "--port", &pa, "--port", &pb, "--ip", "a=198.18.1.254/24", "--cores", "1"])
+            .args(&args)
+            .args(["--", "-l", "0", &format!("--file-prefix={prefix}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+        assert_no_leftovers(&prefix);
+    }
+}
