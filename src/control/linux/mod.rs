@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::control::router::{twin, Prefix, RouterCtl, SHADOWED};
+use crate::control::router::{twin, Origin, Prefix, RouterCtl, SHADOWED};
 
 /// The mirror's counters live with the router's (`show router`: "linux").
 fn tally(c: &mut RouterCtl, k: &'static str) {
@@ -112,6 +112,10 @@ impl Mirror {
 
     fn install(&mut self, c: &mut RouterCtl, p: Prefix) {
         let Some(r) = self.routes.get(&p) else { return };
+        if matches!(c.routes.get(&p).map(|x| &x.origin), Some(Origin::Local(_) | Origin::Connected(_))) {
+            // The kernel's routes for the twins' own subnets: ours already.
+            return tally(c, "skipped_connected");
+        }
         match self.target(c, r) {
             Ok(t) => match c.add_linux_route(p, &t) {
                 Ok(_) => tally(c, "routes_installed"),

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use super::msg::{self, Msg, NexthopMsg, RouteMsg};
 use super::*;
 use crate::control::router::neigh::Timing;
-use crate::control::router::Origin;
 use crate::datapath::route::qsbr::Qsbr;
 use crate::datapath::route::{Router, RouterSize};
 
@@ -133,7 +132,7 @@ fn static_routes_win_and_foreign_interfaces_are_skipped() {
     assert_eq!(origin(&c, "198.18.1.0", 24), Some("connected"));
     assert_eq!(c.stats.linux.get("skipped_foreign_interface"), Some(&1));
     assert_eq!(c.stats.linux.get("skipped_other_table"), Some(&1));
-    assert_eq!(c.stats.linux.get("routes_refused"), Some(&1));
+    assert_eq!(c.stats.linux.get("skipped_connected"), Some(&1));
 }
 
 #[test]
