@@ -11,7 +11,13 @@ use super::duts::{Dut, RunningDut};
 /// pmdswitch's port counters now: [rx a, tx a, rx b, tx b, drops].
 pub fn dut_counters(d: &RunningDut) -> Option<[u64; 5]> {
     let reply = crate::control::client::request(d.ctl.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
-    let v: Value = serde_json::from_str(&reply).ok()?;
+    let mut v: Value = serde_json::from_str(&reply).ok()?;
+    if d.ctl2.is_some() {
+        // Two instances: port a is the first's, b the second's.
+        let reply = crate::control::client::request(d.ctl2.clone(), &["show".into(), "ports".into(), "--json".into()]).ok()?;
+        let w: Value = serde_json::from_str(&reply).ok()?;
+        v["ports"]["b"] = w["ports"]["b"].clone();
+    }
     let g = |p: &str, k: &str| v["ports"][p][k].as_u64();
     let drops: u64 =
         ["a", "b"].iter().filter_map(|p| v["ports"][p]["drops"].as_object()).flat_map(|o| o.values().filter_map(Value::as_u64)).sum();
@@ -84,11 +90,17 @@ pub fn dut_cycles_per_packet(d: &mut RunningDut, start: Option<[u64; 2]>) -> Opt
 }
 
 /// pmdswitch's worker totals now: [busy cycles, packets].
+/// With two instances, both's sums: cycles per packet per instance.
 fn pmds_worker_cycles(d: &RunningDut) -> Option<[u64; 2]> {
-    let reply = crate::control::client::request(d.ctl.clone(), &["show".into(), "workers".into(), "--json".into()]).ok()?;
-    let v: Value = serde_json::from_str(&reply).ok()?;
-    let ws = v["workers"].as_array()?;
-    Some([ws.iter().filter_map(|w| w["busy_cycles"].as_u64()).sum(), ws.iter().filter_map(|w| w["packets"].as_u64()).sum()])
+    let mut t = [0, 0];
+    for ctl in [&d.ctl, &d.ctl2].into_iter().flatten() {
+        let reply = crate::control::client::request(Some(ctl.clone()), &["show".into(), "workers".into(), "--json".into()]).ok()?;
+        let v: Value = serde_json::from_str(&reply).ok()?;
+        let ws = v["workers"].as_array()?;
+        t[0] += ws.iter().filter_map(|w| w["busy_cycles"].as_u64()).sum::<u64>();
+        t[1] += ws.iter().filter_map(|w| w["packets"].as_u64()).sum::<u64>();
+    }
+    Some(t)
 }
 
 fn ovs_appctl(d: &RunningDut, args: &[&str]) -> Option<String> {

@@ -45,9 +45,18 @@ pub enum Dut {
     /// OVS-DPDK with OpenFlow flows that route: match the destination prefix, decrement
     /// the TTL, rewrite both MACs.
     OvsL3,
+    /// Two pmdswitch instances ("hosts") joined by a memif underlay, each a bridge of one
+    /// vhost-user port (a on the first, b on the second) and VNI 5001 to the other's VTEP:
+    /// every frame is encapsulated by one and decapsulated by the other. Cycles per packet
+    /// are per instance (both instances' busy cycles over both's packets).
+    PmdswitchVxlan,
+    /// The same two instances and underlay with plain bridges (the vhost port and the
+    /// memif port): the baseline of `pmdswitch-vxlan`, with the same sharing of the DUT
+    /// core by two processes.
+    PmdswitchPair,
 }
 
-const DUTS: [Dut; 12] = [
+const DUTS: [Dut; 14] = [
     Dut::Pmdswitch,
     Dut::PmdswitchAdaptive,
     Dut::PmdswitchBridge,
@@ -60,6 +69,8 @@ const DUTS: [Dut; 12] = [
     Dut::PmdswitchRouterLib,
     Dut::L3fwd,
     Dut::OvsL3,
+    Dut::PmdswitchVxlan,
+    Dut::PmdswitchPair,
 ];
 
 impl Dut {
@@ -82,6 +93,8 @@ impl Dut {
             Dut::PmdswitchRouterLib => "pmdswitch-router-lib",
             Dut::L3fwd => "l3fwd",
             Dut::OvsL3 => "ovs-l3",
+            Dut::PmdswitchVxlan => "pmdswitch-vxlan",
+            Dut::PmdswitchPair => "pmdswitch-pair",
         }
     }
     pub fn is_ovs(self) -> bool {
@@ -97,6 +110,8 @@ impl Dut {
                 | Dut::PmdswitchBridgeLib
                 | Dut::PmdswitchRouter
                 | Dut::PmdswitchRouterLib
+                | Dut::PmdswitchVxlan
+                | Dut::PmdswitchPair
         )
     }
     /// Routes IP (the generator addresses it as a router, and it takes `--routes`).
@@ -156,6 +171,8 @@ pub struct RunningDut {
     stats_json: Option<PathBuf>,
     /// pmdswitch's control socket: its port counters around each generator run.
     pub ctl: Option<PathBuf>,
+    /// The second instance's (`pmdswitch-vxlan`, `pmdswitch-pair`).
+    pub ctl2: Option<PathBuf>,
     /// OVS state directory (removed at the end).
     pub ovs_dir: Option<PathBuf>,
     /// The route table loaded now (`--routes`), and how long its load took.
@@ -201,6 +218,7 @@ impl Bed {
         let prefix = self.next(dut.name());
         let log = self.cfg.logs.join(format!("{prefix}.log"));
         match dut {
+            Dut::PmdswitchVxlan | Dut::PmdswitchPair => self.start_pair(dut, sa, sb, &prefix),
             _ if dut.is_pmdswitch() => {
                 let sj = self.cfg.scratch.join(format!("{prefix}.json"));
                 let ctl = self.cfg.scratch.join(format!("{prefix}.ctl"));
@@ -226,7 +244,7 @@ impl Bed {
                 c.args(["--", "-l", &self.cfg.gen_core.to_string(), &format!("--file-prefix={prefix}")]);
                 let mut p = Proc::spawn("pmdswitch run", &mut c, Some(log))?;
                 p.wait_for("forwarding with", Duration::from_secs(30))?;
-                Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ovs_dir: None, routes: None })
+                Ok(RunningDut { dut, procs: vec![p], stats_json: Some(sj), ctl: Some(ctl), ctl2: None, ovs_dir: None, routes: None })
             }
             Dut::Testpmd => {
                 // stdbuf: testpmd's stdout is block-buffered on a pipe, and we wait for a line.
@@ -247,7 +265,7 @@ impl Bed {
                 let mut p = Proc::spawn("dpdk-testpmd", &mut c, Some(log))?;
                 p.wait_for("Checking link statuses", Duration::from_secs(30))?;
                 p.say("start");
-                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None, routes: None })
+                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ctl2: None, ovs_dir: None, routes: None })
             }
             Dut::L3fwd => {
                 // One lcore, the DUT core (l3fwd makes a tx queue per lcore and a
@@ -264,10 +282,49 @@ impl Bed {
                 c.args(["--eth-dest=0,02:00:00:01:00:00", "--eth-dest=1,02:00:00:02:00:00"]);
                 let mut p = Proc::spawn("l3fwd", &mut c, Some(log))?;
                 p.wait_for("l3fwd-cycles", Duration::from_secs(30))?;
-                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ovs_dir: None, routes: None })
+                Ok(RunningDut { dut, procs: vec![p], stats_json: None, ctl: None, ctl2: None, ovs_dir: None, routes: None })
             }
             _ => self.start_ovs(dut, sa, sb, &prefix, log),
         }
+    }
+
+    /// `pmdswitch-vxlan` and `pmdswitch-pair`: host 1 serves the memif socket and `sa`,
+    /// host 2 connects to it and serves `sb`; both on the DUT core.
+    fn start_pair(&mut self, dut: Dut, sa: &Path, sb: &Path, prefix: &str) -> Result<RunningDut, String> {
+        let memif = self.cfg.scratch.join(format!("{prefix}-memif.sock"));
+        let mut procs = Vec::new();
+        let mut ctls = Vec::new();
+        let mut sj = None;
+        for (h, sock, vm) in [(1, sa, "a"), (2, sb, "b")] {
+            let ctl = self.cfg.scratch.join(format!("{prefix}-{h}.ctl"));
+            let json = self.cfg.scratch.join(format!("{prefix}-{h}.json"));
+            let mut c = Command::new(&self.cfg.exe);
+            c.args(["run", "--port"]).arg(format!("{vm}=vhost-server:{}", sock.display())).arg("--port");
+            // A 16 Ki-slot ring (rsize=14): the two hosts take turns on one core.
+            c.arg(format!(
+                "u=vdev:net_memif{h},role={},socket={},id=0,rsize=14",
+                if h == 1 { "server" } else { "client" },
+                memif.display()
+            ));
+            if dut == Dut::PmdswitchVxlan {
+                let (me, other) = (format!("198.18.0.{h}"), format!("198.18.0.{}", 3 - h));
+                c.args(["--bridge", &format!("br0={vm}"), "--ip", &format!("u={me}/24"), "--mtu", "u=1600"]);
+                c.args(["--vxlan", &format!("5001=br0,local={me},remote={other}")]);
+            } else {
+                c.args(["--bridge", &format!("br0={vm},u")]);
+            }
+            c.args(["--cores", &self.cfg.dut_core.to_string(), "--stats-json"]).arg(&json);
+            c.arg("--ctl").arg(&ctl);
+            c.args(["--", "-l", &self.cfg.gen_core.to_string(), &format!("--file-prefix={prefix}h{h}")]);
+            let log = self.cfg.logs.join(format!("{prefix}-{h}.log"));
+            let mut p = Proc::spawn("pmdswitch run", &mut c, Some(log))?;
+            p.wait_for("forwarding with", Duration::from_secs(30))?;
+            procs.push(p);
+            ctls.push(ctl);
+            sj.get_or_insert(json);
+        }
+        let ctl2 = ctls.pop();
+        Ok(RunningDut { dut, procs, stats_json: sj, ctl: ctls.pop(), ctl2, ovs_dir: None, routes: None })
     }
 
     /// Whether `dut` can run a cell with an `n`-route table (OVS's flow table takes a
@@ -502,7 +559,7 @@ impl Bed {
             ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
             ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
         }
-        Ok(RunningDut { dut, procs, stats_json: None, ctl: None, ovs_dir: Some(dir), routes: None })
+        Ok(RunningDut { dut, procs, stats_json: None, ctl: None, ctl2: None, ovs_dir: Some(dir), routes: None })
     }
 
     /// Runs the generator once against sockets `sa` and `sb` with `extra` arguments;
