@@ -29,9 +29,10 @@ say() { echo "setup: $*"; }
 # Build: DPDK headers and libraries, libclang for bindgen. Tests: dpdk-testpmd (in
 # dpdk-dev, not dpdk, on Debian 12) as the virtio-user peer, strace (no-syscall test),
 # iproute2 + ping + ethtool (tap ports and veths in namespaces), python3 (hostile frontend), QEMU, busybox
-# and cpio/xz (scripts/vm.sh guests).
+# and cpio/xz (scripts/vm.sh guests), FRR (zebra and staticd in a test's namespace: routes
+# from a routing daemon through the Linux mirror).
 pkgs=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config build-essential iproute2 ethtool python3 procps strace iputils-ping
-      qemu-system-x86 busybox-static cpio xz-utils)
+      qemu-system-x86 busybox-static cpio xz-utils frr)
 ((extras)) && pkgs+=(openvswitch-switch-dpdk dpdk-doc)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -41,7 +42,16 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package starts a service here (FRR's would run routing daemons in the machine's
+  # own namespace; tests start theirs in namespaces they create).
+  prc=/usr/sbin/policy-rc.d
+  had_prc=0; [[ -e $prc ]] && had_prc=1
+  ((had_prc)) || { printf '#!/bin/sh\nexit 101\n' > $prc; chmod +x $prc; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((had_prc)) || rm -f $prc
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl disable --now frr >/dev/null 2>&1 || true
+  fi
 else
   say "packages already installed"
 fi

@@ -352,3 +352,67 @@ fn linux_route_churn_under_traffic_loses_nothing() {
     eprintln!("Linux route churn under traffic: {rate:.0} changes/s, nothing lost or misrouted; mirror: {l}");
     assert_no_leak(&j);
 }
+
+/// FRR's zebra and staticd in the router's namespace: the static routes staticd gives
+/// zebra (which installs them as next-hop objects, an ECMP one as a group) reach the FIB
+/// and carry the guest's pings; when staticd stops, zebra withdraws them and so does
+/// the router.
+#[test]
+fn frr_staticd_routes_reach_the_fib() {
+    require_bed();
+    assert!(std::path::Path::new("/usr/lib/frr/zebra").exists(), "FRR is not installed: run scripts/setup.sh (package frr)");
+    let b = Bed::new("fr");
+    let s = Scratch::new("frr");
+    let (sw, ctl) = b.start(&s, &["--linux-routes", "main"]);
+    // FRR drops to its own user: a directory it can write in.
+    let dir = s.path("frr");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(sh(&format!("chmod 777 {}", dir.display())));
+    std::fs::write(dir.join("zebra.conf"), "hostname z\n").unwrap();
+    std::fs::write(
+        dir.join("staticd.conf"),
+        "hostname s\nip route 198.19.77.0/24 198.18.2.1\nip route 198.19.78.0/24 198.18.2.1\nip route 198.19.78.0/24 198.18.1.1\n",
+    )
+    .unwrap();
+    struct Daemons(Vec<std::path::PathBuf>);
+    impl Drop for Daemons {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                if let Ok(pid) = std::fs::read_to_string(p) {
+                    sh(&format!("kill {} 2>/dev/null", pid.trim()));
+                }
+            }
+        }
+    }
+    let mut d = Daemons(Vec::new());
+    for name in ["zebra", "staticd"] {
+        let d0 = dir.display();
+        // -P 0: no vty TCP port; the vty socket and the zebra API socket in our directory.
+        let ok = sh(&format!(
+            "chmod 666 {d0}/{name}.conf; ip netns exec {} /usr/lib/frr/{name} -d -P 0 -f {d0}/{name}.conf -i {d0}/{name}.pid -z {d0}/zserv.api \
+             --vty_socket {d0} -u frr -g frr --log file:{d0}/{name}.log",
+            b.p
+        ));
+        assert!(ok, "{name} did not start: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default());
+        d.0.push(dir.join(format!("{name}.pid")));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let took = wait_route(&ctl, "198.19.77.0/24", Some("linux"));
+    wait_route(&ctl, "198.19.78.0/24", Some("linux"));
+    eprintln!("staticd's route in the FIB {took:?} after staticd started");
+    let r = routes(&ctl);
+    let ecmp = r["routes"].as_array().unwrap().iter().find(|x| x["prefix"] == "198.19.78.0/24").unwrap();
+    assert_eq!(ecmp["next_hops"].as_array().unwrap().len(), 2, "the ECMP route from a next-hop group: {ecmp}");
+    assert!(b.ping("198.19.77.1"), "through FRR's route");
+    // staticd gone: zebra withdraws its routes, the mirror follows.
+    let pid = std::fs::read_to_string(&d.0[1]).unwrap();
+    assert!(sh(&format!("kill {}", pid.trim())));
+    wait_route(&ctl, "198.19.77.0/24", None);
+    wait_route(&ctl, "198.19.78.0/24", None);
+    assert!(!b.ping("198.19.77.1"));
+    let j = router(&ctl);
+    assert_eq!(j["linux"]["malformed"], serde_json::Value::Null, "{j}");
+    assert!(j["linux"]["nexthops"].as_u64() > Some(0), "zebra used next-hop objects: {j}");
+    let (st, _, _, text) = sw.stop();
+    assert!(st.success(), "{text}");
+}
