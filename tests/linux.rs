@@ -416,3 +416,76 @@ fn frr_staticd_routes_reach_the_fib() {
     let (st, _, _, text) = sw.stop();
     assert!(st.success(), "{text}");
 }
+
+/// A QEMU guest (kernel virtio-net, checksum and TSO offloads on) sends 8 MiB over TCP
+/// to a listener on its gateway's address, which lives on the twin: its TSO frames go
+/// up cut into segments with complete checksums; every byte is checked.
+#[test]
+fn guest_tcp_to_a_listener_on_the_twin() {
+    require_bed();
+    use pmdswitch::bed::vm::{build_once, host_receiver, tcp_sender_cmd, Guest, GuestOpts};
+    build_once();
+    let id = std::process::id() % 100_000;
+    let ns = format!("pmds-lg{id}");
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            sh(&format!("ip netns del {} 2>/dev/null", self.0));
+        }
+    }
+    assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")));
+    let _ns = Ns(ns.clone());
+    let s = Scratch::new("linuxvm");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let c = s.path("ctl").display().to_string();
+    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
+    let sw = Switch::start_in(
+        &bin(),
+        &s,
+        Some(&ns),
+        &[
+            "--ctl",
+            &c,
+            "--port",
+            &pa,
+            "--port",
+            &pb,
+            "--ip",
+            "a=198.18.1.254/24",
+            "--ip",
+            "b=198.18.2.254/24",
+            "--cores",
+            "1",
+            "--host-if",
+            "a",
+        ],
+    );
+    let out = s.path("received");
+    let rx =
+        Command::new("ip").args(["netns", "exec", &ns]).args(host_receiver()).stdout(std::fs::File::create(&out).unwrap()).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut rx = Kill(rx);
+    const MB: u32 = 8;
+    let scmd = format!("ping -c 2 -W 3 198.18.1.254 && {}", tcp_sender_cmd("198.18.1.254", MB));
+    let o = GuestOpts { server: false, cmd: Some(&scmd), timeout: 240, no_offloads: false, gw: Some("198.18.1.254") };
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.1.1/24", &o);
+    let rc = a.result(Duration::from_secs(200));
+    let got = wait_timeout(&mut rx.0, Duration::from_secs(30)).is_some_and(|st| st.success());
+    let r = router(&s.path("ctl"));
+    let (st, _, j, text) = sw.stop();
+    let received = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(rc, Some(0), "sender failed:\n{}\n{text}", a.console());
+    assert!(got, "the receiver on the twin did not get every byte intact: {received}\n{r}");
+    assert!(received.contains(&format!("bytes={} ", u64::from(MB) << 20)) && received.contains("bad=0 "), "{received}");
+    assert!(st.success(), "{text}");
+    assert_eq!(r["host_if"]["errors"].as_u64(), Some(0), "{r}");
+    assert!(r["host_if"]["up"].as_u64().unwrap_or(0) >= u64::from(MB) << 20 >> 16, "segments went up: {r}");
+    assert_no_leak(&j);
+    eprintln!("guest TCP to the twin: {received}");
+}

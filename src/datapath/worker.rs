@@ -557,6 +557,12 @@ impl Worker {
                         Verdict::Punt(..) => {
                             for (i, x) in v.iter().enumerate().skip(at).take(run) {
                                 if let Verdict::Punt(why, iface) = *x {
+                                    if rq.needs_cut(i) {
+                                        // A guest's TSO frame for a host interface: up as
+                                        // its segments (the slow path takes finished frames).
+                                        punt_pieces(rq, i, (why, p.rx_port as u16, iface), batch, &self.router, rxc);
+                                        continue;
+                                    }
                                     let ok = self.router.punt.punt(why, p.rx_port as u16, iface, |b| {
                                         b.resize(route::punt::PUNT_MAX, 0);
                                         let len = rq.frame_bytes(i, Edit::Tag(TagEdit::None), b);
@@ -859,29 +865,31 @@ fn own_deliver<'e>(
     stats: &WorkerStats,
 ) {
     let c = &stats.ports[port];
-    if matches!(txs[port], Some(Tx::Vxlan(_))) {
-        // Into mbufs as they are, then wrapped and sent by `send_to`.
-        if batch.alloc_fill(pool, n, |x, room| rq.frame_bytes(at + x, edit(at + x), room)) {
-            batch.drop_empty();
-            let bytes = batch.bytes();
-            send_to(txs, port, batch, bytes, retries, stats);
-        } else {
-            c.drop(DropCause::NoMbuf, n as u64);
+    // A tunnel member wraps mbufs (`send_to`); any other non-vhost port sends them.
+    let tunnel = matches!(txs[port], Some(Tx::Vxlan(_)));
+    if !tunnel {
+        let Some(t) = txs[port].as_mut() else {
+            c.drop(DropCause::PortDown, n as u64);
+            return;
+        };
+        if t.is_own() {
+            let (sent, bytes) = t.put_frames(rq, at, n, edit, c);
+            bump(&c.tx_packets, sent as u64);
+            bump(&c.tx_bytes, bytes);
+            return;
         }
-        return;
     }
-    let Some(t) = txs[port].as_mut() else {
-        c.drop(DropCause::PortDown, n as u64);
-        return;
+    let out = |txs: &mut [Option<Tx>], batch: &mut Batch| {
+        let bytes = batch.bytes();
+        if tunnel {
+            send_to(txs, port, batch, bytes, retries, stats);
+        } else if let Some(t) = txs[port].as_mut() {
+            send(t, batch, bytes, retries, c);
+        }
     };
-    if t.is_own() {
-        let (sent, bytes) = t.put_frames(rq, at, n, edit, c);
-        bump(&c.tx_packets, sent as u64);
-        bump(&c.tx_bytes, bytes);
-        return;
-    }
-    // Runs of frames copied into mbufs as they are; a frame to be segmented (rare: a
-    // guest's TSO frame) between them goes as its pieces, a burst of mbufs at a time.
+    // Runs of frames copied into mbufs as they are; a frame to be segmented (a guest's
+    // TSO frame: an mbuf path takes finished frames only) between them goes as its
+    // pieces, a burst of mbufs at a time.
     let mut i = at;
     while i < at + n {
         let j = (i..at + n).find(|&k| rq.needs_cut(k)).unwrap_or(at + n);
@@ -890,8 +898,7 @@ fn own_deliver<'e>(
                 let copied = batch.len();
                 batch.drop_empty();
                 c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
-                let bytes = batch.bytes();
-                send(t, batch, bytes, retries, c);
+                out(txs, batch);
             } else {
                 c.drop(DropCause::NoMbuf, (j - i) as u64);
             }
@@ -906,11 +913,35 @@ fn own_deliver<'e>(
                     rq.drop_pieces();
                     break;
                 }
-                let bytes = batch.bytes();
-                send(t, batch, bytes, retries, c);
+                out(txs, batch);
             }
         }
         i = j + 1;
+    }
+}
+
+/// Punts peeked frame `k`, a TSO frame, as the segments it is cut into (each a copy of
+/// an mbuf the cut filled, freed right after).
+#[inline(never)]
+fn punt_pieces(rq: &mut OwnRxQueue, k: usize, to: (route::Why, u16, u16), batch: &mut Batch, router: &Router, c: &PortCounters) {
+    let (why, port, iface) = to;
+    if !rq.cut(k, Edit::Tag(TagEdit::None)) {
+        c.drop(DropCause::GuestBadChain, 1);
+        return;
+    }
+    while rq.pieces_waiting() > 0 {
+        if !rq.fill_pieces(batch, MAX_BURST) {
+            c.drop(DropCause::NoMbuf, rq.pieces_waiting() as u64);
+            rq.drop_pieces();
+            return;
+        }
+        while let Some(m) = batch.pop_front() {
+            let ok = router.punt.punt(why, port, iface, |b| {
+                m.segments(|seg| b.extend_from_slice(seg));
+                true
+            });
+            count_punt(c, ok);
+        }
     }
 }
 
