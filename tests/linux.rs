@@ -489,3 +489,79 @@ fn guest_tcp_to_a_listener_on_the_twin() {
     assert_no_leak(&j);
     eprintln!("guest TCP to the twin: {received}");
 }
+
+/// A receive buffer made tiny (PMDSWITCH_NETLINK_RCVBUF) overflows when 20 000 routes
+/// arrive while pmdswitch is stopped (SIGSTOP): the overrun is counted, a full dump resyncs, and the router ends up
+/// with exactly Linux's routes; then removing them all arrives the same way.
+#[test]
+fn an_overrun_resyncs_to_exactly_linux_routes() {
+    require_bed();
+    let id = std::process::id() % 100_000;
+    let ns = format!("pmds-lo{id}");
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            sh(&format!("ip netns del {} 2>/dev/null", self.0));
+        }
+    }
+    assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")));
+    let _ns = Ns(ns.clone());
+    let s = Scratch::new("linuxoverrun");
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let ctl_path = s.path("ctl");
+    let c = ctl_path.display().to_string();
+    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
+    std::env::set_var("PMDSWITCH_NETLINK_RCVBUF", "4096");
+    let sw = Switch::start_in(
+        &bin(),
+        &s,
+        Some(&ns),
+        &[
+            "--ctl",
+            &c,
+            "--port",
+            &pa,
+            "--port",
+            &pb,
+            "--ip",
+            "a=198.18.1.254/24",
+            "--ip",
+            "b=198.18.2.254/24",
+            "--cores",
+            "1",
+            "--linux-routes",
+            "main",
+        ],
+    );
+    let v4 = || router(&ctl_path)["routes"]["v4"].as_u64().unwrap();
+    let base = v4();
+    const N: u64 = 20_000;
+    let mut batch = String::new();
+    for i in 0..N {
+        batch.push_str(&format!("route add 10.{}.{}.0/24 via 198.18.2.1 dev b\n", i / 256, i % 256));
+    }
+    let f = s.path("routes.batch");
+    std::fs::write(&f, batch).unwrap();
+    // The mirror stalled (the process stopped) while the routes arrive: the kernel
+    // drops what does not fit the buffer and tells the socket.
+    assert!(sh(&format!("pkill -STOP -f '[-]-ctl {c}'")));
+    let added = sh(&format!("ip -n {ns} -batch {}", f.display()));
+    assert!(sh(&format!("pkill -CONT -f '[-]-ctl {c}'")));
+    assert!(added);
+    let t = Instant::now();
+    while v4() != base + N && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let j = router(&ctl_path);
+    assert_eq!(v4(), base + N, "{}", j["linux"]);
+    assert!(j["linux"]["overruns"].as_u64() >= Some(1), "a 4 KiB buffer must overflow: {}", j["linux"]);
+    assert!(j["linux"]["resyncs"].as_u64() >= Some(1), "{}", j["linux"]);
+    assert!(sh(&format!("ip -n {ns} route flush proto boot")));
+    let t = Instant::now();
+    while v4() != base && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(v4(), base, "{}", router(&ctl_path)["linux"]);
+    let (st, _, _, text) = sw.stop();
+    assert!(st.success(), "{text}");
+}

@@ -42,6 +42,9 @@ use msg::{Msg, NexthopMsg, RouteMsg};
 
 const RCVBUF: usize = 64 << 20;
 
+/// Overrides the receive buffer (bytes): tests make it small to force overruns.
+pub const RCVBUF_ENV: &str = "PMDSWITCH_NETLINK_RCVBUF";
+
 pub struct Mirror {
     table: u32,
     /// The table as Linux has it (mapped or not), by prefix.
@@ -280,7 +283,8 @@ fn dump(m: &mut Mirror, sock: &Netlink, rctl: &Mutex<RouterCtl>, seq: &mut u32, 
 /// The netlink sockets cannot be opened (not root, no NETLINK_ROUTE).
 pub fn spawn(table: u32, rctl: Arc<Mutex<RouterCtl>>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     // Subscribe before dumping: a change during the dump is then seen after it.
-    let events = Netlink::open(&msg::GROUPS, RCVBUF)?;
+    let rcvbuf = std::env::var(RCVBUF_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(RCVBUF);
+    let events = Netlink::open(&msg::GROUPS, rcvbuf)?;
     let dumps = Netlink::open(&[], RCVBUF)?;
     std::thread::Builder::new().name("pmds-netlink".into()).spawn(move || {
         let mut m = Mirror::new(table);
