@@ -40,6 +40,8 @@ fn host(s: &Scratch, n: u8, memif: &str, extra: &[&str]) -> Host {
         format!("5001=br0,local={me},remote={other}"),
         "--cores".into(),
         "1".into(),
+        "--ctl".into(),
+        s.path("ctl").display().to_string(),
     ];
     args.extend(extra.iter().map(|x| x.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -76,6 +78,13 @@ fn frames_cross_the_tunnel_counted_at_every_step() {
         assert_eq!(x["rx"], x["tx"], "{st}: {out}");
         assert_eq!(x["lost"].as_u64(), Some(0), "{st}: {out}");
     }
+    // `ctl show vxlan`: the tunnel, its bridge and the way to the other VTEP.
+    let (rc, sv, e) = ctl(&s1.path("ctl"), &["show", "vxlan", "--json"]);
+    assert_eq!(rc, 0, "{e}");
+    let sv: serde_json::Value = serde_json::from_str(&sv).unwrap();
+    let t = &sv["tunnels"][0];
+    assert_eq!((t["member"].as_str(), t["vni"].as_u64(), t["bridge"].as_str()), (Some("vx5001-1"), Some(5001), Some("br0")), "{sv}");
+    assert_eq!((t["remote"].as_str(), t["path"]["underlay"].as_str()), (Some("198.18.0.2"), Some("u")), "{sv}");
     let (st1, _, j1, t1) = h1.sw.stop();
     let (st2, _, j2, t2) = h2.sw.stop();
     assert!(st1.success() && st2.success(), "{t1}\n{t2}");

@@ -607,6 +607,7 @@ pub fn main(a: RunArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
         for (addr, len, t) in &plan.routes {
             r.add_route(Prefix::of(*addr, *len), t).map_err(|e| Failure::Usage(format!("--route {addr}/{len}={t}: {e}")))?;
         }
+        r.twin_auto = plan.linux_table.is_some();
         for (i, vlan, name) in &plan.twins {
             let k = r
                 .iface_by_name(&plan.ports[*i].name, *vlan)

@@ -147,11 +147,14 @@ impl Control {
                 if !matches!(plane.ports[i].as_ref().map(|e| e.rule), Some(Rule::None | Rule::Route)) {
                     Self::free(plane, i, port)?;
                 }
-                let r = rc.lock().unwrap_or_else(|e| e.into_inner()).add_addr(port, *vlan, i, *addr, *len, None);
-                line(r)
+                let mut g = rc.lock().unwrap_or_else(|e| e.into_inner());
+                let r = g.add_addr(port, *vlan, i, *addr, *len, None);
+                line(r.and_then(|m| g.twin_follow(port, *vlan, *addr, *len, true).map(|()| m)))
             }
             RouterCmd::IpDel { port, vlan, addr, len } => {
-                line(rc.lock().unwrap_or_else(|e| e.into_inner()).del_addr(port, *vlan, *addr, *len))
+                let mut g = rc.lock().unwrap_or_else(|e| e.into_inner());
+                let r = g.del_addr(port, *vlan, *addr, *len);
+                line(r.and_then(|m| g.twin_follow(port, *vlan, *addr, *len, false).map(|()| m)))
             }
             RouterCmd::Mtu { port, vlan, mtu } => line(rc.lock().unwrap_or_else(|e| e.into_inner()).set_mtu(port, *vlan, *mtu)),
             RouterCmd::IpShow => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_ip(json))),
@@ -170,6 +173,7 @@ impl Control {
             RouterCmd::NeighDel { port, vlan, addr } => line(rc.lock().unwrap_or_else(|e| e.into_inner()).del_neigh(port, *vlan, *addr)),
             RouterCmd::NeighShow => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_neigh(json))),
             RouterCmd::ShowRouter => Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_router(json))),
+            RouterCmd::ShowVxlan => Ok(Reply::Raw(plane.show_vxlan(json))),
         };
         if plane.sync_router() {
             plane.publish(&self.barrier);

@@ -242,6 +242,55 @@ impl Plane {
     }
 
     /// The tunnels' VTEPs (the main loop resolves their paths).
+    /// `ctl show vxlan`.
+    pub fn show_vxlan(&self, as_json: bool) -> String {
+        let name = |i: usize| self.ports.get(i).and_then(Option::as_ref).map_or_else(|| format!("#{i}"), |e| e.def.name.clone());
+        let rows: Vec<serde_json::Value> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let e = e.as_ref()?;
+                let PortRt::Vxlan(v) = &e.rt else { return None };
+                let bridge = self.bridges.iter().find(|b| b.members.contains(&i)).map(|b| b.name.clone());
+                let path = v.path().map(|p| {
+                    let mac = crate::parse::mac_str(&p.outer.bytes[0..6].try_into().unwrap_or([0; 6]));
+                    serde_json::json!({"underlay": name(p.port), "next_hop_mac": mac, "mtu": p.mtu})
+                });
+                Some(serde_json::json!({"member": e.def.name, "vni": v.vni, "bridge": bridge, "local": v.local.to_string(),
+                    "remote": v.remote.to_string(), "udp_port": v.udp_port, "path": path}))
+            })
+            .collect();
+        if as_json {
+            return format!("{}\n", serde_json::json!({ "tunnels": rows }));
+        }
+        let mut o = format!("{:<12} {:>8} {:<10} {:<16} {:<16} {:>5}  path\n", "member", "vni", "bridge", "local", "remote", "port");
+        for r in &rows {
+            let path = match &r["path"] {
+                serde_json::Value::Null => "unresolved (route or neighbour to the remote not known yet)".to_string(),
+                p => format!(
+                    "via {} to {} (mtu {})",
+                    p["underlay"].as_str().unwrap_or("?"),
+                    p["next_hop_mac"].as_str().unwrap_or("?"),
+                    p["mtu"]
+                ),
+            };
+            o.push_str(&format!(
+                "{:<12} {:>8} {:<10} {:<16} {:<16} {:>5}  {path}\n",
+                r["member"].as_str().unwrap_or(""),
+                r["vni"],
+                r["bridge"].as_str().unwrap_or("-"),
+                r["local"].as_str().unwrap_or(""),
+                r["remote"].as_str().unwrap_or(""),
+                r["udp_port"]
+            ));
+        }
+        if rows.is_empty() {
+            o.push_str("(no VXLAN segments: --vxlan VNI=BRIDGE,local=ADDR,remote=ADDR at start)\n");
+        }
+        o
+    }
+
     pub fn vteps(&self) -> Vec<Arc<Vtep>> {
         self.ports.iter().flatten().filter_map(|e| if let PortRt::Vxlan(v) = &e.rt { Some(v.clone()) } else { None }).collect()
     }

@@ -141,6 +141,8 @@ pub enum RouterCmd {
     },
     NeighShow,
     ShowRouter,
+    /// VXLAN segments: each remote VTEP's member port, bridge and way there.
+    ShowVxlan,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -510,6 +512,13 @@ pub const COMMANDS: &[Syntax] = &[
             }
             _ => Err(incomplete("neigh del")),
         },
+    },
+    Syntax {
+        words: "show vxlan",
+        args: "[--json]",
+        help: "VXLAN tunnels: per remote VTEP its member port, bridge, and the underlay port and next hop it goes by (or unresolved)",
+        example: "show vxlan",
+        parse: |a| none(a, "show vxlan").and(r(RouterCmd::ShowVxlan)),
     },
     Syntax {
         words: "show router",

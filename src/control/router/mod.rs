@@ -222,6 +222,8 @@ pub struct RouterCtl {
     pub twins: Vec<Option<twin::Twin>>,
     pub twin_bucket: Bucket,
     pub twin_stats: twin::TwinStats,
+    /// Every interface gets a twin, also those `ctl ip add` makes (`--linux-routes`).
+    pub twin_auto: bool,
 }
 
 /// A MAC for a routed interface: locally administered, unicast, from its name (stable
@@ -264,6 +266,7 @@ impl RouterCtl {
             twins: Vec::new(),
             twin_bucket: twin::new_bucket(),
             twin_stats: twin::TwinStats::default(),
+            twin_auto: false,
         }
     }
 
@@ -456,6 +459,10 @@ impl RouterCtl {
         if last {
             if let Some(i) = self.ifaces[usize::from(index)].take() {
                 self.free_nh(i.glean);
+            }
+            // Its host interface goes with it (the device closes with its file).
+            if let Some(t) = self.twins.get_mut(usize::from(index)) {
+                *t = None;
             }
         }
         self.rebuild_snapshot();

@@ -78,6 +78,22 @@ impl RouterCtl {
         self.twins[usize::from(iface)] = Some(Twin { tap: None, ifindex });
     }
 
+    /// After `ctl ip add/del` of `addr/len` on `port[.vlan]`: the twin follows (a new
+    /// interface gets one when every interface has one: `--linux-routes`); an interface
+    /// that went with its last address took its twin along (`del_addr`).
+    pub fn twin_follow(&mut self, port: &str, vlan: u16, addr: IpAddr, len: u8, added: bool) -> Result<(), String> {
+        let Some(i) = self.iface_by_name(port, vlan).map(|i| i.index) else { return Ok(()) };
+        match self.twins.get(usize::from(i)).and_then(Option::as_ref) {
+            Some(Twin { tap: Some(t), .. }) => {
+                let (name, al) = (t.name().to_string(), format!("{addr}/{len}"));
+                ip(&["addr", if added { "add" } else { "del" }, &al, "dev", &name]).map_err(|e| format!("host interface {name}: {e}"))
+            }
+            Some(_) => Ok(()),
+            None if self.twin_auto && added => self.add_twin(i, &super::ifname(port, vlan)),
+            None => Ok(()),
+        }
+    }
+
     pub fn has_twins(&self) -> bool {
         self.twins.iter().any(Option::is_some)
     }
