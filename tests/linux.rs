@@ -57,7 +57,7 @@ impl Bed {
         let mut args =
             vec!["--port", &pa, "--port", &pb, "--ip", "a=198.18.1.254/24", "--ip", "b=198.18.2.254/24", "--cores", "1", "--ctl", &c];
         args.extend_from_slice(extra);
-        (Switch::start_in(&bin(), s, Some(&self.p), &args), ctl)
+        (Switch::start_in(&bin(), s, Some(&self.p), &[], &args), ctl)
     }
 
     fn ping(&self, dst: &str) -> bool {
@@ -73,6 +73,36 @@ impl Drop for Bed {
     fn drop(&mut self) {
         sh(&format!("ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null", self.p, self.g, self.f));
     }
+}
+
+/// A namespace of the test's own (loopback up), deleted on drop.
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        let ns = format!("pmds-{tag}{}", std::process::id() % 100_000);
+        assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")), "namespace {ns}");
+        Ns(ns)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        sh(&format!("ip netns del {} 2>/dev/null", self.0));
+    }
+}
+
+/// pmdswitch in `ns` routing between vhost-user ports a (198.18.1.254/24) and b
+/// (198.18.2.254/24), control socket `s/ctl`, with `extra` arguments and `envs`:
+/// (switch, socket a, socket b).
+fn vhost_router(s: &Scratch, ns: &Ns, extra: &[&str], envs: &[(&str, &str)]) -> (Switch, String, String) {
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let c = s.path("ctl").display().to_string();
+    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
+    let mut args =
+        vec!["--ctl", &c, "--port", &pa, "--port", &pb, "--ip", "a=198.18.1.254/24", "--ip", "b=198.18.2.254/24", "--cores", "1"];
+    args.extend_from_slice(extra);
+    (Switch::start_in(&bin(), s, Some(&ns.0), envs, &args), sa, sb)
 }
 
 fn routes(ctl: &std::path::Path) -> serde_json::Value {
@@ -248,41 +278,11 @@ fn host_if_without_linux_routes_and_bad_input() {
 #[test]
 fn linux_route_churn_under_traffic_loses_nothing() {
     require_bed();
-    let id = std::process::id() % 100_000;
-    let ns = format!("pmds-lc{id}");
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            sh(&format!("ip netns del {} 2>/dev/null", self.0));
-        }
-    }
-    assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")));
-    let _ns = Ns(ns.clone());
+    let nsg = Ns::new("lc");
+    let ns = nsg.0.clone();
     let s = Scratch::new("linuxchurn");
-    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     let ctl_path = s.path("ctl");
-    let (pa, pb, c) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"), ctl_path.display().to_string());
-    let sw = Switch::start_in(
-        &bin(),
-        &s,
-        Some(&ns),
-        &[
-            "--ctl",
-            &c,
-            "--port",
-            &pa,
-            "--port",
-            &pb,
-            "--ip",
-            "a=198.18.1.254/24",
-            "--ip",
-            "b=198.18.2.254/24",
-            "--cores",
-            "1",
-            "--linux-routes",
-            "main",
-        ],
-    );
+    let (sw, sa, sb) = vhost_router(&s, &nsg, &["--linux-routes", "main"], &[]);
     assert!(sh(&format!(
         "ip -n {ns} route add 198.19.0.0/16 via 198.18.2.1 dev b && ip -n {ns} route add 198.20.0.0/16 via 198.18.1.1 dev a"
     )));
@@ -317,44 +317,15 @@ fn linux_route_churn_under_traffic_loses_nothing() {
         }
         changes as f64 / t0.elapsed().as_secs_f64()
     });
-    let (g, out) = gen_run(
-        &s,
-        &[("a", &sa), ("b", &sb)],
-        &[
-            "--ip",
-            "a=198.18.1.1",
-            "--ip",
-            "b=198.18.2.1",
-            "--gateway",
-            "a=198.18.1.254",
-            "--gateway",
-            "b=198.18.2.254",
-            "--dst-ips",
-            "a=198.19.0.0/24,198.19.7.0/24,198.19.200.128/25",
-            "--dst-ips",
-            "b=198.20.0.0/24,198.20.9.0/24",
-            "--flows",
-            "64",
-            "--rate",
-            "500kpps",
-            "--ring-size",
-            "4096",
-            "--duration",
-            "4",
-        ],
-    );
+    let (g, out) = gen_through_router(&s, &sa, &sb);
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rate = churner.join().expect("churn thread");
     let r = router(&ctl_path);
     let (st, _, j, text) = sw.stop();
     assert!(st.success(), "{text}");
     assert!(rate >= 10_000.0, "Linux route changes per second: {rate:.0} (target 10 000)");
-    for p in ["a", "b"] {
-        let st = &g["streams"][p];
-        assert_eq!(st["lost"].as_u64(), Some(0), "stream {p} lost packets while Linux routes changed:\n{out}\n{}", j["ports"]);
-        assert_eq!(st["wrong_port"].as_u64(), Some(0), "stream {p} misrouted:\n{out}");
-        assert!(st["rx"].as_u64().unwrap_or(0) > 1_000_000, "{out}");
-    }
+    assert_nothing_lost_or_misrouted(&g, &out, &j);
     // Every change reached the router (installed or removed), none was malformed.
     let l = &r["linux"];
     assert!(l["routes_installed"].as_u64().unwrap_or(0) as f64 > rate * 3.0 / 2.0 * 0.9, "{l}");
@@ -435,41 +406,10 @@ fn guest_tcp_to_a_listener_on_the_twin() {
     require_bed();
     use pmdswitch::bed::vm::{build_once, host_receiver, tcp_sender_cmd, Guest, GuestOpts};
     build_once();
-    let id = std::process::id() % 100_000;
-    let ns = format!("pmds-lg{id}");
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            sh(&format!("ip netns del {} 2>/dev/null", self.0));
-        }
-    }
-    assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")));
-    let _ns = Ns(ns.clone());
+    let nsg = Ns::new("lg");
+    let ns = nsg.0.clone();
     let s = Scratch::new("linuxvm");
-    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
-    let c = s.path("ctl").display().to_string();
-    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
-    let sw = Switch::start_in(
-        &bin(),
-        &s,
-        Some(&ns),
-        &[
-            "--ctl",
-            &c,
-            "--port",
-            &pa,
-            "--port",
-            &pb,
-            "--ip",
-            "a=198.18.1.254/24",
-            "--ip",
-            "b=198.18.2.254/24",
-            "--cores",
-            "1",
-            "--host-if",
-            "a",
-        ],
-    );
+    let (sw, sa, _) = vhost_router(&s, &nsg, &["--host-if", "a"], &[]);
     let out = s.path("received");
     let rx =
         Command::new("ip").args(["netns", "exec", &ns]).args(host_receiver()).stdout(std::fs::File::create(&out).unwrap()).spawn().unwrap();
@@ -506,43 +446,12 @@ fn guest_tcp_to_a_listener_on_the_twin() {
 #[test]
 fn an_overrun_resyncs_to_exactly_linux_routes() {
     require_bed();
-    let id = std::process::id() % 100_000;
-    let ns = format!("pmds-lo{id}");
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            sh(&format!("ip netns del {} 2>/dev/null", self.0));
-        }
-    }
-    assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up")));
-    let _ns = Ns(ns.clone());
+    let nsg = Ns::new("lo");
+    let ns = nsg.0.clone();
     let s = Scratch::new("linuxoverrun");
-    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     let ctl_path = s.path("ctl");
     let c = ctl_path.display().to_string();
-    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
-    std::env::set_var("PMDSWITCH_NETLINK_RCVBUF", "4096");
-    let sw = Switch::start_in(
-        &bin(),
-        &s,
-        Some(&ns),
-        &[
-            "--ctl",
-            &c,
-            "--port",
-            &pa,
-            "--port",
-            &pb,
-            "--ip",
-            "a=198.18.1.254/24",
-            "--ip",
-            "b=198.18.2.254/24",
-            "--cores",
-            "1",
-            "--linux-routes",
-            "main",
-        ],
-    );
+    let (sw, _, _) = vhost_router(&s, &nsg, &["--linux-routes", "main"], &[("PMDSWITCH_NETLINK_RCVBUF", "4096")]);
     let v4 = || router(&ctl_path)["routes"]["v4"].as_u64().unwrap();
     let base = v4();
     const N: u64 = 20_000;

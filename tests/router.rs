@@ -235,45 +235,14 @@ fn generator_through_the_router_with_routes_changing_loses_nothing() {
         }
         changes as f64 / t0.elapsed().as_secs_f64()
     });
-    let (g, out) = gen_run(
-        &s,
-        &[("a", &sa), ("b", &sb)],
-        &[
-            "--ip",
-            "a=198.18.1.1",
-            "--ip",
-            "b=198.18.2.1",
-            "--gateway",
-            "a=198.18.1.254",
-            "--gateway",
-            "b=198.18.2.254",
-            "--dst-ips",
-            "a=198.19.0.0/24,198.19.7.0/24,198.19.200.128/25",
-            "--dst-ips",
-            "b=198.20.0.0/24,198.20.9.0/24",
-            "--flows",
-            "64",
-            // The churn runs on the generator's core too (ctl and pmdswitch's main thread):
-            // a rate its 4096-descriptor rings ride out a few ms of it at.
-            "--rate",
-            "500kpps",
-            "--ring-size",
-            "4096",
-            "--duration",
-            "4",
-        ],
-    );
+    let (g, out) = gen_through_router(&s, &sa, &sb);
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rate = churner.join().expect("churn thread");
     let (st, _, j, text) = pm.stop();
     assert!(st.success(), "{text}");
     assert!(rate >= 10_000.0, "route changes per second: {rate:.0} (target 10 000)");
-    for p in ["a", "b"] {
-        let st = &g["streams"][p];
-        assert_eq!(st["lost"].as_u64(), Some(0), "stream {p} lost packets while routes changed:\n{out}\n{}", j["ports"]);
-        assert_eq!(st["wrong_port"].as_u64(), Some(0), "stream {p} misrouted:\n{out}");
-        assert!(st["rx"].as_u64().unwrap_or(0) > 1_000_000, "{out}");
-    }
+    assert_nothing_lost_or_misrouted(&g, &out, &j);
     // The generator's counts are the switch's, give or take its ARP exchanges.
     for (p, q) in [("a", "b"), ("b", "a")] {
         let sent = g["ports"][p]["tx_packets"].as_u64().unwrap();

@@ -42,12 +42,12 @@ impl Switch {
     /// # Panics
     /// When it does not start within 20 s (the test bed's failure, with its output).
     pub fn start(exe: &Path, s: &Scratch, args: &[&str]) -> Switch {
-        Switch::start_in(exe, s, None, args)
+        Switch::start_in(exe, s, None, &[], args)
     }
 
     /// `start` inside network namespace `netns` (`ip netns exec`, which execs: the
-    /// process is still ours to signal).
-    pub fn start_in(exe: &Path, s: &Scratch, netns: Option<&str>, args: &[&str]) -> Switch {
+    /// process is still ours to signal), with environment variables `envs` added.
+    pub fn start_in(exe: &Path, s: &Scratch, netns: Option<&str>, envs: &[(&str, &str)], args: &[&str]) -> Switch {
         let json = s.path("stats.json");
         let mut cmd = match netns {
             Some(ns) => {
@@ -57,6 +57,7 @@ impl Switch {
             }
             None => Command::new(exe),
         };
+        cmd.envs(envs.iter().copied());
         cmd.arg("run").args(args).arg("--stats-json").arg(&json);
         if let Ok(dp) = std::env::var(DATAPATH_ENV) {
             if !args.contains(&"--vhost-datapath") && !dp.is_empty() {
