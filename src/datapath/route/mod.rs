@@ -80,6 +80,9 @@ impl Why {
 pub enum Exc {
     Punt(Why, u16),
     Drop(DropCause),
+    /// UDP to one of our VTEPs that passed the input checks (outer IPv4 header at this
+    /// offset): no FIB lookup, a VTEP's address is always ours.
+    Tunnel(u8),
 }
 
 /// What becomes of one frame.
@@ -99,6 +102,7 @@ impl From<Exc> for Verdict {
         match e {
             Exc::Punt(w, i) => Verdict::Punt(w, i),
             Exc::Drop(c) => Verdict::Drop(c),
+            Exc::Tunnel(at) => Verdict::Vxlan(at),
         }
     }
 }
@@ -170,15 +174,17 @@ impl Default for Scratch {
 pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratch) -> usize {
     let mut n = 0;
     let ifs = &*r.ifs;
-    // With tunnels configured, which frames are UDP to a VTEP of ours (the offset of
-    // their outer IPv4 header; 0: none). Checked on the same first bytes.
-    let mut vx = [0u8; MAX_BURST];
+    // With tunnels configured, a frame that passed the input checks and is UDP to a VTEP
+    // of ours (checked on the same first bytes) is a tunnel frame: it skips the FIB.
     let tunnels = r.vxlan.as_deref();
     heads.for_each_frame(|d, len| {
         if let Some(slot) = s.pkts.get_mut(n) {
             *slot = input::input(ifs, port, d, len);
-            if let Some(t) = tunnels {
-                vx[n] = vxlan_end(t, d);
+            if let (Some(t), Ok(_)) = (tunnels, &*slot) {
+                let at = vxlan_end(t, d);
+                if at != 0 {
+                    *slot = Err(Exc::Tunnel(at));
+                }
             }
             n += 1;
         }
@@ -195,20 +201,14 @@ pub fn decide_burst(r: &RouteIn, port: usize, heads: &impl Heads, s: &mut Scratc
             *v = e.into();
         }
     }
-    if tunnels.is_some() {
-        for (v, &at) in s.verdicts[..n].iter_mut().zip(&vx) {
-            if at != 0 && matches!(v, Verdict::Punt(Why::Local, _)) {
-                *v = Verdict::Vxlan(at);
-            }
-        }
-    }
     n
 }
 
 /// The offset of the outer IPv4 header when `d` (a frame's first bytes) is UDP to one of
 /// our VTEPs' address and port (untagged or one tag; IPv4 without options, not a
-/// fragment), else 0. The router decides whether it is for us; this only says which of
-/// the frames for us are tunnels.
+/// fragment), else 0. Asked only of frames the router's input checks passed (our MAC, a
+/// routed interface, a sound IPv4 header); a VTEP's address is one of the router's own
+/// (checked at start), so no lookup is needed to know the frame is for us.
 #[inline(always)]
 fn vxlan_end(t: &crate::datapath::vxlan::VxlanIn, d: &[u8]) -> u8 {
     let be16 = |at: usize| d.get(at..at + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
