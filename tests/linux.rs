@@ -301,26 +301,14 @@ fn linux_route_churn_under_traffic_loses_nothing() {
     let (fa, fd) = (s.path("add.batch"), s.path("del.batch"));
     std::fs::write(&fa, add).unwrap();
     std::fs::write(&fd, del).unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (stop2, ns2) = (stop.clone(), ns.clone());
-    let churner = std::thread::spawn(move || {
-        let (mut changes, t0) = (0usize, Instant::now());
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            for f in [&fa, &fd] {
-                assert!(sh(&format!("ip -n {ns2} -batch {}", f.display())), "ip -batch");
-                changes += 512;
-            }
-            let due = Duration::from_secs_f64(changes as f64 / 12_000.0);
-            if let Some(w) = due.checked_sub(t0.elapsed()) {
-                std::thread::sleep(w);
-            }
+    let ns2 = ns.clone();
+    let round = move || {
+        for f in [&fa, &fd] {
+            assert!(sh(&format!("ip -n {ns2} -batch {}", f.display())), "ip -batch");
         }
-        changes as f64 / t0.elapsed().as_secs_f64()
-    });
-    let (g, out) = gen_through_router(&s, &sa, &sb);
-
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rate = churner.join().expect("churn thread");
+        1024
+    };
+    let ((g, out), rate) = churn_while(12_000.0, round, || gen_through_router(&s, &sa, &sb));
     let r = router(&ctl_path);
     let (st, _, j, text) = sw.stop();
     assert!(st.success(), "{text}");

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use pmdswitch::bed::vm::{build_once, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
@@ -215,30 +215,15 @@ fn generator_through_the_router_with_routes_changing_loses_nothing() {
     }
     let churn = s.path("churn.txt");
     std::fs::write(&churn, cleaned).unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ctl_path, churn_path, stop2) = (s.path("ctl"), churn.clone(), stop.clone());
-    let churner = std::thread::spawn(move || {
-        let (mut changes, t0) = (0usize, Instant::now());
-        let lines = std::fs::read_to_string(&churn_path).unwrap().lines().count();
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            let (_, a, _) = ctl(&ctl_path, &["route", "load", churn_path.to_str().unwrap()]);
-            let (_, d, _) = ctl(&ctl_path, &["route", "load", churn_path.to_str().unwrap(), "del"]);
-            assert!(a.starts_with("ok") && d.starts_with("ok"), "{a}{d}");
-            changes += 2 * lines;
-            // Paced to 12 000 a second: the churn (ctl, pmdswitch's main thread) shares
-            // the generator's core, and a generator starved for milliseconds overflows
-            // its receive rings, which would be the test bed's loss, not the router's.
-            let due = Duration::from_secs_f64(changes as f64 / 12_000.0);
-            if let Some(w) = due.checked_sub(t0.elapsed()) {
-                std::thread::sleep(w);
-            }
-        }
-        changes as f64 / t0.elapsed().as_secs_f64()
-    });
-    let (g, out) = gen_through_router(&s, &sa, &sb);
-
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rate = churner.join().expect("churn thread");
+    let (ctl_path, churn_path) = (s.path("ctl"), churn.clone());
+    let lines = std::fs::read_to_string(&churn_path).unwrap().lines().count();
+    let round = move || {
+        let (_, a, _) = ctl(&ctl_path, &["route", "load", churn_path.to_str().unwrap()]);
+        let (_, d, _) = ctl(&ctl_path, &["route", "load", churn_path.to_str().unwrap(), "del"]);
+        assert!(a.starts_with("ok") && d.starts_with("ok"), "{a}{d}");
+        2 * lines
+    };
+    let ((g, out), rate) = churn_while(12_000.0, round, || gen_through_router(&s, &sa, &sb));
     let (st, _, j, text) = pm.stop();
     assert!(st.success(), "{text}");
     assert!(rate >= 10_000.0, "route changes per second: {rate:.0} (target 10 000)");

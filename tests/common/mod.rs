@@ -191,3 +191,29 @@ pub fn assert_nothing_lost_or_misrouted(g: &serde_json::Value, out: &str, switch
         assert!(st["rx"].as_u64().unwrap_or(0) > 1_000_000, "{out}");
     }
 }
+
+/// Runs `round` (which makes some route changes and returns how many) again and again
+/// on a thread of its own, paced to `per_sec` changes a second, while `during` runs;
+/// returns `during`'s result and the rate reached. The pace matters on 2 CPUs: the churn
+/// shares the generator's core, and a generator starved for milliseconds overflows its
+/// receive rings, which would be the test bed's loss, not the router's.
+pub fn churn_while<T>(per_sec: f64, mut round: impl FnMut() -> usize + Send + 'static, during: impl FnOnce() -> T) -> (T, f64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let churner = std::thread::spawn(move || {
+        let (mut changes, t0) = (0usize, Instant::now());
+        while !stop2.load(Ordering::Relaxed) {
+            changes += round();
+            let due = Duration::from_secs_f64(changes as f64 / per_sec);
+            if let Some(w) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(w);
+            }
+        }
+        changes as f64 / t0.elapsed().as_secs_f64()
+    });
+    let out = during();
+    stop.store(true, Ordering::Relaxed);
+    (out, churner.join().expect("churn thread"))
+}
