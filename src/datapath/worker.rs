@@ -588,6 +588,10 @@ impl Worker {
                                 } else {
                                     rxc.drop(DropCause::NoMbuf, run as u64);
                                 }
+                            } else {
+                                // Not reached (only a router with tunnels says Vxlan);
+                                // counted as the mbuf path counts it.
+                                rxc.drop(DropCause::VxlanUnknown, run as u64);
                             }
                         }
                     }
