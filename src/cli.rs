@@ -323,7 +323,8 @@ pub struct GenArgs {
     #[arg(long)]
     pub burst: Option<usize>,
 
-    /// Rx and tx descriptors per queue [default: 1024].
+    /// Rx and tx descriptors per queue [default: a virtio-user port's queue_size, else
+    /// 1024].
     #[arg(long, value_name = "N")]
     pub ring_size: Option<u16>,
 
