@@ -189,7 +189,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
 
-    /// Rx and tx descriptors per ethdev queue [default: 1024].
+    /// Rx and tx descriptors per ethdev queue [default: a virtio-user port's queue_size,
+    /// else 1024].
     #[arg(long, value_name = "N")]
     pub ring_size: Option<u16>,
 

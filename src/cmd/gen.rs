@@ -42,14 +42,6 @@ struct GenPlan {
     capture: Option<(std::path::PathBuf, u64, u64, Option<u16>)>,
 }
 
-/// The `queue_size=N` argument of a virtio-user vdev (`net_virtio_user0,path=S,queue_size=N`).
-fn queue_size_arg(dev: &str) -> Option<u16> {
-    if !dev.starts_with("net_virtio_user") {
-        return None;
-    }
-    dev.split(',').find_map(|kv| kv.strip_prefix("queue_size=")).and_then(|v| v.parse().ok())
-}
-
 /// `PORT=VALUE` for a known port: its index and the value.
 fn per_port<'a>(flag: &str, s: &'a str, names: &[String]) -> Result<(usize, &'a str), Failure> {
     let (p, v) = s.split_once('=').ok_or_else(|| Failure::Usage(format!("{flag} '{s}' has no '=': write PORT=VALUE")))?;
@@ -279,10 +271,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let (eal, capture) = startup::start_eal(&p.eal, p.own_prefix.as_deref(), a.verbose)?;
     let rt = Failure::Runtime;
     let tsc_hz = eal.tsc_hz();
-    // Descriptors per port: a virtio-user device posts only as many receive buffers as
-    // its queue was set up with (DPDK's virtio PMD caps its free count at nb_desc), so
-    // a `queue_size=N` larger than our default would go unused: its N is the default.
-    let rings: Vec<u16> = p.devs.iter().map(|(dev, _)| a.ring_size.or_else(|| queue_size_arg(dev)).unwrap_or(1024).max(64)).collect();
+    let rings: Vec<u16> = p.devs.iter().map(|(dev, _)| ethdev::ring_for(dev, a.ring_size).max(64)).collect();
     let burst = a.burst.unwrap_or(32);
     let pattern = p.sizes.pattern();
     let max_frame = p.streams.iter().flat_map(|s| s.pattern.iter().copied()).chain(pattern.iter().copied()).max().unwrap_or(64);

@@ -29,6 +29,7 @@ use pmdswitch::datapath::stats::{DropCause, PortTotals, WorkerStats, WorkerTotal
 use pmdswitch::datapath::vxlan::{self, Path as VxPath, Vtep, VxlanSpec};
 use pmdswitch::datapath::wire::vxlan::Outer;
 use pmdswitch::datapath::worker::{Idle, IdleMode, MsClock, TxSource, Worker};
+use pmdswitch::dpdk::ethdev;
 use pmdswitch::dpdk::mbuf::MAX_BURST;
 use pmdswitch::dpdk::mempool::Mempool;
 use pmdswitch::dpdk::telemetry;
@@ -49,7 +50,8 @@ struct Plan {
     pub socket_gid: Option<u32>,
     pub socket_uid: Option<u32>,
     pub burst: usize,
-    pub ring_size: u16,
+    /// `--ring-size` (None: per device, see `ethdev::ring_for`).
+    pub ring_size: Option<u16>,
     pub idle: IdleMode,
     pub datapath: Datapath,
     pub idle_us: u64,
@@ -289,9 +291,9 @@ fn plan(a: &RunArgs) -> Result<Plan, Failure> {
     if socket_mode & 0o002 != 0 {
         return usage(format!("--socket-mode {:o} makes sockets world-writable: anyone could attach a VM; use 660 or 600", socket_mode));
     }
-    let ring_size = a.ring_size.unwrap_or(1024);
-    if ring_size < 64 {
-        return usage(format!("--ring-size {ring_size} is too small: use 64 or more (default 1024)"));
+    let ring_size = a.ring_size;
+    if let Some(r) = ring_size.filter(|&r| r < 64) {
+        return usage(format!("--ring-size {r} is too small: use 64 or more (default 1024, or a virtio-user port's queue_size)"));
     }
     // Written so that NaN fails too.
     let secs_ok = |v: f64, zero_ok: bool| v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0));
@@ -837,7 +839,9 @@ fn pool_size(plan: &Plan, workers: u32) -> u32 {
     let mut n = PoolNeed { burst: plan.burst as u32, lcores: workers, bursts: workers, descriptors: 0 };
     for (p, q) in plan.ports.iter().zip(&plan.queues) {
         match p.spec {
-            PortSpec::Pci(_) | PortSpec::Vdev(_) => n.descriptors += (*q as u32 + workers) * plan.ring_size as u32,
+            PortSpec::Pci(ref d) | PortSpec::Vdev(ref d) => {
+                n.descriptors += (*q as u32 + workers) * u32::from(ethdev::ring_for(d, plan.ring_size))
+            }
             _ => n.bursts += *q as u32,
         }
     }

@@ -28,7 +28,8 @@ pub fn same_resource(a: &PortSpec, b: &PortSpec) -> bool {
 
 /// What every port is opened with (also for ports added at run time).
 pub struct Opener {
-    pub ring_size: u16,
+    /// `--ring-size`; None: each device's default ([`ethdev::ring_for`]).
+    pub ring_size: Option<u16>,
     pub rx_intr: bool,
     pub socket_mode: u32,
     pub socket_uid: Option<u32>,
@@ -81,8 +82,8 @@ impl Opener {
                 let cfg = EthConfig {
                     n_rxq: queues,
                     n_txq,
-                    rx_desc: self.ring_size,
-                    tx_desc: self.ring_size,
+                    rx_desc: ethdev::ring_for(devargs, self.ring_size),
+                    tx_desc: ethdev::ring_for(devargs, self.ring_size),
                     rx_intr: self.rx_intr,
                     remove: matches!(def.spec, PortSpec::Vdev(_)),
                 };

@@ -83,6 +83,20 @@ pub fn devargs_name(devargs: &str) -> &str {
     devargs.split(',').next().unwrap_or(devargs)
 }
 
+/// Descriptors per queue for a device: `given` (`--ring-size`), else a virtio-user
+/// device's own `queue_size=N`, else 1024. DPDK's virtio PMD posts only as many receive
+/// buffers as its queue was set up with (it caps the ring's free count at nb_desc), so
+/// a `queue_size` above the ring size would sit unused.
+pub fn ring_for(devargs: &str, given: Option<u16>) -> u16 {
+    let own = || {
+        devargs_name(devargs)
+            .starts_with("net_virtio_user")
+            .then(|| devargs.split(',').find_map(|kv| kv.strip_prefix("queue_size=")).and_then(|v| v.parse().ok()))
+            .flatten()
+    };
+    given.or_else(own).unwrap_or(1024)
+}
+
 /// `rte_dev_probe` for a vdev (after EAL init), or finds a PCI device the EAL probed at
 /// init because it was allow-listed; returns the ethdev port it created.
 ///
@@ -393,5 +407,20 @@ impl EthTxQueue {
         let sent = unsafe { ffi::pmds_eth_tx_burst(self.dev.id.0, self.queue, p, n) } as usize;
         batch.tx_consumed(sent);
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ring_for;
+
+    #[test]
+    fn ring_follows_a_virtio_user_queue_size_unless_given() {
+        assert_eq!(ring_for("net_virtio_user0,path=/s,queue_size=4096", None), 4096);
+        assert_eq!(ring_for("net_virtio_user0,queue_size=4096,path=/s", Some(512)), 512);
+        assert_eq!(ring_for("net_virtio_user0,path=/s", None), 1024);
+        // Only virtio-user's argument of that name counts; a bad number is DPDK's to refuse.
+        assert_eq!(ring_for("net_null0,queue_size=4096", None), 1024);
+        assert_eq!(ring_for("net_virtio_user0,queue_size=big", None), 1024);
     }
 }
