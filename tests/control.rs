@@ -14,21 +14,7 @@ fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
     let s = Scratch::new("ctladd");
     let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
     let ctl_sock = s.path("ctl");
-    let d = Pmds::start(
-        &s,
-        &[
-            "--port",
-            &format!("a=vhost-server:{sa}"),
-            "--port",
-            &format!("b=vhost-server:{sb}"),
-            "--xconnect",
-            "a,b",
-            "--cores",
-            "1",
-            "--ctl",
-            ctl_sock.to_str().unwrap(),
-        ],
-    );
+    let d = xconnect_ab(&s, &sa, &sb, &["--ctl", ctl_sock.to_str().unwrap()]);
     // Paced traffic a<->b for 5 s, in the background.
     let json = s.path("gen.json");
     let mut g = Command::new(bin())

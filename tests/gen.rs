@@ -13,10 +13,7 @@ fn gen(s: &Scratch, sa: &str, sb: &str, args: &[&str]) -> (serde_json::Value, St
 }
 
 fn dut(s: &Scratch, sa: &str, sb: &str) -> Switch {
-    Pmds::start(
-        s,
-        &["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"],
-    )
+    xconnect_ab(s, sa, sb, &[])
 }
 
 #[test]
@@ -219,21 +216,7 @@ fn gen_rings_follow_queue_size() {
     let s = Scratch::new("genring");
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     let ctl_sock = s.path("ctl");
-    let d = Pmds::start(
-        &s,
-        &[
-            "--port",
-            &format!("a=vhost-server:{sa}"),
-            "--port",
-            &format!("b=vhost-server:{sb}"),
-            "--xconnect",
-            "a,b",
-            "--cores",
-            "1",
-            "--ctl",
-            ctl_sock.to_str().unwrap(),
-        ],
-    );
+    let d = xconnect_ab(&s, &sa, &sb, &["--ctl", ctl_sock.to_str().unwrap()]);
     let gen_one = |name: &str, sock: &str, i: u32, args: &[&str]| {
         Command::new(bin())
             .args(["gen", "--port", &format!("{name}=vdev:net_virtio_user{i},path={sock},queue_size=4096")])

@@ -113,6 +113,15 @@ impl Drop for TapHosts {
     }
 }
 
+/// A switch cross-connecting vhost-server ports a (socket `sa`) and b (`sb`) on one
+/// worker, with `extra` arguments.
+pub fn xconnect_ab(s: &Scratch, sa: &str, sb: &str, extra: &[&str]) -> Switch {
+    let (pa, pb) = (format!("a=vhost-server:{sa}"), format!("b=vhost-server:{sb}"));
+    let mut args = vec!["--port", &pa, "--port", &pb, "--xconnect", "a,b", "--cores", "1"];
+    args.extend_from_slice(extra);
+    Pmds::start(s, &args)
+}
+
 /// Runs `pmdswitch gen` to completion with one virtio-user port per `(name, socket)`
 /// (all on CPU 0, as a VM would be); returns its JSON and stdout. Fails the test if gen
 /// fails or leaves EAL files behind.
