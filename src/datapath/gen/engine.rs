@@ -1029,8 +1029,10 @@ fn fill_cycle<const COPY: usize, const CSUM: bool>(
 ) -> (usize, u64) {
     let (templates, tsums, pattern, flows, cycle) =
         (&st.templates[..], &st.tsums[..], &st.def.pattern[..], st.def.flows as usize, st.cycle);
-    let (lay, copy, base, count) = (&st.lay, COPY, st.flow_base, measuring && st.def.measured);
+    let (sig, l4, csum_on, copy, base, count) =
+        (st.lay.sig, frame::StampCsum::of(&st.lay), st.lay.l4_checksum, COPY, st.flow_base, measuring && st.def.measured);
     let (mut k, mut flow, mut pos, mut bytes) = (sr.cyc, sr.flow, sr.pos, 0u64);
+    let tsc_words = frame::StampCsum::tsc_words(now);
     let fl = &mut fl[base..base + flows];
     let ok = pending.alloc_fill(pool, want, |_, room| {
         let len = pattern[pos] - FCS;
@@ -1038,14 +1040,14 @@ fn fill_cycle<const COPY: usize, const CSUM: bool>(
         room[..COPY].copy_from_slice(t);
         let f = &mut fl[flow];
         let seq = f.seq;
-        packet::stamp_at(room, lay.sig, seq, now);
+        packet::stamp_at(room, sig, seq, now);
         f.seq = seq.wrapping_add(1);
         f.tx += u64::from(count);
-        if CSUM && lay.l4_checksum {
+        if CSUM && csum_on {
             if len > copy {
                 room[copy..len].fill(0);
             }
-            frame::l4_fix_from(room, lay, tsums[k], seq, now);
+            l4.fix_words(room, tsums[k], seq, tsc_words);
         }
         k += 1;
         if k == cycle {

@@ -244,16 +244,49 @@ pub fn l4_base_sum(b: &[u8], lay: &Layout) -> u64 {
 /// not read back from the frame (a load spanning the two fresh stores would stall).
 #[inline(always)]
 pub fn l4_fix_from(b: &mut [u8], lay: &Layout, base: u64, seq: u32, tsc: u64) {
-    let at = lay.l4 + if lay.l4_kind == L4::Udp { 6 } else { 16 };
-    // Their bytes as little-endian words; the byte-swapped sum is the big-endian words'
-    // sum (RFC 1071 §2(B)).
-    let le =
-        u64::from(seq & 0xffff) + u64::from(seq >> 16) + (tsc & 0xffff) + ((tsc >> 16) & 0xffff) + ((tsc >> 32) & 0xffff) + (tsc >> 48);
-    let mut c = !csum::fold(base + u64::from(csum::fold(le).swap_bytes()));
-    if c == 0 && lay.l4_kind == L4::Udp {
-        c = 0xffff;
+    StampCsum::of(lay).fix(b, base, seq, tsc);
+}
+
+/// Where a stamped frame's L4 checksum goes and whether it is UDP's: what
+/// [`l4_fix_from`] needs of the layout, taken out once for a burst (a per-packet loop
+/// that keeps the whole layout live spills it).
+#[derive(Clone, Copy)]
+pub struct StampCsum {
+    at: usize,
+    udp: bool,
+}
+
+impl StampCsum {
+    #[inline(always)]
+    pub fn of(lay: &Layout) -> StampCsum {
+        let udp = lay.l4_kind == L4::Udp;
+        StampCsum { at: lay.l4 + if udp { 6 } else { 16 }, udp }
     }
-    b[at..at + 2].copy_from_slice(&c.to_be_bytes());
+
+    /// See [`l4_fix_from`].
+    #[inline(always)]
+    pub fn fix(self, b: &mut [u8], base: u64, seq: u32, tsc: u64) {
+        self.fix_words(b, base, seq, Self::tsc_words(tsc));
+    }
+
+    /// The TSC's share of the stamp's sum: one value for a whole burst (every frame of
+    /// a burst carries the same TSC).
+    #[inline(always)]
+    pub fn tsc_words(tsc: u64) -> u64 {
+        (tsc & 0xffff) + ((tsc >> 16) & 0xffff) + ((tsc >> 32) & 0xffff) + (tsc >> 48)
+    }
+
+    /// [`StampCsum::fix`] with the TSC's words summed already ([`StampCsum::tsc_words`]).
+    #[inline(always)]
+    pub fn fix_words(self, b: &mut [u8], base: u64, seq: u32, tsc_words: u64) {
+        // Their bytes as little-endian words; the byte-swapped sum is the big-endian
+        // words' sum (RFC 1071 §2(B)).
+        let le = u64::from(seq & 0xffff) + u64::from(seq >> 16) + tsc_words;
+        let c = !csum::fold(base + u64::from(csum::fold(le).swap_bytes()));
+        // UDP sends a zero sum as all ones (RFC 768: zero means none).
+        let c = if c == 0 && self.udp { 0xffff } else { c };
+        b[self.at..self.at + 2].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 /// The L4 segment's length: what the IP header says (a captured frame may carry
