@@ -1093,6 +1093,8 @@ fn fill_replay(
     let (mut i, mut bytes) = (sr.replay_i, 0u64);
     let f = &mut fl[flow];
     let head = u32::from(packet::SIG_MAGIC) | (flow as u32) << 16;
+    // The words every stamp of this burst shares: the signature's head and the TSC.
+    let shared = u64::from(head & 0xffff) + u64::from(head >> 16) + frame::StampCsum::tsc_words(now);
     let ok = pending.alloc_fill(pool, want, |_, room| {
         let rec = rp.rec(i);
         // A large capture streams from memory: ask for the record table and the frames
@@ -1117,20 +1119,11 @@ fn fill_replay(
             f.tx += u64::from(measuring);
             let at = rec.l4_at();
             if at != 0 {
-                let old = csum::sum(&src[sig..sig + SIG_LEN], 0);
-                let (h, t) = (u64::from(head), now);
-                let le = (h & 0xffff)
-                    + (h >> 16)
-                    + u64::from(seq & 0xffff)
-                    + u64::from(seq >> 16)
-                    + (t & 0xffff)
-                    + ((t >> 16) & 0xffff)
-                    + ((t >> 32) & 0xffff)
-                    + (t >> 48);
-                let new = u64::from(csum::fold(le).swap_bytes());
-                let c = u16::from_be_bytes([src[at], src[at + 1]]);
-                // RFC 1624 eqn. 3 over the eight words.
-                let mut c2 = !csum::fold(u64::from(!c) + u64::from(!csum::fold(old)) + new);
+                // RFC 1624 eqn. 3 over the eight words: the captured checksum and words
+                // were taken out when the capture was loaded (`rest`), the new words go in
+                // (little-endian in the frame: their byte-swapped sum, RFC 1071 §2(B)).
+                let new = u64::from(csum::fold(shared + u64::from(seq & 0xffff) + u64::from(seq >> 16)).swap_bytes());
+                let mut c2 = !csum::fold(u64::from(rec.rest) + new);
                 if c2 == 0 && rec.l4_udp() {
                     c2 = 0xffff;
                 }

@@ -20,7 +20,7 @@ use pcap_file::DataLink;
 
 use super::frame::{self, Layout, L4};
 use super::packet::{FCS, MAX_FRAME, SIG_LEN};
-use crate::datapath::wire::l3;
+use crate::datapath::wire::{csum, l3};
 
 /// A loaded capture: its frames back to back in one buffer (a sender reads it front to
 /// back, which the hardware prefetcher streams; a `Vec` per frame would cost a pointer
@@ -41,7 +41,9 @@ pub struct Replay {
 /// Where a frame is in `Replay::data`, its length, its layout's index (`NO_LAYOUT`: none).
 #[derive(Debug, Clone, Copy)]
 pub struct Rec {
-    off: usize,
+    /// Offset in the frame buffer (a capture holds at most [`MAX_BYTES`]): 32 bits keep
+    /// a record at 16 bytes, and the table streams from memory on a large capture.
+    off: u32,
     len: u16,
     lay: u16,
     /// Where a signature goes (0: no room or headers not understood), and where the L4
@@ -49,6 +51,10 @@ pub struct Rec {
     /// stamping sender needs without looking at the layout.
     pub sig: u16,
     l4_csum: u16,
+    /// With an L4 checksum and a signature: the checksum's complement plus that of the
+    /// captured signature words, folded (RFC 1624 eqn. 3 less the new words), so that a
+    /// stamping sender adds only its own words.
+    pub rest: u16,
 }
 
 impl Rec {
@@ -66,6 +72,8 @@ impl Rec {
 }
 
 const NO_LAYOUT: u16 = u16::MAX;
+/// The most frame bytes a capture may hold (record offsets are 32-bit).
+pub const MAX_BYTES: usize = u32::MAX as usize - TAIL;
 /// Zero bytes after the last frame.
 pub const TAIL: usize = 128;
 
@@ -93,7 +101,16 @@ impl Replay {
                 }
                 _ => (0, 0),
             };
-            recs.push(Rec { off: data.len(), len: f.len() as u16, lay, sig, l4_csum });
+            let (at, s) = (usize::from(l4_csum & 0x7fff), usize::from(sig));
+            let rest = match (f.get(at..at + 2), f.get(s..s + SIG_LEN)) {
+                (Some(c), Some(old)) if at != 0 && s != 0 => {
+                    let c = u16::from_be_bytes([c[0], c[1]]);
+                    csum::fold(u64::from(!c) + u64::from(!csum::fold(csum::sum(old, 0))))
+                }
+                _ => 0,
+            };
+            assert!(data.len() + f.len() <= MAX_BYTES, "captures are checked against MAX_BYTES when read");
+            recs.push(Rec { off: data.len() as u32, len: f.len() as u16, lay, sig, l4_csum, rest });
             data.extend_from_slice(f);
         }
         data.resize(data.len() + TAIL, 0);
@@ -117,7 +134,8 @@ impl Replay {
     /// Frame `i`'s bytes.
     pub fn frame(&self, i: usize) -> &[u8] {
         let r = self.recs[i];
-        &self.data[r.off..r.off + usize::from(r.len)]
+        let off = r.off as usize;
+        &self.data[off..off + usize::from(r.len)]
     }
 
     /// Every frame, in order.
@@ -128,7 +146,7 @@ impl Replay {
     /// The bytes from a record's frame on (at least `TAIL` of them past its end).
     #[inline(always)]
     pub fn bytes_at(&self, r: Rec) -> &[u8] {
-        &self.data[r.off..]
+        &self.data[r.off as usize..]
     }
 
     /// Asks for record `i + 32` (the record table streams from memory too on a large
@@ -144,7 +162,7 @@ impl Replay {
     /// back to back) to be brought into the cache; nothing past the buffer.
     #[inline(always)]
     pub fn prefetch_ahead(&self, r: Rec, ahead: usize) {
-        if let Some(b) = self.data.get(r.off + ahead) {
+        if let Some(b) = self.data.get(r.off as usize + ahead) {
             crate::sys::prefetch(b);
         }
     }
@@ -278,6 +296,10 @@ pub fn load(path: &Path) -> Result<Replay, String> {
     }
     if frames.is_empty() {
         return Err(format!("{name}: no frames to replay"));
+    }
+    let total: usize = frames.iter().map(|f| f.1.len()).sum();
+    if total > MAX_BYTES {
+        return Err(format!("{name}: {total} bytes of frames; a replay holds at most {MAX_BYTES}: split the capture (editcap -c)"));
     }
     let mut gaps = Vec::with_capacity(frames.len());
     let mut prev = frames[0].0;
