@@ -879,6 +879,14 @@ fn fill(
             n
         });
         ok
+    } else if st.cycle == 1 && st.lay.l4_checksum {
+        // One header for every packet (one flow, one size): the loop keeps no cursor.
+        return match st.copy {
+            64 => fill_single::<64>(st, sr, fl, pending, pool, want, now, measuring),
+            80 => fill_single::<80>(st, sr, fl, pending, pool, want, now, measuring),
+            96 => fill_single::<96>(st, sr, fl, pending, pool, want, now, measuring),
+            _ => fill_single::<TEMPLATE>(st, sr, fl, pending, pool, want, now, measuring),
+        };
     } else if st.cycle > 0 {
         // Monomorphised per copy size and checksum: the per-packet loop has no branch on
         // either.
@@ -1071,6 +1079,46 @@ fn fill_cycle<const COPY: usize, const CSUM: bool>(
     (sr.cyc, sr.flow, sr.pos) = (k, flow, pos);
     sr.pkts += n as u64;
     (n, bytes)
+}
+
+/// [`fill_cycle`] for a cycle of one header with an L4 checksum (an IPv6 or TCP stream
+/// of one flow and one size): copy, stamp, sum; nothing else moves per packet.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fill_single<const COPY: usize>(
+    st: &StreamTx,
+    sr: &mut StreamRun,
+    fl: &mut [FlowTx],
+    pending: &mut Batch,
+    pool: &Mempool,
+    want: usize,
+    now: u64,
+    measuring: bool,
+) -> (usize, u64) {
+    let t: &[u8; COPY] = st.templates[0].first_chunk().expect("COPY <= TEMPLATE");
+    let (sig, l4, tsum, len) = (st.lay.sig, frame::StampCsum::of(&st.lay), st.tsums[0], st.def.pattern[0] - FCS);
+    let tsc_words = frame::StampCsum::tsc_words(now);
+    let f = &mut fl[st.flow_base];
+    let (count, zero) = (u64::from(measuring && st.def.measured), len > COPY);
+    let ok = pending.alloc_fill(pool, want, |_, room| {
+        room[..COPY].copy_from_slice(t);
+        if zero {
+            // The checksum covers only headers and signature: no stale payload.
+            room[COPY..len].fill(0);
+        }
+        let seq = f.seq;
+        packet::stamp_at(room, sig, seq, now);
+        f.seq = seq.wrapping_add(1);
+        f.tx += count;
+        l4.fix_words(room, tsum, seq, tsc_words);
+        len
+    });
+    if !ok {
+        return (0, 0);
+    }
+    let n = pending.len();
+    sr.pkts += n as u64;
+    (n, (n * len) as u64)
 }
 
 /// [`fill`] for a replay that rewrites nothing: the frame copied, at most a stamp with
