@@ -898,6 +898,9 @@ fn fill(
             _ => fill_cycle::<TEMPLATE, true>(st, sr, fl, pending, pool, want, now, measuring),
         };
     } else if st.pkt_fields.is_empty() && !st.lay.l4_checksum && st.copy == 64 {
+        if st.def.flows == 1 && st.def.pattern.len() == 1 {
+            return fill_plain_single(st, sr, fl, pending, pool, want, now, measuring);
+        }
         return fill_plain(st, sr, fl, pending, pool, want, now, measuring);
     } else {
         let (templates, tsums, pattern, size_idx, nsizes, flows) =
@@ -1019,6 +1022,37 @@ fn fill_plain(
     (sr.flow, sr.pos) = (flow, pos);
     sr.pkts += n as u64;
     (n, bytes)
+}
+
+/// [`fill_plain`] for one flow of one size: copy and stamp, no cursor.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fill_plain_single(
+    st: &StreamTx,
+    sr: &mut StreamRun,
+    fl: &mut [FlowTx],
+    pending: &mut Batch,
+    pool: &Mempool,
+    want: usize,
+    now: u64,
+    measuring: bool,
+) -> (usize, u64) {
+    let t: &[u8; 64] = st.templates[0].first_chunk().expect("templates hold 128 bytes");
+    let (sig, len, count) = (st.lay.sig, st.def.pattern[0] - FCS, u64::from(measuring && st.def.measured));
+    let f = &mut fl[st.flow_base];
+    let ok = pending.alloc_fill(pool, want, |_, room| {
+        room[..64].copy_from_slice(t);
+        packet::stamp_at(room, sig, f.seq, now);
+        f.seq = f.seq.wrapping_add(1);
+        f.tx += count;
+        len
+    });
+    if !ok {
+        return (0, 0);
+    }
+    let n = pending.len();
+    sr.pkts += n as u64;
+    (n, (n * len) as u64)
 }
 
 /// [`fill`] from a prebuilt cycle of headers (see `cycle_len`): copy, stamp, and the L4
