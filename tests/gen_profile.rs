@@ -470,8 +470,9 @@ fn bench_runs_a_profile() {
 }
 
 /// One flow of one size with an L4 checksum (IPv6/UDP, IPv4/TCP: the sender's
-/// single-header loop): every frame arrives whole, at its length, with a valid L4
-/// checksum and its flow's sequence numbers in order.
+/// single-header loop) or with a per-packet field (IPv4/UDP, the header cycle's loop
+/// for one flow of one size): every frame arrives whole, at its length, with a valid
+/// L4 checksum or the field's next value, and its flow's sequence numbers in order.
 #[test]
 fn single_header_streams_arrive_with_valid_checksums() {
     require_bed();
@@ -496,6 +497,15 @@ ports = ["a"]
 frames = [74]
 rate = "50kpps"
 l4 = "tcp-data"
+
+[[stream]]
+name = "v4field"
+ports = ["a"]
+frames = [64]
+rate = "50kpps"
+[[stream.field]]
+field = "src_port"
+range = [1000, 1999]
 "#,
     );
     let cap = s.path("b.pcapng").display().to_string();
@@ -507,7 +517,7 @@ l4 = "tcp-data"
     let (st, _, j, text) = d.stop();
     assert!(st.success(), "{text}");
     assert_eq!(drops(&j, "b"), 0, "{j}");
-    for name in ["v6udp", "tcp"] {
+    for name in ["v6udp", "tcp", "v4field"] {
         let st = stream(&g, name);
         assert!(u(st, "tx") > 40_000, "{name}: {out}");
         assert_eq!((u(st, "rx"), u(st, "lost")), (u(st, "tx"), 0), "{name}: {out}");
@@ -517,11 +527,26 @@ l4 = "tcp-data"
     let got = frames(&cap);
     assert_eq!(got.len() as u64, u(&g["ports"]["b"], "rx_packets"), "every frame b received was captured");
     let mut next = std::collections::HashMap::new();
-    let mut seen = [0u64; 2];
+    let mut seen = [0u64; 3];
+    let mut port: Option<u16> = None;
     for f in &got {
-        let (lay, len, k) = if f[12..14] == [0x86, 0xdd] { (&v6, 78, 0) } else { (&tcp, 70, 1) };
+        let (lay, len, k) = match (&f[12..14], f.get(23)) {
+            ([0x86, 0xdd], _) => (&v6, 78, 0),
+            (_, Some(6)) => (&tcp, 70, 1),
+            _ => (&tcp, 60, 2),
+        };
         assert_eq!(f.len(), len, "{f:02x?}");
-        assert!(frame::l4_ok(f, lay), "L4 checksum: {f:02x?}");
+        if k == 2 {
+            // Untouched UDP checksum (0: none over IPv4); the source port steps by one.
+            let p = u16::from_be_bytes([f[34], f[35]]);
+            if let Some(q) = port {
+                assert_eq!(p, if q == 1999 { 1000 } else { q + 1 }, "src_port after {q}");
+            }
+            port = Some(p);
+            l3::parse_ipv4(&f[14..]).expect("IPv4 header checksum valid");
+        } else {
+            assert!(frame::l4_ok(f, lay), "L4 checksum: {f:02x?}");
+        }
         let sig = frame::find_sig(f).expect("our signature");
         // Numbering starts again once, where measuring starts after the warm-up.
         let (want, restarts) = next.entry(sig.flow).or_insert((sig.seq, 0));
@@ -534,5 +559,5 @@ l4 = "tcp-data"
         *want = sig.seq.wrapping_add(1);
         seen[k] += 1;
     }
-    assert!(seen[0] > 40_000 && seen[1] > 40_000, "both shapes arrived: {seen:?}");
+    assert!(seen.iter().all(|&n| n > 40_000), "every shape arrived: {seen:?}");
 }
