@@ -1028,13 +1028,21 @@ fn fill_plain(
         bytes += len as u64;
         len
     });
+    // A failed allocation ran no packet: the cursors are as they were.
+    (sr.flow, sr.pos) = (flow, pos);
+    filled(ok, pending, sr, |_| bytes)
+}
+
+/// What a fill loop hands back: the packets it placed and their bytes (`bytes` of their
+/// count), counted on the stream; nothing when the pool had no mbufs for the burst.
+#[inline(always)]
+fn filled(ok: bool, pending: &Batch, sr: &mut StreamRun, bytes: impl FnOnce(usize) -> u64) -> (usize, u64) {
     if !ok {
         return (0, 0);
     }
     let n = pending.len();
-    (sr.flow, sr.pos) = (flow, pos);
     sr.pkts += n as u64;
-    (n, bytes)
+    (n, bytes(n))
 }
 
 /// [`fill_plain`] for one flow of one size: copy and stamp, no cursor.
@@ -1060,12 +1068,7 @@ fn fill_plain_single(
         f.tx += count;
         len
     });
-    if !ok {
-        return (0, 0);
-    }
-    let n = pending.len();
-    sr.pkts += n as u64;
-    (n, (n * len) as u64)
+    filled(ok, pending, sr, |n| (n * len) as u64)
 }
 
 /// [`fill_cycle`], monomorphised also for a stream of one flow and one size (then only
@@ -1143,13 +1146,8 @@ fn fill_cycle<const COPY: usize, const CSUM: bool, const ONE: bool>(
         bytes += len as u64;
         len
     });
-    if !ok {
-        return (0, 0);
-    }
-    let n = pending.len();
     (sr.cyc, sr.flow, sr.pos) = (k, flow, pos);
-    sr.pkts += n as u64;
-    (n, bytes)
+    filled(ok, pending, sr, |_| bytes)
 }
 
 /// [`fill_cycle`] for a cycle of one header with an L4 checksum (an IPv6 or TCP stream
@@ -1184,12 +1182,7 @@ fn fill_single<const COPY: usize>(
         l4.fix_words(room, tsum, seq, tsc_words);
         len
     });
-    if !ok {
-        return (0, 0);
-    }
-    let n = pending.len();
-    sr.pkts += n as u64;
-    (n, (n * len) as u64)
+    filled(ok, pending, sr, |n| (n * len) as u64)
 }
 
 /// [`fill`] for a replay that rewrites nothing: the frame copied, at most a stamp with
@@ -1256,14 +1249,11 @@ fn fill_replay(
         bytes += n as u64;
         n
     });
-    if !ok {
-        return (0, 0);
-    }
-    let n = pending.len();
     sr.replay_i = i;
-    sr.replay_pos += n;
-    sr.pkts += n as u64;
-    (n, bytes)
+    if ok {
+        sr.replay_pos += pending.len();
+    }
+    filled(ok, pending, sr, |_| bytes)
 }
 
 /// One port's part of a phase.
