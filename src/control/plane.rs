@@ -241,7 +241,6 @@ impl Plane {
         (!v.remotes.is_empty()).then(|| Arc::new(v))
     }
 
-    /// The tunnels' VTEPs (the main loop resolves their paths).
     /// `ctl show vxlan`.
     pub fn show_vxlan(&self, as_json: bool) -> String {
         let name = |i: usize| self.ports.get(i).and_then(Option::as_ref).map_or_else(|| format!("#{i}"), |e| e.def.name.clone());
@@ -291,6 +290,7 @@ impl Plane {
         o
     }
 
+    /// The tunnels' VTEPs (the main loop resolves their paths).
     pub fn vteps(&self) -> Vec<Arc<Vtep>> {
         self.ports.iter().flatten().filter_map(|e| if let PortRt::Vxlan(v) = &e.rt { Some(v.clone()) } else { None }).collect()
     }

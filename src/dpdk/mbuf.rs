@@ -314,15 +314,8 @@ impl Mbuf {
 
     #[inline(always)]
     fn refcnt(&self) -> u16 {
-        // Read in place rather than through the shim (a call per wrapped frame): what
-        // rte_mbuf_refcnt_read does, a relaxed atomic load of the u16 at its offset
-        // (asserted in shim.c), which other lcores change atomically.
-        // SAFETY: live mbuf; the field is a 2-byte-aligned u16 inside it, only ever
-        // accessed atomically by DPDK, so viewing it as an AtomicU16 is sound.
-        unsafe {
-            let p = (self.ptr() as *const u8).add(ffi::PMDS_MBUF_REFCNT_OFF as usize) as *const std::sync::atomic::AtomicU16;
-            (*p).load(std::sync::atomic::Ordering::Relaxed)
-        }
+        // SAFETY: live mbuf.
+        unsafe { ffi::pmds_mbuf_refcnt_read(self.ptr()) }
     }
 
     /// Another reference to the same packet (flooding without copying, as DPDK's

@@ -4,7 +4,6 @@
 
 _Static_assert(offsetof(struct rte_mbuf, buf_addr) == PMDS_MBUF_BUF_ADDR_OFF, "rte_mbuf.buf_addr moved");
 _Static_assert(offsetof(struct rte_mbuf, data_off) == PMDS_MBUF_DATA_OFF_OFF, "rte_mbuf.data_off moved");
-_Static_assert(offsetof(struct rte_mbuf, refcnt) == PMDS_MBUF_REFCNT_OFF, "rte_mbuf.refcnt moved");
 _Static_assert(offsetof(struct rte_mbuf, pkt_len) == PMDS_MBUF_PKT_LEN_OFF, "rte_mbuf.pkt_len moved");
 _Static_assert(offsetof(struct rte_mbuf, buf_len) == PMDS_MBUF_BUF_LEN_OFF, "rte_mbuf.buf_len moved");
 _Static_assert(offsetof(struct rte_mbuf, next) == PMDS_MBUF_NEXT_OFF, "rte_mbuf.next moved");

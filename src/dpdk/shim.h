@@ -31,7 +31,6 @@ int pmds_errno(void);
  * shim.c against the real header and by const asserts in Rust. */
 #define PMDS_MBUF_BUF_ADDR_OFF 0
 #define PMDS_MBUF_DATA_OFF_OFF 16
-#define PMDS_MBUF_REFCNT_OFF 18
 #define PMDS_MBUF_PKT_LEN_OFF 36
 #define PMDS_MBUF_DATA_LEN_OFF 40
 #define PMDS_MBUF_BUF_LEN_OFF 54

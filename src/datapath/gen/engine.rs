@@ -1151,7 +1151,9 @@ fn fill_cycle<const COPY: usize, const CSUM: bool, const ONE: bool>(
 }
 
 /// [`fill_cycle`] for a cycle of one header with an L4 checksum (an IPv6 or TCP stream
-/// of one flow and one size): copy, stamp, sum; nothing else moves per packet.
+/// of one flow and one size): copy, stamp, sum; nothing else moves per packet. Kept
+/// beside `fill_cycle::<_, true, true>`, which does the same with a cycle cursor: that
+/// one measured ~9 % slower on these streams.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fill_single<const COPY: usize>(
