@@ -4,16 +4,18 @@
 //! The modules are layers; each uses only those below it:
 //!
 //! ```text
+//!   switch                              the switch as one object: config, start, apply/reload, watchdog, shutdown
+//!      │
 //!   startup  control  observe  bed      start-up, the switch's control plane, what it shows, the test bed
 //!      │        │        │      │
 //!   datapath                            workers, bridge, reload barrier, counters, generator loop
 //!      │
-//!   dpdk   sys                          the only unsafe code: DPDK (FFI) and the OS (huge pages, eventfd, TSC)
+//!   dpdk  guest  sys                    the only unsafe code: DPDK (FFI), guest memory, the OS (huge pages, eventfd, TSC, TAP, netlink)
 //!
 //!   cli  parse                          command-line types and the shared syntax: depend on nothing
 //! ```
 //!
-//! `unsafe` is denied everywhere but in `dpdk` and `sys` (Cargo.toml `[lints]`), and
+//! `unsafe` is denied everywhere but in `dpdk`, `guest` and `sys` (Cargo.toml `[lints]`), and
 //! every unsafe block there states its invariant in a `// SAFETY:` line (clippy's
 //! `undocumented_unsafe_blocks` is an error).
 
@@ -30,3 +32,5 @@ pub mod bed;
 pub mod control;
 pub mod observe;
 pub mod startup;
+
+pub mod switch;

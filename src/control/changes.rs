@@ -64,6 +64,8 @@ impl Control {
             Change::BridgeAddMac { bridge, mac, vlan, text, port } => self.bridge_mac(plane, bridge, (*mac, *vlan, text), Some(port)),
             Change::BridgeDelMac { bridge, mac, vlan, text } => self.bridge_mac(plane, bridge, (*mac, *vlan, text), None),
             Change::BridgeSet { bridge, aging_ms, capacity } => self.bridge_set(plane, bridge, *aging_ms, *capacity),
+            // The switch object answers these itself (it holds the configuration).
+            Change::Reload | Change::ShowConfig => Err("reload and show config are answered by the switch, not the port table".into()),
         };
         match r {
             Ok(m) => format!("ok: {m}\n"),

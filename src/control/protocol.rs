@@ -87,6 +87,10 @@ pub enum Change {
     },
     Rebalance,
     Router(RouterCmd),
+    /// Read the config file again and apply the difference (as SIGHUP does).
+    Reload,
+    /// The running configuration in the config file's form.
+    ShowConfig,
 }
 
 /// The router's commands (interfaces, routes, neighbours), applied by the main thread.
@@ -197,6 +201,20 @@ fn r(c: RouterCmd) -> Result<Command, String> {
 
 /// Every command, in the order the help lists them.
 pub const COMMANDS: &[Syntax] = &[
+    Syntax {
+        words: "show config",
+        args: "[--json]",
+        help: "the running configuration in the config file's form (ports, bridges, interfaces, routes), ctl changes included",
+        example: "show config",
+        parse: |a| none(a, "show config").and(c(Change::ShowConfig)),
+    },
+    Syntax {
+        words: "reload",
+        args: "",
+        help: "read the --config file again and apply what changed (as SIGHUP does); a bad file is refused and the running config kept",
+        example: "reload",
+        parse: |a| none(a, "reload").and(c(Change::Reload)),
+    },
     Syntax {
         words: "show ports",
         args: "[--json]",

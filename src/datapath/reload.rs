@@ -27,6 +27,8 @@ const OFFLINE: u64 = u64::MAX;
 pub struct ReloadBarrier {
     seq: CachePadded<AtomicU64>,
     stop: AtomicBool,
+    /// Set by the watchdog when a worker will never answer: waits return at once.
+    abandoned: AtomicBool,
     acks: Vec<CachePadded<AtomicU64>>,
     /// Wakes workers that sleep in adaptive idle mode.
     bells: Vec<Doorbell>,
@@ -39,6 +41,7 @@ impl ReloadBarrier {
         Ok(ReloadBarrier {
             seq: CachePadded::new(AtomicU64::new(1)),
             stop: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             acks: (0..workers).map(|_| CachePadded::new(AtomicU64::new(OFFLINE))).collect(),
             bells: (0..workers).map(|_| Doorbell::new()).collect::<std::io::Result<_>>()?,
         })
@@ -56,24 +59,41 @@ impl ReloadBarrier {
 
     /// Asks every worker to reload and waits until each running one has. Sleeps between
     /// checks (never spins: on two cores a spinning control thread halves a worker).
+    /// Bounded: after 5 s it names the workers it waits for, and it returns as soon as
+    /// the watchdog gives up on a worker ([`ReloadBarrier::abandon`]), which happens when
+    /// a worker has not polled for the stall limit: one stuck worker cannot hold every
+    /// vhost-user socket's handling for longer than that.
     pub fn request_and_wait(&self) {
         let want = self.request();
         let start = Instant::now();
         let mut warned = false;
         loop {
-            let pending = self.acks.iter().any(|a| {
-                let v = a.load(Ordering::SeqCst);
-                v != OFFLINE && v < want
-            });
-            if !pending {
+            let late: Vec<usize> = (0..self.acks.len())
+                .filter(|&i| {
+                    let v = self.acks[i].load(Ordering::SeqCst);
+                    v != OFFLINE && v < want
+                })
+                .collect();
+            if late.is_empty() || self.abandoned.load(Ordering::SeqCst) {
                 return;
             }
             if !warned && start.elapsed() > Duration::from_secs(5) {
-                eprintln!("pmdswitch: warning: a worker has not reached its reload point for 5 s");
+                eprintln!("pmdswitch: warning: worker(s) {late:?} have not reached their reload point for 5 s");
                 warned = true;
             }
             std::thread::sleep(Duration::from_micros(50));
         }
+    }
+
+    /// A worker will never answer (the watchdog's verdict): every wait, now and later,
+    /// returns at once. The switch is stopping then.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    /// [`ReloadBarrier::stop`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     /// Tells every worker to exit at its next reload point.

@@ -4,7 +4,7 @@
 //! instruction); readers may see a value one burst old, never a torn one. Port counters
 //! live per (worker, port) so that two workers never write the same line.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crossbeam::utils::CachePadded;
 
@@ -172,6 +172,42 @@ pub struct WorkerCounters {
     /// Adaptive idle: sleeps taken, and how many a guest kick ended.
     pub sleeps: AtomicU64,
     pub kick_wakeups: AtomicU64,
+    /// What the worker is doing ([`Phase`]), for the watchdog's report: stored only
+    /// when it changes on a rare path (reload, nap, exit), never per pass.
+    pub phase: AtomicU8,
+}
+
+/// What a worker is doing, as the watchdog reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Polling = 1,
+    Reloading = 2,
+    Napping = 3,
+    Stopped = 4,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Polling => "polling its rx queues",
+            Phase::Reloading => "taking a new poll list at its reload point",
+            Phase::Napping => "sleeping in adaptive idle",
+            Phase::Stopped => "stopped",
+        }
+    }
+
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            1 => Phase::Polling,
+            2 => Phase::Reloading,
+            3 => Phase::Napping,
+            4 => Phase::Stopped,
+            _ => Phase::Starting,
+        }
+    }
 }
 
 /// Per rx queue counters (single writer: the worker that polls it), like OVS's
@@ -189,6 +225,20 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    /// Moves on after every poll pass (busy or idle cycles are added then).
+    pub fn heartbeat(&self) -> u64 {
+        self.own.busy_cycles.load(Relaxed).wrapping_add(self.own.idle_cycles.load(Relaxed))
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.own.phase.load(Relaxed))
+    }
+
+    /// The worker's own thread only (single writer).
+    pub fn set_phase(&self, p: Phase) {
+        self.own.phase.store(p as u8, Relaxed);
+    }
+
     pub fn new(core: usize, n_ports: usize) -> WorkerStats {
         WorkerStats {
             core,

@@ -14,7 +14,7 @@ use crate::datapath::bridge::fwd::{self, Bridge, Decision};
 use crate::datapath::bridge::vlan::TagEdit;
 use crate::datapath::reload::{ReloadBarrier, WorkerReload};
 use crate::datapath::route::{self, RouteIn, Router, Verdict};
-use crate::datapath::stats::{bump, DropCause, PortCounters, RxqCounters, WorkerStats};
+use crate::datapath::stats::{bump, DropCause, Phase, PortCounters, RxqCounters, WorkerStats};
 use crate::datapath::vring::port::{Edit, Fwd, OwnRxQueue, OwnTxQueue};
 use crate::datapath::vxlan::{self, Staged, Vtep};
 use crate::dpdk::eal;
@@ -375,6 +375,28 @@ pub struct Worker {
     pub rscratch: Box<route::Scratch>,
     /// Received tunnel frames on their way into bridges.
     pub staged: Box<Staged>,
+    /// A fault to inject at the first reload point after start (tests of the watchdog).
+    pub fault: Option<Fault>,
+}
+
+/// A fault a test asks a worker to have (`PMDSWITCH_TEST_WORKER_FAULT`), at a reload
+/// point so the fast path carries no check for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Panic,
+    /// Stop polling for good (a worker stuck in a loop).
+    Stall,
+}
+
+/// What a test fault does, at a reload point.
+#[cold]
+fn inject(f: Fault) {
+    match f {
+        Fault::Panic => panic!("test fault injected at a reload point (PMDSWITCH_TEST_WORKER_FAULT=panic)"),
+        Fault::Stall => loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
+    }
 }
 
 impl Worker {
@@ -402,6 +424,7 @@ impl Worker {
         let mut outs: Vec<Batch> = Vec::new();
         size_outs(&held, &mut outs);
         let stats = self.stats.clone();
+        stats.set_phase(Phase::Polling);
         let mut prev = rdtsc();
         let mut empty_since = prev;
         loop {
@@ -410,9 +433,14 @@ impl Worker {
                 // The request is acknowledged after the reload, so a control thread that
                 // waits for it knows the old plan's handles are gone.
                 let Some(seen) = reload.begin() else { break };
+                stats.set_phase(Phase::Reloading);
+                if let Some(f) = self.fault {
+                    inject(f);
+                }
                 self.reload(&mut held);
                 size_outs(&held, &mut outs);
                 reload.done(seen);
+                stats.set_phase(Phase::Polling);
             }
             // No reference into the router's tables is held here (frees wait for this).
             self.router.qsbr.quiescent(self.index);
@@ -433,7 +461,9 @@ impl Worker {
             } else {
                 bump(&stats.own.idle_cycles, now - prev);
                 if self.idle.mode == IdleMode::Adaptive && now - empty_since > self.idle.after_cycles {
+                    stats.set_phase(Phase::Napping);
                     let woke = self.nap(&mut held, &reload, &mut batch, &mut outs, &stats);
+                    stats.set_phase(Phase::Polling);
                     let t = rdtsc();
                     bump(&stats.own.idle_cycles, t - now);
                     prev = t;
@@ -445,6 +475,7 @@ impl Worker {
             }
             prev = now;
         }
+        stats.set_phase(Phase::Stopped);
         drop(batch);
         drop(held);
         self.router.qsbr.offline(self.index);

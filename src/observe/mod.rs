@@ -21,6 +21,7 @@ use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::parse::mac_str;
 
+pub mod terminal;
 pub mod text;
 
 /// One rx queue of a port, for `show rxqs`.

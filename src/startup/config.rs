@@ -34,6 +34,47 @@
 //! vm3 = 2
 //! ```
 //!
+//! The same switch in structured tables (what `pmdswitch ctl show config` prints); both
+//! forms load, and may be mixed:
+//!
+//! ```toml
+//! cores = "1"
+//! xconnect = ["vm1,vm2"]
+//!
+//! [ports.vm1]
+//! spec = "vhost-server:/run/pmdswitch/vm1.sock"
+//! [ports.vm2]
+//! spec = "vhost-client:/run/pmdswitch/vm2.sock"
+//! [ports.vm3]
+//! spec = "vhost-server:/run/pmdswitch/vm3.sock"
+//! queues = 2
+//! [ports.gw]
+//! spec = "vhost-server:/run/pmdswitch/gw.sock"
+//! [ports.up]
+//! spec = "pci:0000:3b:00.0"
+//!
+//! [bridges.br0]
+//! members = ["vm3", "up"]
+//! vlan = { vm3 = "access:10", up = "trunk:10,20" }
+//! static-macs = ["vm3=02:00:00:00:00:03@10"]
+//!
+//! [interfaces.gw]
+//! addresses = ["198.18.1.254/24", "2001:db8:1::fe/64"]
+//! host-if = "gw0"
+//! [interfaces."up.20"]
+//! addresses = ["198.18.2.254/24"]
+//! mtu = 1500
+//!
+//! [routes]
+//! "198.19.0.0/16" = "via:198.18.2.1"
+//! "0.0.0.0/0" = "blackhole"
+//!
+//! [vxlans.5001]
+//! bridge = "br0"
+//! local = "198.18.20.1"
+//! remote = ["198.18.20.2"]
+//! ```
+//!
 //! Ports keep the file's order (it decides the round-robin of rx queues to workers).
 //! Options given on the command line win over the file; ports and xconnects of both are
 //! combined. Every error names the file, line and column.
@@ -52,8 +93,21 @@ use crate::parse::file_pos as at;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct File {
+    /// Port → spec, or a table `{ spec, queues, vlan }`.
     #[serde(default)]
-    ports: IndexMap<String, Spanned<String>>,
+    ports: IndexMap<String, Spanned<toml::Value>>,
+    /// Structured: bridge → `{ members, vlan, static-macs }`.
+    #[serde(default)]
+    bridges: IndexMap<String, Spanned<toml::Value>>,
+    /// Structured: interface (`PORT` or `PORT.VLAN`) → `{ addresses, mtu, host-if }`.
+    #[serde(default)]
+    interfaces: IndexMap<String, Spanned<toml::Value>>,
+    /// Structured: prefix → target.
+    #[serde(default)]
+    routes: IndexMap<String, Spanned<String>>,
+    /// Structured: VNI → `{ bridge, local, remote, port }`.
+    #[serde(default)]
+    vxlans: IndexMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     xconnect: Vec<Spanned<String>>,
     /// Bridge name → member ports.
@@ -107,6 +161,127 @@ struct File {
     share_main_core: bool,
     #[serde(default)]
     eal: Vec<String>,
+    /// `ports` as spec strings, after [`flatten`].
+    #[serde(skip)]
+    port_specs: IndexMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PortTable {
+    spec: String,
+    queues: Option<u16>,
+    vlan: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BridgeTable {
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    vlan: IndexMap<String, String>,
+    #[serde(default)]
+    static_macs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct IfaceTable {
+    #[serde(default)]
+    addresses: Vec<String>,
+    mtu: Option<u16>,
+    host_if: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct VxlanTable {
+    bridge: String,
+    local: String,
+    remote: Vec<String>,
+    port: Option<u16>,
+}
+
+/// A structured table's value as `T`, or the error at its place.
+fn table<T: serde::de::DeserializeOwned>(v: &Spanned<toml::Value>, what: &str, loc: &str) -> Result<T, String> {
+    v.get_ref().clone().try_into::<T>().map_err(|e| format!("{loc}: {what}: {}", e.message().trim().replace('\n', " ")))
+}
+
+/// Turns the structured tables into the flag strings the checks below take (each with
+/// the place it came from), so both forms meet the same parser and the same errors.
+fn flatten(path: &Path, text: &str, f: &mut File, errs: &mut Vec<String>) {
+    let mut ports = IndexMap::new();
+    for (name, v) in std::mem::take(&mut f.ports) {
+        let loc = at(path, text, v.span().start);
+        let span = v.span();
+        match v.get_ref() {
+            toml::Value::String(spec) => {
+                ports.insert(name, Spanned::new(span, spec.clone()));
+            }
+            toml::Value::Table(_) => match table::<PortTable>(&v, &format!("port '{name}'"), &loc) {
+                Ok(t) => {
+                    if let Some(q) = t.queues {
+                        f.queues.insert(name.clone(), q);
+                    }
+                    if let Some(m) = t.vlan {
+                        f.vlan.insert(name.clone(), Spanned::new(span.clone(), m));
+                    }
+                    ports.insert(name, Spanned::new(span, t.spec));
+                }
+                Err(e) => errs.push(e),
+            },
+            _ => errs.push(format!(
+                "{loc}: port '{name}' is a spec string or a table: write {name} = \"vdev:net_null0\" or [ports.{name}] spec = \"...\""
+            )),
+        }
+    }
+    f.port_specs = ports;
+    for (name, v) in std::mem::take(&mut f.bridges) {
+        let loc = at(path, text, v.span().start);
+        match table::<BridgeTable>(&v, &format!("bridge '{name}'"), &loc) {
+            Ok(t) => {
+                for (p, m) in t.vlan {
+                    f.vlan.insert(p, Spanned::new(v.span(), m));
+                }
+                for x in t.static_macs {
+                    f.static_mac.push(Spanned::new(v.span(), x));
+                }
+                f.bridge.insert(name, t.members);
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+    for (name, v) in std::mem::take(&mut f.interfaces) {
+        let loc = at(path, text, v.span().start);
+        match table::<IfaceTable>(&v, &format!("interface '{name}'"), &loc) {
+            Ok(t) => {
+                for a in t.addresses {
+                    f.ip.push(Spanned::new(v.span(), format!("{name}={a}")));
+                }
+                if let Some(m) = t.mtu {
+                    f.mtu.push(Spanned::new(v.span(), format!("{name}={m}")));
+                }
+                if let Some(h) = t.host_if {
+                    f.host_if.push(Spanned::new(v.span(), format!("{name}={h}")));
+                }
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+    for (prefix, t) in std::mem::take(&mut f.routes) {
+        f.route.push(Spanned::new(t.span(), format!("{prefix}={}", t.get_ref())));
+    }
+    for (vni, v) in std::mem::take(&mut f.vxlans) {
+        let loc = at(path, text, v.span().start);
+        match table::<VxlanTable>(&v, &format!("vxlan {vni}"), &loc) {
+            Ok(t) => {
+                let port = t.port.map(|p| format!(",port={p}")).unwrap_or_default();
+                f.vxlan.push(Spanned::new(v.span(), format!("{vni}={},local={},remote={}{port}", t.bridge, t.local, t.remote.join("+"))));
+            }
+            Err(e) => errs.push(e),
+        }
+    }
 }
 
 /// A config file that parsed and passed the checks that need no machine state.
@@ -122,13 +297,18 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
-    let f: File = toml::from_str(text).map_err(|e| {
+    let mut f: File = toml::from_str(text).map_err(|e| {
         let loc = e.span().map(|s| at(path, text, s.start)).unwrap_or_else(|| path.display().to_string());
-        vec![format!("{loc}: {}", e.message().trim().replace('\n', " "))]
+        let mut m = e.message().trim().replace('\n', " ");
+        if m.contains("expected a sequence") {
+            m.push_str(": this key takes a list of strings (e.g. ip = [\"gw=198.18.1.254/24\"]); for a table per object use [interfaces.NAME], [bridges.NAME], [ports.NAME], [routes] or [vxlans.VNI]");
+        }
+        vec![format!("{loc}: {m}")]
     })?;
     let mut errs = Vec::new();
+    flatten(path, text, &mut f, &mut errs);
     let mut ports = Vec::new();
-    for (name, spec) in &f.ports {
+    for (name, spec) in &f.port_specs {
         let arg = format!("{name}={}", spec.get_ref());
         match parse::parse_port(&arg) {
             Ok(_) => ports.push(arg),
@@ -142,12 +322,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
             Err(e) => errs.push(format!("{loc}: {e}")),
             Ok((a, b)) => {
                 for n in [&a, &b] {
-                    if !f.ports.contains_key(n.as_str()) {
+                    if !f.port_specs.contains_key(n.as_str()) {
                         errs.push(format!("{loc}: xconnect '{}' names unknown port '{n}': add it under [ports]", x.get_ref()));
                     } else if paired.contains(&n.as_str()) {
                         errs.push(format!("{loc}: port '{n}' is in two xconnects: a port forwards to exactly one peer"));
                     } else {
-                        paired.push(f.ports.get_key_value(n.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
+                        paired.push(f.port_specs.get_key_value(n.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
                     }
                 }
             }
@@ -155,12 +335,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
     }
     for (name, members) in &f.bridge {
         for m in members {
-            if !f.ports.contains_key(m.as_str()) {
+            if !f.port_specs.contains_key(m.as_str()) {
                 errs.push(format!("{}: bridge '{name}' names unknown port '{m}': add it under [ports]", path.display()));
             } else if paired.contains(&m.as_str()) {
                 errs.push(format!("{}: port '{m}' is in a bridge and in an xconnect (or in two bridges): pick one", path.display()));
             } else {
-                paired.push(f.ports.get_key_value(m.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
+                paired.push(f.port_specs.get_key_value(m.as_str()).map(|(k, _)| k.as_str()).unwrap_or(""));
             }
         }
     }
@@ -370,6 +550,41 @@ mod tests {
         assert_eq!(a.static_macs, ["vm3=02:00:00:00:00:03@10"]);
         assert_eq!(a.ips.len(), 3);
         assert_eq!(a.routes, ["198.19.0.0/16=via:198.18.2.1", "0.0.0.0/0=blackhole"]);
+    }
+
+    /// The structured example in the module doc loads as the same switch as the flat one.
+    #[test]
+    fn structured_doc_example_is_the_flat_one() {
+        let src = include_str!("config.rs");
+        let second = &src[src.find("//! ```toml\n").unwrap() + 10..];
+        let text = crate::parse::doc_toml(second);
+        let flat = parse(Path::new("doc.toml"), &crate::parse::doc_toml(src)).unwrap().merge(RunArgs::default());
+        let s = parse(Path::new("doc2.toml"), &text).unwrap_or_else(|e| panic!("{e:?}\n{text}")).merge(RunArgs::default());
+        assert_eq!(s.ports, flat.ports);
+        assert_eq!(s.bridges, flat.bridges);
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(s.vlans), sorted(flat.vlans));
+        assert_eq!(s.queues, flat.queues);
+        assert_eq!(s.static_macs, flat.static_macs);
+        assert_eq!(s.ips, flat.ips);
+        assert_eq!(s.mtus, flat.mtus);
+        assert_eq!(s.routes, flat.routes);
+        assert_eq!(s.vxlans, flat.vxlans);
+        assert_eq!(s.host_ifs, flat.host_ifs);
+    }
+
+    #[test]
+    fn structured_errors_name_their_table() {
+        let e = errs("[ports.a]\nspec = \"vdev:net_null0\"\nqueus = 2\n");
+        assert!(e[0].starts_with("t.toml:1:") && e[0].contains("port 'a'") && e[0].contains("unknown field `queus`"), "{e:?}");
+        let e = errs("[interfaces.a]\naddresses = [\"198.18.0.1/33\"]\n[ports]\na = \"vdev:net_null0\"\n");
+        assert!(e[0].starts_with("t.toml:1:") && e[0].contains("198.18.0.1/33"), "{e:?}");
+        // The mistake the flat form invites gets the way out in its answer.
+        let e = errs("[ip]\na = [\"198.18.0.1/24\"]\n");
+        assert!(e[0].contains("[interfaces.NAME]"), "{e:?}");
     }
 
     #[test]
