@@ -93,9 +93,14 @@ fn every_command_in_the_help_works() {
     require_bed();
     let s = Scratch::new("ctltable");
     let ctl_sock = s.path("ctl");
+    // A config file for `reload` to read (the ports come from the command line).
+    let file = s.path("switch.toml");
+    std::fs::write(&file, "burst = 32\n").unwrap();
     let d = Pmds::start(
         &s,
         &[
+            "--config",
+            file.to_str().unwrap(),
             "--port",
             &format!("a=vhost-server:{}", s.sock("a.sock")),
             "--port",
@@ -129,4 +134,57 @@ fn every_command_in_the_help_works() {
     let (st, _, j, text) = d.stop();
     assert!(st.success(), "{text}");
     assert_no_leak(&j);
+}
+
+/// Starts a cross-connect of two null ports with a worker fault armed, asks for a
+/// reload point (`ctl add-port`: the workers take a new poll list), and returns the switch's exit code and output.
+fn run_with_fault(tag: &str, fault: &str) -> (Option<i32>, String) {
+    require_bed();
+    let s = Scratch::new(tag);
+    let ctl_sock = s.path("ctl");
+    let mut d = pmdswitch::bed::switch::Switch::start_in(
+        &bin(),
+        &s,
+        None,
+        &[("PMDSWITCH_TEST_WORKER_FAULT", fault), ("PMDSWITCH_WORKER_STALL_MS", "500")],
+        &[
+            "--port",
+            "a=vdev:net_null0",
+            "--port",
+            "b=vdev:net_null1",
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--ctl",
+            ctl_sock.to_str().unwrap(),
+        ],
+    );
+    let _ = ctl(&ctl_sock, &["add-port", "c", "vdev:net_null2"]);
+    let st = d.finish(Duration::from_secs(30)).expect("pmdswitch did not exit after its worker's fault");
+    let text = format!("{}{}", d.out.text(), d.err.text());
+    assert!(!ctl_sock.exists(), "control socket left behind:\n{text}");
+    (st.code(), text)
+}
+
+/// A worker that panics is noticed: the switch names the worker, its core and what it
+/// was doing, shuts down and exits non-zero (it does not go on with queues unserved).
+#[test]
+fn a_worker_panic_is_named_and_the_switch_exits_non_zero() {
+    let (code, text) = run_with_fault("wdpanic", "panic");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("worker 0 on core 1 stopped while taking a new poll list") && text.contains("panicked: test fault injected"),
+        "{text}"
+    );
+    assert!(text.contains("=== pmdswitch final stats"), "no final report:\n{text}");
+}
+
+/// A worker stuck past the stall limit is noticed the same way, and the reload that
+/// waited for it is released (the ctl request is answered, the switch exits).
+#[test]
+fn a_stalled_worker_is_named_and_the_switch_exits_non_zero() {
+    let (code, text) = run_with_fault("wdstall", "stall");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("worker 0 on core 1 has not finished a poll pass") && text.contains("taking a new poll list"), "{text}");
 }

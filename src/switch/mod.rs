@@ -72,9 +72,109 @@ pub struct Report {
     pub clean: bool,
 }
 
-/// A running switch. Dropping it without [`Switch::shutdown`] leaks it (the workers keep
-/// running): call `shutdown`.
-pub struct Switch {
+/// A running switch. Dropping it shuts it down as [`Switch::shutdown`] does (the report
+/// is lost then): a test that fails half-way leaves no worker polling freed memory.
+pub struct Switch(Option<Parts>);
+
+impl Switch {
+    /// Starts the EAL, opens the ports, builds the bridges, the router and the tunnels,
+    /// and starts the workers, the control socket and the watchdog. `cli` is the command
+    /// line `config` came from (what a reload merges the file under).
+    ///
+    /// # Errors
+    /// What failed, with the fix; nothing is left running. `rte_eal_init` works once per
+    /// process, so a process starts at most one switch.
+    pub fn start(config: SwitchConfig, cli: RunArgs) -> Result<Switch, Failure> {
+        Parts::start(config, cli).map(|p| Switch(Some(p)))
+    }
+
+    fn p(&self) -> &Parts {
+        self.0.as_ref().expect("a switch is running until shutdown")
+    }
+
+    fn pm(&mut self) -> &mut Parts {
+        self.0.as_mut().expect("a switch is running until shutdown")
+    }
+
+    /// The counters, for printing and for tests.
+    pub fn view(&self) -> &Arc<View> {
+        &self.p().view
+    }
+
+    /// The configuration started with or last reloaded.
+    pub fn config(&self) -> &SwitchConfig {
+        &self.p().config
+    }
+
+    /// What runs now by name: the last config with every `ctl` change since.
+    pub fn running(&self) -> &diff::Running {
+        &self.p().running
+    }
+
+    /// Reloads applied and refused so far.
+    pub fn reloads(&self) -> (u64, u64) {
+        self.p().reloads
+    }
+
+    /// The line `run` prints once forwarding: workers, cores, pool.
+    pub fn banner(&self) -> String {
+        self.p().banner()
+    }
+
+    /// The main thread's work until `until` (or one tick, whichever is first): control
+    /// requests (answered as they come), the MAC tables' upkeep, the router's counters,
+    /// tunnels' ways, broken vrings said once.
+    ///
+    /// # Errors
+    /// A worker panicked or stalled (the watchdog's words): the caller shuts the switch
+    /// down and exits non-zero.
+    pub fn serve(&mut self, until: Instant) -> Result<(), Failure> {
+        self.pm().serve(until)
+    }
+
+    /// One control request: a change of ports, rules, addresses or routes, a reload of
+    /// the config file, or `show config`. The answer is what `ctl` prints.
+    pub fn handle(&mut self, change: &Change, json: bool) -> String {
+        self.pm().handle(change, json)
+    }
+
+    /// Applies `changes` in order, all or nothing: when one is refused, the ones before it
+    /// are undone in reverse and the switch runs as before.
+    ///
+    /// # Errors
+    /// The refused change and why.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<Vec<String>, String> {
+        self.pm().apply(changes)
+    }
+
+    /// Reads the config file again (merged under the command line, as at start), checks
+    /// it whole, and applies the difference to what runs: unchanged ports keep
+    /// forwarding untouched. A bad file, or a change that needs a restart, is refused
+    /// and the switch keeps its running config.
+    ///
+    /// # Errors
+    /// One line: the file's first error (file:line:column) or the change refused.
+    pub fn reload(&mut self) -> Result<String, String> {
+        self.pm().reload()
+    }
+
+    /// Stops the switch: control and metrics endpoints first, then the slow path, the
+    /// workers (they own the queues), the ports, the pool and the EAL.
+    pub fn shutdown(mut self) -> Report {
+        self.0.take().expect("a switch is running until shutdown").shutdown()
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.shutdown();
+        }
+    }
+}
+
+/// What a running switch holds.
+struct Parts {
     /// The configuration started with, or last reloaded: the settings only a restart
     /// changes are read from it.
     config: SwitchConfig,
@@ -112,8 +212,8 @@ pub struct Switch {
     /// Broken guest vrings, said once each (workers only count them).
     broken: HashMap<String, u64>,
     next_check: Instant,
-    /// Reloads applied and refused, for `ctl show config` and the log.
-    pub reloads: (u64, u64),
+    /// Reloads applied and refused.
+    reloads: (u64, u64),
 }
 
 /// Each tunnel's way to its remote VTEP as the router sees it now: the outer headers
@@ -134,15 +234,9 @@ fn resolve_vteps(vteps: &[Arc<Vtep>], rctl: &Mutex<RouterCtl>) {
     }
 }
 
-impl Switch {
-    /// Starts the EAL, opens the ports, builds the bridges, the router and the tunnels,
-    /// and starts the workers, the control socket and the watchdog. `cli` is the command
-    /// line `config` came from (what a reload merges the file under).
-    ///
-    /// # Errors
-    /// What failed, with the fix; nothing is left running. `rte_eal_init` works once per
-    /// process, so a process starts at most one switch.
-    pub fn start(config: SwitchConfig, cli: RunArgs) -> Result<Switch, Failure> {
+impl Parts {
+    /// [`Switch::start`].
+    fn start(config: SwitchConfig, cli: RunArgs) -> Result<Parts, Failure> {
         let plan = config;
         let rt = |m: String| Failure::Runtime(m);
         let (eal, capture) = startup::start_eal(&plan.eal, plan.own_prefix.as_deref(), plan.verbose)?;
@@ -382,7 +476,7 @@ impl Switch {
         let control = Control { opener, barrier: barrier.clone(), mac_capacity: plan.mac_capacity, mac_aging_ms: plan.mac_aging_ms };
         let tick = if plane.bridges.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
         let now = Instant::now();
-        Ok(Switch {
+        Ok(Parts {
             running: diff::Running::of(&plan),
             config: plan,
             cli,
@@ -418,23 +512,8 @@ impl Switch {
         })
     }
 
-    /// The counters, for printing and for tests.
-    pub fn view(&self) -> &Arc<View> {
-        &self.view
-    }
-
-    /// The configuration started with or last reloaded.
-    pub fn config(&self) -> &SwitchConfig {
-        &self.config
-    }
-
-    /// What runs now by name: the last config with every `ctl` change since.
-    pub fn running(&self) -> &diff::Running {
-        &self.running
-    }
-
-    /// The line `run` prints once forwarding: workers, cores, pool.
-    pub fn banner(&self) -> String {
+    /// [`Switch::banner`].
+    fn banner(&self) -> String {
         format!(
             "pmdswitch: forwarding with {} worker(s) on core(s) {} (main core {}), {} mbufs; Ctrl-C to stop",
             self.cores.len(),
@@ -444,14 +523,8 @@ impl Switch {
         )
     }
 
-    /// The main thread's work until `until` (or one tick, whichever is first): control
-    /// requests (answered as they come), the MAC tables' upkeep, the router's counters,
-    /// tunnels' ways, broken vrings said once.
-    ///
-    /// # Errors
-    /// A worker panicked or stalled (the watchdog's words): the caller shuts the switch
-    /// down and exits non-zero.
-    pub fn serve(&mut self, until: Instant) -> Result<(), Failure> {
+    /// [`Switch::serve`].
+    fn serve(&mut self, until: Instant) -> Result<(), Failure> {
         if let Some(f) = self.watchdog.fault() {
             return Err(Failure::Runtime(f));
         }
@@ -495,9 +568,8 @@ impl Switch {
         }
     }
 
-    /// One control request: a change of ports, rules, addresses or routes, a reload of
-    /// the config file, or `show config`. The answer is what `ctl` prints.
-    pub fn handle(&mut self, change: &Change, json: bool) -> String {
+    /// [`Switch::handle`].
+    fn handle(&mut self, change: &Change, json: bool) -> String {
         match change {
             Change::Reload => match self.reload() {
                 Ok(m) => format!("ok: {m}\n"),
@@ -520,12 +592,8 @@ impl Switch {
         }
     }
 
-    /// Applies `changes` in order, all or nothing: when one is refused, the ones before it
-    /// are undone in reverse and the switch runs as before.
-    ///
-    /// # Errors
-    /// The refused change and why.
-    pub fn apply(&mut self, changes: &[Change]) -> Result<Vec<String>, String> {
+    /// [`Switch::apply`].
+    fn apply(&mut self, changes: &[Change]) -> Result<Vec<String>, String> {
         let mut done: Vec<Change> = Vec::new();
         let mut said = Vec::new();
         for c in changes {
@@ -549,14 +617,8 @@ impl Switch {
         Ok(said)
     }
 
-    /// Reads the config file again (merged under the command line, as at start), checks
-    /// it whole, and applies the difference to what runs: unchanged ports keep
-    /// forwarding untouched. A bad file, or a change that needs a restart, is refused
-    /// and the switch keeps its running config.
-    ///
-    /// # Errors
-    /// One line: the file's first error (file:line:column) or the change refused.
-    pub fn reload(&mut self) -> Result<String, String> {
+    /// [`Switch::reload`].
+    fn reload(&mut self) -> Result<String, String> {
         let r = self.reload_inner();
         match &r {
             Ok(_) => self.reloads.0 += 1,
@@ -582,9 +644,8 @@ impl Switch {
         Ok(format!("reload: {} change(s) applied: {}", changes.len(), what.join("; ")))
     }
 
-    /// Stops the switch: control and metrics endpoints first, then the slow path, the
-    /// workers (they own the queues), the ports, the pool and the EAL.
-    pub fn shutdown(self) -> Report {
+    /// [`Switch::shutdown`].
+    fn shutdown(self) -> Report {
         let elapsed = self.start.elapsed().as_secs_f64();
         telemetry::clear();
         self.metrics_stop.store(true, Ordering::SeqCst);

@@ -52,7 +52,7 @@ pub fn stall_limit() -> Duration {
 }
 
 /// The test hook: `PMDSWITCH_TEST_WORKER_FAULT=panic|stall` makes worker 0 panic, or
-/// stop polling, at its next reload point after start (e.g. after `ctl rebalance`).
+/// stop polling, at its next reload point after start (e.g. after `ctl add-port`).
 pub fn test_fault() -> Option<Fault> {
     match std::env::var("PMDSWITCH_TEST_WORKER_FAULT").ok()?.as_str() {
         "panic" => Some(Fault::Panic),
