@@ -34,6 +34,8 @@ fn kernel_bound_pci() -> Option<String> {
     None
 }
 
+/// Every usage and runtime error, bridge, VLAN, queue, affinity and router ones included: one
+/// line, the right exit code, no leftovers.
 #[test]
 fn bad_input_table() {
     let s = Scratch::new("bad");
@@ -222,6 +224,8 @@ fn missing_hugepages_is_one_line_with_the_fix() {
     assert!(!s.path("a.sock").exists());
 }
 
+/// `check-config` reports every error in a file, each with its line and column (exit 2), and
+/// accepts a good file.
 #[test]
 fn check_config_reports_every_error_with_line_and_column() {
     let s = Scratch::new("cfg");

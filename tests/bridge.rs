@@ -33,6 +33,9 @@ fn start_three_port_bridge(s: &Scratch, extra: &[&str]) -> (Switch, [String; 3])
     (Pmds::start(s, &args), [sa, sb, sc])
 }
 
+/// Three ports, the generator as three VMs: unknown unicast reaches both other ports and never
+/// the ingress, the sending station shows in `show macs`, then a learned station gets unicast
+/// only.
 #[test]
 fn bridge_floods_unknown_then_unicasts_learned() {
     require_bed();
@@ -88,7 +91,8 @@ fn bridge_floods_unknown_then_unicasts_learned() {
 /// Bursts that mix decisions: a sends four flows in turn, two to stations learned on b
 /// (unicast) and two to unknown stations (flooded to b and c), so every burst
 /// alternates between the two and the forwarder applies runs of one packet. Every
-/// packet must reach exactly the ports its decision names, in order, none leaked.
+/// packet must reach exactly the ports its decision names, in order — b every packet,
+/// c exactly the flooded half — or be counted as refused by a full ring; none leaked.
 #[test]
 fn bridge_mixed_decisions_in_one_burst() {
     require_bed();
@@ -124,6 +128,9 @@ fn bridge_mixed_decisions_in_one_burst() {
     assert_no_leak(&j);
 }
 
+/// Access 10 / access 20 / trunk 10,20: VLAN 20 sees nothing of VLAN 10's flood, the trunk
+/// receives every frame 4 bytes longer (tagged), and untagged frames on the trunk are dropped,
+/// counted as `untagged_on_trunk`.
 #[test]
 fn bridge_vlans_tag_untag_and_filter() {
     require_bed();
@@ -156,6 +163,8 @@ fn tx_packets_sum(gs: &[&serde_json::Value], p: &str) -> u64 {
     gs.iter().map(|g| g["ports"][p]["tx_packets"].as_u64().unwrap()).sum()
 }
 
+/// virtio-user `queues=2` (testpmd as a two-queue guest): both rx queues carry traffic and sum
+/// to the port's count.
 #[test]
 fn multiqueue_vhost_uses_both_queues_and_counts_add_up() {
     require_bed();
@@ -209,6 +218,9 @@ fn multiqueue_vhost_uses_both_queues_and_counts_add_up() {
     assert_eq!(peer[&1].tx, port(&j, "b", "rx_packets"), "{peer:?}");
 }
 
+/// Two workers, two queues per port, one queue pinned by `--rxq-affinity`: the affinity is
+/// honoured, `ctl rebalance` under traffic keeps the pinned queue, both workers forward, and
+/// the counts add up.
 #[test]
 fn two_workers_two_queues_each() {
     require_bed();

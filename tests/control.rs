@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use common::*;
 
+/// Ports added, cross-connected and removed through the control socket while paced traffic
+/// runs on a,b: that pair loses nothing; refusals are one line and change nothing.
 #[test]
 fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
     require_bed();

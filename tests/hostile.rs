@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use common::*;
 
+/// tests/tools/hostile_frontend.py speaks vhost-user over socket h with wrong sizes, unknown
+/// requests, missing and bogus fds, memory tables that do not cover the rings, absurd ring
+/// sizes, garbage and a connection storm, while another port forwards a counted stream that
+/// must arrive whole; nothing is forwarded from h.
 #[test]
 fn hostile_frontend_neither_crashes_nor_disturbs_other_ports() {
     require_bed();

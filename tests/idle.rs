@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use common::*;
 
+/// `--idle adaptive` on vhost ports: ≤ 2 % of a core with no peer, with an idle peer and after
+/// traffic (a polling worker, the control, uses its whole core); a guest kick wakes the worker
+/// and every packet sent after the wake-up arrives.
 #[test]
 fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     require_bed();
@@ -55,6 +58,8 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     assert_no_leak(&j);
 }
 
+/// The same with net_tap ports (rx interrupt fds wake the worker): ≤ 2 % of a core, and pings
+/// cross a sleeping worker.
 #[test]
 fn adaptive_worker_sleeps_on_tap_rx_interrupts() {
     require_bed();

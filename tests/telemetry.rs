@@ -35,6 +35,9 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// `dpdk-telemetry.py` and the Prometheus endpoint against a forwarding pmdswitch: the
+/// `/pmdswitch/...` commands answer ports, workers and drops, and /metrics carries the same
+/// counters.
 #[test]
 fn dpdk_telemetry_reads_ports_workers_and_drops() {
     require_bed();
@@ -102,6 +105,9 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     assert!(prom.contains("pmdswitch_worker_packets_total{core=\"1\"}"), "{prom}");
 }
 
+/// `ctl` against a forwarding switch: `show` reports the counters, `clear stats` sets a
+/// baseline (the live counters are never zeroed), `set idle adaptive` makes the worker sleep,
+/// and an unknown command is one line.
 #[test]
 fn ctl_shows_clears_and_sets_idle_mode() {
     require_bed();

@@ -15,6 +15,7 @@ fn opts(server: bool, cmd: Option<&str>, timeout: u32) -> GuestOpts<'_> {
     GuestOpts { server, cmd, timeout, no_offloads: false, gw: None }
 }
 
+/// Two QEMU guests (TCG) cross-connected by pmdswitch ping each other: 0 % loss.
 #[test]
 fn two_guests_ping_each_other_through_pmdswitch() {
     require_bed();
@@ -39,6 +40,8 @@ fn two_guests_ping_each_other_through_pmdswitch() {
     assert_no_leak(&j);
 }
 
+/// QEMU serves the sockets (`server=on`) and pmdswitch connects as `vhost-client`; pmdswitch is
+/// restarted mid-ping, reconnects by itself, and the guest's pings resume.
 #[test]
 fn guest_pings_resume_after_pmdswitch_restarts() {
     require_bed();
@@ -79,6 +82,8 @@ fn guest_pings_resume_after_pmdswitch_restarts() {
     assert_no_leak(&j);
 }
 
+/// The guest takes its interface down and up, then unbinds the virtio device from virtio_net
+/// and binds it again (a full device reset): forwarding keeps working across both.
 #[test]
 fn guest_driver_reset_and_rebind_keep_forwarding() {
     require_bed();
@@ -148,6 +153,8 @@ fn mean(j: &serde_json::Value, p: &str, dir: &str) -> u64 {
     port(j, p, &format!("{dir}_bytes")) / port(j, p, &format!("{dir}_packets")).max(1)
 }
 
+/// Guest TCP between two guests with offloads on, every byte checked; on the own data path the
+/// offloads are passed through (the sender's TSO frames cross whole).
 #[test]
 fn guest_tcp_transfer_with_offloads_arrives_intact() {
     let (t, j) = guest_transfer("vmtcp", true);
@@ -162,6 +169,8 @@ fn guest_tcp_transfer_with_offloads_arrives_intact() {
     eprintln!("guest TCP: {MB} MiB in {:.2} s, {:.0} Mbit/s", t.secs, t.mbps);
 }
 
+/// Guest TCP to a guest without offloads, every byte checked: the sender's TSO frames are
+/// segmented in software, so the receiver gets no frame longer than the MTU.
 #[test]
 fn guest_tcp_to_a_guest_without_offloads_is_segmented_in_software() {
     let (_, j) = guest_transfer("vmtcpseg", false);
@@ -173,6 +182,8 @@ fn guest_tcp_to_a_guest_without_offloads_is_segmented_in_software() {
     }
 }
 
+/// Guest TCP to a tap port in a namespace, every byte checked: the guest's TSO frames are
+/// segmented in software, so the tap gets no frame longer than the MTU.
 #[test]
 fn guest_tcp_to_a_tap_is_segmented_in_software() {
     require_bed();

@@ -60,9 +60,12 @@ fn n(j: &serde_json::Value, p: &str, k: &str) -> u64 {
     port(j, p, k)
 }
 
-/// The generator's two ports are the two hosts' VMs: each stream crosses a bridge, the
-/// tunnel, the memif underlay, the other bridge. Nothing is lost once the VTEPs resolved
-/// each other (the warm-up), and the counts agree along the way.
+/// The generator's two ports are the two hosts' VMs (VNI 5001 between them): each stream
+/// crosses a bridge, the tunnel, the memif underlay, the other bridge. Nothing is lost once
+/// the VTEPs resolved each other (the warm-up), and the counts agree along the way: VM rx =
+/// tunnel tx + `vxlan_unresolved` at the start, what one host wrapped the other unwrapped,
+/// the underlay carried the wrapped frames and a few ARP messages, no bad or unknown tunnel
+/// frames.
 #[test]
 fn frames_cross_the_tunnel_counted_at_every_step() {
     require_bed();
@@ -184,7 +187,8 @@ fn vxlan_bad_input_is_one_line() {
 /// Two QEMU guests (kernel virtio-net, offloads on) in one subnet, each behind its own
 /// host's bridge: ping and an 8 MiB TCP transfer across the tunnel, every byte checked.
 /// The guests' TSO frames are cut and checksummed before they are wrapped (the tunnel
-/// is an mbuf path), so none is too big for the underlay.
+/// is an mbuf path), so none is too big for the underlay; every byte the VM port received
+/// went into the tunnel, TSO frames as their segments.
 #[test]
 fn guests_on_two_hosts_ping_and_move_tcp_over_the_tunnel() {
     require_bed();

@@ -16,6 +16,9 @@ fn vu(path: &str, extra: &str) -> String {
     format!("net_virtio_user0,path={path}{extra}")
 }
 
+/// Counters agree across three processes: a txonly testpmd peer on socket a, an rxonly one on
+/// socket b. The sender's tx count = pmdswitch's a.rx; a.rx = b.tx + b's counted drops; b.tx =
+/// the receiver's rx count.
 #[test]
 fn vhost_pair_counters_agree_across_processes() {
     require_bed();
@@ -49,6 +52,8 @@ fn vhost_pair_counters_agree_across_processes() {
     assert_no_leftovers(&s.prefix("dut"));
 }
 
+/// vhost → `net_null`: every packet the peer sent arrives out of port b (net_null never
+/// refuses, so nothing may be lost).
 #[test]
 fn every_packet_leaves_the_other_port() {
     require_bed();
@@ -83,6 +88,8 @@ fn every_packet_leaves_the_other_port() {
     assert_no_leak(&j);
 }
 
+/// A `vhost-client` port: the peer serves the socket, quits and comes back on the same path;
+/// pmdswitch reconnects by itself and counts both sessions' packets.
 #[test]
 fn vhost_client_reconnects_when_the_peer_returns() {
     require_bed();
@@ -130,6 +137,8 @@ fn running_loop(s: &Scratch) -> (Switch, Testpmd, String, String) {
     (pm, g, sa, sb)
 }
 
+/// SIGTERM while traffic flows both ways: exit 0 within 2 s, sockets gone, the stats JSON
+/// written, rx = tx + drops in both directions, no mbuf leaked, no EAL leftovers.
 #[test]
 fn sigterm_under_traffic_exits_clean_and_accounts_every_packet() {
     require_bed();
@@ -166,6 +175,8 @@ fn syscalls(tid: i32, secs: u32, out: &Path) -> usize {
     std::fs::read_to_string(out).unwrap_or_default().lines().filter(|l| !l.trim().is_empty()).count()
 }
 
+/// strace on the worker thread while it forwards sees no system call; as a control, the same
+/// probe on the main thread does see some (else the probe is broken).
 #[test]
 fn worker_makes_no_system_calls_while_forwarding() {
     require_bed();
@@ -184,6 +195,8 @@ fn worker_makes_no_system_calls_while_forwarding() {
     assert!(port(&j, "a", "rx_packets") > 100_000, "the worker was forwarding meanwhile");
 }
 
+/// Two `net_tap` vdevs moved into network namespaces of the test's own: ping crosses pmdswitch
+/// from one to the other.
 #[test]
 fn tap_ports_carry_ping_between_namespaces() {
     require_bed();
@@ -213,6 +226,8 @@ fn tap_ports_carry_ping_between_namespaces() {
     assert_no_leak(&j);
 }
 
+/// A second vhost-user frontend on a socket already in use is refused; the first stays the only
+/// device and keeps forwarding: every packet it sent arrives.
 #[test]
 fn second_frontend_on_a_socket_is_refused_and_the_first_keeps_forwarding() {
     require_bed();
@@ -261,6 +276,9 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The peer is SIGKILLed under traffic and restarted, 8 cycles in CI (`PMDS_KILL_CYCLES=50` for
+/// the long form: passed, 47 s); afterwards a well-behaved peer still gets every packet
+/// through, and rx = tx + counted drops.
 #[test]
 fn peer_killed_and_restarted_repeatedly_loses_nothing_but_counted_packets() {
     require_bed();
@@ -295,6 +313,9 @@ fn peer_killed_and_restarted_repeatedly_loses_nothing_but_counted_packets() {
     assert_no_leak(&j);
 }
 
+/// `vhost-client` against a peer in server mode (as QEMU with server=on) that keeps sending:
+/// pmdswitch is stopped, a new pmdswitch finds the peer by itself within 2 s and traffic
+/// resumes.
 #[test]
 fn restarted_pmdswitch_reconnects_to_a_serving_peer_within_2s() {
     require_bed();
