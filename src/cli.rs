@@ -379,10 +379,7 @@ pub struct GenArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct BenchArgs {
-    /// Device under test: pmdswitch (cross-connect), pmdswitch-bridge, pmdswitch-adaptive,
-    /// pmdswitch-lib and pmdswitch-bridge-lib (the same on rte_vhost's data path),
-    /// testpmd (io forwarding over net_vhost), ovs (Debian's openvswitch-switch-dpdk,
-    /// two dpdkvhostuser ports, port-to-port flows) or ovs-normal [default: pmdswitch].
+    /// Device under test, one of the DUTs listed below [default: pmdswitch].
     #[arg(long, value_name = "DUT")]
     pub dut: Option<String>,
 

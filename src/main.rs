@@ -9,12 +9,16 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use pmdswitch::bed::duts;
 use pmdswitch::cli::{Cli, Cmd};
 use pmdswitch::control::protocol;
 
 fn main() -> ExitCode {
     // `ctl --help` lists the control commands from the protocol's own table.
-    let command = Cli::command().mut_subcommand("ctl", |c| c.after_help(format!("Commands:\n{}", protocol::help())));
+    // `bench --help` lists the DUTs from the bench's own table.
+    let command = Cli::command()
+        .mut_subcommand("ctl", |c| c.after_help(format!("Commands:\n{}", protocol::help())))
+        .mut_subcommand("bench", |c| c.after_help(format!("DUTs (--dut, --compare):\n{}", duts::help())));
     let cli = match command.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => {

@@ -97,6 +97,27 @@ impl Dut {
             Dut::PmdswitchPair => "pmdswitch-pair",
         }
     }
+    /// What the DUT is, for `bench --help` (generated from this table, so the list
+    /// cannot drift from what `--dut` accepts).
+    pub fn about(self) -> &'static str {
+        match self {
+            Dut::Pmdswitch => "pmdswitch cross-connect, own vhost data path (the default)",
+            Dut::PmdswitchAdaptive => "the same with adaptive idle (sleeps on guest kicks when idle)",
+            Dut::PmdswitchBridge => "pmdswitch learning bridge of the two ports",
+            Dut::PmdswitchLib => "cross-connect on rte_vhost's data path",
+            Dut::PmdswitchBridgeLib => "bridge on rte_vhost's data path",
+            Dut::Testpmd => "dpdk-testpmd io forwarding over net_vhost",
+            Dut::Ovs => "OVS-DPDK (openvswitch-switch-dpdk), port-to-port flows",
+            Dut::OvsNormal => "OVS-DPDK with the NORMAL action (MAC learning)",
+            Dut::PmdswitchRouter => "pmdswitch IPv4/IPv6 router (takes --routes)",
+            Dut::PmdswitchRouterLib => "router on rte_vhost's data path",
+            Dut::L3fwd => "DPDK's l3fwd example, LPM mode (scripts/setup.sh --extras)",
+            Dut::OvsL3 => "OVS-DPDK with L3 flows (TTL, MACs rewritten)",
+            Dut::PmdswitchVxlan => "two pmdswitch instances over a memif underlay, bridges joined by VXLAN",
+            Dut::PmdswitchPair => "the same two instances with plain bridges (VXLAN's baseline)",
+        }
+    }
+
     pub fn is_ovs(self) -> bool {
         matches!(self, Dut::Ovs | Dut::OvsNormal | Dut::OvsL3)
     }
@@ -118,6 +139,11 @@ impl Dut {
     pub fn routes(self) -> bool {
         matches!(self, Dut::PmdswitchRouter | Dut::PmdswitchRouterLib | Dut::L3fwd | Dut::OvsL3)
     }
+}
+
+/// The DUT table as `bench --help` lists it.
+pub fn help() -> String {
+    DUTS.iter().map(|d| format!("  {:<22} {}\n", d.name(), d.about())).collect()
 }
 
 /// The DPDK build of ovs-vswitchd that Debian's openvswitch-switch-dpdk installs (the

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::scratch::Scratch;
 
 fn vm_sh() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vm.sh"))
+    super::share_dir().join("scripts/vm.sh")
 }
 
 /// Builds the guest image once (cached; a second call does nothing).
