@@ -202,20 +202,6 @@ fn r(c: RouterCmd) -> Result<Command, String> {
 /// Every command, in the order the help lists them.
 pub const COMMANDS: &[Syntax] = &[
     Syntax {
-        words: "show config",
-        args: "[--json]",
-        help: "the running configuration in the config file's form (ports, bridges, interfaces, routes), ctl changes included",
-        example: "show config",
-        parse: |a| none(a, "show config").and(c(Change::ShowConfig)),
-    },
-    Syntax {
-        words: "reload",
-        args: "",
-        help: "read the --config file again and apply what changed (as SIGHUP does); a bad file is refused and the running config kept",
-        example: "reload",
-        parse: |a| none(a, "reload").and(c(Change::Reload)),
-    },
-    Syntax {
         words: "show ports",
         args: "[--json]",
         help: "per port: kind, rule, packets, bytes, drops by cause",
@@ -259,6 +245,20 @@ pub const COMMANDS: &[Syntax] = &[
             [br] => q(Query::ShowMacs { bridge: br.to_string() }),
             _ => Err(incomplete("show macs")),
         },
+    },
+    Syntax {
+        words: "show config",
+        args: "[--json]",
+        help: "the running configuration in the config file's form (ports, bridges, interfaces, routes), ctl changes included",
+        example: "show config",
+        parse: |a| none(a, "show config").and(c(Change::ShowConfig)),
+    },
+    Syntax {
+        words: "reload",
+        args: "",
+        help: "read the --config file again and apply what changed (as SIGHUP does); a bad file is refused and the running config kept",
+        example: "reload",
+        parse: |a| none(a, "reload").and(c(Change::Reload)),
     },
     Syntax {
         words: "clear stats",
