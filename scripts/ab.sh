@@ -2,7 +2,7 @@
 # A/B of two pmdswitch builds on this machine, interleaved (A B, then B A) so that the
 # host's speed changes hit both: the switching path's own cost (scripts/fwd-cost.sh:
 # pcap -> null, cross-connect and bridge with 1 and FLOWS flows) and the vhost loop
-# (`pmdswitch bench`, 64 B, 1 flow, max rate, cross-connect and bridge). Prints each
+# (`pmdswitch bench`, 64 B, 1 flow, max rate, cross-connect, bridge and router). Prints each
 # round, then medians and B/A ratios of the worker's cycles per packet (below 1: B
 # cheaper).
 #
@@ -25,9 +25,9 @@ loop() { # BIN DUT -> cycles/packet
     python3 -c "import json; c=json.load(open('$WORK/b/results.json'))['cells'][0]; print(c['dut_cycles_per_packet'])"
 }
 one() { # BIN -> one line of figures
-    echo "$(fwd "$1") $(loop "$1" pmdswitch) $(loop "$1" pmdswitch-bridge)"
+    echo "$(fwd "$1") $(loop "$1" pmdswitch) $(loop "$1" pmdswitch-bridge) $(loop "$1" pmdswitch-router)"
 }
-echo "round build   fwd-xc  fwd-br1 fwd-br$FLOWS  loop-xc loop-br   (worker cycles/packet)"
+echo "round build   fwd-xc  fwd-br1 fwd-br$FLOWS  loop-xc loop-br loop-rt   (worker cycles/packet)"
 for r in $(seq "$ROUNDS"); do
     if ((r % 2)); then order="A B"; else order="B A"; fi
     for w in $order; do
@@ -41,7 +41,7 @@ python3 - "$WORK/A" "$WORK/B" <<'PY'
 import statistics as st, sys
 a = [[float(x) for x in l.split()] for l in open(sys.argv[1])]
 b = [[float(x) for x in l.split()] for l in open(sys.argv[2])]
-names = ["fwd-xc", "fwd-br1", "fwd-brN", "loop-xc", "loop-br"]
+names = ["fwd-xc", "fwd-br1", "fwd-brN", "loop-xc", "loop-br", "loop-rt"]
 print("median A " + " ".join(f"{st.median(c):8.1f}" for c in zip(*a)))
 print("median B " + " ".join(f"{st.median(c):8.1f}" for c in zip(*b)))
 # Ratio per round (each round has one A and one B run next to each other), then the median.

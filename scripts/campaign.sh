@@ -1,5 +1,5 @@
 #!/bin/sh
-# The measurement campaign behind README's "Measured results": every figure there comes
+# The measurement campaign behind docs/results.md: every figure there comes
 # from one of these commands, run back to back (never two at once: 2 cores). About 20
 # minutes. Output: bench-out/campaign-DATE/ (JSON, SVG, logs) and a log on stdout.
 # SKIP_GEN=1 skips the generator's own bench (the first step).

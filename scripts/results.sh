@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements the README's "Own vhost data path" and "Router" sections quote, one
+# The measurements docs/results.md's "Own vhost data path" and "Router" sections quote, one
 # after the other (never two at once on a 2-core machine), into bench-out/$1 (default
 # results): about 35 minutes.
 #   scripts/results.sh [DIR] [ROUNDS]

@@ -241,7 +241,7 @@ pub struct GenArgs {
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
 
-    /// Streams from a TOML profile (see the README): ports, frame sizes, rates, start and
+    /// Streams from a TOML profile (see docs/generator.md): ports, frame sizes, rates, start and
     /// length, header shape (VLAN/QinQ, IPv4/IPv6, UDP/TCP) and a field engine, or a pcap
     /// to replay. Replaces --frame, --flows, --macs, --rate, --tx and --dst-ips.
     #[arg(long, value_name = "FILE")]

@@ -16,7 +16,7 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     let s = Scratch::new("idle");
     let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
     // vhost ports only: an ethdev queue without rx interrupts would keep the worker
-    // waking every millisecond (see README, Adaptive idle).
+    // waking every millisecond (see docs/operations.md, Adaptive idle).
     let ports = ["--port", &format!("a=vhost-server:{sa}"), "--port", &format!("b=vhost-server:{sb}"), "--xconnect", "a,b", "--cores", "1"];
 
     // Control: the same probe sees a polling worker burn its core.

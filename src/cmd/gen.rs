@@ -286,7 +286,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     });
     let room = (max_frame.max(2048) + 128) as u16;
     let pool = Arc::new(
-        Mempool::pktmbuf_pool_create("gen_pool", n_mbufs, startup::POOL_CACHE, room, -1)
+        Mempool::pktmbuf_pool_create(eal.token(), "gen_pool", n_mbufs, startup::POOL_CACHE, room, -1)
             .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh)")))?,
     );
 
@@ -295,7 +295,7 @@ pub fn main(a: GenArgs, term: Arc<AtomicBool>) -> Result<(), Failure> {
     let mut by_core: Vec<Vec<GenPort>> = (0..ncores).map(|_| Vec::new()).collect();
     let mut eth = Vec::new();
     for (i, (name, (dev, pci))) in p.names.iter().zip(&p.devs).enumerate() {
-        let id = ethdev::probe(dev, *pci).map_err(|e| {
+        let id = ethdev::probe(eal.token(), dev, *pci).map_err(|e| {
             rt(if dev.starts_with("net_virtio_user") {
                 format!("port '{name}': cannot attach {dev} ({e}): is a switch serving that vhost-user socket (pmdswitch run --port X=vhost-server:PATH)?")
             } else {

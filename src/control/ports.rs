@@ -11,6 +11,7 @@ use crate::datapath::stats::{PortTotals, RxqCounters};
 use crate::datapath::vring::port::OwnTxQueue;
 use crate::datapath::worker::{TxQueue, TxSource};
 use crate::dpdk::ethdev::{self, EthConfig, EthPort};
+use crate::dpdk::eal::Initialized;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::txq::SharedQueue;
 use crate::dpdk::vhost::{Datapath, Role, VhostPort};
@@ -38,6 +39,8 @@ pub struct Opener {
     pub pool: Arc<Mempool>,
     /// Who serves vhost ports' rings.
     pub datapath: Datapath,
+    /// Ports are opened on an initialised EAL.
+    pub eal: Initialized,
 }
 
 impl Opener {
@@ -50,7 +53,7 @@ impl Opener {
             PortSpec::Vxlan(_) => return Err(format!("port '{name}': VXLAN members are made by --vxlan, not opened")),
             PortSpec::VhostServer(path) | PortSpec::VhostClient(path) => {
                 let role = if matches!(def.spec, PortSpec::VhostServer(_)) { Role::Server } else { Role::Client };
-                let mut v = VhostPort::register(name, &path.to_string_lossy(), role, queues, self.datapath)
+                let mut v = VhostPort::register(self.eal, name, &path.to_string_lossy(), role, queues, self.datapath)
                     .map_err(|e| format!("port '{name}': {e}"))?;
                 v.start(self.socket_mode).map_err(|e| format!("port '{name}': {e}"))?;
                 if role == Role::Server && (self.socket_uid.is_some() || self.socket_gid.is_some()) {
@@ -68,7 +71,7 @@ impl Opener {
                 (PortRt::Vhost(v), tx)
             }
             PortSpec::Vdev(devargs) | PortSpec::Pci(devargs) => {
-                let id = ethdev::probe(devargs, matches!(def.spec, PortSpec::Pci(_))).map_err(|e| match &def.spec {
+                let id = ethdev::probe(self.eal, devargs, matches!(def.spec, PortSpec::Pci(_))).map_err(|e| match &def.spec {
                     PortSpec::Vdev(d) => format!(
                         "port '{name}': DPDK could not create vdev '{d}' ({e}): check the driver name (net_ring, net_null, net_tap, net_af_packet, net_pcap, net_virtio_user) and its arguments"
                     ),

@@ -483,207 +483,241 @@ impl Worker {
         eal::thread_unregister();
     }
 
-    /// One pass over every polled rx queue: rx burst, count, switch, send or drop.
-    /// Returns the packets received.
-    #[inline(always)]
+    /// One pass over every polled rx queue: the ingress gives a burst, the queue's rule
+    /// decides each frame's fate, and the egress delivers or counts it. Returns the
+    /// packets received.
+    ///
+    /// ```text
+    ///   rx queue ──┬─ own vring ──┬─ xconnect to an own vring ── own_xconnect: one copy guest → guest
+    ///              │              ├─ bridge ─────────────────── own_bridge: decide on the peeked fronts,
+    ///              │              │                              copy each run to its member(s)
+    ///              │              └─ route ──────────────────── own_route: decide, copy with the new front,
+    ///              │                                             punt, drop, or decap (VXLAN) as mbufs
+    ///              └─ mbufs (NIC, rte_vhost, own vring to a non-own egress) ── mbuf_path:
+    ///                   xconnect: tx burst | bridge: bridge_mbufs | route: route_mbufs | drop
+    /// ```
     ///
     /// `t`: the TSC when the pass began, moved on by every queue that had work (whose
     /// cycles, with those of empty polls before it, are charged to it): a queue's work
     /// reads the clock once, after it.
+    #[inline(always)]
     fn poll_once(&mut self, held: &mut Held, batch: &mut Batch, outs: &mut [Batch], stats: &WorkerStats, t: &mut u64) -> u64 {
         let mut moved = 0u64;
         let Held { polls, txs } = held;
         for p in polls.iter_mut() {
-            // Guest to guest on the own vhost path: one copy, no mbuf.
-            if let (Rx::Own(rq), Action::Xconnect(port)) = (&mut p.rx, &p.action) {
-                if let Some(tq) = txs[*port].as_mut().filter(|t| t.is_own()) {
-                    let (rxc, txc) = (&stats.ports[p.rx_port], &stats.ports[*port]);
-                    let f = tq.forward_from(rq, self.burst, self.tx_retries, *t, self.hold_cycles, rxc, txc);
-                    if f.received + f.held > 0 {
-                        account(&f, rxc, txc);
-                        moved += f.received as u64;
-                        bump(&p.counters.packets, f.received as u64);
-                        charge(&p.counters, t);
-                    }
-                    continue;
-                }
-            }
-            // A bridge on the own vhost path: decisions on the frames' first bytes, each
-            // frame copied from the guest straight to where it goes.
-            if let (Rx::Own(rq), Action::Bridge(br, member)) = (&mut p.rx, &p.action) {
-                let t0 = *t;
-                let rxc = &stats.ports[p.rx_port];
-                let (good, taken, bytes) = rq.peek(self.burst, rxc);
-                if taken == 0 {
-                    continue;
-                }
-                bump(&rxc.rx_packets, good as u64);
-                bump(&rxc.rx_bytes, bytes);
-                let k = fwd::classify_burst(br, self.index, *member, &rq.peeked_heads(), &mut self.scratch, self.clock.ms(t0));
-                let runs = fwd::plan_runs(br, *member, &mut self.scratch, k);
-                let mut at = 0;
-                for &(len, dec) in runs {
-                    match dec {
-                        Decision::To(m, edit) => own_deliver(
-                            rq,
-                            at,
-                            len,
-                            |_| Edit::Tag(edit),
-                            br.members[usize::from(m)].port,
-                            txs,
-                            batch,
-                            &self.pool,
-                            self.tx_retries,
-                            stats,
-                        ),
-                        Decision::Flood { tag, vid } => {
-                            let mut any = false;
-                            for (i, m) in br.members.iter().enumerate() {
-                                if i != *member {
-                                    if let Some(e) = fwd::edit_for(m, fwd::tag_of(tag), vid) {
-                                        own_deliver(rq, at, len, |_| Edit::Tag(e), m.port, txs, batch, &self.pool, self.tx_retries, stats);
-                                        any = true;
-                                    }
-                                }
-                            }
-                            if !any {
-                                rxc.drop(DropCause::Filtered, len as u64);
-                            }
-                        }
-                        Decision::Drop(c) => rxc.drop(c, len as u64),
-                    }
-                    at += len;
-                }
-                rq.finish();
-                moved += good as u64;
-                bump(&p.counters.packets, good as u64);
+            let at = p.rx_port;
+            let got = match (&mut p.rx, &p.action) {
+                (Rx::Own(rq), Action::Xconnect(to)) if txs[*to].as_ref().is_some_and(Tx::is_own) => self.own_xconnect(rq, at, *to, txs, stats, *t),
+                (Rx::Own(rq), Action::Bridge(br, member)) => self.own_bridge(rq, br, *member, at, txs, batch, stats, *t),
+                (Rx::Own(rq), Action::Route(r)) => self.own_route(rq, r, at, txs, batch, outs, stats, *t),
+                (rx, action) => self.mbuf_path(rx, action, at, txs, batch, outs, stats, *t),
+            };
+            // A queue that had work is charged the cycles since the last reading.
+            if let Some(n) = got {
+                moved += n as u64;
+                bump(&p.counters.packets, n as u64);
                 charge(&p.counters, t);
-                continue;
             }
-            // A routed port on the own vhost path: decisions on the frames' first bytes,
-            // each frame copied with its new front to where it goes.
-            if let (Rx::Own(rq), Action::Route(r)) = (&mut p.rx, &p.action) {
-                let rxc = &stats.ports[p.rx_port];
-                let (good, taken, bytes) = rq.peek(self.burst, rxc);
-                if taken == 0 {
-                    continue;
-                }
-                bump(&rxc.rx_packets, good as u64);
-                bump(&rxc.rx_bytes, bytes);
-                let k = route::decide_burst(r, p.rx_port, &rq.peeked_heads(), &mut self.rscratch);
-                let v = &self.rscratch.verdicts[..k];
-                let mut at = 0;
-                while at < k {
-                    // A run of frames with the same fate (forwarded to one port, punted, or
-                    // dropped for one cause) is handled at once.
-                    let run = 1 + v[at + 1..].iter().take_while(|x| same_run(x, &v[at])).count();
-                    match v[at] {
-                        Verdict::Fwd(o) => {
-                            let fronts = |i: usize| match &v[i] {
-                                Verdict::Fwd(o) => Edit::Front(&o.front),
-                                _ => Edit::Tag(TagEdit::None),
-                            };
-                            own_deliver(rq, at, run, fronts, usize::from(o.port), txs, batch, &self.pool, self.tx_retries, stats)
-                        }
-                        Verdict::Punt(..) => {
-                            for (i, x) in v.iter().enumerate().skip(at).take(run) {
-                                if let Verdict::Punt(why, iface) = *x {
-                                    if rq.needs_cut(i) {
-                                        // A guest's TSO frame for a host interface: up as
-                                        // its segments (the slow path takes finished frames).
-                                        punt_pieces(rq, i, (why, p.rx_port as u16, iface), batch, &self.router, rxc);
-                                        continue;
-                                    }
-                                    let ok = self.router.punt.punt(why, p.rx_port as u16, iface, |b| {
-                                        b.resize(route::punt::PUNT_MAX, 0);
-                                        let len = rq.frame_bytes(i, Edit::Tag(TagEdit::None), b);
-                                        b.truncate(len);
-                                        len > 0
-                                    });
-                                    count_punt(rxc, ok);
-                                }
-                            }
-                        }
-                        Verdict::Drop(c) => rxc.drop(c, run as u64),
-                        Verdict::Vxlan(_) => {
-                            // Tunnel frames leave the guest's ring as mbufs (copied whole),
-                            // then go the mbuf path's way into their bridges.
-                            if let Some(tun) = r.vxlan.as_deref() {
-                                if batch.alloc_fill(&self.pool, run, |x, room| rq.frame_bytes(at + x, Edit::Tag(TagEdit::None), room)) {
-                                    let mut x = at;
-                                    while let Some(m) = batch.pop_front() {
-                                        let l3 = if let Verdict::Vxlan(l3) = v[x] { usize::from(l3) } else { 14 };
-                                        vxlan::decap_into(tun, m, l3, rxc, &stats.ports, &mut self.staged);
-                                        x += 1;
-                                    }
-                                } else {
-                                    rxc.drop(DropCause::NoMbuf, run as u64);
-                                }
-                            } else {
-                                // Not reached (only a router with tunnels says Vxlan);
-                                // counted as the mbuf path counts it.
-                                rxc.drop(DropCause::VxlanUnknown, run as u64);
-                            }
-                        }
-                    }
-                    at += run;
-                }
-                if !self.staged.batch.is_empty() {
-                    let now = self.clock.ms(*t);
-                    self.tunnels_in(r, batch, outs, txs, stats, now);
-                }
-                rq.finish();
-                moved += good as u64;
-                bump(&p.counters.packets, good as u64);
-                charge(&p.counters, t);
-                continue;
-            }
-            let n = p.rx.burst(batch, self.burst, &stats.ports[p.rx_port]);
-            if n == 0 {
-                continue;
-            }
-            let t0 = *t;
-            moved += n as u64;
-            let bytes = batch.bytes();
-            let rxc = &stats.ports[p.rx_port];
-            bump(&rxc.rx_packets, n as u64);
-            bump(&rxc.rx_bytes, bytes);
-            match &p.action {
-                Action::Xconnect(port) => match &mut txs[*port] {
-                    Some(t) => send(t, batch, bytes, self.tx_retries, &stats.ports[*port]),
-                    None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
-                },
-                Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
-                Action::Route(r) => {
-                    let k = route::decide_burst(r, p.rx_port, batch, &mut self.rscratch);
-                    route_mbufs(&self.rscratch.verdicts[..k], r, p.rx_port, batch, outs, txs, self.tx_retries, stats, &mut self.staged);
-                    if !self.staged.batch.is_empty() {
-                        let now = self.clock.ms(t0);
-                        self.tunnels_in(r, batch, outs, txs, stats, now);
-                    }
-                }
-                Action::Bridge(br, member) => {
-                    let now = self.clock.ms(t0);
-                    bridge_mbufs(
-                        br,
-                        self.index,
-                        *member,
-                        batch,
-                        bytes,
-                        outs,
-                        &mut self.scratch,
-                        &self.pool,
-                        txs,
-                        self.tx_retries,
-                        stats,
-                        now,
-                    );
-                }
-            }
-            bump(&p.counters.packets, n as u64);
-            charge(&p.counters, t);
         }
         moved
+    }
+
+    /// Guest to guest on the own vhost path: one copy, no mbuf. None: no work.
+    #[inline(always)]
+    fn own_xconnect(&mut self, rq: &mut OwnRxQueue, at: usize, to: usize, txs: &mut [Option<Tx>], stats: &WorkerStats, t: u64) -> Option<usize> {
+        let tq = txs[to].as_mut()?;
+        let (rxc, txc) = (&stats.ports[at], &stats.ports[to]);
+        let f = tq.forward_from(rq, self.burst, self.tx_retries, t, self.hold_cycles, rxc, txc);
+        if f.received + f.held == 0 {
+            return None;
+        }
+        account(&f, rxc, txc);
+        Some(f.received)
+    }
+
+    /// A bridge on the own vhost path: decisions on the frames' first bytes, each frame
+    /// copied from the guest straight to where it goes.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn own_bridge(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        br: &Bridge,
+        member: usize,
+        at_port: usize,
+        txs: &mut [Option<Tx>],
+        batch: &mut Batch,
+        stats: &WorkerStats,
+        t0: u64,
+    ) -> Option<usize> {
+        let rxc = &stats.ports[at_port];
+        let (good, taken, bytes) = rq.peek(self.burst, rxc);
+        if taken == 0 {
+            return None;
+        }
+        bump(&rxc.rx_packets, good as u64);
+        bump(&rxc.rx_bytes, bytes);
+        let k = fwd::classify_burst(br, self.index, member, &rq.peeked_heads(), &mut self.scratch, self.clock.ms(t0));
+        let runs = fwd::plan_runs(br, member, &mut self.scratch, k);
+        let mut at = 0;
+        for &(len, dec) in runs {
+            match dec {
+                Decision::To(m, edit) => {
+                    own_deliver(rq, at, len, |_| Edit::Tag(edit), br.members[usize::from(m)].port, txs, batch, &self.pool, self.tx_retries, stats)
+                }
+                Decision::Flood { tag, vid } => {
+                    let mut any = false;
+                    for (i, m) in br.members.iter().enumerate() {
+                        if i != member {
+                            if let Some(e) = fwd::edit_for(m, fwd::tag_of(tag), vid) {
+                                own_deliver(rq, at, len, |_| Edit::Tag(e), m.port, txs, batch, &self.pool, self.tx_retries, stats);
+                                any = true;
+                            }
+                        }
+                    }
+                    if !any {
+                        rxc.drop(DropCause::Filtered, len as u64);
+                    }
+                }
+                Decision::Drop(c) => rxc.drop(c, len as u64),
+            }
+            at += len;
+        }
+        rq.finish();
+        Some(good)
+    }
+
+    /// A routed port on the own vhost path: decisions on the frames' first bytes, each
+    /// frame copied with its new front to where it goes.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn own_route(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        r: &RouteIn,
+        at_port: usize,
+        txs: &mut [Option<Tx>],
+        batch: &mut Batch,
+        outs: &mut [Batch],
+        stats: &WorkerStats,
+        t0: u64,
+    ) -> Option<usize> {
+        let rxc = &stats.ports[at_port];
+        let (good, taken, bytes) = rq.peek(self.burst, rxc);
+        if taken == 0 {
+            return None;
+        }
+        bump(&rxc.rx_packets, good as u64);
+        bump(&rxc.rx_bytes, bytes);
+        let k = route::decide_burst(r, at_port, &rq.peeked_heads(), &mut self.rscratch);
+        let v = &self.rscratch.verdicts[..k];
+        let mut at = 0;
+        while at < k {
+            // A run of frames with the same fate (forwarded to one port, punted, or
+            // dropped for one cause) is handled at once.
+            let run = 1 + v[at + 1..].iter().take_while(|x| same_run(x, &v[at])).count();
+            match v[at] {
+                Verdict::Fwd(o) => {
+                    let fronts = |i: usize| match &v[i] {
+                        Verdict::Fwd(o) => Edit::Front(&o.front),
+                        _ => Edit::Tag(TagEdit::None),
+                    };
+                    own_deliver(rq, at, run, fronts, usize::from(o.port), txs, batch, &self.pool, self.tx_retries, stats)
+                }
+                Verdict::Punt(..) => {
+                    for (i, x) in v.iter().enumerate().skip(at).take(run) {
+                        if let Verdict::Punt(why, iface) = *x {
+                            if rq.needs_cut(i) {
+                                // A guest's TSO frame for a host interface: up as its
+                                // segments (the slow path takes finished frames).
+                                punt_pieces(rq, i, (why, at_port as u16, iface), batch, &self.router, rxc);
+                                continue;
+                            }
+                            let ok = self.router.punt.punt(why, at_port as u16, iface, |b| {
+                                b.resize(route::punt::PUNT_MAX, 0);
+                                let len = rq.frame_bytes(i, Edit::Tag(TagEdit::None), b);
+                                b.truncate(len);
+                                len > 0
+                            });
+                            count_punt(rxc, ok);
+                        }
+                    }
+                }
+                Verdict::Drop(c) => rxc.drop(c, run as u64),
+                Verdict::Vxlan(_) => {
+                    // Tunnel frames leave the guest's ring as mbufs (copied whole), then
+                    // go the mbuf path's way into their bridges.
+                    if let Some(tun) = r.vxlan.as_deref() {
+                        if batch.alloc_fill(&self.pool, run, |x, room| rq.frame_bytes(at + x, Edit::Tag(TagEdit::None), room)) {
+                            let mut x = at;
+                            while let Some(m) = batch.pop_front() {
+                                let l3 = if let Verdict::Vxlan(l3) = v[x] { usize::from(l3) } else { 14 };
+                                vxlan::decap_into(tun, m, l3, rxc, &stats.ports, &mut self.staged);
+                                x += 1;
+                            }
+                        } else {
+                            rxc.drop(DropCause::NoMbuf, run as u64);
+                        }
+                    } else {
+                        // Not reached (only a router with tunnels says Vxlan); counted as
+                        // the mbuf path counts it.
+                        rxc.drop(DropCause::VxlanUnknown, run as u64);
+                    }
+                }
+            }
+            at += run;
+        }
+        if !self.staged.batch.is_empty() {
+            let now = self.clock.ms(t0);
+            self.tunnels_in(r, batch, outs, txs, stats, now);
+        }
+        rq.finish();
+        Some(good)
+    }
+
+    /// Everything in mbufs: an rx burst (a NIC, rte_vhost, or an own vring whose egress
+    /// is not one), the rule's decision, tx bursts with the retry-then-drop policy.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn mbuf_path(
+        &mut self,
+        rx: &mut Rx,
+        action: &Action,
+        at_port: usize,
+        txs: &mut [Option<Tx>],
+        batch: &mut Batch,
+        outs: &mut [Batch],
+        stats: &WorkerStats,
+        t0: u64,
+    ) -> Option<usize> {
+        let rxc = &stats.ports[at_port];
+        let n = rx.burst(batch, self.burst, rxc);
+        if n == 0 {
+            return None;
+        }
+        let bytes = batch.bytes();
+        bump(&rxc.rx_packets, n as u64);
+        bump(&rxc.rx_bytes, bytes);
+        match action {
+            Action::Xconnect(port) => match &mut txs[*port] {
+                Some(t) => send(t, batch, bytes, self.tx_retries, &stats.ports[*port]),
+                None => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+            },
+            Action::Drop => rxc.drop(DropCause::Unrouted, batch.drop_all() as u64),
+            Action::Route(r) => {
+                let k = route::decide_burst(r, at_port, batch, &mut self.rscratch);
+                route_mbufs(&self.rscratch.verdicts[..k], r, at_port, batch, outs, txs, self.tx_retries, stats, &mut self.staged);
+                if !self.staged.batch.is_empty() {
+                    let now = self.clock.ms(t0);
+                    self.tunnels_in(r, batch, outs, txs, stats, now);
+                }
+            }
+            Action::Bridge(br, member) => {
+                let now = self.clock.ms(t0);
+                bridge_mbufs(br, self.index, *member, batch, bytes, outs, &mut self.scratch, &self.pool, txs, self.tx_retries, stats, now);
+            }
+        }
+        Some(n)
     }
 
     /// Puts the staged tunnel frames into their bridges, a run of frames from one VTEP

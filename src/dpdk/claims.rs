@@ -23,6 +23,11 @@ impl Claims {
         self.0.get(q as usize).is_some_and(|f| !f.swap(true, Ordering::AcqRel))
     }
 
+    /// Bit q set: queue q's handle is alive (the first 64 queues).
+    pub(crate) fn taken(&self) -> u64 {
+        self.0.iter().take(64).enumerate().filter(|(_, f)| f.load(Ordering::Acquire)).fold(0, |m, (q, _)| m | 1 << q)
+    }
+
     pub(crate) fn release(&self, q: u16) {
         if let Some(f) = self.0.get(q as usize) {
             f.store(false, Ordering::Release);

@@ -8,6 +8,13 @@ use std::os::fd::FromRawFd;
 use super::error::{DpdkError, Result};
 use super::ffi;
 
+/// Proof that `rte_eal_init` succeeded in this process: only [`Eal::init`] makes one
+/// (the field is private), so a function that takes it says in its signature that it
+/// needs an initialised EAL, and cannot be called before. Copy and zero-sized: it goes
+/// where the DPDK objects are made (pools, ports, vhost sockets).
+#[derive(Debug, Clone, Copy)]
+pub struct Initialized(());
+
 /// The initialised Environment Abstraction Layer. Dropping it calls `rte_eal_cleanup`, so
 /// every DPDK object must be dropped first (declare the `Eal` before them).
 ///
@@ -40,6 +47,11 @@ impl Eal {
         let dir = unsafe { std::ffi::CStr::from_ptr(ffi::rte_eal_get_runtime_dir()) };
         let dir = dir.to_string_lossy().into_owned();
         Ok(Eal { runtime_dir: (!dir.is_empty()).then(|| dir.into()) })
+    }
+
+    /// The token that functions needing an initialised EAL take.
+    pub fn token(&self) -> Initialized {
+        Initialized(())
     }
 
     /// The CPU the EAL main lcore runs on.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::claims::Claims;
 use super::error::{DpdkError, Result};
+use super::eal::Initialized;
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
@@ -103,7 +104,7 @@ pub fn ring_for(devargs: &str, given: Option<u16>) -> u16 {
 /// # Errors
 /// The probe's errno (ENOENT/EINVAL for an unknown driver), or ENODEV if no ethdev port
 /// carries the device's name afterwards.
-pub fn probe(devargs: &str, already_probed: bool) -> Result<PortId> {
+pub fn probe(_: Initialized, devargs: &str, already_probed: bool) -> Result<PortId> {
     let name = devargs_name(devargs);
     if !already_probed {
         let c = CString::new(devargs).map_err(|_| DpdkError::from_ret("devargs", -libc::EINVAL))?;

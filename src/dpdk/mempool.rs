@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 
 use super::error::{DpdkError, Result};
+use super::eal::Initialized;
 use super::ffi;
 
 /// A pool of packet buffers in hugepage memory.
@@ -24,7 +25,7 @@ impl Mempool {
     ///
     /// # Errors
     /// ENOMEM when hugepage memory is short; EEXIST for a duplicate name.
-    pub fn pktmbuf_pool_create(name: &str, n: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
+    pub fn pktmbuf_pool_create(_: Initialized, name: &str, n: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
         let cname = CString::new(name).map_err(|_| DpdkError::from_ret("mempool name", -libc::EINVAL))?;
         // SAFETY: cname is a valid C string for the duration of the call (DPDK copies it).
         let p = unsafe { ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };

@@ -397,7 +397,7 @@ pub fn rxqs_json(r: &[RxqReport]) -> Value {
     r.iter().map(|q| json!({"queue": q.queue, "core": q.core, "packets": q.packets, "busy_cycles": q.busy_cycles})).collect()
 }
 
-/// `/pmdswitch/...` telemetry commands (see README, Telemetry). They read the live view,
+/// `/pmdswitch/...` telemetry commands (see docs/operations.md, Telemetry). They read the live view,
 /// so ports added or removed at run time show up. Failing to register is not fatal:
 /// forwarding matters more than its observability.
 pub fn register_telemetry(view: &Arc<View>) {

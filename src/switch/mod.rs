@@ -290,7 +290,7 @@ impl Parts {
 
         let mbufs = plan.mbufs.unwrap_or_else(|| config::pool_size(&plan, n_workers as u32));
         let pool = Arc::new(
-            Mempool::pktmbuf_pool_create("pmds_pool", mbufs, startup::POOL_CACHE, 2048 + 128, -1)
+            Mempool::pktmbuf_pool_create(eal.token(), "pmds_pool", mbufs, startup::POOL_CACHE, 2048 + 128, -1)
                 .map_err(|e| rt(format!("{e}: reserve more hugepages (scripts/setup.sh --hugepages N) or lower --mbufs")))?,
         );
         let opener = Opener {
@@ -302,6 +302,7 @@ impl Parts {
             workers: n_workers,
             pool: pool.clone(),
             datapath: plan.datapath,
+            eal: eal.token(),
         };
         let stats: Vec<Arc<WorkerStats>> = cores.iter().map(|&c| Arc::new(WorkerStats::new(c, MAX_PORTS))).collect();
         let view = Arc::new(View::new(stats.clone(), cycles_per_ms));

@@ -426,7 +426,7 @@ mod tests {
         assert!(!s[1].measured, "a replay is not measured unless asked");
     }
 
-    /// Every example profile the README points to parses.
+    /// Every example profile docs/generator.md points to parses.
     #[test]
     fn the_example_profiles_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/profiles");

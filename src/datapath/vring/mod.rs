@@ -13,10 +13,13 @@
 //!   buffers for one frame ([`rx_reserve`]), the two steps every path is made of.
 
 pub mod chain;
+mod egress;
 pub mod net;
 pub mod offload;
 pub mod port;
 pub mod queue;
+mod rxq;
+mod txq;
 
 #[cfg(test)]
 mod sim;

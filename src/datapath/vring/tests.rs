@@ -404,3 +404,28 @@ proptest! {
         prop_assert_eq!(&got[12..], &f[..]);
     }
 }
+
+/// Exclusive egress: a send handle is its vring's only writer exactly when no other live
+/// handle maps to the same enabled pair.
+#[test]
+fn tx_vring_is_exclusive_unless_another_handle_shares_it() {
+    use super::port::tx_vring;
+    // Guest-RX vrings are the even ones: pair p's is 2p; bit 2p of `enabled`.
+    let en = |pairs: &[u16]| pairs.iter().fold(0u64, |m, p| m | 1 << (2 * p));
+    // One worker, one pair: alone.
+    assert_eq!(tx_vring(0, en(&[0]), 0b1), (0, true));
+    // Two workers on a one-pair guest: both on vring 0, shared.
+    assert_eq!(tx_vring(0, en(&[0]), 0b11), (0, false));
+    assert_eq!(tx_vring(1, en(&[0]), 0b11), (0, false));
+    // Two workers, two pairs: one each.
+    assert_eq!(tx_vring(0, en(&[0, 1]), 0b11), (0, true));
+    assert_eq!(tx_vring(1, en(&[0, 1]), 0b11), (2, true));
+    // Three workers on two pairs: 0 and 2 share pair 0, 1 has pair 1 alone.
+    assert_eq!(tx_vring(0, en(&[0, 1]), 0b111), (0, false));
+    assert_eq!(tx_vring(1, en(&[0, 1]), 0b111), (2, true));
+    assert_eq!(tx_vring(2, en(&[0, 1]), 0b111), (0, false));
+    // Only pair 1 enabled: everyone lands there.
+    assert_eq!(tx_vring(0, en(&[1]), 0b1), (2, true));
+    // Nothing enabled: no vring to own.
+    assert_eq!(tx_vring(0, 0, 0b1), (0, false));
+}

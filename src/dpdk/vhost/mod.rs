@@ -22,6 +22,7 @@ pub mod own;
 use own::{OwnDevice, MAX_VRINGS};
 
 use super::error::{DpdkError, Result};
+use crate::dpdk::eal::Initialized;
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
@@ -61,19 +62,11 @@ pub struct VhostSlot {
     paused: AtomicBool,
     /// Own data path: a lock per guest-RX vring, and which handle served it last. Two tx
     /// handles (queue pairs) may land on one vring when the frontend enables fewer pairs
-    /// than it has, so whoever serves a vring takes its lock for the burst and, if it was
-    /// not the last to serve it, resumes from the positions stored here.
+    /// than it has, so whoever shares a vring takes its lock for the burst and, if it was
+    /// not the last to serve it, resumes from the positions stored here; a handle that is
+    /// the vring's only writer holds the lock from one reload point to the next.
     tx_locks: [AtomicBool; MAX_VRINGS],
     tx_owner: [AtomicU64; MAX_VRINGS],
-}
-
-/// The lock of one own-path guest-RX vring, held (see [`VhostSlot::lock_tx_vring`]).
-pub struct TxVringGuard<'a>(&'a AtomicBool);
-
-impl Drop for TxVringGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
 }
 
 /// Who serves a vhost port's rings.
@@ -102,26 +95,52 @@ impl VhostSlot {
 
     /// Own data path: where vring `i` resumes, (next available, next used).
     pub fn position(&self, i: u16) -> (u16, u16) {
-        own::unpack(self.positions.get(usize::from(i)).map_or(0, |p| p.load(Ordering::SeqCst)))
+        own::unpack(self.positions.get(usize::from(i)).map_or(0, |p| p.load(Ordering::Acquire)))
     }
 
     /// Own data path: stores where vring `i` stopped (by the one handle serving it).
+    /// A release store, not SeqCst (a locked instruction on x86, once per egress burst):
+    /// the next handle to serve the vring reads it only after taking the vring's lock
+    /// (whose release orders this store before it) or after the reload barrier's SeqCst
+    /// acknowledgement that follows a handle letting go.
+    #[inline(always)]
     pub fn set_position(&self, i: u16, at: (u16, u16)) {
         if let Some(p) = self.positions.get(usize::from(i)) {
-            p.store(own::pack(at.0, at.1), Ordering::SeqCst);
+            p.store(own::pack(at.0, at.1), Ordering::Release);
         }
     }
 
-    /// Own data path: takes guest-RX vring `i`'s lock (spinning: held for one burst).
+    /// Own data path: takes guest-RX vring `i`'s lock, spinning at most `spins` times
+    /// (bounded: a holder that is itself waiting cannot hold this worker forever).
+    /// False: not taken (busy, or no such vring).
     #[inline(always)]
-    pub fn lock_tx_vring(&self, i: u16) -> Option<TxVringGuard<'_>> {
-        let l = self.tx_locks.get(usize::from(i))?;
+    pub fn try_lock_tx_vring(&self, i: u16, spins: u32) -> bool {
+        let Some(l) = self.tx_locks.get(usize::from(i)) else { return false };
+        let mut left = spins;
         while l.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             while l.load(Ordering::Relaxed) {
+                if left == 0 {
+                    return false;
+                }
+                left -= 1;
                 std::hint::spin_loop();
             }
         }
-        Some(TxVringGuard(l))
+        true
+    }
+
+    /// Own data path: lets go of guest-RX vring `i`'s lock (taken by
+    /// [`VhostSlot::try_lock_tx_vring`]).
+    #[inline(always)]
+    pub fn unlock_tx_vring(&self, i: u16) {
+        if let Some(l) = self.tx_locks.get(usize::from(i)) {
+            l.store(false, Ordering::Release);
+        }
+    }
+
+    /// Own data path: bit p set while queue pair p's send handle is alive.
+    pub fn tx_claimed(&self) -> u64 {
+        self.tx.taken()
     }
 
     /// Own data path: who served vring `i` last (a handle's token), and a new one.
@@ -389,7 +408,7 @@ impl VhostPort {
     ///
     /// # Errors
     /// The failing `rte_vhost_driver_*` call.
-    pub fn register(name: &str, path: &str, role: Role, pairs: u16, datapath: Datapath) -> Result<VhostPort> {
+    pub fn register(_: Initialized, name: &str, path: &str, role: Role, pairs: u16, datapath: Datapath) -> Result<VhostPort> {
         let cpath = CString::new(path).map_err(|_| DpdkError::from_ret("socket path", -libc::EINVAL))?;
         let mut flags = ffi::RTE_VHOST_USER_NET_COMPLIANT_OL_FLAGS as u64;
         if role == Role::Client {
