@@ -507,7 +507,9 @@ impl Worker {
         for p in polls.iter_mut() {
             let at = p.rx_port;
             let got = match (&mut p.rx, &p.action) {
-                (Rx::Own(rq), Action::Xconnect(to)) if txs[*to].as_ref().is_some_and(Tx::is_own) => self.own_xconnect(rq, at, *to, txs, stats, *t),
+                (Rx::Own(rq), Action::Xconnect(to)) if txs[*to].as_ref().is_some_and(Tx::is_own) => {
+                    self.own_xconnect(rq, at, *to, txs, stats, *t)
+                }
                 (Rx::Own(rq), Action::Bridge(br, member)) => self.own_bridge(rq, br, *member, at, txs, batch, stats, *t),
                 (Rx::Own(rq), Action::Route(r)) => self.own_route(rq, r, at, txs, batch, outs, stats, *t),
                 (rx, action) => self.mbuf_path(rx, action, at, txs, batch, outs, stats, *t),
@@ -524,7 +526,15 @@ impl Worker {
 
     /// Guest to guest on the own vhost path: one copy, no mbuf. None: no work.
     #[inline(always)]
-    fn own_xconnect(&mut self, rq: &mut OwnRxQueue, at: usize, to: usize, txs: &mut [Option<Tx>], stats: &WorkerStats, t: u64) -> Option<usize> {
+    fn own_xconnect(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        at: usize,
+        to: usize,
+        txs: &mut [Option<Tx>],
+        stats: &WorkerStats,
+        t: u64,
+    ) -> Option<usize> {
         let tq = txs[to].as_mut()?;
         let (rxc, txc) = (&stats.ports[at], &stats.ports[to]);
         let f = tq.forward_from(rq, self.burst, self.tx_retries, t, self.hold_cycles, rxc, txc);
@@ -562,9 +572,18 @@ impl Worker {
         let mut at = 0;
         for &(len, dec) in runs {
             match dec {
-                Decision::To(m, edit) => {
-                    own_deliver(rq, at, len, |_| Edit::Tag(edit), br.members[usize::from(m)].port, txs, batch, &self.pool, self.tx_retries, stats)
-                }
+                Decision::To(m, edit) => own_deliver(
+                    rq,
+                    at,
+                    len,
+                    |_| Edit::Tag(edit),
+                    br.members[usize::from(m)].port,
+                    txs,
+                    batch,
+                    &self.pool,
+                    self.tx_retries,
+                    stats,
+                ),
                 Decision::Flood { tag, vid } => {
                     let mut any = false;
                     for (i, m) in br.members.iter().enumerate() {

@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use super::claims::Claims;
-use super::error::{DpdkError, Result};
 use super::eal::Initialized;
+use super::error::{DpdkError, Result};
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;

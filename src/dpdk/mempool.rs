@@ -3,8 +3,8 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
-use super::error::{DpdkError, Result};
 use super::eal::Initialized;
+use super::error::{DpdkError, Result};
 use super::ffi;
 
 /// A pool of packet buffers in hugepage memory.

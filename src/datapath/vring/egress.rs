@@ -2,27 +2,19 @@
 //! from (another guest's buffers, in one buffer or a chain), and the working space for
 //! frames rewritten in software on the way (checksums, segmentation pieces).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use crate::datapath::bridge::fwd::Heads;
-use crate::datapath::bridge::vlan::{edited_head, TagEdit};
-use crate::datapath::route::output::Front;
-use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
-use crate::datapath::wire::csum;
+use crate::datapath::stats::{bump, DropCause, PortCounters};
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::vhost::own::{bits, OwnDevice};
-use crate::dpdk::vhost::PairClaim;
-use crate::guest::{GuestMemory, Span};
+use crate::dpdk::vhost::own::bits;
+use crate::guest::Span;
 
-use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
+use super::chain::Chain;
+use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
 use super::offload::{self, Plan, RxOffloads};
-use super::queue::{Broken, Vq};
-use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use super::queue::Vq;
+use super::{rx_one, rx_reserve};
 
-use super::port::{cause, note_broken};
+use super::port::*;
 
 /// Working space for frames rewritten in software (checksums, segmentation): allocated
 /// once per handle, grown only by the first large frame.
@@ -320,4 +312,5 @@ impl Frame for Src<'_> {
 
 /// A plain header for a frame in one receive buffer (`num_buffers` 1: virtio 1.1
 /// §5.1.6.3.1, also without mergeable buffers; Linux drops a frame that says 0).
-pub(super) const ONE_BUFFER: NetHdr = NetHdr { flags: 0, gso_type: 0, hdr_len: 0, gso_size: 0, csum_start: 0, csum_offset: 0, num_buffers: 1 };
+pub(super) const ONE_BUFFER: NetHdr =
+    NetHdr { flags: 0, gso_type: 0, hdr_len: 0, gso_size: 0, csum_start: 0, csum_offset: 0, num_buffers: 1 };

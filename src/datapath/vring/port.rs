@@ -18,25 +18,17 @@
 //! `txq` the send handle (exclusive or shared egress); `egress` one burst's deliveries
 //! into a receive vring, the frames it copies from, and the segmentation scratch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::datapath::bridge::fwd::Heads;
-use crate::datapath::bridge::vlan::{edited_head, TagEdit};
-use crate::datapath::route::output::Front;
-use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
-use crate::datapath::wire::csum;
-use crate::dpdk::mbuf::{Batch, MAX_BURST};
-use crate::dpdk::mempool::Mempool;
+use crate::datapath::stats::DropCause;
 use crate::dpdk::vhost::own::{bits, OwnDevice};
 use crate::dpdk::vhost::PairClaim;
-use crate::guest::{GuestMemory, Span};
+use crate::guest::GuestMemory;
 
-use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
-use super::offload::{self, Plan, RxOffloads};
-use super::queue::{Broken, Vq};
-use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use super::chain::ChainError;
+use super::egress::*;
+use super::queue::Vq;
+use super::tx_one;
 
 /// How many frames ahead a guest-to-guest burst asks for the buffers it will copy
 /// (descriptors twice as far).

@@ -2,25 +2,24 @@
 //! to guest in one copy ([`OwnRxQueue::forward`]), peeked for per-frame decisions
 //! ([`OwnRxQueue::peek`]) and delivered with their new fronts, or copied into mbufs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::datapath::bridge::fwd::Heads;
 use crate::datapath::bridge::vlan::{edited_head, TagEdit};
 use crate::datapath::route::output::Front;
-use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
+use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
 use crate::datapath::wire::csum;
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
-use crate::dpdk::vhost::own::{bits, OwnDevice};
+use crate::dpdk::vhost::own::bits;
 use crate::dpdk::vhost::PairClaim;
-use crate::guest::{GuestMemory, Span};
+use crate::guest::Span;
 
-use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
+use super::chain::Chain;
+use super::net::{Frame, GuestFrame, NetHdr, RxError, HDR_F_NEEDS_CSUM};
 use super::offload::{self, Plan, RxOffloads};
-use super::queue::{Broken, Vq};
-use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use super::queue::Broken;
+use super::{tx_frame, tx_one};
 
 use super::egress::*;
 use super::port::*;

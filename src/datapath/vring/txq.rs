@@ -2,24 +2,13 @@
 //! its lock from one reload point to the next) or shared under its lock per burst.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use crate::datapath::bridge::fwd::Heads;
-use crate::datapath::bridge::vlan::{edited_head, TagEdit};
-use crate::datapath::route::output::Front;
-use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
-use crate::datapath::wire::csum;
-use crate::dpdk::mbuf::{Batch, MAX_BURST};
-use crate::dpdk::mempool::Mempool;
-use crate::dpdk::vhost::own::{bits, OwnDevice};
+use crate::datapath::stats::{bump, DropCause, PortCounters};
+use crate::dpdk::mbuf::Batch;
 use crate::dpdk::vhost::PairClaim;
-use crate::guest::{GuestMemory, Span};
 
-use super::chain::{Chain, ChainError};
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_F_NEEDS_CSUM};
-use super::offload::{self, Plan, RxOffloads};
-use super::queue::{Broken, Vq};
-use super::{rx_one, rx_reserve, tx_frame, tx_one};
+use super::chain::Chain;
+use super::net::{BytesFrame, Frame, RxError};
 
 use super::egress::*;
 use super::port::*;

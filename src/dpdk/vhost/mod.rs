@@ -22,10 +22,10 @@ pub mod own;
 use own::{OwnDevice, MAX_VRINGS};
 
 use super::error::{DpdkError, Result};
-use crate::dpdk::eal::Initialized;
 use super::ffi;
 use super::mbuf::Batch;
 use super::mempool::Mempool;
+use crate::dpdk::eal::Initialized;
 
 /// No device attached.
 pub const NO_VID: i32 = -1;
