@@ -8,7 +8,8 @@
 //!      │
 //!   startup  control  observe  bed      start-up, the switch's control plane, what it shows, the test bed
 //!      │        │        │      │
-//!   datapath                            workers, bridge, reload barrier, counters, generator loop
+//!   datapath        gen                 workers, bridge, router, reload barrier, counters; the traffic
+//!                                       generator (its loops, profiles, reports, RFC 2544 search)
 //!      │
 //!   dpdk  guest  sys                    the only unsafe code: DPDK (FFI), guest memory, the OS (huge pages, eventfd, TSC, TAP, netlink)
 //!
@@ -27,6 +28,7 @@ pub mod guest;
 pub mod sys;
 
 pub mod datapath;
+pub mod gen;
 
 pub mod bed;
 pub mod control;

@@ -38,7 +38,8 @@ fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The changes begin once traffic flows.
+    wait_counter(&ctl_sock, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
     let ok = |words: &[&str]| {
         let (code, out, err) = ctl(&ctl_sock, words);
         assert_eq!(code, 0, "{words:?}: {err}");
@@ -60,7 +61,9 @@ fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
     assert!(err.contains("port 'c' exists") && err.lines().count() == 1, "{err}");
     let (code, _, err) = ctl(&ctl_sock, &["xconnect", "a,c"]);
     assert!(code == 1 && err.contains("del-xconnect"), "{err}");
-    std::thread::sleep(Duration::from_millis(500));
+    // Traffic goes on through the new ports' presence for a while (100 000 frames more).
+    let now = live_counter(&ctl_sock, "a", "rx_packets");
+    wait_counter(&ctl_sock, "a", "rx_packets", Duration::from_secs(30), |v| v >= now + 100_000);
     ok(&["del-xconnect", "c"]);
     ok(&["del-port", "c"]);
     ok(&["del-port", "d"]);

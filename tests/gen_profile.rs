@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use pmdswitch::datapath::gen::frame::{self, Layout, Shape, L4};
-use pmdswitch::datapath::gen::pcap;
 use pmdswitch::datapath::wire::l3;
+use pmdswitch::gen::frame::{self, Layout, Shape, L4};
+use pmdswitch::gen::pcap;
 
 fn xconnect(s: &Scratch, sa: &str, sb: &str) -> Switch {
     xconnect_ab(s, sa, sb, &[])

@@ -41,7 +41,8 @@ fn hostile_frontend_neither_crashes_nor_disturbs_other_ports() {
     let o = Command::new("python3").arg(tool).arg(&sh).arg("--pid").arg(pm.pid().to_string()).output().expect("python3");
     let report = String::from_utf8_lossy(&o.stdout).into_owned();
     let sent = g.finish()[&0].tx;
-    std::thread::sleep(Duration::from_millis(300));
+    // Every frame the generator sent has been through the worker.
+    wait_counter(&dut_ctl(&s), "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
     let (st, _, j, text) = pm.stop();
     assert!(o.status.success(), "backend died during the hostile session:\n{report}\n{text}");
     assert!(report.matches("backend alive").count() >= 10, "{report}");
@@ -111,7 +112,8 @@ fn hostile_rings_are_refused_by_cause_and_nothing_else_is_disturbed() {
         .expect("python3");
     let report = String::from_utf8_lossy(&o.stdout).into_owned();
     let sent = g.finish()[&0].tx;
-    std::thread::sleep(Duration::from_millis(300));
+    // Every frame the generator sent has been through the worker.
+    wait_counter(&dut_ctl(&s), "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
     let (st, _, j, text) = pm.stop();
     assert!(!report.contains("BACKEND DIED") && report.contains("rings: valid"), "{report}\n{text}");
     assert!(st.success(), "pmdswitch did not exit cleanly:\n{text}");

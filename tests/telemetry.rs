@@ -134,9 +134,9 @@ fn ctl_shows_clears_and_sets_idle_mode() {
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     g.cmd("start");
-    std::thread::sleep(Duration::from_secs(1));
+    wait_counter(&sock, "a", "rx_packets", Duration::from_secs(30), |v| v >= 50_000);
     let sent = g.finish()[&0].tx;
-    std::thread::sleep(Duration::from_millis(300));
+    wait_counter(&sock, "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
 
     let (code, out, err) = ctl(&sock, &["show", "ports", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -156,9 +156,16 @@ fn ctl_shows_clears_and_sets_idle_mode() {
     // set idle adaptive: the worker takes it up at its reload point and starts sleeping.
     let (code, out, _) = ctl(&sock, &["set", "idle", "adaptive"]);
     assert_eq!((code, out.trim()), (0, "ok: idle adaptive"));
-    std::thread::sleep(Duration::from_millis(500));
-    let (_, out, _) = ctl(&sock, &["show", "workers", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The worker shows the mode once it took it up at its reload point, and sleeps.
+    let t0 = std::time::Instant::now();
+    let v = loop {
+        let (_, out, _) = ctl(&sock, &["show", "workers", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let slept = v["workers"][0]["sleeps"].as_u64().unwrap_or(0) > 0;
+        if (v["workers"][0]["idle_mode"] == "adaptive" && slept) || t0.elapsed() > Duration::from_secs(10) {
+            break v;
+        }
+    };
     assert_eq!(v["workers"][0]["idle_mode"], "adaptive", "{v}");
     assert!(v["workers"][0]["sleeps"].as_u64().unwrap() > 0, "{v}");
 

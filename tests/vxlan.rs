@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use pmdswitch::datapath::gen::pcap;
+use pmdswitch::gen::pcap;
 
 struct Host {
     sw: Switch,

@@ -75,9 +75,11 @@ fn every_packet_leaves_the_other_port() {
     let mut tx = Testpmd::start(&s.prefix("tx"), &[vu(&sa, "")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     tx.cmd("start");
-    std::thread::sleep(Duration::from_secs(2));
+    let live = dut_ctl(&s);
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(60), |v| v >= 200_000);
     let sent = tx.finish()[&0].tx;
-    std::thread::sleep(Duration::from_millis(300));
+    // Every frame the peer sent has been through the worker (rx and tx in one pass).
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
     let (st, _, j, text) = pm.stop();
     assert!(st.success(), "{text}");
     assert!(sent > 10_000, "generator sent only {sent}");

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pmdswitch::cli::GenArgs;
-use pmdswitch::datapath::gen::engine::{Engine, GenPort, Live, PhaseCfg, PhaseResult, Plan, StreamDef};
-use pmdswitch::datapath::gen::packet::{self, Sizes};
-use pmdswitch::datapath::gen::pcap::{self, Capture};
-use pmdswitch::datapath::gen::report::{self, RunReport, RunShape, SearchReport};
-use pmdswitch::datapath::gen::search::{self, SearchParams, Trial};
-use pmdswitch::datapath::gen::{profile, stream};
 use pmdswitch::dpdk::ethdev::{self, EthConfig, EthPort};
 use pmdswitch::dpdk::mempool::Mempool;
+use pmdswitch::gen::engine::{Engine, GenPort, Live, PhaseCfg, PhaseResult, Plan, StreamDef};
+use pmdswitch::gen::packet::{self, Sizes};
+use pmdswitch::gen::pcap::{self, Capture};
+use pmdswitch::gen::report::{self, RunReport, RunShape, SearchReport};
+use pmdswitch::gen::search::{self, SearchParams, Trial};
+use pmdswitch::gen::{profile, stream};
 use pmdswitch::parse::{self, PortSpec, Rate};
 use pmdswitch::startup::{self, preflight, usage, Failure, PoolNeed};
 

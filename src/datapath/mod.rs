@@ -1,10 +1,9 @@
 //! What runs per packet, and the little it shares with the control plane: the
 //! poll-mode worker (`worker`), the L2 bridge (`bridge`), the reload barrier between
-//! control and workers (`reload`), the single-writer counters (`stats`), and the traffic
-//! generator's loop and wire format (`gen`), VXLAN tunnels between bridges (`vxlan`).
+//! control and workers (`reload`), the single-writer counters (`stats`), VXLAN tunnels
+//! between bridges (`vxlan`). The traffic generator is a layer of its own (`crate::gen`).
 
 pub mod bridge;
-pub mod gen;
 pub mod reload;
 pub mod route;
 pub mod stats;

@@ -4,6 +4,23 @@
 //! explicit policy for what did not go out: retry up to `--tx-retries` times (OVS's
 //! default of 8), then drop and count by cause. No allocation, lock, syscall or log line
 //! per packet; counters are updated per burst and the clock read once per iteration.
+//!
+//! The paths a frame takes through one pass ([`Worker`]'s `poll_once`): the ingress
+//! gives a burst, the queue's rule decides each frame's fate, the egress delivers it or
+//! counts it by cause.
+//!
+//! ```text
+//!   rx queue ──┬─ own vring ──┬─ xconnect to an own vring ── own_xconnect: one copy guest → guest
+//!              │              ├─ bridge ─────────────────── own_bridge: decide on the peeked fronts,
+//!              │              │                              copy each run to its member(s)
+//!              │              └─ route ──────────────────── own_route: decide, copy with the new front,
+//!              │                                             punt, drop, or decap (VXLAN) as mbufs
+//!              └─ mbufs (NIC, rte_vhost, own vring to a non-own egress) ── mbuf_path:
+//!                   xconnect: tx burst | bridge: bridge_mbufs | route: route_mbufs | drop
+//! ```
+//!
+//! Own-vring egress is exclusive where a worker is a guest-RX vring's only writer (no
+//! atomic per burst) and locked per burst where workers share it (`vring::txq`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -483,19 +500,8 @@ impl Worker {
         eal::thread_unregister();
     }
 
-    /// One pass over every polled rx queue: the ingress gives a burst, the queue's rule
-    /// decides each frame's fate, and the egress delivers or counts it. Returns the
-    /// packets received.
-    ///
-    /// ```text
-    ///   rx queue ──┬─ own vring ──┬─ xconnect to an own vring ── own_xconnect: one copy guest → guest
-    ///              │              ├─ bridge ─────────────────── own_bridge: decide on the peeked fronts,
-    ///              │              │                              copy each run to its member(s)
-    ///              │              └─ route ──────────────────── own_route: decide, copy with the new front,
-    ///              │                                             punt, drop, or decap (VXLAN) as mbufs
-    ///              └─ mbufs (NIC, rte_vhost, own vring to a non-own egress) ── mbuf_path:
-    ///                   xconnect: tx burst | bridge: bridge_mbufs | route: route_mbufs | drop
-    /// ```
+    /// One pass over every polled rx queue (the paths a frame takes: the module doc).
+    /// Returns the packets received.
     ///
     /// `t`: the TSC when the pass began, moved on by every queue that had work (whose
     /// cycles, with those of empty polls before it, are charged to it): a queue's work

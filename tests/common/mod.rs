@@ -228,3 +228,28 @@ pub fn churn_while<T>(per_sec: f64, mut round: impl FnMut() -> usize + Send + 's
     stop.store(true, Ordering::Relaxed);
     (out, churner.join().expect("churn thread"))
 }
+
+/// The control socket of the switch `Pmds::start` started in `s` (one per EAL prefix).
+pub fn dut_ctl(s: &Scratch) -> PathBuf {
+    Path::new(pmdswitch::control::client::DEFAULT_DIR).join(format!("{}.ctl", s.prefix("dut")))
+}
+
+/// A port counter of a running switch (`ctl show ports --json`): `ports.PORT.KEY`.
+pub fn live_counter(ctl_sock: &Path, port: &str, key: &str) -> u64 {
+    let (_, out, _) = ctl(ctl_sock, &["show", "ports", "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out).ok().and_then(|v| v["ports"][port][key].as_u64()).unwrap_or(0)
+}
+
+/// Waits until `ports.PORT.KEY` of a running switch satisfies `ok` (the event a test
+/// synchronises on, instead of a sleep); fails the test after `limit` with the last value.
+pub fn wait_counter(ctl_sock: &Path, port: &str, key: &str, limit: std::time::Duration, ok: impl Fn(u64) -> bool) -> u64 {
+    let t0 = std::time::Instant::now();
+    loop {
+        let v = live_counter(ctl_sock, port, key);
+        if ok(v) {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "ports.{port}.{key} stayed at {v} for {limit:?}");
+        std::thread::yield_now();
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pmdswitch::bed::counters::{dut_counters, dut_cycles_per_packet, dut_cycles_start};
 use pmdswitch::bed::duts::{Bed, Dut};
 use pmdswitch::bed::probe::host_probe;
-use pmdswitch::datapath::gen::report::{RunReport, SearchReport};
+use pmdswitch::gen::report::{RunReport, SearchReport};
 use pmdswitch::startup::Failure;
 
 use super::Plan;

@@ -134,7 +134,7 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
                 d.name()
             )));
         }
-        let specs = pmdswitch::datapath::gen::profile::load(path).map_err(Failure::Usage)?;
+        let specs = pmdswitch::gen::profile::load(path).map_err(Failure::Usage)?;
         if let Some((s, p)) = specs.iter().flat_map(|s| s.ports.iter().map(move |p| (s, p))).find(|(_, p)| *p != "a" && *p != "b") {
             return Err(Failure::Usage(format!(
                 "{}: stream '{}' sends on port '{p}': bench's generator ports are a and b",

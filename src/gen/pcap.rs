@@ -418,7 +418,7 @@ pub fn write(path: &Path, cap: Arc<Capture>, ports: &[String], clock: (Duration,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::gen::frame::{self, Shape};
+    use crate::gen::frame::{self, Shape};
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 
     fn dir() -> std::path::PathBuf {

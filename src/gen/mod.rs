@@ -1,4 +1,5 @@
-//! The traffic generator's data path. `frame` builds every shape of frame (tags, IPv4/IPv6,
+//! The traffic generator, a layer of its own beside the switch's `datapath` (it shares
+//! `datapath::wire` and `dpdk`). `frame` builds every shape of frame (tags, IPv4/IPv6,
 //! UDP/TCP) and finds the signature `packet` defines; `field` is the field engine;
 //! `profile` reads stream profiles and `stream` turns them (or the flags) into what the
 //! engine sends; `pcap` replays and captures; `arp` answers and resolves; `track` accounts for

@@ -160,7 +160,7 @@ pub fn build(specs: &[StreamSpec], names: &[String]) -> Result<(Vec<StreamDef>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::gen::frame::{self, Layout};
+    use crate::gen::frame::{self, Layout};
 
     /// The command line's streams build the frames `packet::build` built for the same
     /// flags (its bytes are the reference the tests have checked since the start).

@@ -380,8 +380,8 @@ pub fn v6(x: u128) -> Ipv6Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::gen::packet;
     use crate::datapath::wire::l3;
+    use crate::gen::packet;
 
     fn shapes() -> Vec<Shape> {
         let v6 = |a: &str| IpAddr::V6(a.parse().unwrap());
@@ -436,7 +436,7 @@ mod tests {
     /// (`scripts/fixtures.py`): a second implementation of the same RFCs.
     #[test]
     fn every_shape_matches_the_scapy_fixture() {
-        let bytes: &[u8] = include_bytes!("../../../tests/fixtures/frames.pcap");
+        let bytes: &[u8] = include_bytes!("../../tests/fixtures/frames.pcap");
         let mut r = pcap_file::pcap::PcapReader::new(bytes).expect("fixture");
         let mut want = Vec::new();
         while let Some(p) = r.next_packet() {

@@ -27,17 +27,17 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::datapath::gen::arp;
-use crate::datapath::gen::field::{self, Cursor, Field, Kind, Mode, Per};
-use crate::datapath::gen::frame::{self, Layout, Shape};
-use crate::datapath::gen::packet::{self, FCS, SIG_LEN};
-use crate::datapath::gen::pcap::{Capture, Replay};
-use crate::datapath::gen::track::{self, Class, SeqTracker};
 use crate::datapath::stats::bump;
 use crate::datapath::wire::csum;
 use crate::dpdk::ethdev::{EthRxQueue, EthTxQueue};
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
+use crate::gen::arp;
+use crate::gen::field::{self, Cursor, Field, Kind, Mode, Per};
+use crate::gen::frame::{self, Layout, Shape};
+use crate::gen::packet::{self, FCS, SIG_LEN};
+use crate::gen::pcap::{Capture, Replay};
+use crate::gen::track::{self, Class, SeqTracker};
 use crate::sys::rdtsc;
 
 /// `flow_stream` of an unmeasured stream's flows: received, not accounted.
