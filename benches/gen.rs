@@ -131,7 +131,7 @@ fn profiles(s: &Scratch) -> Vec<(&'static str, String)> {
 /// A capture of `n` 60-byte IPv4/UDP frames (64 with FCS), each to another address.
 fn write_capture(path: &std::path::Path, n: u32) {
     use pcap_file::pcap::{PcapPacket, PcapWriter};
-    use pmdswitch::datapath::gen::frame::{self, Shape};
+    use pmdswitch::gen::frame::{self, Shape};
     let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut w = PcapWriter::new(f).unwrap();
     let base = frame::build(&Shape::default(), 0, 64);
