@@ -12,9 +12,28 @@ use super::chain::Chain;
 use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
 use super::offload::{self, Plan, RxOffloads};
 use super::queue::Vq;
-use super::{rx_one, rx_reserve};
+use super::{rx_one, rx_reserve, tx_one};
+use crate::guest::GuestMemory;
 
 use super::port::*;
+
+/// How many frames ahead a guest-to-guest burst asks for the buffers it will copy
+/// (descriptors twice as far).
+pub(super) const AHEAD: u16 = 4;
+
+/// At source frame `k` of `n` of a guest-to-guest burst: hints the lines frames
+/// [`AHEAD`] (buffers) and 2·AHEAD (descriptors) further on will need.
+#[inline(always)]
+pub(super) fn ahead(vq: &Vq, mem: &GuestMemory, e: &mut Egress, k: u16, n: u16, hdr: u32, hint: &mut usize) {
+    vq.prefetch_descs_at(k + 2 * AHEAD, 1);
+    if k + AHEAD < n {
+        if let Some((_, _, span, _)) = tx_one(vq, mem, k + AHEAD, hdr, false, hint) {
+            span.prefetch_at(hdr);
+        }
+    }
+    e.ahead();
+}
+
 
 /// Working space for frames rewritten in software (checksums, segmentation): allocated
 /// once per handle, grown only by the first large frame.

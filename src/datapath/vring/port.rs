@@ -23,29 +23,9 @@ use std::sync::Arc;
 use crate::datapath::stats::DropCause;
 use crate::dpdk::vhost::own::{bits, OwnDevice};
 use crate::dpdk::vhost::PairClaim;
-use crate::guest::GuestMemory;
 
 use super::chain::ChainError;
-use super::egress::*;
 use super::queue::Vq;
-use super::tx_one;
-
-/// How many frames ahead a guest-to-guest burst asks for the buffers it will copy
-/// (descriptors twice as far).
-pub(super) const AHEAD: u16 = 4;
-
-/// At source frame `k` of `n` of a guest-to-guest burst: hints the lines frames
-/// [`AHEAD`] (buffers) and 2·AHEAD (descriptors) further on will need.
-#[inline(always)]
-pub(super) fn ahead(vq: &Vq, mem: &GuestMemory, e: &mut Egress, k: u16, n: u16, hdr: u32, hint: &mut usize) {
-    vq.prefetch_descs_at(k + 2 * AHEAD, 1);
-    if k + AHEAD < n {
-        if let Some((_, _, span, _)) = tx_one(vq, mem, k + AHEAD, hdr, false, hint) {
-            span.prefetch_at(hdr);
-        }
-    }
-    e.ahead();
-}
 
 /// The cause a refused chain is counted under.
 pub fn cause(e: ChainError) -> DropCause {

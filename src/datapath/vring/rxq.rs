@@ -649,3 +649,66 @@ pub(super) fn drop_all(s: &mut Served, n: usize, chains: &mut [Chain], rxc: &Por
     txc.drop(DropCause::PortDown, down);
     Fwd { received: n, sent: 0, held: 0, rx_bytes: bytes, tx_bytes: 0 }
 }
+
+/// Delivery of peeked frames, beside the receive handle they come from (the send handle
+/// knows nothing of peeks).
+impl OwnTxQueue {
+    /// Copies peeked frames `at..at + n` of `rq` with `edit` applied into the guest's
+    /// receive buffers; what does not fit is dropped (tx_full: a bridge does not hold a
+    /// burst back for one slow member) and counted in `c` with the frames its buffers
+    /// refuse. Returns (frames sent, their bytes).
+    pub fn put_frames<'e>(
+        &mut self,
+        rq: &mut OwnRxQueue,
+        at: usize,
+        n: usize,
+        edit: impl Fn(usize) -> Edit<'e>,
+        c: &PortCounters,
+    ) -> (usize, u64) {
+        let mut sc = std::mem::take(&mut rq.scratch);
+        let q = &*rq;
+        let r = self
+            .locked(c, |mut e| {
+                let (mut sent, mut bytes) = (0usize, 0u64);
+                e.prime();
+                for k in at..at + n {
+                    e.ahead();
+                    // Only a runt has no edited form, and the bridge's first pass drops
+                    // those: counted here all the same.
+                    let Some((f, h)) = q.frame(k, edit(k)) else {
+                        c.drop(DropCause::Runt, 1);
+                        continue;
+                    };
+                    let mut put = |e: &mut Egress| {
+                        if h.is_plain() {
+                            e.put(&f, ONE_BUFFER, c).map(|()| (1, u64::from(f.len())))
+                        } else {
+                            e.put_sent(&f, &h, &mut sc, c)
+                        }
+                    };
+                    let mut r = put(&mut e);
+                    // The guest may have posted buffers since the burst looked: once more.
+                    if r == Err(RxError::NoRoom) && e.refresh() {
+                        r = put(&mut e);
+                    }
+                    match r {
+                        Ok((k, b)) => {
+                            sent += k;
+                            bytes += b;
+                        }
+                        Err(RxError::NoRoom) => c.drop(DropCause::TxFull, 1),
+                        Err(_) => {}
+                    }
+                }
+                e.done();
+                (sent, bytes)
+            })
+            .unwrap_or_else(|g| {
+                // Peeked frames cannot wait: a vring held by another worker is full to us.
+                c.drop(if g == Gone::Busy { DropCause::TxFull } else { DropCause::PortDown }, n as u64);
+                (0, 0)
+            });
+        rq.scratch = sc;
+        r
+    }
+}
