@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -19,25 +18,7 @@ fn add_and_remove_ports_under_traffic_lose_nothing_elsewhere() {
     let d = xconnect_ab(&s, &sa, &sb, &["--ctl", ctl_sock.to_str().unwrap()]);
     // Paced traffic a<->b for 5 s, in the background.
     let json = s.path("gen.json");
-    let mut g = Command::new(bin())
-        // 4096-descriptor rings: the ctl processes this test starts share the two CPUs
-        // with the generator, and a generator descheduled for a few ms must not
-        // overflow its rx rings (that would be a loss the switch did not cause).
-        .args([
-            "gen",
-            "--port",
-            &format!("a=vdev:net_virtio_user0,path={sa},queue_size=4096"),
-            "--port",
-            &format!("b=vdev:net_virtio_user1,path={sb},queue_size=4096"),
-        ])
-        .args(["--core", "0", "--rate", "200kpps", "--duration", "5", "--warmup", "0.5", "--quiet", "--json"])
-        .arg(&json)
-        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gen"))])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut g = gen_paced(&s, &sa, &sb, "5", &json);
     // The changes begin once traffic flows.
     wait_counter(&ctl_sock, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
     let ok = |words: &[&str]| {

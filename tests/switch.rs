@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,22 +35,7 @@ fn in_process_switch_applies_changes_and_reloads_under_traffic_losing_nothing() 
 
     // Paced traffic a<->b in the background, for long enough to cover every change.
     let json = s.path("gen.json");
-    let mut g = Command::new(bin())
-        .args([
-            "gen",
-            "--port",
-            &format!("a=vdev:net_virtio_user0,path={sa},queue_size=4096"),
-            "--port",
-            &format!("b=vdev:net_virtio_user1,path={sb},queue_size=4096"),
-        ])
-        .args(["--core", "0", "--rate", "200kpps", "--duration", "4", "--warmup", "0.5", "--quiet", "--json"])
-        .arg(&json)
-        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix("gen"))])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut g = gen_paced(&s, &sa, &sb, "4", &json);
     let rx_a = |sw: &Switch| sw.view().ports().iter().find(|p| p.name == "a").map_or(0, |p| p.totals.rx_packets);
     // Serve until traffic flows (the generator's first frames reached port a).
     let t0 = Instant::now();

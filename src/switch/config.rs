@@ -2,9 +2,12 @@
 //! TOML file (`startup::config`) and a reload all produce, checked whole before anything
 //! touches DPDK. Every error names the problem and the fix.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use indexmap::IndexMap;
 
 use crate::cli::RunArgs;
 use crate::control::client;
@@ -22,9 +25,8 @@ use crate::datapath::worker::IdleMode;
 use crate::dpdk::ethdev;
 use crate::dpdk::mbuf::MAX_BURST;
 use crate::dpdk::vhost::Datapath;
-use crate::parse::{self, PortDef, PortSpec};
+use crate::parse::{self, PortDef, PortSpec, RouteTarget};
 use crate::startup::{self, preflight, usage, Failure, PoolNeed};
-use crate::switch::diff::Running;
 
 /// A checked switch configuration: nothing here has touched DPDK yet. Ports are named by
 /// index into `ports` everywhere else in it.
@@ -527,4 +529,64 @@ pub(crate) fn pool_size(plan: &SwitchConfig, workers: u32) -> u32 {
         }
     }
     startup::pool_size(n)
+}
+
+/// The parts of a configuration a reload (or `ctl`) can change, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    /// Port name → definition and rx queues, in the file's order.
+    pub ports: IndexMap<String, (PortSpec, u16)>,
+    /// Cross-connected pairs, each once (first name as the file gives it).
+    pub xconnects: Vec<(String, String)>,
+    /// Bridge → members with their VLAN modes, in order.
+    pub bridges: IndexMap<String, Vec<(String, VlanMode)>>,
+    /// (bridge, MAC, VLAN) → port.
+    pub statics: BTreeMap<(String, [u8; 6], u16), String>,
+    /// (port, VLAN) → addresses, in order.
+    pub ips: IndexMap<(String, u16), Vec<(IpAddr, u8)>>,
+    pub mtus: BTreeMap<(String, u16), u16>,
+    pub routes: BTreeMap<(IpAddr, u8), RouteTarget>,
+}
+
+impl Running {
+    pub fn of(c: &SwitchConfig) -> Running {
+        let name = |i: usize| c.ports[i].name.clone();
+        let mut r = Running::default();
+        for (i, p) in c.ports.iter().enumerate() {
+            r.ports.insert(p.name.clone(), (p.spec.clone(), c.queues[i]));
+        }
+        for (i, p) in c.peer.iter().enumerate() {
+            if let Some(p) = *p {
+                if i < p {
+                    r.xconnects.push((name(i), name(p)));
+                }
+            }
+        }
+        for (b, members) in &c.bridges {
+            r.bridges.insert(b.clone(), members.iter().map(|&m| (name(m), c.vlans[m].clone())).collect());
+        }
+        for &(p, mac, vlan) in &c.statics {
+            if let Some((b, _)) = c.bridges.iter().find(|(_, m)| m.contains(&p)) {
+                r.statics.insert((b.clone(), mac, vlan), name(p));
+            }
+        }
+        for &(p, vlan, addr, len) in &c.ips {
+            r.ips.entry((name(p), vlan)).or_default().push((addr, len));
+        }
+        for &(p, vlan, mtu) in &c.mtus {
+            r.mtus.insert((name(p), vlan), mtu);
+        }
+        for (addr, len, t) in &c.routes {
+            r.routes.insert((*addr, *len), t.clone());
+        }
+        r
+    }
+
+    pub(super) fn bridge_of(&self, port: &str) -> Option<(&str, &VlanMode)> {
+        self.bridges.iter().find_map(|(b, m)| m.iter().find(|(p, _)| p == port).map(|(_, v)| (b.as_str(), v)))
+    }
+
+    pub(super) fn peer_of(&self, port: &str) -> Option<&(String, String)> {
+        self.xconnects.iter().find(|(a, b)| a == port || b == port)
+    }
 }

@@ -9,77 +9,14 @@
 //! `ctl` changes are recorded in the running configuration as they succeed, so `ctl show
 //! config` prints what runs, and a reload makes the switch what the file says.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
-use indexmap::IndexMap;
 use serde_json::{json, Value};
 
-use super::SwitchConfig;
+use super::config::{Running, SwitchConfig};
 use crate::control::protocol::{Change, RouterCmd};
 use crate::datapath::bridge::vlan::VlanMode;
 use crate::parse::{mac_str as mac_text, PortDef, PortSpec, RouteTarget};
-
-/// The parts of a configuration a reload (or `ctl`) can change, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Running {
-    /// Port name → definition and rx queues, in the file's order.
-    pub ports: IndexMap<String, (PortSpec, u16)>,
-    /// Cross-connected pairs, each once (first name as the file gives it).
-    pub xconnects: Vec<(String, String)>,
-    /// Bridge → members with their VLAN modes, in order.
-    pub bridges: IndexMap<String, Vec<(String, VlanMode)>>,
-    /// (bridge, MAC, VLAN) → port.
-    pub statics: BTreeMap<(String, [u8; 6], u16), String>,
-    /// (port, VLAN) → addresses, in order.
-    pub ips: IndexMap<(String, u16), Vec<(IpAddr, u8)>>,
-    pub mtus: BTreeMap<(String, u16), u16>,
-    pub routes: BTreeMap<(IpAddr, u8), RouteTarget>,
-}
-
-impl Running {
-    pub fn of(c: &SwitchConfig) -> Running {
-        let name = |i: usize| c.ports[i].name.clone();
-        let mut r = Running::default();
-        for (i, p) in c.ports.iter().enumerate() {
-            r.ports.insert(p.name.clone(), (p.spec.clone(), c.queues[i]));
-        }
-        for (i, p) in c.peer.iter().enumerate() {
-            if let Some(p) = *p {
-                if i < p {
-                    r.xconnects.push((name(i), name(p)));
-                }
-            }
-        }
-        for (b, members) in &c.bridges {
-            r.bridges.insert(b.clone(), members.iter().map(|&m| (name(m), c.vlans[m].clone())).collect());
-        }
-        for &(p, mac, vlan) in &c.statics {
-            if let Some((b, _)) = c.bridges.iter().find(|(_, m)| m.contains(&p)) {
-                r.statics.insert((b.clone(), mac, vlan), name(p));
-            }
-        }
-        for &(p, vlan, addr, len) in &c.ips {
-            r.ips.entry((name(p), vlan)).or_default().push((addr, len));
-        }
-        for &(p, vlan, mtu) in &c.mtus {
-            r.mtus.insert((name(p), vlan), mtu);
-        }
-        for (addr, len, t) in &c.routes {
-            r.routes.insert((*addr, *len), t.clone());
-        }
-        r
-    }
-
-    fn bridge_of(&self, port: &str) -> Option<(&str, &VlanMode)> {
-        self.bridges.iter().find_map(|(b, m)| m.iter().find(|(p, _)| p == port).map(|(_, v)| (b.as_str(), v)))
-    }
-
-    fn peer_of(&self, port: &str) -> Option<&(String, String)> {
-        self.xconnects.iter().find(|(a, b)| a == port || b == port)
-    }
-}
 
 /// Settings only a restart changes: the first one that differs, named.
 fn restart_only(old: &SwitchConfig, new: &SwitchConfig) -> Option<&'static str> {

@@ -107,7 +107,7 @@ impl Switch {
     }
 
     /// What runs now by name: the last config with every `ctl` change since.
-    pub fn running(&self) -> &diff::Running {
+    pub fn running(&self) -> &config::Running {
         &self.p().running
     }
 
@@ -179,7 +179,7 @@ struct Parts {
     /// changes are read from it.
     config: SwitchConfig,
     /// What a reload or `ctl` can change, as it runs now.
-    running: diff::Running,
+    running: config::Running,
     /// The command line as given (without its file): a reload merges the file again
     /// under it.
     cli: RunArgs,
@@ -478,7 +478,7 @@ impl Parts {
         let tick = if plane.bridges.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
         let now = Instant::now();
         Ok(Parts {
-            running: diff::Running::of(&plan),
+            running: config::Running::of(&plan),
             config: plan,
             cli,
             eal,

@@ -253,3 +253,26 @@ pub fn wait_counter(ctl_sock: &Path, port: &str, key: &str, limit: std::time::Du
         std::thread::yield_now();
     }
 }
+
+/// `pmdswitch gen` a<->b at 200 kpps for `secs` seconds in the background (CPU 0), its
+/// JSON to `json`. 4096-descriptor rings: the ctl processes a test starts share the two
+/// CPUs with the generator, and a generator descheduled for a few ms must not overflow
+/// its rx rings (that would be a loss the switch did not cause).
+pub fn gen_paced(s: &Scratch, sa: &str, sb: &str, secs: &str, json: &Path) -> std::process::Child {
+    Command::new(bin())
+        .args([
+            "gen",
+            "--port",
+            &format!("a=vdev:net_virtio_user0,path={sa},queue_size=4096"),
+            "--port",
+            &format!("b=vdev:net_virtio_user1,path={sb},queue_size=4096"),
+        ])
+        .args(["--core", "0", "--rate", "200kpps", "--duration", secs, "--warmup", "0.5", "--quiet", "--json"])
+        .arg(json)
+        .args(["--", "-l", "0", &format!("--file-prefix={}", s.prefix(&format!("gen{}", Scratch::seq())))])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pmdswitch gen")
+}

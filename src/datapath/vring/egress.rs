@@ -34,7 +34,6 @@ pub(super) fn ahead(vq: &Vq, mem: &GuestMemory, e: &mut Egress, k: u16, n: u16, 
     e.ahead();
 }
 
-
 /// Working space for frames rewritten in software (checksums, segmentation): allocated
 /// once per handle, grown only by the first large frame.
 #[derive(Default)]
