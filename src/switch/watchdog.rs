@@ -79,9 +79,9 @@ impl Watchdog {
         let (s, f, x) = (stop.clone(), fault.clone(), exits.clone());
         let limit = stall_limit();
         let thread = std::thread::Builder::new().name("pmds-watchdog".into()).spawn(move || {
-            let mut last: Vec<(u64, Instant)> = stats.iter().map(|w| (w.heartbeat(), Instant::now())).collect();
+            let mut last: Vec<(u64, u32)> = stats.iter().map(|w| (w.heartbeat(), 0)).collect();
             while !s.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(LOOK);
                 if let Some(m) = check(&stats, &x, &mut last, limit, &barrier) {
                     eprintln!("pmdswitch: {m}");
                     *f.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
@@ -126,14 +126,20 @@ impl Watchdog {
     }
 }
 
-/// One look at every worker: the first fault found, as one line.
+/// How often the watchdog looks.
+const LOOK: Duration = Duration::from_millis(100);
+
+/// One look at every worker: the first fault found, as one line. A stall is counted in
+/// looks that saw no pass, not in wall time: a process stopped as a whole (SIGSTOP, a
+/// debugger) stops the watchdog too, and is not called stuck when it resumes.
 fn check(
     stats: &[Arc<WorkerStats>],
     exits: &[Arc<Exit>],
-    last: &mut [(u64, Instant)],
+    last: &mut [(u64, u32)],
     limit: Duration,
     barrier: &ReloadBarrier,
 ) -> Option<String> {
+    let misses = (limit.as_millis() / LOOK.as_millis()).max(1) as u32;
     for (w, ((s, x), seen)) in stats.iter().zip(exits).zip(last.iter_mut()).enumerate() {
         let phase = s.phase();
         if x.done.load(Ordering::SeqCst) {
@@ -153,14 +159,17 @@ fn check(
         }
         let beat = s.heartbeat();
         if beat != seen.0 {
-            *seen = (beat, Instant::now());
-        } else if seen.1.elapsed() >= limit && phase != Phase::Stopped {
-            return Some(format!(
-                "worker {w} on core {} has not finished a poll pass for {:.1} s (while {}): it is stuck, so pmdswitch stops",
-                s.core,
-                seen.1.elapsed().as_secs_f64(),
-                phase.name()
-            ));
+            *seen = (beat, 0);
+        } else {
+            seen.1 += 1;
+            if seen.1 >= misses && phase != Phase::Stopped {
+                return Some(format!(
+                    "worker {w} on core {} has not finished a poll pass for {:.1} s (while {}): it is stuck, so pmdswitch stops",
+                    s.core,
+                    (LOOK * seen.1).as_secs_f64(),
+                    phase.name()
+                ));
+            }
         }
     }
     None
