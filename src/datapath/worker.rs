@@ -567,12 +567,7 @@ impl Worker {
         t0: u64,
     ) -> Option<usize> {
         let rxc = &stats.ports[at_port];
-        let (good, taken, bytes) = rq.peek(self.burst, rxc);
-        if taken == 0 {
-            return None;
-        }
-        bump(&rxc.rx_packets, good as u64);
-        bump(&rxc.rx_bytes, bytes);
+        let good = peek_counted(rq, self.burst, rxc)?;
         let k = fwd::classify_burst(br, self.index, member, &rq.peeked_heads(), &mut self.scratch, self.clock.ms(t0));
         let runs = fwd::plan_runs(br, member, &mut self.scratch, k);
         let mut at = 0;
@@ -628,12 +623,7 @@ impl Worker {
         t0: u64,
     ) -> Option<usize> {
         let rxc = &stats.ports[at_port];
-        let (good, taken, bytes) = rq.peek(self.burst, rxc);
-        if taken == 0 {
-            return None;
-        }
-        bump(&rxc.rx_packets, good as u64);
-        bump(&rxc.rx_bytes, bytes);
+        let good = peek_counted(rq, self.burst, rxc)?;
         let k = route::decide_burst(r, at_port, &rq.peeked_heads(), &mut self.rscratch);
         let v = &self.rscratch.verdicts[..k];
         let mut at = 0;
@@ -1037,6 +1027,19 @@ fn punt_pieces(rq: &mut OwnRxQueue, k: usize, to: (route::Why, u16, u16), batch:
             count_punt(c, ok);
         }
     }
+}
+
+/// The own path's ingress for per-frame decisions: peeks up to `max` frames and counts
+/// what arrived. None: nothing was taken.
+#[inline(always)]
+fn peek_counted(rq: &mut OwnRxQueue, max: usize, rxc: &PortCounters) -> Option<usize> {
+    let (good, taken, bytes) = rq.peek(max, rxc);
+    if taken == 0 {
+        return None;
+    }
+    bump(&rxc.rx_packets, good as u64);
+    bump(&rxc.rx_bytes, bytes);
+    Some(good)
 }
 
 /// Whether verdict `x` continues the run that `first` began: forwarded to the same
