@@ -183,10 +183,11 @@ pub fn gen_through_router(s: &Scratch, sa: &str, sb: &str) -> (serde_json::Value
             "b=198.20.0.0/24,198.20.9.0/24",
             "--flows",
             "64",
+            // 200 kpps into 8192-buffer rings: 40 ms of a generator descheduled by the
+            // churn that shares its core, which a router (it drops what finds no room,
+            // as l3fwd does) would otherwise count as tx_full.
             "--rate",
-            "500kpps",
-            "--ring-size",
-            "4096",
+            "200kpps",
             "--duration",
             "4",
         ],
@@ -199,16 +200,17 @@ pub fn assert_nothing_lost_or_misrouted(g: &serde_json::Value, out: &str, switch
         let st = &g["streams"][p];
         assert_eq!(st["lost"].as_u64(), Some(0), "stream {p} lost packets while routes changed:\n{out}\n{}", switch["ports"]);
         assert_eq!(st["wrong_port"].as_u64(), Some(0), "stream {p} misrouted:\n{out}");
-        assert!(st["rx"].as_u64().unwrap_or(0) > 1_000_000, "{out}");
+        assert!(st["rx"].as_u64().unwrap_or(0) > 500_000, "{out}");
     }
 }
 
 /// Runs `round` (which makes some route changes and returns how many) again and again
 /// on a thread of its own, paced to `per_sec` changes a second, while `during` runs;
-/// returns `during`'s result and the rate reached. The pace matters on 2 CPUs: the churn
+/// returns `during`'s result, the changes made and the rate reached (for the log: how
+/// fast a host takes them is a bench's business, not a test's). The pace matters on 2 CPUs: the churn
 /// shares the generator's core, and a generator starved for milliseconds overflows its
 /// receive rings, which would be the test bed's loss, not the router's.
-pub fn churn_while<T>(per_sec: f64, mut round: impl FnMut() -> usize + Send + 'static, during: impl FnOnce() -> T) -> (T, f64) {
+pub fn churn_while<T>(per_sec: f64, mut round: impl FnMut() -> usize + Send + 'static, during: impl FnOnce() -> T) -> (T, usize, f64) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -222,11 +224,12 @@ pub fn churn_while<T>(per_sec: f64, mut round: impl FnMut() -> usize + Send + 's
                 std::thread::sleep(w);
             }
         }
-        changes as f64 / t0.elapsed().as_secs_f64()
+        (changes, changes as f64 / t0.elapsed().as_secs_f64())
     });
     let out = during();
     stop.store(true, Ordering::Relaxed);
-    (out, churner.join().expect("churn thread"))
+    let (changes, rate) = churner.join().expect("churn thread");
+    (out, changes, rate)
 }
 
 /// The control socket of the switch `Pmds::start` started in `s` (one per EAL prefix).
