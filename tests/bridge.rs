@@ -197,7 +197,7 @@ fn multiqueue_vhost_uses_both_queues_and_counts_add_up() {
         &["--rxq=2", "--txq=2", "--txpkts=64"],
     );
     t.cmd("start");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    wait_every_rxq(&dut_ctl(&s), &["a", "b"], 1000);
     let peer = t.finish();
     let (st, _, j, text) = d.stop();
     assert!(st.success(), "{text}");
@@ -258,7 +258,7 @@ fn two_workers_two_queues_each() {
         &["--rxq=2", "--txq=2", "--txpkts=64"],
     );
     t.cmd("start");
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    wait_every_rxq(&ctl_sock, &["a", "b"], 1000);
     let (_, before, _) = ctl(&ctl_sock, &["show", "rxqs", "--json"]);
     // At start: the pinned queue on core 0, its sibling on the other worker.
     let b: serde_json::Value = serde_json::from_str(&before).unwrap();
@@ -271,7 +271,8 @@ fn two_workers_two_queues_each() {
     let (code, out, err) = ctl(&ctl_sock, &["rebalance"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ok:") && out.contains("a:1=core 0"), "{out}");
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // Traffic goes on after the moves.
+    wait_more(&ctl_sock, "a", "rx_packets", 100_000);
     let (_, after, _) = ctl(&ctl_sock, &["show", "rxqs", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&after).unwrap();
     assert_eq!(v["rxqs"].as_array().unwrap().len(), 4, "{before}\n{after}");

@@ -197,16 +197,18 @@ fn bench_interrupted_stops_its_children_and_cleans_up() {
         .spawn()
         .expect("spawn bench");
     let pid = child.id();
-    // Let the DUT and the generator come up, then interrupt the bench alone (not its
-    // process group, as a terminal's Ctrl-C would): it must pass the stop on.
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // Once the DUT and the generator run (the generator's EAL prefix carries the
+    // bench's tag), interrupt the bench alone (not its process group, as a terminal's
+    // Ctrl-C would): it must pass the stop on. ("[p]" keeps pgrep from matching the
+    // shell that runs it.)
+    let tag = format!("pmdsb{pid}");
+    let children = format!("pgrep -f '[p]mdswitch gen .*{tag}' >/dev/null");
+    wait_until(std::time::Duration::from_secs(60), || "the bench's generator to start".into(), || sh(&children).then_some(()));
     assert!(sh(&format!("kill -INT {pid}")));
     let st = wait_timeout(&mut child, std::time::Duration::from_secs(30)).expect("bench stopped after SIGINT");
     assert!(st.success(), "{st}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let tag = format!("pmdsb{pid}");
-    // ("[p]" keeps pgrep from matching the shell that runs it.)
-    assert!(!sh(&format!("pgrep -f '[p]{}' >/dev/null", &tag[1..])), "a child of the bench is still running");
+    let any_child = format!("pgrep -f '[p]{}' >/dev/null", &tag[1..]);
+    wait_until(std::time::Duration::from_secs(10), || "the bench's children to exit".into(), || (!sh(&any_child)).then_some(()));
     let left: Vec<String> = std::fs::read_dir("/var/run/dpdk")
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect())
         .unwrap_or_default();
@@ -245,11 +247,7 @@ fn gen_rings_follow_queue_size() {
     };
     // The receiver: its own trickle shows when its queues are up (buffers posted).
     let mut rcv = gen_one("b", &sb, 1, &["--rate", "10pps", "--duration", "60"]);
-    let t0 = std::time::Instant::now();
-    while port(&show(), "b", "rx_packets") == 0 {
-        assert!(t0.elapsed().as_secs() < 20, "the receiving generator never sent");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_counter(&ctl_sock, "b", "rx_packets", std::time::Duration::from_secs(20), |v| v > 0);
     assert!(sh(&format!("kill -STOP {}", rcv.id())));
     let mut snd = gen_one("a", &sa, 0, &["--rate", "100kpps", "--count", "3000", "--duration", "10"]);
     let st = wait_timeout(&mut snd, std::time::Duration::from_secs(60)).expect("sender finished");

@@ -38,9 +38,11 @@ fn adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
     let idle_peer = pm.worker_load(1, 3);
     // Traffic returns: the guest's kick wakes the worker; nothing may be lost.
     g.cmd("start");
-    std::thread::sleep(Duration::from_secs(1));
+    let live = dut_ctl(&s);
+    wait_more(&live, "a", "rx_packets", 100_000);
     let sent = g.finish()[&0].tx;
-    std::thread::sleep(Duration::from_millis(500));
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
+    wait_peer_rx(&mut rx, 0, live_counter(&live, "b", "tx_packets"));
     let idle_after = pm.worker_load(1, 3);
     let got = rx.finish()[&0].rx;
     let (st, _, j, text) = pm.stop();

@@ -182,8 +182,16 @@ fn kernel_hosts_see_forwarding_and_every_icmp_message() {
     // A gateway that never answers: the packets wait, then are dropped and counted.
     let (ok, _) = h.ping("-c 3 -i 0.2 -W 1 198.19.0.1");
     assert!(!ok);
-    std::thread::sleep(Duration::from_secs(4));
-    let (_, router, _) = ctl(&s.path("ctl"), &["show", "router", "--json"]);
+    // The neighbour's resolution gives up after its tries (then the held packets drop).
+    let router = wait_until(
+        Duration::from_secs(20),
+        || "the unanswered neighbour to fail".into(),
+        || {
+            let (_, router, _) = ctl(&s.path("ctl"), &["show", "router", "--json"]);
+            let r: serde_json::Value = serde_json::from_str(&router).ok()?;
+            (r["drops"]["neigh_failed"].as_u64().unwrap_or(0) >= 1).then_some(router)
+        },
+    );
     let prom = http_get(&format!("127.0.0.1:{metrics}"), "/metrics");
     assert!(prom.contains("pmdswitch_router_icmp_errors_total{type=\"time_exceeded\"} 1"), "{prom}");
     assert!(prom.contains("pmdswitch_router_neighbours "), "{prom}");

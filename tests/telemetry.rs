@@ -64,7 +64,7 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     let mut g = Testpmd::start(&s.prefix("g"), &[format!("net_virtio_user0,path={sa}")], "txonly", 0, &[]);
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     g.cmd("start");
-    std::thread::sleep(Duration::from_secs(1));
+    wait_more(&dut_ctl(&s), "a", "rx_packets", 10_000);
     let r = telemetry(
         &s.prefix("dut"),
         &[

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use pmdswitch::bed::switch::DATAPATH_ENV;
@@ -56,17 +56,13 @@ fn guest_pings_resume_after_pmdswitch_restarts() {
         Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(true, Some("ping -c 40 -i 0.25 198.18.0.2; ping -c 5 -W 3 198.18.0.2"), 180));
     let args = ["--port", &format!("a=vhost-client:{sa}"), "--port", &format!("b=vhost-client:{sb}"), "--xconnect", "a,b", "--cores", "1"];
     // The guests create the sockets; wait for them before starting pmdswitch.
-    let t = Instant::now();
-    while !(std::path::Path::new(&sa).exists() && std::path::Path::new(&sb).exists()) && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let socks = || std::path::Path::new(&sa).exists() && std::path::Path::new(&sb).exists();
+    wait_until(Duration::from_secs(30), || "the guests' sockets".into(), || socks().then_some(()));
     let pm = Pmds::start(&s, &args);
     assert!(pm.out.wait_for("attached", 2, Duration::from_secs(60)), "{}", pm.out.text());
     // Let some replies through, then restart pmdswitch while the guest keeps pinging.
-    let t = Instant::now();
-    while a.console().matches("bytes from 198.18.0.2").count() < 3 && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let replies = |a: &Guest| a.console().matches("bytes from 198.18.0.2").count();
+    wait_until(Duration::from_secs(60), || format!("3 replies:\n{}", a.console()), || (replies(&a) >= 3).then_some(()));
     let before = a.console().matches("bytes from 198.18.0.2").count();
     let (st, _, _, text) = pm.stop();
     assert!(st.success(), "{text}");
@@ -97,11 +93,16 @@ fn guest_driver_reset_and_rebind_keep_forwarding() {
     let _b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &opts(false, None, 180));
     // Interface down/up, then the virtio device unbound from and rebound to virtio_net
     // (a full device reset: the backend sees the device destroyed and created again).
-    let cmd = "ping -c 2 -W 3 198.18.0.2 && ip link set eth0 down && sleep 1 && ip link set eth0 up && sleep 1 && \
-               ping -c 2 -W 3 198.18.0.2 && d=$(basename $(readlink /sys/class/net/eth0/device)) && \
-               echo $d > /sys/bus/virtio/drivers/virtio_net/unbind && sleep 1 && echo $d > /sys/bus/virtio/drivers/virtio_net/bind && \
-               sleep 1 && ip addr add 198.18.0.1/24 dev eth0 && ip link set eth0 up && sleep 1 && ping -c 3 -W 3 198.18.0.2";
-    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some(cmd), 180));
+    // After each, the guest waits for the first reply (up to 10 one-second tries: the
+    // link and the neighbour come back in their own time), then pings for real.
+    let reach = "for i in 1 2 3 4 5 6 7 8 9 10; do ping -c 1 -W 1 198.18.0.2 >/dev/null && break; done; ping -c 2 -W 3 198.18.0.2";
+    let cmd = format!(
+        "ping -c 2 -W 3 198.18.0.2 && ip link set eth0 down && ip link set eth0 up && {reach} && \
+         d=$(basename $(readlink /sys/class/net/eth0/device)) && \
+         echo $d > /sys/bus/virtio/drivers/virtio_net/unbind && echo $d > /sys/bus/virtio/drivers/virtio_net/bind && \
+         ip addr add 198.18.0.1/24 dev eth0 && ip link set eth0 up && {reach} && ping -c 3 -W 3 198.18.0.2"
+    );
+    let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &opts(false, Some(&cmd), 180));
     let rc = a.result(Duration::from_secs(150));
     let console = a.console();
     let (st, _, j, text) = pm.stop();

@@ -240,24 +240,82 @@ pub fn dut_ctl(s: &Scratch) -> PathBuf {
 /// A port counter of a running switch (`show ports --json` on its control socket, asked
 /// directly: no `pmdswitch ctl` process per look): `ports.PORT.KEY`, 0 when unknown.
 pub fn live_counter(ctl_sock: &Path, port: &str, key: &str) -> u64 {
-    let reply = pmdswitch::control::client::request(Some(ctl_sock.to_path_buf()), &["show".into(), "ports".into(), "--json".into()]);
-    reply.ok().and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()).and_then(|v| v["ports"][port][key].as_u64()).unwrap_or(0)
+    live_ports(ctl_sock)["ports"][port][key].as_u64().unwrap_or(0)
 }
 
-/// Waits until `ports.PORT.KEY` of a running switch satisfies `ok`: the event a test
-/// synchronises on. It looks every 10 ms (the look is the wait's only cost; a tighter
-/// loop would take CPU 0 from the generator it waits for); fails the test after `limit`
-/// with the last value.
-pub fn wait_counter(ctl_sock: &Path, port: &str, key: &str, limit: std::time::Duration, ok: impl Fn(u64) -> bool) -> u64 {
+/// `show ports --json` of a running switch (Null if it does not answer).
+pub fn live_ports(ctl_sock: &Path) -> serde_json::Value {
+    let reply = pmdswitch::control::client::request(Some(ctl_sock.to_path_buf()), &["show".into(), "ports".into(), "--json".into()]);
+    reply.ok().and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default()
+}
+
+/// Waits until every rx queue of `ports` has received more than `n` frames.
+pub fn wait_every_rxq(ctl_sock: &Path, ports: &[&str], n: u64) {
+    let last = std::cell::RefCell::new(serde_json::Value::Null);
+    wait_until(
+        std::time::Duration::from_secs(60),
+        || format!("every rx queue of {ports:?} to pass {n} frames: {}", last.borrow()),
+        || {
+            let reply = pmdswitch::control::client::request(Some(ctl_sock.to_path_buf()), &["show".into(), "rxqs".into(), "--json".into()]);
+            let v: serde_json::Value = reply.ok().and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
+            let qs = v["rxqs"].as_array().cloned().unwrap_or_default();
+            let ok = ports.iter().all(|p| {
+                let mine: Vec<_> = qs.iter().filter(|x| x["port"] == *p).collect();
+                !mine.is_empty() && mine.iter().all(|x| x["packets"].as_u64().unwrap_or(0) > n)
+            });
+            *last.borrow_mut() = v;
+            ok.then_some(())
+        },
+    )
+}
+
+/// Looks every 10 ms until `look` gives an answer: the one way a test waits for an event
+/// it cannot block on (a counter, a route, a peer's count). The look is the wait's only
+/// cost; a tighter loop would take CPU 0 from the generator a test waits for. Fails the
+/// test after `limit`, saying what it waited for (`what`: the last state seen).
+pub fn wait_until<T>(limit: std::time::Duration, what: impl Fn() -> String, mut look: impl FnMut() -> Option<T>) -> T {
     let t0 = std::time::Instant::now();
     loop {
-        let v = live_counter(ctl_sock, port, key);
-        if ok(v) {
+        if let Some(v) = look() {
             return v;
         }
-        assert!(t0.elapsed() < limit, "ports.{port}.{key} stayed at {v} for {limit:?}");
+        assert!(t0.elapsed() < limit, "waited {limit:?} for {}", what());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Waits until `ports.PORT.KEY` of a running switch satisfies `ok`: the event most tests
+/// synchronise on; fails the test after `limit` with the last value.
+pub fn wait_counter(ctl_sock: &Path, port: &str, key: &str, limit: std::time::Duration, ok: impl Fn(u64) -> bool) -> u64 {
+    let last = std::cell::Cell::new(0);
+    wait_until(
+        limit,
+        || format!("ports.{port}.{key} (stayed at {})", last.get()),
+        || {
+            last.set(live_counter(ctl_sock, port, key));
+            ok(last.get()).then(|| last.get())
+        },
+    )
+}
+
+/// Waits until `ports.PORT.KEY` has grown by `by` from what it is now (traffic flowing);
+/// returns the value reached.
+pub fn wait_more(ctl_sock: &Path, port: &str, key: &str, by: u64) -> u64 {
+    let base = live_counter(ctl_sock, port, key);
+    wait_counter(ctl_sock, port, key, std::time::Duration::from_secs(60), |v| v >= base + by)
+}
+
+/// Waits until testpmd port `port` has received `want` frames by its own count.
+pub fn wait_peer_rx(peer: &mut Testpmd, port: u16, want: u64) -> u64 {
+    let last = std::cell::Cell::new(0);
+    wait_until(
+        std::time::Duration::from_secs(20),
+        || format!("testpmd port {port} to receive {want} frames (has {})", last.get()),
+        || {
+            last.set(peer.port_stats_now(usize::from(port) + 1).get(&port).map_or(0, |s| s.rx));
+            (last.get() >= want).then(|| last.get())
+        },
+    )
 }
 
 /// `pmdswitch gen` a<->b at 200 kpps for `secs` seconds in the background (CPU 0), its
