@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::datapath::bridge::table::{station_key, LearnCheck, MacTable, PortNo, FLOOD};
 use crate::datapath::bridge::vlan::{self, TagEdit, VlanDrop, VlanMode};
-use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
+use crate::datapath::stats::DropCause;
 use crate::dpdk::mbuf::{Batch, Mbuf, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
 
@@ -73,7 +73,7 @@ pub fn edit_for(m: &Member, tag: Option<u16>, vlan: u16) -> Option<TagEdit> {
 /// Applies `edit` to a packet this port owns exclusively (copying first if it is
 /// shared); None when no mbuf or headroom was left.
 #[inline]
-fn apply(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
+pub fn apply_tag(mut m: Mbuf, edit: TagEdit, pool: &Mempool) -> Option<Mbuf> {
     if edit == TagEdit::None {
         return Some(m);
     }
@@ -146,75 +146,6 @@ pub enum Decision {
         vid: u16,
     },
     Drop(DropCause),
-}
-
-/// Switches one burst received on member `ingress` of `br` into `outs` (one batch per
-/// member, indexed like `br.members`; all empty on entry). Drops are charged to the
-/// ingress port's counters `rxc` by cause; the caller sends each non-empty `outs[i]` to
-/// `br.members[i].port`. Returns `Some(i)` instead when every packet goes unchanged to
-/// member `i`: then they stay in `batch` (nothing is copied to `outs`, nothing dropped)
-/// and the caller sends `batch` to member `i`. `now_ms` is read once per burst by the
-/// caller.
-///
-/// Two passes. The first reads each header (the bytes the rx copy just wrote, so in
-/// cache) as one 16-byte integer, classifies its VLAN, checks its source with the
-/// learner and looks its destination up, and records a [`RunKey`]: what the packet's
-/// decision depends on. The second cuts the burst into runs of equal keys, decides once
-/// per run (the last decision is also remembered from burst to burst) and applies it to
-/// the whole run: in a two-port bridge usually the whole burst, which then stays where it
-/// is and is sent like a cross-connect's. A packet whose first 16 bytes
-/// equal its predecessor's takes its key without looking at the table, and the last
-/// destination's port is remembered: learning, lookup and tag edit depend only on those
-/// bytes and the ingress port, and the table cannot usefully change within a burst (only
-/// the learner thread writes it).
-///
-/// Measured here (`scripts/fwd-cost.sh`, and A/B builds of the same harness): the first
-/// pass's record stored as plain integers (now one, the run key) and the keys taken from
-/// the 16-byte load (two store-forwarding stalls gone), the table work moved into the
-/// first pass and the second reduced to comparing keys, and a whole burst sent from
-/// where it was received took the bridge's extra cost from 51 to about 22 cycles per packet with 1024 flows and
-/// from 9 to about 6 with one. Tried and not kept: a prefetch of both table lines a
-/// burst ahead (DPDK l3fwd's pattern; no gain, twice: with 64 stations and everything
-/// L1-resident a new header costs about what it does with 2 048, so the time goes to its
-/// ~100 instructions and their dependency chain, not to cache misses), and a per-worker
-/// conversation cache (no gain, previous session).
-// Eight plain arguments rather than a context struct built per burst: everything here is
-// what the worker already holds.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn forward(
-    br: &Bridge,
-    worker: usize,
-    ingress: usize,
-    batch: &mut Batch,
-    outs: &mut [Batch],
-    scratch: &mut Scratch,
-    pool: &Mempool,
-    rxc: &PortCounters,
-    now_ms: u64,
-) -> Option<usize> {
-    let n = classify_burst(br, worker, ingress, batch, scratch, now_ms);
-    let runs = plan_runs(br, ingress, scratch, n);
-    if let [(len, Decision::To(m, TagEdit::None))] = *runs {
-        if len == batch.len() {
-            // One run, every packet unchanged to one member (a two-port bridge's usual
-            // burst): left where it is, for the caller to send as received.
-            return Some(usize::from(m));
-        }
-    }
-    let mut drops = [0u64; N_CAUSES];
-    for &(len, dec) in runs {
-        apply_run(br, ingress, batch, len, dec, outs, pool, &mut drops);
-    }
-    // Anything left (only if the first pass saw fewer packets than the batch holds,
-    // which it cannot) is freed and counted rather than leaked.
-    drops[DropCause::NoMbuf as usize] += batch.drop_all() as u64;
-    for c in DropCause::ALL {
-        if drops[c as usize] > 0 {
-            rxc.drop(c, drops[c as usize]);
-        }
-    }
-    None
 }
 
 /// Where the first pass reads each frame's first bytes from: a burst of mbufs, or the
@@ -423,84 +354,6 @@ fn decide(br: &Bridge, ingress: usize, key: RunKey) -> Decision {
         // Behind the ingress port (802.1D: the stations talk on their own segment), or a
         // stale entry for a port that left the bridge.
         _ => Decision::Drop(DropCause::Filtered),
-    }
-}
-
-/// Applies decision `dec` to the next `n` packets of `batch`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn apply_run(
-    br: &Bridge,
-    ingress: usize,
-    batch: &mut Batch,
-    n: usize,
-    dec: Decision,
-    outs: &mut [Batch],
-    pool: &Mempool,
-    drops: &mut [u64; N_CAUSES],
-) {
-    match dec {
-        _ if n == 0 => {}
-        Decision::To(p, TagEdit::None) => {
-            let p = usize::from(p);
-            // At most one reference per received packet goes to an egress batch, so the
-            // batch has room; were it ever short, the rest is counted, not leaked.
-            let moved = batch.move_front(n, &mut outs[p]);
-            drops[DropCause::NoMbuf as usize] += batch.drop_front(n - moved) as u64;
-        }
-        Decision::Drop(c) => drops[c as usize] += batch.drop_front(n) as u64,
-        Decision::To(p, e) => {
-            let p = usize::from(p);
-            for m in (0..n).map_while(|_| batch.pop_front()) {
-                match apply(m, e, pool) {
-                    Some(m) => put(&mut outs[p], m, drops),
-                    None => drops[DropCause::NoMbuf as usize] += 1,
-                }
-            }
-        }
-        Decision::Flood { tag, vid } => {
-            for m in (0..n).map_while(|_| batch.pop_front()) {
-                flood(br, ingress, m, tag, vid, outs, pool, drops);
-            }
-        }
-    }
-}
-
-/// Unknown unicast, broadcast, multicast: every other member of the VLAN, never back out
-/// of the ingress port. The last member takes the original reference.
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn flood(br: &Bridge, ingress: usize, m: Mbuf, tag: RawTag, vid: u16, outs: &mut [Batch], pool: &Mempool, drops: &mut [u64; N_CAUSES]) {
-    let tag = tag_of(tag);
-    let last = (0..br.members.len()).rev().find(|&p| p != ingress && edit_for(&br.members[p], tag, vid).is_some());
-    let Some(last) = last else {
-        drops[DropCause::Filtered as usize] += 1;
-        return;
-    };
-    for (p, member) in br.members.iter().enumerate().take(last) {
-        if p == ingress {
-            continue;
-        }
-        if let Some(e) = edit_for(member, tag, vid) {
-            match apply(m.share(), e, pool) {
-                Some(c) => put(&mut outs[p], c, drops),
-                None => drops[DropCause::NoMbuf as usize] += 1,
-            }
-        }
-    }
-    let e = edit_for(&br.members[last], tag, vid).expect("checked above");
-    match apply(m, e, pool) {
-        Some(c) => put(&mut outs[last], c, drops),
-        None => drops[DropCause::NoMbuf as usize] += 1,
-    }
-}
-
-#[inline(always)]
-fn put(out: &mut Batch, m: Mbuf, drops: &mut [u64; N_CAUSES]) {
-    // An egress batch gets at most one reference per received packet, and a burst is at
-    // most MAX_BURST packets, so this cannot fail; if it ever did, the packet is counted.
-    if out.push(m).is_err() {
-        drops[DropCause::NoMbuf as usize] += 1;
     }
 }
 
