@@ -209,7 +209,8 @@ pub fn classify_burst(br: &Bridge, worker: usize, ingress: usize, heads: &impl H
 
 /// The second pass over the first `n` keys: runs of equal keys, each with its decision
 /// (decided once per run, and most often not at all: the last decision is remembered
-/// from burst to burst), as (length, decision) in order.
+/// from burst to burst), as (length, decision) in order; neighbouring runs with the same
+/// decision are one (many flows to one member: one run, the whole burst at best).
 #[inline(always)]
 pub fn plan_runs<'s>(br: &Bridge, ingress: usize, scratch: &'s mut Scratch, n: usize) -> &'s [(usize, Decision)] {
     let Scratch { keys, memo, runs } = scratch;
@@ -225,8 +226,12 @@ pub fn plan_runs<'s>(br: &Bridge, ingress: usize, scratch: &'s mut Scratch, n: u
             if (memo.bridge, memo.ingress, memo.key) != (br.id, ingress, k) {
                 *memo = Memo { bridge: br.id, ingress, key: k, dec: decide(br, ingress, k) };
             }
+            run_key = k;
+            if r > 0 && runs[r - 1].1 == memo.dec {
+                continue;
+            }
             runs[r] = (0, memo.dec);
-            (r, start, run_key) = (r + 1, i, k);
+            (r, start) = (r + 1, i);
         }
     }
     if r > 0 {

@@ -25,7 +25,9 @@ use super::queues::Tx;
 /// mbufs (received, or unwrapped from a tunnel), or frames peeked in a guest's TX vring
 /// (in guest memory until copied to where they go; all returned by [`Frames::finish`]).
 pub enum Frames<'a> {
-    Mbufs(&'a mut Batch),
+    /// The batch, and its bytes as received (valid while no run has taken any frame:
+    /// a whole burst sent as received is not summed twice).
+    Mbufs(&'a mut Batch, u64),
     Peeked(&'a mut OwnRxQueue),
 }
 
@@ -33,7 +35,7 @@ impl Frames<'_> {
     /// The next `n` frames are dropped (the caller counts them by cause).
     #[inline(always)]
     pub fn drop(&mut self, n: usize) {
-        if let Frames::Mbufs(b) = self {
+        if let Frames::Mbufs(b, _) = self {
             b.drop_front(n);
         }
     }
@@ -44,7 +46,7 @@ impl Frames<'_> {
     #[inline]
     pub fn each_mbuf(&mut self, at: usize, n: usize, pool: &Mempool, spare: &mut Batch, c: &PortCounters, mut f: impl FnMut(Mbuf, usize)) {
         match self {
-            Frames::Mbufs(b) => {
+            Frames::Mbufs(b, _) => {
                 for (i, m) in (at..at + n).zip(std::iter::from_fn(|| b.pop_front())) {
                     f(m, i);
                 }
@@ -79,7 +81,7 @@ impl Frames<'_> {
         for i in at..at + n {
             let (why, iface) = to(i);
             let ok = match self {
-                Frames::Mbufs(b) => {
+                Frames::Mbufs(b, _) => {
                     let Some(m) = b.pop_front() else { return };
                     router.punt.punt(why, port, iface, |buf| {
                         m.segments(|seg| buf.extend_from_slice(seg));
@@ -106,7 +108,7 @@ impl Frames<'_> {
     #[inline(always)]
     pub fn finish(&mut self, c: &PortCounters) {
         match self {
-            Frames::Mbufs(b) => {
+            Frames::Mbufs(b, _) => {
                 if !b.is_empty() {
                     c.drop(DropCause::Runt, b.drop_all() as u64);
                 }
@@ -140,15 +142,23 @@ impl Egress<'_> {
     pub fn to<'e>(&mut self, f: &mut Frames, at: usize, n: usize, port: usize, edit: impl Fn(usize) -> Edit<'e> + Copy) {
         let c = &self.stats.ports[port];
         match f {
-            Frames::Mbufs(b) => {
+            Frames::Mbufs(b, bytes) => {
+                let unchanged = matches!(edit(at), Edit::Tag(TagEdit::None));
+                if unchanged && n == b.len() && self.dirty & (1 << port) == 0 {
+                    // The whole burst, unchanged, to one port (a cross-connect, a two-port
+                    // bridge): sent from where it was received, nothing gathered.
+                    return send_to(self.txs, port, b, *bytes, self.retries, self.stats);
+                }
                 let out = &mut self.outs[port];
                 self.dirty |= 1 << port;
-                if matches!(edit(at), Edit::Tag(TagEdit::None)) {
+                if unchanged {
                     // A run unchanged (a bridge's usual case): its pointers move at once.
                     // At most one reference per received frame reaches a batch, so it
                     // has room; were it ever short, the rest is counted, not leaked.
                     let moved = b.move_front(n, out);
-                    c.drop(DropCause::NoMbuf, b.drop_front(n - moved) as u64);
+                    if moved < n {
+                        c.drop(DropCause::NoMbuf, b.drop_front(n - moved) as u64);
+                    }
                     return;
                 }
                 for (i, m) in (at..at + n).zip(std::iter::from_fn(|| b.pop_front())) {
@@ -173,7 +183,7 @@ impl Egress<'_> {
             return rxc.drop(DropCause::Filtered, n as u64);
         };
         match f {
-            Frames::Mbufs(b) => {
+            Frames::Mbufs(b, _) => {
                 for m in (0..n).map_while(|_| b.pop_front()) {
                     for &(p, e) in rest {
                         let c = &self.stats.ports[p];
@@ -247,7 +257,9 @@ impl Egress<'_> {
                 if batch.alloc_fill(self.pool, j - i, |x, room| rq.frame_bytes(i + x, edit(i + x), room)) {
                     let copied = batch.len();
                     batch.drop_empty();
-                    c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
+                    if batch.len() < copied {
+                        c.drop(DropCause::NoMbuf, (copied - batch.len()) as u64);
+                    }
                     out(batch);
                 } else {
                     c.drop(DropCause::NoMbuf, (j - i) as u64);

@@ -297,9 +297,10 @@ impl Worker {
                 if n == 0 {
                     return None;
                 }
+                let bytes = batch.bytes();
                 bump(&rxc.rx_packets, n as u64);
-                bump(&rxc.rx_bytes, batch.bytes());
-                (Frames::Mbufs(batch), n)
+                bump(&rxc.rx_bytes, bytes);
+                (Frames::Mbufs(batch, bytes), n)
             }
         };
         let mut eg = Egress { txs, outs: &mut outs[..], dirty: 0, spare, pool: &self.pool, retries: self.tx_retries, stats };
