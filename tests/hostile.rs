@@ -106,14 +106,16 @@ fn hostile_rings_are_refused_by_cause_and_nothing_else_is_disturbed() {
     assert!(pm.out.wait_for("attached", 1, Duration::from_secs(10)));
     g.cmd("start");
     let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/hostile_frontend.py");
+    let live = dut_ctl(&s);
     let o = Command::new("timeout")
-        .args(["120", "python3", tool, "rings", &sh, &sr, "--pid", &pm.pid().to_string()])
+        .args(["120", "python3", tool, "rings", &sh, &sr, "--pid", &pm.pid().to_string(), "--ctl", live.to_str().unwrap()])
+        .args(lib.then_some("--lib"))
         .output()
         .expect("python3");
     let report = String::from_utf8_lossy(&o.stdout).into_owned();
     let sent = g.finish()[&0].tx;
     // Every frame the generator sent has been through the worker.
-    wait_counter(&dut_ctl(&s), "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(10), |v| v >= sent);
     let (st, _, j, text) = pm.stop();
     assert!(!report.contains("BACKEND DIED") && report.contains("rings: valid"), "{report}\n{text}");
     assert!(st.success(), "pmdswitch did not exit cleanly:\n{text}");

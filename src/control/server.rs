@@ -210,7 +210,8 @@ impl Server {
             .workers()
             .iter()
             .zip(&self.base_workers)
-            .map(|(w, b)| {
+            .enumerate()
+            .map(|(i, (w, b))| {
                 let (busy, packets) = (w.busy_cycles - b.busy_cycles, w.packets - b.packets);
                 json!({
                     "core": w.core, "idle_mode": idle,
@@ -218,6 +219,7 @@ impl Server {
                     "cycles_per_packet": if packets == 0 { 0.0 } else { busy as f64 / packets as f64 },
                     "busy_polls": w.busy_polls - b.busy_polls,
                     "sleeps": w.sleeps - b.sleeps, "kick_wakeups": w.kick_wakeups - b.kick_wakeups,
+                    "reload_pending": self.barrier.behind(i),
                 })
             })
             .collect();

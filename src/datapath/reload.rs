@@ -102,6 +102,15 @@ impl ReloadBarrier {
         self.request();
     }
 
+    /// Whether running worker `worker` has yet to take up the last change asked for (an
+    /// offline worker has nothing to take up): `show workers` says so, and a client that
+    /// must know its change reached the data path (a test bed) waits for it.
+    pub fn behind(&self, worker: usize) -> bool {
+        let want = self.seq.load(Ordering::SeqCst);
+        let v = self.acks.get(worker).map_or(OFFLINE, |a| a.load(Ordering::SeqCst));
+        v != OFFLINE && v < want
+    }
+
     pub fn handle(&self, worker: usize) -> WorkerReload<'_> {
         WorkerReload { barrier: self, idx: worker, seen: 0 }
     }

@@ -20,13 +20,14 @@ caught up: no hang, no leak), that exactly the valid frames arrived, intact and 
 order, and nothing else; last, the available index jumps by more than the ring size
 (the backend must stop serving that ring).
 
-    hostile_frontend.py rings HOSTILE RECEIVER [--pid PID] [--no-rx-cases]
+    hostile_frontend.py rings HOSTILE RECEIVER --ctl SOCK [--pid PID] [--lib] [--no-rx-cases]
 
 Prints one line per case and a summary line "rings: ..." with the counts a caller
 checks against the backend's counters; exits 1 on any failed check.
 Message layout: QEMU docs/interop/vhost-user.rst, "Message Specification"; rings:
 virtio 1.1 §2.6.
 """
+import json
 import mmap
 import os
 import socket
@@ -366,8 +367,36 @@ def frame(tag):
     return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + body + bytes(64 - 14 - 40)
 
 
+def ctl(path, words):
+    """One request on pmdswitch's control socket (one line out, the reply until EOF)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall((" ".join(words) + "\n").encode())
+    out = b""
+    while True:
+        x = s.recv(65536)
+        if not x:
+            break
+        out += x
+    s.close()
+    return json.loads(out)
+
+
+def wait_for(what, look, secs=20.0):
+    """Looks every 10 ms until look() is true; False after secs."""
+    t = time.time() + secs
+    while time.time() < t:
+        if look():
+            return True
+        time.sleep(0.01)
+    print(f"waited {secs} s for {what}")
+    return False
+
+
 class Rings:
-    def __init__(self, hostile, receiver):
+    def __init__(self, hostile, receiver, ctl_path, lib):
+        self.ctl = ctl_path
+        self.lib = lib
         self.h = Guest(hostile)
         self.r = Guest(receiver)
         self.in_order = self.h.in_order  # the backend promised in-order use
@@ -380,7 +409,14 @@ class Rings:
         self.failures = []
         self.bad = {"chain": 0, "addr": 0, "oversize": 0}
         self.rx_bad = {"chain": 0, "addr": 0, "oversize": 0}
-        time.sleep(0.5)  # the backend starts the device and the workers reload
+        # Both devices up and every worker serving them (a frame from h to an r not yet
+        # served would be dropped as port_down, not by its own cause).
+        def ready():
+            p = ctl(self.ctl, ["show", "ports", "--json"])["ports"]
+            w = ctl(self.ctl, ["show", "workers", "--json"])["workers"]
+            return p["h"].get("connected") and p["r"].get("connected") and not any(x["reload_pending"] for x in w)
+        if not wait_for("both devices served", ready):
+            self.failures.append("the devices were not served within 20 s")
 
     def tx_buf(self, data):
         gpa = TX_BUF + 2048 * (self.buf % 512)
@@ -564,19 +600,20 @@ class Rings:
         _, a, _ = self.h.ring(1)
         self.h.m[a + 2:a + 4] = struct.pack("<H", self.h.avail[1])
         os.eventfd_write(self.h.kick[1], 1)
-        time.sleep(0.3)
+        # The backend saw the index (it counts the ring broken); then the used ring must
+        # not have moved. (rte_vhost's path counts nothing: no wait there.)
+        self.lib or wait_for("the ring counted broken", lambda: ctl(self.ctl, ["show", "ports", "--json"])["ports"]["h"]["rings_broken"] >= 1)
         moved = self.h.used_idx(1) != before
         print(f"ring case avail-index-jump: {'USED RING MOVED' if moved else 'ring no longer served'}")
         if moved:
             self.failures.append("the backend kept serving a ring whose available index jumped past its size")
 
 
-def rings_main(hostile, receiver, pid, rx_cases=True):
-    t = Rings(hostile, receiver)
+def rings_main(hostile, receiver, pid, ctl_path, lib, rx_cases=True):
+    t = Rings(hostile, receiver, ctl_path, lib)
     if rx_cases:
         t.run_rx_cases()
     t.stock_rx(200)
-    time.sleep(0.1)
     t.run_tx_cases()
     t.burst_in_order()
     t.check()
@@ -601,7 +638,8 @@ def rings_main(hostile, receiver, pid, rx_cases=True):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "rings":
         pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
-        return rings_main(sys.argv[2], sys.argv[3], pid, "--no-rx-cases" not in sys.argv)
+        ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
+        return rings_main(sys.argv[2], sys.argv[3], pid, ctl_path, "--lib" in sys.argv, "--no-rx-cases" not in sys.argv)
     path = sys.argv[1]
     pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
     for c in CASES:
