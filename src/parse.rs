@@ -151,21 +151,32 @@ pub fn parse_pci(s: &str) -> Result<String, String> {
     ))
 }
 
-/// A core list: `1`, `1,3`, `2-5`, `1,4-6`. Sorted, no duplicates.
+/// The highest CPU number a core list may name: Linux's CPU_SETSIZE is 1024, what
+/// sched_setaffinity(2) and DPDK's lcore sets take.
+pub const MAX_CORE: usize = 1023;
+
+/// A core list: `1`, `1,3`, `2-5`, `1,4-6`. Sorted, no duplicates, each at most
+/// [`MAX_CORE`] (a range is never expanded before it is checked).
 pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     let bad = || format!("core list '{s}' is malformed: write e.g. 1 or 1,3 or 2-5");
+    let core = |x: &str| -> Result<usize, String> {
+        let c: usize = x.trim().parse().map_err(|_| bad())?;
+        if c > MAX_CORE {
+            return Err(format!("core {c} in '{s}' is beyond {MAX_CORE}: name CPUs this machine has (see lscpu)"));
+        }
+        Ok(c)
+    };
     let mut out = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
         if let Some((a, b)) = part.split_once('-') {
-            let a: usize = a.trim().parse().map_err(|_| bad())?;
-            let b: usize = b.trim().parse().map_err(|_| bad())?;
+            let (a, b) = (core(a)?, core(b)?);
             if a > b {
                 return Err(bad());
             }
             out.extend(a..=b);
         } else {
-            out.push(part.parse().map_err(|_| bad())?);
+            out.push(core(part)?);
         }
     }
     out.sort_unstable();
@@ -555,6 +566,10 @@ mod tests {
         assert!(parse_cores("1,1").unwrap_err().contains("twice"));
         assert!(parse_cores("2-1").is_err());
         assert!(parse_cores("x").is_err());
+        let e = parse_cores("0-18446744073709551615").unwrap_err();
+        assert!(e.contains("beyond 1023"), "{e}");
+        assert!(parse_cores("1024").is_err());
+        assert_eq!(parse_cores("1023").unwrap(), vec![1023]);
         assert_eq!(parse_xconnect("a,b").unwrap(), ("a".into(), "b".into()));
         assert!(parse_xconnect("a,a").unwrap_err().contains("twice"));
         assert!(parse_xconnect("a").is_err());

@@ -103,6 +103,12 @@ fn every_command_in_the_help_works() {
     );
     let (code, help, err) = ctl(&ctl_sock, &["help"]);
     assert_eq!(code, 0, "{err}");
+    // The file `route load`'s example names (a route file with no routes).
+    let routes = std::path::Path::new("/tmp/routes.txt");
+    let made = !routes.exists();
+    if made {
+        std::fs::write(routes, "# no routes\n").unwrap();
+    }
     for c in COMMANDS {
         assert!(help.contains(&c.usage()), "help lacks {}: {help}", c.usage());
         let words: Vec<&str> = c.example.split_whitespace().collect();
@@ -112,6 +118,9 @@ fn every_command_in_the_help_works() {
         if c.example.contains("--json") {
             serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{}: {e}: {out}", c.example));
         }
+    }
+    if made {
+        let _ = std::fs::remove_file(routes);
     }
     // The examples left the switch as they found it, less port d.
     let (_, ports, _) = ctl(&ctl_sock, &["show", "ports", "--json"]);
@@ -173,4 +182,137 @@ fn a_stalled_worker_is_named_and_the_switch_exits_non_zero() {
     let (code, text) = run_with_fault("wdstall", "stall");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("worker 0 on core 1 has not finished a poll pass") && text.contains("taking a new poll list"), "{text}");
+}
+
+/// Writes up to 1 GiB without a newline into `w` (a client that never ends its request);
+/// returns how much went before the switch closed the connection.
+fn flood(mut w: impl std::io::Write) -> u64 {
+    let junk = vec![b'x'; 1 << 20];
+    let mut sent = 0u64;
+    while sent < 1 << 30 {
+        match w.write(&junk) {
+            Ok(n) => sent += n as u64,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// A client that sends a byte every 100 ms and never a newline (each byte within any
+/// per-read timeout); returns whether the switch cut it off (a write failed) within 10 s.
+fn trickle(mut w: impl std::io::Write) -> bool {
+    for _ in 0..100 {
+        if w.write_all(b"x").and_then(|()| w.flush()).is_err() {
+            return true;
+        }
+        // Pacing, not synchronisation: the point is a slow sender.
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The control socket and the metrics port under hostile local clients: a 1 GiB
+/// newline-free stream into each is cut off at the request limit (the switch's resident
+/// memory grows by less than 64 MiB), a client sending a byte every 100 ms is cut off at
+/// the request deadline, other clients are answered meanwhile, and SIGTERM with slow
+/// clients still connected to both ends cleanly (how long it took is logged).
+#[test]
+fn endpoints_cannot_be_flooded_starved_or_hold_up_shutdown() {
+    require_bed();
+    let s = Scratch::new("endp");
+    let sa = s.sock("a.sock");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let pm = Pmds::start(
+        &s,
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            "b=vdev:net_null0,no-rx=1",
+            "--xconnect",
+            "a,b",
+            "--cores",
+            "1",
+            "--prometheus",
+            &metrics,
+        ],
+    );
+    let live = dut_ctl(&s);
+    let before = rss_kib(pm.pid());
+    let unix = || std::os::unix::net::UnixStream::connect(&live).unwrap();
+    let tcp = || std::net::TcpStream::connect(&metrics).unwrap();
+    let (f1, f2) = (unix(), tcp());
+    let floods = [std::thread::spawn(move || flood(f1)), std::thread::spawn(move || flood(f2))];
+    let (t1, t2) = (unix(), tcp());
+    let tricklers = [std::thread::spawn(move || trickle(t1)), std::thread::spawn(move || trickle(t2))];
+    // Meanwhile, other clients are served.
+    let (code, out, err) = ctl(&live, &["show", "ports", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"a\""), "{out}");
+    assert!(http_get(&metrics, "/metrics").contains("pmdswitch_port_rx_packets_total"), "metrics answered");
+    for f in floods {
+        let sent = f.join().unwrap();
+        assert!(sent < 1 << 30, "a newline-free stream was read to its end ({sent} bytes)");
+    }
+    for t in tricklers {
+        assert!(t.join().unwrap(), "a client sending a byte every 100 ms was not cut off");
+    }
+    let grew = rss_kib(pm.pid()).saturating_sub(before);
+    assert!(grew < 64 << 10, "resident memory grew by {grew} KiB under the floods");
+    // Requests that are too long or end too late get one line saying so.
+    let mut c = unix();
+    std::io::Write::write_all(&mut c, &[b'x'; 9000]).unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut c, &mut reply).unwrap();
+    assert!(reply.starts_with("error: request longer than 8192 bytes"), "{reply}");
+    // SIGTERM while slow clients hold both endpoints open.
+    let (mut h1, mut h2) = (unix(), tcp());
+    std::io::Write::write_all(&mut h1, b"sh").unwrap();
+    std::io::Write::write_all(&mut h2, b"GE").unwrap();
+    let (st, took, j, text) = pm.stop();
+    assert!(st.success(), "{text}");
+    assert!(j["ports"]["a"].is_object(), "the stats JSON was written");
+    eprintln!("SIGTERM with slow clients on both endpoints: exit took {took:?}");
+    drop((h1, h2));
+}
+
+/// `route load` reads route files only: a FIFO and a device are refused at once (no
+/// wait, no read), and a client let in by `--socket-group` cannot make the switch read a
+/// file it could not read itself; the refusals name the file, never its content.
+#[test]
+fn route_load_reads_only_regular_files_the_client_may_read() {
+    require_bed();
+    let s = Scratch::new("rload");
+    let sa = s.sock("a.sock");
+    let pm = Pmds::start(
+        &s,
+        &["--port", &format!("a=vhost-server:{sa}"), "--ip", "a=198.18.1.254/24", "--cores", "1", "--socket-group", "daemon"],
+    );
+    let live = dut_ctl(&s);
+    let fifo = s.path("routes.fifo");
+    assert!(sh(&format!("mkfifo {}", fifo.display())));
+    let (code, _, err) = ctl(&live, &["route", "load", fifo.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not a regular file"), "{err}");
+    let (code, _, err) = ctl(&live, &["route", "load", "/dev/zero"]);
+    assert!(code != 0 && err.contains("is not a regular file"), "{err}");
+    // A secret only root may read, asked for by a member of the socket's group (uid 1).
+    let secret = s.path("secret.routes");
+    std::fs::write(&secret, "198.19.0.0/16 via:198.18.1.1 # TOPSECRET\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=1", "--regid=1", "--clear-groups"])
+        .arg(bin())
+        .args(["ctl", "--socket", live.to_str().unwrap(), "route", "load", secret.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not readable by the requesting user (uid 1)"), "{err}");
+    assert!(!err.contains("TOPSECRET"));
+    // Root reads it (the socket's owner may read anything anyway).
+    let (code, out, err) = ctl(&live, &["route", "load", secret.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 routes added"), "{out}");
+    let (st, _, _, text) = pm.stop();
+    assert!(st.success(), "{text}");
 }

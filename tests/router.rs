@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use common::*;
 use pmdswitch::bed::vm::{build_once, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::Read;
-    let mut c = std::net::TcpStream::connect(addr).expect("metrics listener");
-    write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
-}
 
 /// Both guests: a's subnet 198.18.1.0/24 on port a, b's 198.18.2.0/24 on port b.
 fn router_args<'a>(s: &Scratch, sa: &'a str, sb: &'a str) -> Vec<String> {
@@ -125,9 +115,7 @@ fn kernel_hosts_see_forwarding_and_every_icmp_message() {
     require_bed();
     let s = Scratch::new("rticmp");
     let t = TapHosts::names("ri");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics = free.local_addr().unwrap().port().to_string();
-    drop(free);
+    let metrics = free_port().to_string();
     let pm = Pmds::start(
         &s,
         &[

@@ -26,15 +26,6 @@ fn telemetry(prefix: &str, cmds: &[&str]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect()
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::Read;
-    let mut c = std::net::TcpStream::connect(addr).expect("metrics listener");
-    write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// `dpdk-telemetry.py` and the Prometheus endpoint against a forwarding pmdswitch: the
 /// `/pmdswitch/...` commands answer ports, workers and drops, and /metrics carries the same
 /// counters.
@@ -43,9 +34,7 @@ fn dpdk_telemetry_reads_ports_workers_and_drops() {
     require_bed();
     let s = Scratch::new("tel");
     let sa = s.sock("a.sock");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics = free.local_addr().unwrap().port().to_string();
-    drop(free);
+    let metrics = free_port().to_string();
     let pm = Pmds::start(
         &s,
         &[

@@ -168,7 +168,7 @@ impl Control {
                 let p = prefix.map(|(a, l)| Prefix::of(a, l));
                 Ok(Reply::Raw(rc.lock().unwrap_or_else(|e| e.into_inner()).show_routes(json, p, if json { usize::MAX } else { 1000 })))
             }
-            RouterCmd::RouteLoad { path, del } => line(crate::control::router::load::load(&rc, path, *del)),
+            RouterCmd::RouteLoad { path, del, text } => line(crate::control::router::load::load(&rc, path, text, *del)),
             RouterCmd::NeighAdd { port, vlan, addr, mac } => {
                 line(rc.lock().unwrap_or_else(|e| e.into_inner()).add_static_neigh(port, *vlan, *addr, *mac))
             }

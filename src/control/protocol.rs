@@ -131,6 +131,9 @@ pub enum RouterCmd {
     RouteLoad {
         path: String,
         del: bool,
+        /// The file's text, read by the control thread for the client (see
+        /// `server::read_route_file`): the main thread does no file I/O.
+        text: String,
     },
     NeighAdd {
         port: String,
@@ -476,10 +479,10 @@ pub const COMMANDS: &[Syntax] = &[
         words: "route load",
         args: "FILE [del]",
         help: "add (or with del remove) the routes of a file, one 'PREFIX TARGET' per line, in one request",
-        example: "route load /dev/null",
+        example: "route load /tmp/routes.txt",
         parse: |a| match a {
-            [f] => r(RouterCmd::RouteLoad { path: f.to_string(), del: false }),
-            [f, "del"] => r(RouterCmd::RouteLoad { path: f.to_string(), del: true }),
+            [f] => r(RouterCmd::RouteLoad { path: f.to_string(), del: false, text: String::new() }),
+            [f, "del"] => r(RouterCmd::RouteLoad { path: f.to_string(), del: true, text: String::new() }),
             _ => Err(incomplete("route load")),
         },
     },

@@ -1,19 +1,21 @@
 //! The control socket: one request line, one reply, over a Unix socket of mode 0600
-//! (root, or whoever owns the socket). Requests are parsed once (`protocol`); queries are
-//! answered here, on the control thread (`clear stats` records a baseline that later
+//! (root, or whoever owns the socket). Each client is served on a thread of its own,
+//! with a bounded request read against a deadline (`observe::endpoint`: a slow or
+//! hostile client starves no other and never holds up shutdown). Requests are parsed
+//! once (`protocol`); queries are answered here (`clear stats` records a baseline that later
 //! `show`s subtract: the live counters, which the workers own, are never written; `set
 //! idle` is taken up by the workers at their reload point); changes are handed to the
 //! main thread, which owns the port table, and answered when the workers have taken them
 //! (`changes`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,8 +25,16 @@ use crate::control::protocol::{self, Change, Command, Query, Request, Show};
 use crate::datapath::reload::ReloadBarrier;
 use crate::datapath::stats::{DropCause, PortTotals, WorkerTotals};
 use crate::datapath::worker::IdleMode;
+use crate::observe::endpoint::{self, Refused};
 use crate::observe::{text, View};
 use crate::startup::preflight;
+use crate::sys::peer;
+
+/// A request is one command line: far below this.
+const REQUEST_MAX: usize = 8192;
+
+/// `route load` reads route files up to this size (a million IPv4 routes is ~40 MB).
+const ROUTE_FILE_MAX: u64 = 512 << 20;
 
 struct Server {
     view: Arc<View>,
@@ -32,7 +42,6 @@ struct Server {
     idle: Arc<AtomicU8>,
     base_ports: HashMap<String, PortTotals>,
     base_workers: Vec<WorkerTotals>,
-    main: Sender<ChangeRequest>,
 }
 
 /// A change for the main thread, and where its one-line answer goes.
@@ -72,14 +81,25 @@ pub fn serve(
     }
     let n_workers = view.stats.len();
     let (tx, rx) = channel();
-    let mut srv =
-        Server { view, barrier, idle, base_ports: HashMap::new(), base_workers: vec![WorkerTotals::default(); n_workers], main: tx };
+    let srv = Arc::new(Mutex::new(Server {
+        view,
+        barrier,
+        idle,
+        base_ports: HashMap::new(),
+        base_workers: vec![WorkerTotals::default(); n_workers],
+    }));
+    let active = Arc::new(AtomicUsize::new(0));
     let h = std::thread::Builder::new().name("pmds-ctl".into()).spawn(move || {
-        // Blocking: a request is answered at once (a route churn sends thousands a
-        // second). Stopping sets the flag, then connects once to wake this (`wake`).
+        // Blocking accept (a route churn sends thousands of requests a second); each
+        // client then on its own thread. Stopping sets the flag, then connects once to
+        // wake this (`wake`); clients still being served are not waited for.
         while !stop.load(Ordering::SeqCst) {
             match l.accept() {
-                Ok((s, _)) if !stop.load(Ordering::SeqCst) => srv.answer(s),
+                Ok((s, _)) if !stop.load(Ordering::SeqCst) => {
+                    let (srv, main) = (srv.clone(), tx.clone());
+                    let busy = format!("error: {} control clients are being served: try again\n", endpoint::MAX_CLIENTS);
+                    endpoint::spawn(s, &active, "pmds-ctl-client", busy.as_bytes(), move |s| answer(s, &srv, &main));
+                }
                 Ok(_) => break,
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
@@ -94,37 +114,109 @@ pub fn wake(path: &Path) {
     let _ = UnixStream::connect(path);
 }
 
-impl Server {
-    fn answer(&mut self, s: UnixStream) {
-        let _ = s.set_nonblocking(false);
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut line = String::new();
-        let _ = BufReader::new(&s).read_line(&mut line);
-        let reply = match Request::parse(&line) {
-            Ok(r) => self.run(r),
+/// Serves one client: its request line, then one reply (written with a timeout).
+fn answer(mut s: UnixStream, srv: &Mutex<Server>, main: &Sender<ChangeRequest>) {
+    let reply = match endpoint::read_line(&mut s, REQUEST_MAX, endpoint::READ_DEADLINE) {
+        Err(Refused::Gone) => return,
+        Err(e) => format!("error: {}\n", e.message(REQUEST_MAX)),
+        Ok(line) => match Request::parse(&line) {
+            Ok(r) => run(r, &s, srv, main),
             Err(e) => format!("error: {e}\n"),
-        };
-        let mut s = s;
-        let _ = s.write_all(reply.as_bytes());
-    }
+        },
+    };
+    let _ = s.write_all(reply.as_bytes());
+}
 
-    fn run(&mut self, r: Request) -> String {
-        let json = r.json;
-        let q = match r.command {
-            Command::Query(q) => q,
-            Command::Change(change) => {
-                let (tx, rx) = channel();
-                // A route file of a million lines takes seconds; anything else is quick.
-                let wait = if matches!(change, Change::Router(protocol::RouterCmd::RouteLoad { .. })) { 600 } else { 30 };
-                if self.main.send(ChangeRequest { change, json, reply: tx }).is_err() {
-                    return "error: pmdswitch is shutting down\n".into();
-                }
-                // The main thread answers once the workers took the change.
-                return rx
-                    .recv_timeout(Duration::from_secs(wait))
-                    .unwrap_or_else(|_| format!("error: no answer from the main thread in {wait} s\n"));
-            }
-        };
+/// A query is answered here, under the server's lock (quick); a change goes to the main
+/// thread and is waited for without it.
+fn run(r: Request, s: &UnixStream, srv: &Mutex<Server>, main: &Sender<ChangeRequest>) -> String {
+    let json = r.json;
+    let mut change = match r.command {
+        Command::Query(q) => return srv.lock().unwrap_or_else(|e| e.into_inner()).query(q, json),
+        Command::Change(change) => change,
+    };
+    // A route file of a million lines takes seconds; anything else is quick.
+    let mut wait = 30;
+    if let Change::Router(protocol::RouterCmd::RouteLoad { path, text, .. }) = &mut change {
+        match read_route_file(path, peer::credentials(s)) {
+            Ok(t) => *text = t,
+            Err(e) => return format!("error: {e}\n"),
+        }
+        wait = 600;
+    }
+    let (tx, rx) = channel();
+    if main.send(ChangeRequest { change, json, reply: tx }).is_err() {
+        return "error: pmdswitch is shutting down\n".into();
+    }
+    // The main thread answers once the workers took the change.
+    rx.recv_timeout(Duration::from_secs(wait)).unwrap_or_else(|_| format!("error: no answer from the main thread in {wait} s\n"))
+}
+
+/// The text of route file `path`, read for a client with credentials `client` (uid,
+/// gid): a regular file (opened without blocking, so a FIFO or a device is refused, not
+/// waited on), at most [`ROUTE_FILE_MAX`] bytes, and, for a client other than root (one
+/// let in by `--socket-group`), only a file that client could read itself — its
+/// directories searchable and the file readable by its uid or gid — so the socket never
+/// reads, or quotes in an error, what its client may not see.
+pub fn read_route_file(path: &str, client: Option<(u32, u32)>) -> Result<String, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open route file {path}: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("route file {path}: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("{path} is not a regular file: route load reads route files only"));
+    }
+    if m.len() > ROUTE_FILE_MAX {
+        return Err(format!("route file {path} is {} MiB: at most {} MiB (split it)", m.len() >> 20, ROUTE_FILE_MAX >> 20));
+    }
+    match client {
+        Some((uid, gid)) if uid != 0 => may_read(path, &m, uid, gid)?,
+        // Root (the socket's default mode lets in no one else), or no credentials: a
+        // socket without them is refused.
+        Some(_) => {}
+        None => return Err("the control socket could not tell who is asking: route load refused".into()),
+    }
+    let mut text = String::new();
+    f.take(ROUTE_FILE_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("route file {path}: {e} (a route file is text: one 'PREFIX TARGET' per line)"))?;
+    Ok(text)
+}
+
+/// Whether uid/gid may read the file `m` at `path` (mode bits, owner, group; every
+/// directory on the way searchable). Supplementary groups are not considered: refusing
+/// is the safe side.
+fn may_read(path: &str, m: &std::fs::Metadata, uid: u32, gid: u32) -> Result<(), String> {
+    let allows = |m: &std::fs::Metadata, bit: u32| {
+        let mode = m.mode();
+        if m.uid() == uid {
+            mode & (bit << 6) != 0
+        } else if m.gid() == gid {
+            mode & (bit << 3) != 0
+        } else {
+            mode & bit != 0
+        }
+    };
+    let refuse =
+        || format!("route file {path}: not readable by the requesting user (uid {uid}): pmdswitch reads it only for users who could");
+    let full = std::fs::canonicalize(path).map_err(|_| refuse())?;
+    for dir in full.ancestors().skip(1) {
+        let d = std::fs::metadata(dir).map_err(|_| refuse())?;
+        if !allows(&d, 0o1) {
+            return Err(refuse());
+        }
+    }
+    if allows(m, 0o4) {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
+}
+
+impl Server {
+    fn query(&mut self, q: Query, json: bool) -> String {
         match q {
             Query::Show(what @ (Show::Ports | Show::Workers | Show::Rxqs | Show::Stats)) => {
                 let v = self.snapshot();

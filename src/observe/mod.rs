@@ -3,7 +3,7 @@
 //! exposition. Everything here only reads counters (single-writer atomics), from any
 //! thread.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -21,6 +21,7 @@ use crate::dpdk::telemetry::{self, Reply, Val};
 use crate::dpdk::vhost::{self, VhostSlot};
 use crate::parse::mac_str;
 
+pub mod endpoint;
 pub mod terminal;
 pub mod text;
 
@@ -293,31 +294,35 @@ impl View {
 }
 
 /// Serves `GET /metrics` on `addr` (e.g. `127.0.0.1:9464`) until `stop` is set. The
-/// listener is polled every 100 ms for the stop flag (no busy wait).
+/// listener is polled every 100 ms for the stop flag (no busy wait); each client is
+/// served on a thread of its own with a bounded request line read against a deadline
+/// ([`endpoint`]), so a slow client neither starves others nor holds up shutdown.
 ///
 /// # Errors
 /// The address cannot be bound.
 pub fn serve_prometheus(addr: &str, view: Arc<View>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     let l = TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("pmds-metrics".into()).spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut line = String::new();
-                    let _ = BufReader::new(&s).read_line(&mut line);
-                    let (status, body) = if line.starts_with("GET /metrics") || line.starts_with("GET / ") {
-                        ("200 OK", view.prometheus())
-                    } else {
-                        ("404 Not Found", "try /metrics\n".to_string())
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                Ok((s, _)) => {
+                    let view = view.clone();
+                    let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    endpoint::spawn(s, &active, "pmds-metrics-client", busy, move |mut s| {
+                        let (status, body) = match endpoint::read_http_head(&mut s, 8192, endpoint::READ_DEADLINE) {
+                            Err(endpoint::Refused::Gone) => return,
+                            Ok(line) if line.starts_with("GET /metrics") || line.starts_with("GET / ") => ("200 OK", view.prometheus()),
+                            Ok(_) => ("404 Not Found", "try /metrics\n".to_string()),
+                            Err(e) => ("400 Bad Request", format!("{}\n", e.message(8192))),
+                        };
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }

@@ -1,12 +1,14 @@
 //! The operating system and the CPU, the other place besides `dpdk` allowed `unsafe`:
 //! tables in transparent huge pages (`hugemem`), the workers' eventfd doorbell and
 //! poll(2) sleep (`idle`), TAP devices and the rtnetlink socket of the Linux mirror
-//! (`tap`, `netlink`), and the time-stamp counter.
+//! (`tap`, `netlink`), a Unix socket's peer credentials (`peer`), and the time-stamp
+//! counter.
 #![allow(unsafe_code)]
 
 pub mod hugemem;
 pub mod idle;
 pub mod netlink;
+pub mod peer;
 pub mod tap;
 
 /// Reads the time-stamp counter (what `rte_rdtsc()` does), inlined into the worker loop.

@@ -37,10 +37,10 @@ pub fn parse_file(text: &str, del: bool) -> Result<Vec<(Prefix, Option<RouteTarg
     Ok(out)
 }
 
-pub fn load(rc: &Arc<Mutex<RouterCtl>>, path: &str, del: bool) -> Result<String, String> {
+/// Applies route file `path`, whose text the control thread read (`text`).
+pub fn load(rc: &Arc<Mutex<RouterCtl>>, path: &str, text: &str, del: bool) -> Result<String, String> {
     let t0 = Instant::now();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let lines = parse_file(&text, del).map_err(|e| format!("{path}: {e}: nothing applied"))?;
+    let lines = parse_file(text, del).map_err(|e| format!("{path}: {e}: nothing applied"))?;
     // Undo list: prefix and what it was before (None: it was not there).
     let mut undo: Vec<(Prefix, Option<RouteTarget>)> = Vec::new();
     let mut done = 0usize;

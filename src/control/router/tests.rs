@@ -209,16 +209,11 @@ fn ecmp_routes_share_groups_and_loads_are_all_or_nothing() {
     let members: std::collections::BTreeSet<u32> = c.rt.nh.buckets(v & !GROUP_BIT).into_iter().collect();
     assert_eq!(members.len(), 2);
     // A route file with a bad gateway midway: nothing of it stays.
-    let dir = std::env::temp_dir().join(format!("pmds-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("r.txt");
-    std::fs::write(&f, "12.0.0.0/8 via:198.18.1.1\n13.0.0.0/8 via:203.0.113.9\n").unwrap();
     let rc = Arc::new(std::sync::Mutex::new(c));
-    let e = load::load(&rc, f.to_str().unwrap(), false).unwrap_err();
+    let e = load::load(&rc, "r.txt", "12.0.0.0/8 via:198.18.1.1\n13.0.0.0/8 via:203.0.113.9\n", false).unwrap_err();
     assert!(e.contains("route 2 of 2") && e.contains("undone"), "{e}");
     let c = rc.lock().unwrap();
     assert!(!c.routes.contains_key(&Prefix::of("12.0.0.0".parse().unwrap(), 8)));
     assert_eq!(c.rt.fib4.lookup4(u32::from(Ipv4Addr::new(12, 1, 1, 1))), None);
-    let _ = std::fs::remove_dir_all(&dir);
     let _ = IpAddr::V4(Ipv4Addr::LOCALHOST);
 }
