@@ -249,8 +249,11 @@ impl<'a> Egress<'a> {
                 // piece (one each at most, a piece being at most an MTU): else it waits
                 // like a whole frame, rather than losing pieces TCP would resend.
                 if plan == Plan::Segment {
-                    let pieces = frame.len().div_ceil(u32::from(h.gso_size).max(1)) as u16;
-                    if self.avail.saturating_sub(self.k) < pieces && !(self.refresh() && self.avail.saturating_sub(self.k) >= pieces) {
+                    // In u32: a tiny gso_size makes more pieces than a u16 holds, which
+                    // truncated would pass this check.
+                    let pieces = frame.len().div_ceil(u32::from(h.gso_size).max(1));
+                    let room = |e: &Self| u32::from(e.avail.saturating_sub(e.k));
+                    if room(self) < pieces && !(self.refresh() && room(self) >= pieces) {
                         return Err(RxError::NoRoom);
                     }
                 }
@@ -260,16 +263,19 @@ impl<'a> Egress<'a> {
                 }
                 let Scratch { frame: f, seg, .. } = sc;
                 let (mut placed, mut bytes) = (0usize, 0u64);
-                let done = offload::finish(f, h, plan, seg, |piece| {
-                    match self.put(&BytesFrame(piece), ONE_BUFFER, c) {
-                        Ok(()) => {
-                            placed += 1;
-                            bytes += piece.len() as u64;
-                        }
-                        Err(RxError::NoRoom) => c.drop(DropCause::TxFull, 1),
-                        Err(_) => {}
+                let done = offload::finish(f, h, plan, seg, |piece| match self.put(&BytesFrame(piece), ONE_BUFFER, c) {
+                    Ok(()) => {
+                        placed += 1;
+                        bytes += piece.len() as u64;
+                        true
                     }
-                    true
+                    // The receiver filled up after all: the rest of the frame is one
+                    // drop, and no more pieces are made for nobody.
+                    Err(RxError::NoRoom) => {
+                        c.drop(DropCause::TxFull, 1);
+                        false
+                    }
+                    Err(_) => true,
                 });
                 if done.is_none() {
                     c.drop(DropCause::GuestBadChain, 1);
