@@ -27,29 +27,24 @@ pub trait Conn: Read + Write + Send + 'static {
     fn blocking(&self) -> std::io::Result<()>;
 }
 
-impl Conn for std::os::unix::net::UnixStream {
-    fn read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(t)
-    }
-    fn write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_write_timeout(t)
-    }
-    fn blocking(&self) -> std::io::Result<()> {
-        self.set_nonblocking(false)
-    }
+// Unix and TCP streams have the same three calls under the same names.
+macro_rules! conn {
+    ($t:ty) => {
+        impl Conn for $t {
+            fn read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+                self.set_read_timeout(t)
+            }
+            fn write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+                self.set_write_timeout(t)
+            }
+            fn blocking(&self) -> std::io::Result<()> {
+                self.set_nonblocking(false)
+            }
+        }
+    };
 }
-
-impl Conn for std::net::TcpStream {
-    fn read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(t)
-    }
-    fn write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
-        self.set_write_timeout(t)
-    }
-    fn blocking(&self) -> std::io::Result<()> {
-        self.set_nonblocking(false)
-    }
-}
+conn!(std::os::unix::net::UnixStream);
+conn!(std::net::TcpStream);
 
 /// Why a request was not read.
 #[derive(Debug, PartialEq, Eq)]
