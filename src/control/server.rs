@@ -288,6 +288,7 @@ impl Server {
                 "tx_bytes": t.tx_bytes - b.tx_bytes,
                 "held": t.held - b.held,
                 "rings_broken": t.rings_broken - b.rings_broken,
+                "ring_capped": t.ring_capped - b.ring_capped,
                 "punted": t.punted - b.punted,
                 "drops": drops,
             });

@@ -63,10 +63,14 @@ pub enum DropCause {
     VxlanBad = 21,
     /// VXLAN: a received tunnel frame of a VNI or from a VTEP we do not know.
     VxlanUnknown = 22,
+    /// Own vhost path: a virtio-net header that asks for what the guest did not
+    /// negotiate, or whose offsets, GSO kind or segment size do not fit the frame it
+    /// came with (`vring::offload::check`).
+    BadVnetHdr = 23,
 }
 
 /// Number of drop causes (the length of every drops array).
-pub const N_CAUSES: usize = 23;
+pub const N_CAUSES: usize = 24;
 
 impl DropCause {
     pub const ALL: [DropCause; N_CAUSES] = [
@@ -93,6 +97,7 @@ impl DropCause {
         DropCause::VxlanTooBig,
         DropCause::VxlanBad,
         DropCause::VxlanUnknown,
+        DropCause::BadVnetHdr,
     ];
 
     /// The name used in tables and JSON (`drops.CAUSE`).
@@ -121,6 +126,7 @@ impl DropCause {
             DropCause::VxlanTooBig => "vxlan_too_big",
             DropCause::VxlanBad => "vxlan_bad",
             DropCause::VxlanUnknown => "vxlan_unknown",
+            DropCause::BadVnetHdr => "bad_vnet_hdr",
         }
     }
 }
@@ -146,6 +152,10 @@ pub struct PortCounters {
     /// Own vhost path: vrings found broken (the guest moved an index by more than the
     /// ring's size): not served again until the guest resets the device.
     pub rings_broken: AtomicU64,
+    /// Own vhost path: bursts cut short because the guest made them cost too much — more
+    /// descriptors walked than twice the ring's size, or its available index moved under
+    /// every fresh look: the rest waits for the next burst (a noisy guest, made visible).
+    pub ring_capped: AtomicU64,
     /// Router: frames handed to the slow path (ARP, ND, ICMP to answer or generate,
     /// packets waiting for a neighbour); what became of them is in the router's counters.
     pub punted: AtomicU64,
@@ -258,6 +268,7 @@ pub struct PortTotals {
     pub drops: [u64; N_CAUSES],
     pub held: u64,
     pub rings_broken: u64,
+    pub ring_capped: u64,
     pub punted: u64,
 }
 
@@ -274,6 +285,7 @@ impl PortTotals {
         }
         t.held -= base.held;
         t.rings_broken -= base.rings_broken;
+        t.ring_capped -= base.ring_capped;
         t.punted -= base.punted;
         t
     }
@@ -326,6 +338,7 @@ pub fn port_totals(workers: &[std::sync::Arc<WorkerStats>], port: usize) -> Port
         }
         t.held += c.held.load(Relaxed);
         t.rings_broken += c.rings_broken.load(Relaxed);
+        t.ring_capped += c.ring_capped.load(Relaxed);
         t.punted += c.punted.load(Relaxed);
     }
     t

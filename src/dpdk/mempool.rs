@@ -11,7 +11,13 @@ use super::ffi;
 pub struct Mempool {
     ptr: NonNull<ffi::rte_mempool>,
     size: u32,
+    /// Bytes of frame one mbuf holds (its data room past the headroom).
+    room: u16,
 }
+
+/// `RTE_PKTMBUF_HEADROOM` of DPDK's default configuration (Debian's build): the data room
+/// a pool is created with includes it.
+const HEADROOM: u16 = 128;
 
 // SAFETY: an rte_mempool is built for concurrent use from many lcores (lock-free ring plus
 // per-lcore caches); the pointer stays valid until Drop, which needs exclusive ownership.
@@ -30,7 +36,7 @@ impl Mempool {
         // SAFETY: cname is a valid C string for the duration of the call (DPDK copies it).
         let p = unsafe { ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
         match NonNull::new(p) {
-            Some(ptr) => Ok(Mempool { ptr, size: n }),
+            Some(ptr) => Ok(Mempool { ptr, size: n, room: data_room.saturating_sub(HEADROOM) }),
             None => Err(DpdkError::from_rte_errno(format!("rte_pktmbuf_pool_create({name}, {n} mbufs)"))),
         }
     }
@@ -43,6 +49,11 @@ impl Mempool {
 
     pub fn size(&self) -> u32 {
         self.size
+    }
+
+    /// The longest frame one mbuf of this pool holds.
+    pub fn frame_room(&self) -> usize {
+        usize::from(self.room)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut ffi::rte_mempool {

@@ -301,14 +301,18 @@ impl Span<'_> {
         true
     }
 
-    /// The `N` bytes at `off` (None if they leave the span): one unaligned load.
+    /// The `N` bytes at `off` (None if they leave the span), read once: a volatile load,
+    /// so the compiler can neither read the guest's bytes twice (a header or descriptor
+    /// checked, then used, must be one copy) nor drop the copy. For metadata; frame
+    /// bytes go through [`Span::read`].
     #[inline(always)]
     pub fn read_array<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
         if u64::from(off) + N as u64 > u64::from(self.len) {
             return None;
         }
-        // SAFETY: off..off+N lies in the span (checked); a copy of plain bytes.
-        Some(unsafe { std::ptr::read_unaligned((self.ptr + off as usize) as *const [u8; N]) })
+        // SAFETY: off..off+N lies in the span (checked); [u8; N] has alignment 1, so any
+        // address is aligned for the volatile read; a copy of plain bytes.
+        Some(unsafe { std::ptr::read_volatile((self.ptr + off as usize) as *const [u8; N]) })
     }
 
     /// Writes `N` bytes at `off` (false if they leave the span): one unaligned store.
@@ -423,8 +427,7 @@ impl Span<'_> {
     /// Descriptor `i` of an indirect table held in this span (None past its end).
     #[inline(always)]
     pub fn desc(&self, i: u32) -> Option<Desc> {
-        let mut b = [0u8; 16];
-        self.read(i.checked_mul(16)?, &mut b).then(|| Desc::from_bytes(b))
+        self.read_array::<16>(i.checked_mul(16)?).map(Desc::from_bytes)
     }
 }
 

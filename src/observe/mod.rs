@@ -211,7 +211,7 @@ impl View {
             o.push_str(&format!("# HELP pmdswitch_{name} {help}\n# TYPE pmdswitch_{name} counter\n"));
         };
         type Field = fn(&PortReport) -> Option<u64>;
-        let fields: [(&str, &str, Field); 8] = [
+        let fields: [(&str, &str, Field); 9] = [
             ("port_rx_packets_total", "Packets received on the port.", |r| Some(r.totals.rx_packets)),
             ("port_tx_packets_total", "Packets sent on the port.", |r| Some(r.totals.tx_packets)),
             ("port_rx_bytes_total", "Bytes received on the port.", |r| Some(r.totals.rx_bytes)),
@@ -222,6 +222,11 @@ impl View {
             ("port_rings_broken_total", "Own vhost path: guest vrings found broken (an index moved by more than the ring size).", |r| {
                 Some(r.totals.rings_broken)
             }),
+            (
+                "port_ring_capped_total",
+                "Own vhost path: bursts cut short by the per-burst descriptor cap or the bound on fresh looks at a moving ring.",
+                |r| Some(r.totals.ring_capped),
+            ),
             ("port_guest_notifications_total", "Call eventfd writes towards the guest (vhost ports).", |r| r.guest_notifications),
             ("port_punted_total", "Router: frames handed to the slow path.", |r| Some(r.totals.punted)),
         ];
@@ -355,6 +360,7 @@ pub fn report_json(
             "tx_bytes": r.totals.tx_bytes,
             "held": r.totals.held,
             "rings_broken": r.totals.rings_broken,
+            "ring_capped": r.totals.ring_capped,
             "punted": r.totals.punted,
             "drops": drops,
             "spec": r.spec,

@@ -13,7 +13,8 @@ Rings: a complete, well-formed session on HOSTILE (guest memory in a memfd, spli
 rings of 256), whose transmit ring then carries hostile descriptor chains between valid
 frames (indices out of range, loops, addresses outside memory or wrapping, indirect
 tables that break the rules, the WRITE flag on the wrong side, short headers, too many
-buffers, a header split over descriptors...), and a second, well-behaved session on
+buffers, a header split over descriptors, zero-length buffers, virtio-net headers that
+ask for what was not negotiated or do not fit their frame...), and a second, well-behaved session on
 RECEIVER (a cross-connect's other end) that posts receive buffers, part of them hostile
 too, and collects what arrives. It checks that every chain came back (the used index
 caught up: no hang, no leak), that exactly the valid frames arrived, intact and in
@@ -261,6 +262,12 @@ def alive(pid):
 
 F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
 F_VERSION_1, F_INDIRECT_DESC, F_IN_ORDER = 1 << 32, 1 << 28, 1 << 35
+# virtio-net offloads (virtio 1.1 §5.1.3): what the hostile sender and the receiver ask for.
+F_CSUM, F_GUEST_CSUM, F_GUEST_TSO4, F_GUEST_TSO6 = 1 << 0, 1 << 1, 1 << 7, 1 << 8
+F_HOST_TSO4, F_HOST_TSO6 = 1 << 11, 1 << 12
+BASE = F_VERSION_1 | F_INDIRECT_DESC | F_IN_ORDER
+NEEDS_CSUM, DATA_VALID = 1, 2
+GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_ECN = 1, 3, 4, 0x80
 QSIZE = 256
 MEM = 4 << 20
 UVA = 0x7F0000000000  # the frontend's address of guest memory (gpa 0), as rings are given
@@ -278,7 +285,7 @@ def recv_reply(s):
 class Guest:
     """One frontend with its own guest memory and the two vrings of queue pair 0."""
 
-    def __init__(self, path, features=F_VERSION_1 | F_INDIRECT_DESC | F_IN_ORDER):
+    def __init__(self, path, features=BASE):
         self.s = connect(path)
         self.fd = memfd(MEM)
         self.m = mmap.mmap(self.fd, MEM)
@@ -367,6 +374,18 @@ def frame(tag):
     return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + body + bytes(64 - 14 - 40)
 
 
+def vnet(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0, num_buffers=0):
+    """A virtio-net header with num_buffers (virtio 1.1 §5.1.6)."""
+    return struct.pack("<BBHHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers)
+
+
+def tcp_frame(tag, n, proto=6):
+    """Ethernet (broadcast) / IPv4 / TCP (or another protocol number) with n payload bytes."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + n, 1, 0, 64, proto, 0, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
+    tcp = struct.pack("!HHIIBBHHH", 40000, 5001, 1, 0, 5 << 4, 0x18, 65535, 0, 0)
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + tcp + tag.encode().ljust(n, b".")[:n]
+
+
 def ctl(path, words):
     """One request on pmdswitch's control socket (one line out, the reply until EOF)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -397,17 +416,21 @@ class Rings:
     def __init__(self, hostile, receiver, ctl_path, lib):
         self.ctl = ctl_path
         self.lib = lib
-        self.h = Guest(hostile)
-        self.r = Guest(receiver)
+        # The sender may ask for checksums and TSO in its headers (so they are read, and
+        # checked); the receiver takes them (so a header reaches it, the one we wrote).
+        self.h = Guest(hostile, BASE | F_CSUM | F_HOST_TSO4 | F_HOST_TSO6)
+        self.r = Guest(receiver, BASE | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6)
+        self.hdrs = {}  # index in expected -> the virtio-net header the receiver must get
         self.in_order = self.h.in_order  # the backend promised in-order use
         self.expected = []  # frames that must arrive, in order
         self.posted = 0  # chains on the hostile TX ring
         self.rx_seen = 0  # used entries read on the receiver's RX ring
         self.rx_posted = 0
         self.got = []
+        self.got_hdrs = []
         self.buf = 0
         self.failures = []
-        self.bad = {"chain": 0, "addr": 0, "oversize": 0}
+        self.bad = {"chain": 0, "addr": 0, "oversize": 0, "hdr": 0}
         self.rx_bad = {"chain": 0, "addr": 0, "oversize": 0}
         # Both devices up and every worker serving them (a frame from h to an r not yet
         # served would be dropped as port_down, not by its own cause).
@@ -440,6 +463,7 @@ class Rings:
                 continue  # a buffer handed back unused
             data = self.r.read(RX_BUF + 2048 * head, length)
             self.got.append(data[HDR:])
+            self.got_hdrs.append(data[:HDR])
 
     def send_chain(self, name, descs, valid, cause=None):
         """Posts one chain on the hostile TX ring; descs = [(addr, len, flags, next)] at
@@ -501,13 +525,10 @@ class Rings:
         g = self.tx_buf(bytes(HDR) + f)
         self.send_chain("split-header", [(g, 5, F_NEXT, None), (g + 5, 7, F_NEXT, None), (g + 12, 64, 0, 0)], True)
         self.expected[-1] = f
-        # Zero-length descriptors inside a chain: nothing to copy from them, the rest
-        # is the frame (accepted) — or refused; either way counted, never a crash.
+        # A zero-length descriptor inside a chain: refused (as QEMU and libvhost-user do).
         f = frame("zero-lengths")
         g = self.tx_buf(bytes(HDR) + f)
-        before = len(self.expected)
-        self.send_chain("zero-lengths", [(g, HDR, F_NEXT, None), (0, 0, F_NEXT, None), (g + HDR, 64, 0, 0)], True)
-        self.expected[before] = f
+        self.send_chain("zero-lengths", [(g, HDR, F_NEXT, None), (0, 0, F_NEXT, None), (g + HDR, 64, 0, 0)], False, "chain")
         # Indirect: a valid table of two; then tables that break a rule.
         f = frame("indirect")
         g = self.tx_buf(bytes(HDR) + f)
@@ -529,6 +550,43 @@ class Rings:
         self.send_chain("indirect-next-out-of-table", [(t3, 16, F_INDIRECT, 0)], False, "chain")
         self.valid("valid-last")
 
+    def hdr_case(self, name, hdr, f, want=None):
+        """A frame sent with virtio-net header `hdr`: refused (bad_vnet_hdr) when `want` is
+        None, else it arrives and the receiver's header is `want` (the one pmdswitch
+        rebuilt: never the sender's)."""
+        gpa = self.tx_buf(hdr + f)
+        (i,) = self.h.alloc(1, 1)
+        self.h.put_desc(1, i, gpa, HDR + len(f))
+        if want is not None:
+            self.hdrs[len(self.expected)] = want
+        self.post(name, i, want is not None, None if want is not None else "hdr", f)
+
+    def run_hdr_cases(self):
+        """Headers that ask for what was not negotiated or does not fit the frame, and
+        good ones with junk in the fields they do not use."""
+        tcp = tcp_frame("hdr-tcp", 1000)
+        small = frame("hdr-small")
+        self.hdr_case("hdr-unknown-flag", vnet(0x80), small)
+        self.hdr_case("hdr-rsc-info", vnet(4), small)
+        self.hdr_case("hdr-csum-past-end", vnet(NEEDS_CSUM, csum_start=50, csum_offset=16), small)
+        self.hdr_case("hdr-csum-overflow", vnet(NEEDS_CSUM, csum_start=0xFFFF, csum_offset=0xFFFF), small)
+        self.hdr_case("hdr-gso-size-1", vnet(NEEDS_CSUM, GSO_TCPV4, 54, 1, 34, 16), tcp)
+        self.hdr_case("hdr-gso-ecn", vnet(NEEDS_CSUM, GSO_TCPV4 | GSO_ECN, 54, 536, 34, 16), tcp)
+        self.hdr_case("hdr-gso-udp-kind", vnet(NEEDS_CSUM, GSO_UDP, 54, 536, 34, 16), tcp)
+        self.hdr_case("hdr-gso-v6-on-v4", vnet(NEEDS_CSUM, GSO_TCPV6, 54, 536, 34, 16), tcp)
+        self.hdr_case("hdr-gso-without-csum", vnet(0, GSO_TCPV4, 54, 536, 34, 16), tcp)
+        self.hdr_case("hdr-gso-csum-elsewhere", vnet(NEEDS_CSUM, GSO_TCPV4, 54, 536, 30, 16), tcp)
+        self.hdr_case("hdr-gso-on-udp", vnet(NEEDS_CSUM, GSO_TCPV4, 54, 536, 34, 16), tcp_frame("hdr-udp", 1000, proto=17))
+        self.hdr_case("hdr-hdr-len-past-end", vnet(NEEDS_CSUM, GSO_TCPV4, 0xFFFF, 536, 34, 16), tcp)
+        # Good ones: DATA_VALID from a sender is dropped from the header (a driver must not
+        # set it); unused fields come back zero; a TSO frame passes whole with hdr_len
+        # ours (54), num_buffers 1.
+        self.hdr_case("hdr-data-valid", vnet(DATA_VALID, 0, 77, 77, 77, 77), small, vnet(num_buffers=1))
+        self.hdr_case("hdr-needs-csum", vnet(NEEDS_CSUM | DATA_VALID, 0, 999, 7, 34, 16), tcp,
+                      vnet(NEEDS_CSUM, 0, 0, 0, 34, 16, 1))
+        self.hdr_case("hdr-tso", vnet(NEEDS_CSUM, GSO_TCPV4, 5, 536, 34, 16), tcp,
+                      vnet(NEEDS_CSUM, GSO_TCPV4, 54, 536, 34, 16, 1))
+
     def run_rx_cases(self):
         """Before any good receive buffer: the receiver's only buffer is hostile, so a
         frame meant for it is refused and counted (on its port), the buffer handed back
@@ -537,6 +595,7 @@ class Rings:
             ("rx-without-write-flag", RX_BUF, 2048, 0, "chain"),
             ("rx-outside-memory", MEM + 4096, 2048, F_WRITE, "addr"),
             ("rx-too-small", RX_BUF, 4, F_WRITE, "oversize"),
+            ("rx-zero-length", RX_BUF, 0, F_WRITE, "chain"),
         ]
         for name, addr, length, flags, cause in cases:
             (i,) = self.r.alloc(0, 1)
@@ -592,6 +651,10 @@ class Rings:
             missing = [e[14:30] for e in self.expected if e not in self.got]
             extra = [g[14:30] for g in self.got if g not in self.expected]
             self.failures.append(f"arrived {len(self.got)} frames, expected {len(self.expected)}: missing {missing}, unexpected {extra}")
+        elif not self.lib:
+            for k, want in self.hdrs.items():
+                if self.got_hdrs[k] != want:
+                    self.failures.append(f"frame {k}: the receiver got header {self.got_hdrs[k].hex()}, not {want.hex()}")
 
     def break_ring(self):
         """The available index jumps by more than the ring size: the ring is broken."""
@@ -615,6 +678,7 @@ def rings_main(hostile, receiver, pid, ctl_path, lib, rx_cases=True):
         t.run_rx_cases()
     t.stock_rx(200)
     t.run_tx_cases()
+    t.run_hdr_cases()
     t.burst_in_order()
     t.check()
     if not alive(pid):
@@ -626,7 +690,7 @@ def rings_main(hostile, receiver, pid, ctl_path, lib, rx_cases=True):
         return 1
     b, rb = t.bad, t.rx_bad
     print(f"rings: valid {len(t.expected)} arrived {len(t.got)} posted {t.posted} "
-          f"bad_chain {b['chain']} bad_addr {b['addr']} oversize {b['oversize']} "
+          f"bad_chain {b['chain']} bad_addr {b['addr']} oversize {b['oversize']} bad_hdr {b['hdr']} "
           f"rx_bad_chain {rb['chain']} rx_bad_addr {rb['addr']} rx_oversize {rb['oversize']}")
     for f in t.failures:
         print(f"rings: FAILED {f}")

@@ -8,7 +8,8 @@
 //! or inside an indirect table; a buffer on the wrong side (device-writable in a chain
 //! the device reads, or the other way round); a buffer outside guest memory; more bytes
 //! than the caller accepts; more buffers than [`MAX_SEGS`]; (transmit) fewer bytes than
-//! the virtio-net header.
+//! the virtio-net header; a zero-length buffer (as QEMU's virtqueue code and
+//! libvhost-user refuse it: it moves no byte and only costs a walk).
 
 use crate::guest::{Desc, GuestMemory, Ring};
 
@@ -46,6 +47,13 @@ pub enum ChainError {
     TooManySegs,
     /// A transmit chain shorter than the virtio-net header.
     ShortHeader,
+    /// A zero-length buffer.
+    Empty,
+    /// A virtio-net header that [`super::offload::check`] refuses.
+    BadHdr,
+    /// Not a fault of the chain: the burst already walked its share of descriptors
+    /// ([`super::queue::Vq::begin`]); the chain stays available for the next burst.
+    Capped,
 }
 
 /// The buffers of one chain: a fixed array (no allocation per packet). `repr(C)` with
@@ -57,12 +65,14 @@ pub struct Chain {
     pub n: usize,
     /// Sum of the buffers' lengths.
     pub total: u32,
+    /// Descriptors the walk read (indirect ones included), charged to the burst's budget.
+    pub hops: u32,
     pub segs: [Seg; MAX_SEGS],
 }
 
 impl Default for Chain {
     fn default() -> Chain {
-        Chain { head: 0, n: 0, total: 0, segs: [Seg::default(); MAX_SEGS] }
+        Chain { head: 0, n: 0, total: 0, hops: 0, segs: [Seg::default(); MAX_SEGS] }
     }
 }
 
@@ -77,12 +87,13 @@ impl Chain {
         self.head = head;
         self.n = 1;
         self.total = seg.len;
+        self.hops = 1;
         self.segs[0] = seg;
     }
 
     fn push(&mut self, mem: &GuestMemory, d: &Desc, max: u32, hint: &mut usize) -> Result<(), ChainError> {
         if d.len == 0 {
-            return Ok(());
+            return Err(ChainError::Empty);
         }
         self.total = self.total.checked_add(d.len).filter(|&t| t <= max).ok_or(ChainError::TooLong)?;
         if mem.span(d.addr, d.len, hint).is_some() {
@@ -128,6 +139,7 @@ pub fn walk(ring: &Ring, head: u16, rules: Rules, hint: &mut usize, out: &mut Ch
     out.head = head;
     out.n = 0;
     out.total = 0;
+    out.hops = 0;
     let size = ring.size();
     if head >= size {
         return Err(ChainError::Index);
@@ -137,10 +149,9 @@ pub fn walk(ring: &Ring, head: u16, rules: Rules, hint: &mut usize, out: &mut Ch
     // Every descriptor of a chain counts against the queue size, indirect ones too
     // (§2.6.5.3.1: "A driver MUST NOT create a descriptor chain longer than the Queue
     // Size"), so one counter bounds the whole walk.
-    let mut hops = 0u32;
     loop {
-        hops += 1;
-        if hops > u32::from(size) {
+        out.hops += 1;
+        if out.hops > u32::from(size) {
             return Err(ChainError::Loop);
         }
         let d = ring.desc(i);
@@ -173,6 +184,7 @@ fn walk_indirect(mem: &GuestMemory, ind: &Desc, rules: Rules, hint: &mut usize, 
     let mut hops = 0u32;
     loop {
         hops += 1;
+        out.hops += 1;
         if hops > n {
             return Err(ChainError::Loop);
         }

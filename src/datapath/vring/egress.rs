@@ -10,7 +10,7 @@ use crate::guest::Span;
 
 use super::chain::Chain;
 use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
-use super::offload::{self, Plan, RxOffloads};
+use super::offload::{self, Plan, RxOffloads, TxOffers};
 use super::queue::Vq;
 use super::{rx_one, rx_reserve, tx_one};
 use crate::guest::GuestMemory;
@@ -27,7 +27,7 @@ pub(super) const AHEAD: u16 = 4;
 pub(super) fn ahead(vq: &Vq, mem: &GuestMemory, e: &mut Egress, k: u16, n: u16, hdr: u32, hint: &mut usize) {
     vq.prefetch_descs_at(k + 2 * AHEAD, 1);
     if k + AHEAD < n {
-        if let Some((_, _, span, _)) = tx_one(vq, mem, k + AHEAD, hdr, false, hint) {
+        if let Some((_, _, span, _)) = tx_one(vq, mem, k + AHEAD, hdr, TxOffers::default(), hint) {
             span.prefetch_at(hdr);
         }
     }
@@ -51,23 +51,29 @@ pub(super) struct Scratch {
 
 impl Scratch {
     /// Cuts frame `f` (sent with header `h`, which asks for segmentation) into pieces
-    /// waiting for mbufs; false (nothing waiting) when it cannot be read or cut.
-    pub(super) fn cut(&mut self, f: &impl Frame, h: &NetHdr) -> bool {
+    /// of at most `room` bytes (an mbuf's data room) waiting for mbufs. The error, with
+    /// nothing waiting: the frame cannot be read or cut (`guest_bad_chain`), or a piece
+    /// would be longer than an mbuf holds (`guest_oversize`: dropped whole, never sent
+    /// cut short).
+    pub(super) fn cut(&mut self, f: &impl Frame, h: &NetHdr, room: usize) -> Result<(), DropCause> {
         self.segs.clear();
         self.lens.clear();
         (self.next, self.at) = (0, 0);
         let Scratch { frame, seg, segs, lens, .. } = self;
+        let mut long = false;
         let ok = f.gather(frame)
             && offload::finish(frame, h, Plan::Segment, seg, |p| {
+                long |= p.len() > room;
                 segs.extend_from_slice(p);
                 lens.push(p.len());
-                true
+                !long
             })
             .is_some();
-        if !ok {
+        if !ok || long {
             self.lens.clear();
+            return Err(if ok { DropCause::GuestOversize } else { DropCause::GuestBadChain });
         }
-        ok
+        Ok(())
     }
 
     /// Pieces still waiting for mbufs.
@@ -85,10 +91,14 @@ impl Scratch {
             let len = lens[i];
             let piece = &segs[at..at + len];
             at += len;
-            // Never more than the frame's MSS plus headers: fits any data room in use.
-            let len = len.min(room.len());
-            room[..len].copy_from_slice(&piece[..len]);
-            len
+            // `cut` kept only pieces that fit the pool's data room.
+            match room.get_mut(..len) {
+                Some(r) => {
+                    r.copy_from_slice(piece);
+                    len
+                }
+                None => 0,
+            }
         });
         if ok {
             (self.next, self.at) = (next + n, at);
@@ -109,6 +119,13 @@ pub(super) fn note_broken<R>(vq: &mut Vq, c: &PortCounters, r: R) -> R {
 /// One burst's deliveries into a guest's receive vring: the next available position to
 /// use, how many there are, and the receiver's format and offloads. [`Egress::done`]
 /// takes what was used and publishes once.
+///
+/// The work a receiving guest can make a burst do is bounded: a reservation that fails
+/// for want of buffers is not tried again (`full`) until a fresh look at the available
+/// index shows more; fresh looks are at most [`LOOKS`] per burst (a guest moving its
+/// index one buffer at a time cannot keep a worker looking); chain walks draw on the
+/// ring's per-burst budget (`Vq::begin`). A burst cut short by either is counted once
+/// (`ring_capped`).
 pub(super) struct Egress<'a> {
     pub(super) o: &'a mut Served,
     pub(super) chains: &'a mut [Chain],
@@ -118,15 +135,22 @@ pub(super) struct Egress<'a> {
     pub(super) avail: u16,
     pub(super) k: u16,
     pub(super) hint: usize,
+    c: &'a PortCounters,
+    full: bool,
+    looks: u8,
+    capped: bool,
 }
+
+/// Fresh looks at a receiver's available index per burst.
+pub(super) const LOOKS: u8 = 4;
 
 impl<'a> Egress<'a> {
     /// None when the ring is broken.
-    pub(super) fn new(o: &'a mut Served, chains: &'a mut [Chain]) -> Option<Egress<'a>> {
-        let avail = o.vq.pending().ok()?;
+    pub(super) fn new(o: &'a mut Served, chains: &'a mut [Chain], c: &'a PortCounters) -> Option<Egress<'a>> {
+        let avail = o.vq.begin().ok()?;
         let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
         let (indirect, rx, hint) = (o.dev.has(bits::RING_F_INDIRECT_DESC), RxOffloads::of(&o.dev), o.vq.hint);
-        Some(Egress { o, chains, fmt, indirect, rx, avail, k: 0, hint })
+        Some(Egress { o, chains, fmt, indirect, rx, avail, k: 0, hint, c, full: false, looks: LOOKS, capped: false })
     }
 
     /// Hints the receive buffers of the burst's first frames (see [`ahead`]).
@@ -168,11 +192,18 @@ impl<'a> Egress<'a> {
     }
 
     /// Looks at the available index again (the guest may have posted buffers); true if
-    /// there are more.
+    /// there are more. At most [`LOOKS`] times per burst, and not once the walking budget
+    /// is spent.
     pub(super) fn refresh(&mut self) -> bool {
+        if self.looks == 0 || !self.o.vq.may_walk() {
+            self.capped = true;
+            return false;
+        }
+        self.looks -= 1;
         match self.o.vq.pending() {
             Ok(a) if a != self.avail => {
                 self.avail = a;
+                self.full = false;
                 true
             }
             _ => false,
@@ -185,6 +216,9 @@ impl<'a> Egress<'a> {
     /// buffers returned unused.
     #[inline(always)]
     pub(super) fn put(&mut self, frame: &impl Frame, mut hdr: NetHdr, c: &PortCounters) -> Result<(), RxError> {
+        if self.full {
+            return Err(RxError::NoRoom);
+        }
         let (flen, hl) = (frame.len(), self.fmt.hdr_len);
         if let Some((dh, dspan)) = rx_one(&self.o.vq, self.k, self.avail, hl + flen, &mut self.hint) {
             hdr.num_buffers = 1;
@@ -216,7 +250,13 @@ impl<'a> Egress<'a> {
                 c.drop(DropCause::GuestBadAddr, 1);
                 Err(RxError::BadBuffers)
             }
-            Err((RxError::NoRoom, _)) => Err(RxError::NoRoom),
+            Err((RxError::NoRoom, _)) => {
+                // As DPDK's enqueue: the first reservation that fails ends the burst's
+                // walks (a smaller frame behind it waits too: order is kept anyway).
+                self.full = true;
+                self.capped |= !self.o.vq.may_walk();
+                Err(RxError::NoRoom)
+            }
             Err((e, m)) => {
                 for b in &self.chains[..usize::from(m)] {
                     self.o.vq.put(b.head, 0);
@@ -288,6 +328,9 @@ impl<'a> Egress<'a> {
 
     /// Takes the positions used and publishes them; interrupts the guest if it asked.
     pub(super) fn done(self) {
+        if self.capped {
+            bump(&self.c.ring_capped, 1);
+        }
         self.o.vq.hint = self.hint;
         self.o.vq.take(self.k);
         if self.o.vq.publish() {

@@ -29,42 +29,57 @@ mod tests;
 use crate::guest::{GuestMemory, Span};
 use chain::{Chain, ChainError, Rules, F_WRITE};
 use net::{NetHdr, RxError, RxFormat, HDR_MAX};
+use offload::{TxOffers, CHECK_BYTES};
 use queue::Vq;
 
 /// The most bytes a guest's frame may have here: a 64 KiB TSO frame and its header.
 pub const MAX_FRAME: u32 = 65536 + 256;
 
 /// Reads the chain at the `k`-th not yet taken position of a guest's transmit queue, and
-/// its header (`hdr_len` bytes, possibly over several buffers).
+/// its header (`hdr_len` bytes, possibly over several buffers), checked against what the
+/// guest negotiated (`tx`; with nothing negotiated the header can ask for nothing and is
+/// taken as plain) and rebuilt ([`offload::check`]).
 ///
 /// # Errors
-/// The chain breaks a rule, or is shorter than a header.
-pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, out: &mut Chain) -> Result<NetHdr, ChainError> {
+/// The chain breaks a rule, is shorter than a header, or its header is refused;
+/// [`ChainError::Capped`] when the burst has walked its share (the chain stays
+/// available). `out.head` is the head that was walked, to return a refused chain with.
+pub fn tx_frame(vq: &mut Vq, k: u16, hdr_len: u32, indirect: bool, tx: TxOffers, out: &mut Chain) -> Result<NetHdr, ChainError> {
+    if !vq.may_walk() {
+        return Err(ChainError::Capped);
+    }
     let head = vq.head(k);
     let rules = Rules { write: false, indirect, max_len: MAX_FRAME };
     let mut hint = vq.hint;
     let r = chain::walk(vq.ring(), head, rules, &mut hint, out);
     vq.hint = hint;
+    vq.charge(out.hops);
     r?;
-    // The head may be a garbage index the walk refused; it was checked, so `out.head` is
-    // the chain's own.
     let mut b = [0u8; HDR_MAX];
     let f = net::GuestFrame { mem: vq.ring().mem(), segs: out.segs(), skip: 0, len: out.total };
     if out.total < hdr_len || f.read_some(0, &mut b[..hdr_len as usize]) < hdr_len as usize {
         return Err(ChainError::ShortHeader);
     }
-    Ok(NetHdr::from_bytes(&b))
+    let h = NetHdr::from_bytes(&b);
+    if !tx.any() || h.flags | h.gso_type == 0 {
+        return Ok(NetHdr::default());
+    }
+    let mut first = [0u8; CHECK_BYTES];
+    let len = out.total - hdr_len;
+    let n = f.read_some(hdr_len, &mut first[..(len as usize).min(CHECK_BYTES)]);
+    offload::check(&h, len, &first[..n], tx).ok_or(ChainError::BadHdr)
 }
 
 /// The fast path of [`tx_frame`]: the `k`-th chain is one descriptor that holds the
 /// header and the frame (what virtio-user and Linux send for short frames). Returns its
 /// head, the buffer (as checked, and as a span of `mem`, the memory the ring's driver
 /// owns: borrowed apart from the queue so that the span may outlive the next `&mut vq`)
-/// and the header; None sends the caller to `tx_frame`.
+/// and the header, checked and rebuilt as [`tx_frame`] does; None sends the caller to
+/// `tx_frame` (which also says why, when the chain or its header is refused).
 /// The descriptor is read once and meets every rule of the chain walk (one readable
 /// buffer inside guest memory, no NEXT, no INDIRECT, no longer than [`MAX_FRAME`]).
 ///
-/// `offloads`: the driver negotiated CSUM or HOST_TSO4/6. Without them its header can ask
+/// `tx`: what the driver negotiated (CSUM, HOST_TSO4/6). Without any its header can ask
 /// for nothing (§5.1.6.2: no NEEDS_CSUM, gso_type NONE), so it is not read: with
 /// virtio-user's layout the header ends the cache line before the frame's, and reading
 /// it costs a line the other core last wrote.
@@ -74,7 +89,7 @@ pub fn tx_one<'m>(
     mem: &'m GuestMemory,
     k: u16,
     hdr_len: u32,
-    offloads: bool,
+    tx: TxOffers,
     hint: &mut usize,
 ) -> Option<(u16, chain::Seg, Span<'m>, NetHdr)> {
     let head = vq.head(k);
@@ -87,15 +102,21 @@ pub fn tx_one<'m>(
         return None;
     }
     let span = mem.span(d.addr, d.len, hint)?;
-    if !offloads {
-        return Some((head, chain::Seg { gpa: d.addr, len: d.len }, span, NetHdr::default()));
+    let seg = chain::Seg { gpa: d.addr, len: d.len };
+    if !tx.any() {
+        return Some((head, seg, span, NetHdr::default()));
     }
-    let h = span.read_array::<HDR_MAX>(0)?;
-    let mut h = NetHdr::from_bytes(&h);
-    if hdr_len < HDR_MAX as u32 {
-        h.num_buffers = 0;
+    let h = NetHdr::from_bytes(&span.read_array::<HDR_MAX>(0)?);
+    if h.flags | h.gso_type == 0 {
+        return Some((head, seg, span, NetHdr::default()));
     }
-    Some((head, chain::Seg { gpa: d.addr, len: d.len }, span, h))
+    let mut first = [0u8; CHECK_BYTES];
+    let len = d.len - hdr_len;
+    let n = (len as usize).min(CHECK_BYTES);
+    if !span.read(hdr_len, &mut first[..n]) {
+        return None;
+    }
+    Some((head, seg, span, offload::check(&h, len, &first[..n], tx)?))
 }
 
 /// The fast path of [`rx_reserve`]: the `k`-th chain (of `avail`) is one writable
@@ -125,7 +146,8 @@ pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -
 ///
 /// # Errors
 /// The error and how many positions it consumed, to be taken and returned unused:
-/// [`RxError::NoRoom`] (fewer buffers than needed: none; try later), [`RxError::BadBuffers`]
+/// [`RxError::NoRoom`] (fewer buffers than needed, or the burst's walking budget spent:
+/// none; try later), [`RxError::BadBuffers`]
 /// or [`RxError::BadAddr`] (a malformed chain, or one outside guest memory: it and those
 /// before it), [`RxError::TooBig`] (without mergeable
 /// buffers a chain too small, or more buffers needed than `chains` holds).
@@ -151,9 +173,14 @@ pub fn rx_reserve(
             break Err((RxError::NoRoom, 0));
         }
         let Some(c) = chains.get_mut(usize::from(n)) else { break Err((RxError::TooBig, n)) };
+        if !vq.may_walk() {
+            break Err((RxError::NoRoom, 0));
+        }
         let head = vq.head(k + n);
         n += 1;
-        match chain::walk(vq.ring(), head, rules, &mut hint, c) {
+        let r = chain::walk(vq.ring(), head, rules, &mut hint, c);
+        vq.charge(c.hops);
+        match r {
             Ok(()) => {}
             Err(ChainError::Addr) => break Err((RxError::BadAddr, n)),
             Err(_) => break Err((RxError::BadBuffers, n)),

@@ -32,7 +32,11 @@ pub fn cause(e: ChainError) -> DropCause {
     match e {
         ChainError::Addr => DropCause::GuestBadAddr,
         ChainError::TooLong => DropCause::GuestOversize,
-        ChainError::Index
+        ChainError::BadHdr => DropCause::BadVnetHdr,
+        // Never a drop (the chain stays available); listed for completeness.
+        ChainError::Capped
+        | ChainError::Empty
+        | ChainError::Index
         | ChainError::Loop
         | ChainError::Indirect
         | ChainError::Direction

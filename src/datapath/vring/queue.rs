@@ -2,6 +2,7 @@
 //! available, what we used, one used-index publish per burst, and whether the driver
 //! wants to hear about it (§2.6.7.2 notification suppression, `VIRTIO_F_EVENT_IDX`).
 
+use super::chain::MAX_SEGS;
 use crate::guest::Ring;
 
 /// `avail->flags`: the driver asks for no interrupts (§2.6.6).
@@ -15,6 +16,13 @@ pub const USED_F_NO_NOTIFY: u16 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Broken;
 
+/// Descriptors one burst may walk on one queue: 64 chains of `chain::MAX_SEGS` buffers.
+/// An honest burst needs far less: Linux sends at most MAX_SKB_FRAGS + 2 = 19 buffers
+/// per frame (plus an indirect descriptor), so a default burst of 32 TSO frames walks
+/// about 640; receive buffers are one descriptor each. Fixed rather than a multiple of
+/// the queue size, which would let a 32 Ki-entry ring cost 64 Ki reads per burst.
+pub const WALK_BUDGET: u32 = 64 * MAX_SEGS as u32;
+
 /// One virtqueue as the device serves it.
 pub struct Vq {
     ring: Ring,
@@ -26,6 +34,8 @@ pub struct Vq {
     event_idx: bool,
     broken: bool,
     reported: bool,
+    /// Descriptors the current burst may still walk (see [`Vq::begin`]).
+    budget: u32,
     /// The guest-memory region last hit (translation hint).
     pub hint: usize,
 }
@@ -34,7 +44,7 @@ impl Vq {
     /// `last_avail` and `used` are the positions to resume from (rte_vhost's vring base
     /// when the device starts; ours when a worker takes the queue again).
     pub fn new(ring: Ring, last_avail: u16, used: u16, event_idx: bool) -> Vq {
-        Vq { ring, last_avail, used, published: used, event_idx, broken: false, reported: false, hint: 0 }
+        Vq { ring, last_avail, used, published: used, event_idx, broken: false, reported: false, budget: WALK_BUDGET, hint: 0 }
     }
 
     #[inline(always)]
@@ -67,6 +77,36 @@ impl Vq {
         let first = self.broken && !self.reported;
         self.reported |= first;
         first
+    }
+
+    /// Starts a burst: [`Vq::pending`], and a fresh walking budget of [`WALK_BUDGET`]
+    /// descriptors. A guest decides how long its chains are and how many it offers, and
+    /// a receiver that keeps failing a reservation makes the same chains be walked again;
+    /// without a cap that is a worker's time taken from every other tenant on it. A walk
+    /// is begun only while budget is left, so a burst reads at most the budget plus one
+    /// chain (at most the queue size, §2.6.5.3.1); what is left waits for the next burst,
+    /// and the cut is counted (`ring_capped`).
+    ///
+    /// # Errors
+    /// As [`Vq::pending`].
+    #[inline(always)]
+    pub fn begin(&mut self) -> Result<u16, Broken> {
+        self.budget = WALK_BUDGET;
+        self.pending()
+    }
+
+    /// Charges `hops` walked descriptors to the burst; false when none are left for
+    /// another walk.
+    #[inline(always)]
+    pub fn charge(&mut self, hops: u32) -> bool {
+        self.budget = self.budget.saturating_sub(hops);
+        self.budget > 0
+    }
+
+    /// Budget left for a walk.
+    #[inline(always)]
+    pub fn may_walk(&self) -> bool {
+        self.budget > 0
     }
 
     /// How many chains the driver has made available and we have not taken.

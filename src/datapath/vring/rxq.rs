@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::datapath::bridge::fwd::Heads;
 use crate::datapath::bridge::vlan::{edited_head, TagEdit};
 use crate::datapath::route::output::Front;
-use crate::datapath::stats::{DropCause, PortCounters, N_CAUSES};
+use crate::datapath::stats::{bump, DropCause, PortCounters, N_CAUSES};
 use crate::datapath::wire::csum;
 use crate::dpdk::mbuf::{Batch, MAX_BURST};
 use crate::dpdk::mempool::Mempool;
@@ -15,9 +15,9 @@ use crate::dpdk::vhost::own::bits;
 use crate::dpdk::vhost::PairClaim;
 use crate::guest::Span;
 
-use super::chain::Chain;
+use super::chain::{Chain, ChainError};
 use super::net::{Frame, GuestFrame, NetHdr, RxError, HDR_F_NEEDS_CSUM};
-use super::offload::{self, Plan, RxOffloads};
+use super::offload::{self, Plan, RxOffloads, TxOffers};
 use super::queue::Broken;
 use super::{tx_frame, tx_one};
 
@@ -128,7 +128,7 @@ impl OwnRxQueue {
             return if self.scratch.fill(batch, &self.pool, max) { batch.len() } else { 0 };
         }
         let Some(s) = self.side.served.as_mut() else { return 0 };
-        let n = match s.vq.pending() {
+        let n = match s.vq.begin() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
             Err(Broken) => return note_broken(&mut s.vq, rxc, 0),
         };
@@ -138,6 +138,7 @@ impl OwnRxQueue {
         s.vq.prefetch_descs(n as u16);
         let hdr = s.dev.hdr_len();
         let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+        let tx = TxOffers::of(&s.dev);
         let mut drops = [0u64; N_CAUSES];
         // First the chains (no copy yet), up to a frame that must be segmented: that one
         // alone, since its pieces take several mbufs.
@@ -149,7 +150,7 @@ impl OwnRxQueue {
         while k < n {
             let c = &mut self.chains[k];
             // One descriptor (the common case) is checked without the general walk.
-            let r = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, s.dev.tx_offloads(), &mut hint) {
+            let r = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, tx, &mut hint) {
                 Some((head, seg, span, h)) => {
                     // The copy below waits on the frame's first line otherwise (the
                     // guest's core wrote it).
@@ -158,7 +159,7 @@ impl OwnRxQueue {
                     c.set_one(head, seg);
                     Ok(h)
                 }
-                None => tx_frame(&mut s.vq, k as u16, hdr, indirect, c),
+                None => tx_frame(&mut s.vq, k as u16, hdr, indirect, tx, c),
             };
             match r {
                 Ok(h) => {
@@ -173,8 +174,12 @@ impl OwnRxQueue {
                         break;
                     }
                 }
+                Err(ChainError::Capped) => {
+                    bump(&rxc.ring_capped, 1);
+                    break;
+                }
                 Err(e) => {
-                    c.head = s.vq.head(k as u16);
+                    // Returned with the head that was walked (`c.head`), not read again.
                     c.total = 0;
                     drops[cause(e) as usize] += 1;
                     k += 1;
@@ -187,8 +192,8 @@ impl OwnRxQueue {
             // chain goes back to the guest now): as many as one burst holds now, the
             // rest on the next calls.
             let f = GuestFrame::of(mem, &self.chains[0], hdr);
-            if !self.scratch.cut(&f, &hdrs[0]) {
-                drops[DropCause::GuestBadChain as usize] += 1;
+            if let Err(cause) = self.scratch.cut(&f, &hdrs[0], self.pool.frame_room()) {
+                drops[cause as usize] += 1;
             }
             // Copied out: the chain goes back whether or not the pool has mbufs now.
             let _ = self.scratch.waiting() == 0 || self.scratch.fill(batch, &self.pool, max);
@@ -266,7 +271,7 @@ impl OwnRxQueue {
         txc: &PortCounters,
     ) -> Fwd {
         let Some(s) = self.side.served.as_mut() else { return Fwd::default() };
-        let n = match s.vq.pending() {
+        let mut n = match s.vq.begin() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
             Err(Broken) => return note_broken(&mut s.vq, rxc, Fwd::default()),
         };
@@ -277,6 +282,7 @@ impl OwnRxQueue {
         let r = out.locked(txc, |mut e| {
             let hdr = s.dev.hdr_len();
             let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+            let tx = TxOffers::of(&s.dev);
             let holding = *held_since != 0 && now.wrapping_sub(*held_since) <= hold;
             let may_hold = hold > 0 && (*held_since == 0 || holding);
             let (mut taken, mut sent) = (0usize, 0usize);
@@ -291,7 +297,7 @@ impl OwnRxQueue {
             s.vq.prefetch_descs_at(0, (n as u16).min(2 * AHEAD));
             e.prime();
             for d in 0..AHEAD.min(n as u16) {
-                if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, d, hdr, false, &mut shint) {
+                if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, d, hdr, TxOffers::default(), &mut shint) {
                     span.prefetch_at(hdr);
                 }
             }
@@ -299,14 +305,21 @@ impl OwnRxQueue {
                 let k = taken as u16;
                 ahead(&s.vq, &s.dev.mem, &mut e, k, n as u16, hdr, &mut shint);
                 // The source frame: one descriptor, or a chain.
-                let (head, h, frame) = match tx_one(&s.vq, &s.dev.mem, k, hdr, s.dev.tx_offloads(), &mut shint) {
+                let (head, h, frame) = match tx_one(&s.vq, &s.dev.mem, k, hdr, tx, &mut shint) {
                     Some((head, _, span, h)) => (head, h, Src::One(SpanFrame { span, skip: hdr, len: span.len() - hdr })),
                     None => {
                         let c = &mut chains[taken];
-                        match tx_frame(&mut s.vq, k, hdr, indirect, c) {
+                        match tx_frame(&mut s.vq, k, hdr, indirect, tx, c) {
                             Ok(h) => (c.head, h, Src::Chain(GuestFrame::of(&s.dev.mem, c, hdr))),
+                            Err(ChainError::Capped) => {
+                                // The rest waits for the next burst (not held: the
+                                // receiver is not the reason).
+                                bump(&rxc.ring_capped, 1);
+                                n = taken;
+                                break;
+                            }
                             Err(err) => {
-                                heads[taken] = s.vq.head(k);
+                                heads[taken] = c.head;
                                 rxc.drop(cause(err), 1);
                                 taken += 1;
                                 continue;
@@ -383,12 +396,13 @@ impl OwnRxQueue {
     pub fn peek(&mut self, max: usize, rxc: &PortCounters) -> (usize, usize, u64) {
         self.counts = (0, 0);
         let Some(s) = self.side.served.as_mut() else { return (0, 0, 0) };
-        let n = match s.vq.pending() {
+        let mut n = match s.vq.begin() {
             Ok(n) => usize::from(n).min(max).min(MAX_BURST),
             Err(Broken) => return note_broken(&mut s.vq, rxc, (0, 0, 0)),
         };
         let hdr = s.dev.hdr_len();
         let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+        let tx = TxOffers::of(&s.dev);
         let (mut good, mut bytes) = (0usize, 0u64);
         let mut hint = s.vq.hint;
         // The first bytes of every frame are read here, each on a line the guest's core
@@ -397,7 +411,7 @@ impl OwnRxQueue {
         s.vq.prefetch_descs(n as u16);
         let mut phint = hint;
         for k in 0..n as u16 {
-            if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, k, hdr, false, &mut phint) {
+            if let Some((_, _, span, _)) = tx_one(&s.vq, &s.dev.mem, k, hdr, TxOffers::default(), &mut phint) {
                 span.prefetch_at(hdr);
             }
         }
@@ -406,7 +420,7 @@ impl OwnRxQueue {
             let p = &mut self.peeked[good];
             // One descriptor (the common case) as a one-buffer chain, else the walk.
             let mut first = false;
-            let got = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, s.dev.tx_offloads(), &mut hint) {
+            let got = match tx_one(&s.vq, &s.dev.mem, k as u16, hdr, tx, &mut hint) {
                 Some((head, seg, span, h)) => {
                     c.head = head;
                     c.n = 1;
@@ -417,10 +431,15 @@ impl OwnRxQueue {
                     first = span.read(hdr, &mut p.first[..n]);
                     Some(h)
                 }
-                None => match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
+                None => match tx_frame(&mut s.vq, k as u16, hdr, indirect, tx, c) {
                     Ok(h) => Some(h),
+                    Err(ChainError::Capped) => {
+                        bump(&rxc.ring_capped, 1);
+                        n = k;
+                        break;
+                    }
                     Err(e) => {
-                        self.taken[k] = s.vq.head(k as u16);
+                        self.taken[k] = c.head;
                         rxc.drop(cause(e), 1);
                         None
                     }
@@ -498,12 +517,14 @@ impl OwnRxQueue {
     }
 
     /// Segments peeked frame `k` with `edit` for mbufs: its pieces wait for
-    /// [`OwnRxQueue::fill_pieces`]. False when it cannot be read or cut.
-    pub fn cut(&mut self, k: usize, edit: Edit) -> bool {
+    /// [`OwnRxQueue::fill_pieces`]. The error is the drop's cause: it cannot be read or
+    /// cut, or a piece would not fit an mbuf.
+    pub fn cut(&mut self, k: usize, edit: Edit) -> Result<(), DropCause> {
         let mut sc = std::mem::take(&mut self.scratch);
-        let ok = self.frame(k, edit).is_some_and(|(f, h)| sc.cut(&f, &h));
+        let room = self.pool.frame_room();
+        let r = self.frame(k, edit).ok_or(DropCause::GuestBadChain).and_then(|(f, h)| sc.cut(&f, &h, room));
         self.scratch = sc;
-        ok
+        r
     }
 
     /// Pieces of a cut frame not yet in mbufs.
@@ -627,18 +648,22 @@ impl Frame for PeekedFrame<'_> {
 pub(super) fn drop_all(s: &mut Served, n: usize, chains: &mut [Chain], rxc: &PortCounters, txc: &PortCounters) -> Fwd {
     let hdr = s.dev.hdr_len();
     let indirect = s.dev.has(bits::RING_F_INDIRECT_DESC);
+    let tx = TxOffers::of(&s.dev);
     let mut bytes = 0u64;
     let mut down = 0u64;
+    let mut n = n;
     for (k, c) in chains[..n].iter_mut().enumerate() {
-        match tx_frame(&mut s.vq, k as u16, hdr, indirect, c) {
+        match tx_frame(&mut s.vq, k as u16, hdr, indirect, tx, c) {
             Ok(_) => {
                 bytes += u64::from(c.total.saturating_sub(hdr));
                 down += 1;
             }
-            Err(e) => {
-                c.head = s.vq.head(k as u16);
-                rxc.drop(cause(e), 1);
+            Err(ChainError::Capped) => {
+                bump(&rxc.ring_capped, 1);
+                n = k;
+                break;
             }
+            Err(e) => rxc.drop(cause(e), 1),
         }
     }
     s.vq.take(n as u16);

@@ -138,7 +138,7 @@ impl OwnTxQueue {
                 slot.set_tx_owner(vring, *token);
             }
         }
-        let r = Egress::new(s, chains).map(f);
+        let r = Egress::new(s, chains, c).map(f);
         if r.is_none() && s.vq.report_broken() {
             bump(&c.rings_broken, 1);
         }

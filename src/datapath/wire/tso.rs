@@ -13,6 +13,11 @@ const ETH_IPV4: [u8; 2] = [0x08, 0x00];
 const ETH_IPV6: [u8; 2] = [0x86, 0xdd];
 const PROTO_TCP: u8 = 6;
 
+/// The most pieces one frame is cut into: a 64 KiB frame at the smallest segment size
+/// accepted (`vring::offload::GSO_SIZE_MIN`, 88) makes 745; anything asking for more is
+/// refused whole rather than cut.
+pub const MAX_PIECES: usize = 768;
+
 /// Where a TCP frame's headers are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpFrame {
@@ -60,8 +65,9 @@ fn tcp_checksum(ip: &[u8], v6: bool, seg: &[u8]) -> u16 {
 /// Cuts `frame` into frames of at most `mss` payload bytes each (with complete
 /// checksums), handing each to `out` in order (which returns false to stop). `buf` is the
 /// working space (grown to one segment once). Returns how many were handed over, or
-/// None (nothing handed over) when the frame is not a TCP frame this parser reads, or
-/// `mss` is 0.
+/// None (nothing handed over) when the frame is not a TCP frame this parser reads, `mss`
+/// is 0, it would make more than [`MAX_PIECES`] pieces, or a piece's IP length would not
+/// fit its 16-bit field.
 pub fn segment(frame: &[u8], mss: usize, buf: &mut Vec<u8>, mut out: impl FnMut(&[u8]) -> bool) -> Option<usize> {
     let t = parse_tcp(frame)?;
     if mss == 0 {
@@ -69,6 +75,10 @@ pub fn segment(frame: &[u8], mss: usize, buf: &mut Vec<u8>, mut out: impl FnMut(
     }
     let hdr = &frame[..t.payload];
     let payload = &frame[t.payload..];
+    let longest = t.payload + mss.min(payload.len());
+    if payload.len().div_ceil(mss) > MAX_PIECES || longest - t.l3 > usize::from(u16::MAX) {
+        return None;
+    }
     let seq0 = u32::from_be_bytes(frame[t.l4 + 4..t.l4 + 8].try_into().ok()?);
     let flags = frame[t.l4 + 13];
     let id0 = if t.v6 { 0 } else { u16::from_be_bytes([frame[t.l3 + 4], frame[t.l3 + 5]]) };
@@ -115,7 +125,7 @@ pub fn segment(frame: &[u8], mss: usize, buf: &mut Vec<u8>, mut out: impl FnMut(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A TCP frame over IPv4 or IPv6 (optionally behind a VLAN tag) with `n` payload bytes.
@@ -210,6 +220,10 @@ mod tests {
         assert_eq!(segment(&f[..30], 1000, &mut Vec::new(), |_| true), None);
         let f = tcp_frame(true, false, 100, 0);
         assert_eq!(segment(&f, 0, &mut Vec::new(), |_| true), None);
+        let big = tcp_frame(false, false, 60000, 0);
+        assert_eq!(segment(&big, 1, &mut Vec::new(), |_| true), None, "60 000 pieces");
+        assert_eq!(segment(&big, 78, &mut Vec::new(), |_| true), None, "770 pieces");
+        assert_eq!(segment(&big, 79, &mut Vec::new(), |_| true), Some(760));
         // A frame that fits in one piece is one valid segment.
         let n = segment(&f, 1000, &mut Vec::new(), |s| {
             valid(s);

@@ -266,8 +266,8 @@ impl Egress<'_> {
                 }
             }
             if j < at + n {
-                if !rq.cut(j, edit(j)) {
-                    c.drop(DropCause::GuestBadChain, 1);
+                if let Err(cause) = rq.cut(j, edit(j)) {
+                    c.drop(cause, 1);
                 }
                 while rq.pieces_waiting() > 0 {
                     if !rq.fill_pieces(batch, MAX_BURST) {
@@ -308,8 +308,8 @@ fn put(out: &mut Batch, m: Mbuf, c: &PortCounters) {
 #[inline(never)]
 fn punt_pieces(rq: &mut OwnRxQueue, k: usize, to: (route::Why, u16, u16), batch: &mut Batch, router: &Router, c: &PortCounters) {
     let (why, port, iface) = to;
-    if !rq.cut(k, Edit::Tag(TagEdit::None)) {
-        c.drop(DropCause::GuestBadChain, 1);
+    if let Err(cause) = rq.cut(k, Edit::Tag(TagEdit::None)) {
+        c.drop(cause, 1);
         return;
     }
     while rq.pieces_waiting() > 0 {
