@@ -295,6 +295,12 @@ impl Server {
             if let Some(c) = p.connected {
                 o["connected"] = json!(c);
             }
+            if let Some(v) = p.served {
+                o["served"] = json!(v);
+            }
+            if let Some(n) = p.messages_coalesced {
+                o["messages_coalesced"] = json!(n);
+            }
             ports.insert(p.name.clone(), o);
         }
         let idle = IdleMode::from_u8(self.idle.load(Ordering::SeqCst)).name();
@@ -312,6 +318,7 @@ impl Server {
                     "cycles_per_packet": if packets == 0 { 0.0 } else { busy as f64 / packets as f64 },
                     "busy_polls": w.busy_polls - b.busy_polls,
                     "sleeps": w.sleeps - b.sleeps, "kick_wakeups": w.kick_wakeups - b.kick_wakeups,
+                    "reloads": w.reloads - b.reloads,
                     "reload_pending": self.barrier.behind(i),
                 })
             })

@@ -182,6 +182,9 @@ pub struct WorkerCounters {
     /// Adaptive idle: sleeps taken, and how many a guest kick ended.
     pub sleeps: AtomicU64,
     pub kick_wakeups: AtomicU64,
+    /// Reload points passed (a new plan, a device attached, changed or gone): what
+    /// device changes cost this worker.
+    pub reloads: AtomicU64,
     /// What the worker is doing ([`Phase`]), for the watchdog's report: stored only
     /// when it changes on a rare path (reload, nap, exit), never per pass.
     pub phase: AtomicU8,
@@ -304,6 +307,7 @@ pub struct WorkerTotals {
     pub busy_polls: u64,
     pub sleeps: u64,
     pub kick_wakeups: u64,
+    pub reloads: u64,
 }
 
 impl WorkerTotals {
@@ -352,6 +356,7 @@ pub fn worker_totals(w: &WorkerStats) -> WorkerTotals {
         packets: w.own.packets.load(Relaxed),
         sleeps: w.own.sleeps.load(Relaxed),
         kick_wakeups: w.own.kick_wakeups.load(Relaxed),
+        reloads: w.own.reloads.load(Relaxed),
         busy_polls: w.own.busy_polls.load(Relaxed),
     }
 }

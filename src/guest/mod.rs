@@ -23,6 +23,8 @@
 //! [`GuestMemory::ring`] translates into ours through the region table.
 #![allow(unsafe_code)]
 
+pub mod fault;
+
 use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -53,8 +55,9 @@ struct Region {
 }
 
 enum Backing {
-    /// mmap()ed by us: (address, length) pairs, unmapped on drop.
-    Mapped(Vec<(usize, usize)>),
+    /// mmap()ed by us: (address, length) pairs, unmapped on drop, each guarded against
+    /// its file being truncated under it ([`fault`]).
+    Mapped(Vec<(usize, usize)>, Vec<fault::Guard>),
     /// Heap memory for tests, 8-aligned.
     Heap(#[allow(dead_code)] Box<[u64]>),
 }
@@ -75,8 +78,10 @@ unsafe impl Sync for GuestMemory {}
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        if let Backing::Mapped(maps) = &self.backing {
-            for &(addr, len) in maps {
+        if let Backing::Mapped(maps, guards) = &mut self.backing {
+            // Unguarded first: the handler must never remap a range that is unmapped.
+            guards.clear();
+            for &(addr, len) in maps.iter() {
                 // SAFETY: each pair is a mapping made by `map` and unmapped once, here;
                 // no Span or Ring can outlive self (they borrow it or hold its Arc).
                 unsafe { libc::munmap(addr as *mut libc::c_void, len) };
@@ -93,14 +98,18 @@ impl GuestMemory {
     /// Maps every region from its file descriptor (the fds stay the caller's).
     ///
     /// # Errors
-    /// A region that overflows, too many regions, or mmap(2)'s error.
+    /// A region that overflows, too many regions, a file shorter than the region it
+    /// holds (a frontend that lies about its memory, or shrank it), more mappings than
+    /// [`fault::MAX_GUARDED`], or mmap(2)'s error.
     pub fn map(descs: &[RegionDesc]) -> io::Result<GuestMemory> {
         if descs.len() > MAX_REGIONS {
             return Err(io::Error::other(format!("{} memory regions, at most {MAX_REGIONS}", descs.len())));
         }
         let mut maps = Vec::new();
+        let mut guards = Vec::new();
         let mut regions = Vec::new();
-        let fail = |maps: &Vec<(usize, usize)>, e: io::Error| {
+        let fail = |maps: &Vec<(usize, usize)>, guards: &mut Vec<fault::Guard>, e: io::Error| {
+            guards.clear();
             for &(a, l) in maps {
                 // SAFETY: mappings made just above by this call and never handed out.
                 unsafe { libc::munmap(a as *mut libc::c_void, l) };
@@ -110,19 +119,49 @@ impl GuestMemory {
         for d in descs {
             let fits = d.gpa.checked_add(d.size).is_some() && d.mmap_offset.checked_add(d.size).is_some_and(|e| e <= d.mmap_size);
             if !fits || d.size == 0 || d.mmap_size > isize::MAX as u64 {
-                return fail(&maps, io::Error::other(format!("memory region at {:#x}+{:#x} does not fit its mapping", d.gpa, d.size)));
+                let e = io::Error::other(format!("memory region at {:#x}+{:#x} does not fit its mapping", d.gpa, d.size));
+                return fail(&maps, &mut guards, e);
+            }
+            // A mapping past the file's end faults (SIGBUS) when touched: the region's
+            // bytes must all be in the file now (a later truncation is caught by `fault`).
+            // SAFETY: a zeroed stat is valid; fstat fills it for an fd the caller holds open.
+            let (st, r) = unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                let r = libc::fstat(d.fd, &mut st);
+                (st, r)
+            };
+            if r != 0 {
+                return fail(&maps, &mut guards, io::Error::last_os_error());
+            }
+            let file = u64::try_from(st.st_size).unwrap_or(0);
+            let is_file = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if is_file && file < d.mmap_offset + d.size {
+                let e = io::Error::other(format!(
+                    "memory region at {:#x}+{:#x}: its file holds {file} bytes, the region needs {} (a frontend whose memory is smaller than its memory table)",
+                    d.gpa,
+                    d.size,
+                    d.mmap_offset + d.size
+                ));
+                return fail(&maps, &mut guards, e);
             }
             // SAFETY: a fresh shared mapping of the frontend's file; we own it until Drop.
             let p = unsafe {
                 libc::mmap(std::ptr::null_mut(), d.mmap_size as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, d.fd, 0)
             };
             if p == libc::MAP_FAILED {
-                return fail(&maps, io::Error::last_os_error());
+                return fail(&maps, &mut guards, io::Error::last_os_error());
             }
             maps.push((p as usize, d.mmap_size as usize));
+            match fault::Guard::new(p as usize, d.mmap_size as usize) {
+                Some(g) => guards.push(g),
+                None => {
+                    let e = io::Error::other(format!("more than {} guest memory mappings at once", fault::MAX_GUARDED));
+                    return fail(&maps, &mut guards, e);
+                }
+            }
             regions.push(Region { gpa: d.gpa, size: d.size, lib_hva: d.lib_hva, host: p as usize + d.mmap_offset as usize });
         }
-        Ok(GuestMemory { regions: regions.into(), backing: Backing::Mapped(maps) })
+        Ok(GuestMemory { regions: regions.into(), backing: Backing::Mapped(maps, guards) })
     }
 
     /// Heap memory laid out as `(gpa, size)` regions, zeroed, for tests and simulations.
@@ -218,6 +257,15 @@ impl GuestMemory {
         let r = self.regions.iter().find(|r| hva >= r.lib_hva && hva - r.lib_hva < r.size && len <= r.size - (hva - r.lib_hva))?;
         let host = r.host + (hva - r.lib_hva) as usize;
         host.is_multiple_of(align).then_some(host)
+    }
+
+    /// The frontend truncated a file under one of these mappings and an access faulted:
+    /// the mapping now holds zeros of our own ([`fault`]); the device must not be served.
+    pub fn faulted(&self) -> bool {
+        match &self.backing {
+            Backing::Mapped(_, guards) => guards.iter().any(fault::Guard::faulted),
+            Backing::Heap(_) => false,
+        }
     }
 
     /// How many regions the memory has.
@@ -675,5 +723,54 @@ mod tests {
         let d = Desc { addr: 0x4000, len: 60, flags: 1, next: 3 };
         assert!(m.write(16 * 5, &d.to_bytes()));
         assert_eq!(r.desc(256 + 5), d);
+    }
+
+    fn memfd(len: i64) -> i32 {
+        // SAFETY: plain syscalls on a fresh fd of ours.
+        unsafe {
+            let fd = libc::memfd_create(c"guest-test".as_ptr(), 0);
+            assert!(fd >= 0 && libc::ftruncate(fd, len) == 0);
+            fd
+        }
+    }
+
+    fn desc(fd: i32, size: u64) -> RegionDesc {
+        RegionDesc { gpa: 0x10000, size, lib_hva: 0, fd, mmap_size: size, mmap_offset: 0 }
+    }
+
+    /// A memory table that names more bytes than its file holds is refused at once.
+    #[test]
+    fn a_region_longer_than_its_file_is_refused() {
+        let fd = memfd(4096);
+        let e = GuestMemory::map(&[desc(fd, 8192)]).err().expect("refused");
+        assert!(e.to_string().contains("its file holds 4096 bytes, the region needs 8192"), "{e}");
+        assert!(GuestMemory::map(&[desc(fd, 4096)]).is_ok());
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
+
+    /// A frontend that truncates its memory under a live mapping: the access that
+    /// faults (SIGBUS) is survived, reads zeros from then on, and the memory says so.
+    #[test]
+    fn memory_truncated_under_us_faults_into_zeros_not_death() {
+        let fd = memfd(1 << 16);
+        let m = GuestMemory::map(&[desc(fd, 1 << 16)]).unwrap();
+        assert!(m.write(0x10000 + 100, b"guest bytes"));
+        let mut b = [0u8; 11];
+        assert!(m.read(0x10000 + 100, &mut b) && &b == b"guest bytes");
+        assert!(!m.faulted());
+        // SAFETY: our fd; the mapping stays ours (the point of the test).
+        assert_eq!(unsafe { libc::ftruncate(fd, 0) }, 0);
+        let before = fault::SURVIVED.load(Ordering::Relaxed);
+        assert!(m.read(0x10000 + 100, &mut b), "the read that faulted completes");
+        assert_eq!(b, [0u8; 11], "zeros of our own");
+        assert!(m.faulted());
+        assert!(fault::SURVIVED.load(Ordering::Relaxed) > before);
+        assert!(m.write(0x10000 + 200, b"after"), "writes land in the private copy");
+        let other = GuestMemory::map(&[desc(memfd(4096), 4096)]).unwrap();
+        assert!(!other.faulted(), "another guest's memory is untouched");
+        drop(m);
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
     }
 }

@@ -92,7 +92,12 @@ pub struct PortReport {
     pub totals: PortTotals,
     pub eth: Option<EthStats>,
     pub connected: Option<bool>,
+    /// vhost: the workers may serve the device (see `VhostSlot::is_served`).
+    pub served: Option<bool>,
     pub guest_notifications: Option<u64>,
+    /// Own vhost path: device-changing messages that found the device still withdrawn
+    /// (a frontend's message storm, coalesced).
+    pub messages_coalesced: Option<u64>,
     pub rxqs: Vec<RxqReport>,
     /// Contended takes of this port's shared tx queue locks.
     pub tx_lock_contended: u64,
@@ -146,7 +151,9 @@ impl View {
                 totals: stats::port_totals(&self.stats, m.index).since(&m.base),
                 eth: m.eth.map(ethdev::stats_of),
                 connected: m.slot.as_ref().map(|s| s.vid() != vhost::NO_VID),
+                served: m.slot.as_ref().map(|s| s.is_served()),
                 guest_notifications: m.slot.as_ref().map(|s| s.guest_notifications()),
+                messages_coalesced: m.slot.as_ref().map(|s| s.messages_coalesced.load(Relaxed)),
                 rxqs: m
                     .rxqs
                     .iter()
@@ -211,7 +218,7 @@ impl View {
             o.push_str(&format!("# HELP pmdswitch_{name} {help}\n# TYPE pmdswitch_{name} counter\n"));
         };
         type Field = fn(&PortReport) -> Option<u64>;
-        let fields: [(&str, &str, Field); 9] = [
+        let fields: [(&str, &str, Field); 10] = [
             ("port_rx_packets_total", "Packets received on the port.", |r| Some(r.totals.rx_packets)),
             ("port_tx_packets_total", "Packets sent on the port.", |r| Some(r.totals.tx_packets)),
             ("port_rx_bytes_total", "Bytes received on the port.", |r| Some(r.totals.rx_bytes)),
@@ -228,6 +235,11 @@ impl View {
                 |r| Some(r.totals.ring_capped),
             ),
             ("port_guest_notifications_total", "Call eventfd writes towards the guest (vhost ports).", |r| r.guest_notifications),
+            (
+                "port_messages_coalesced_total",
+                "Own vhost path: device-changing vhost-user messages that found the device still withdrawn.",
+                |r| r.messages_coalesced,
+            ),
             ("port_punted_total", "Router: frames handed to the slow path.", |r| Some(r.totals.punted)),
         ];
         for (name, help, f) in fields {
@@ -250,13 +262,14 @@ impl View {
             }
         }
         type WField = fn(&WorkerTotals) -> u64;
-        let wfields: [(&str, &str, WField); 6] = [
+        let wfields: [(&str, &str, WField); 7] = [
             ("worker_busy_cycles_total", "TSC cycles of iterations that moved packets.", |w| w.busy_cycles),
             ("worker_idle_cycles_total", "TSC cycles of empty iterations and sleeps.", |w| w.idle_cycles),
             ("worker_packets_total", "Packets received by the worker.", |w| w.packets),
             ("worker_busy_polls_total", "Iterations that moved packets (packets / this = mean burst).", |w| w.busy_polls),
             ("worker_sleeps_total", "Adaptive-idle sleeps.", |w| w.sleeps),
             ("worker_kick_wakeups_total", "Sleeps ended by a guest kick.", |w| w.kick_wakeups),
+            ("worker_reloads_total", "Reload points passed (plans, device changes).", |w| w.reloads),
         ];
         let workers = self.workers();
         for (name, help, f) in wfields {
@@ -382,6 +395,9 @@ pub fn report_json(
         if let Some(n) = r.guest_notifications {
             o["guest_notifications"] = json!(n);
         }
+        if let Some(n) = r.messages_coalesced {
+            o["messages_coalesced"] = json!(n);
+        }
         ports.insert(r.name.clone(), o);
     }
     let workers: Vec<Value> = workers
@@ -390,7 +406,7 @@ pub fn report_json(
             json!({
                 "core": w.core, "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
                 "packets": w.packets, "cycles_per_packet": w.cycles_per_packet(),
-                "busy_polls": w.busy_polls, "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups,
+                "busy_polls": w.busy_polls, "sleeps": w.sleeps, "kick_wakeups": w.kick_wakeups, "reloads": w.reloads,
             })
         })
         .collect();
@@ -435,6 +451,9 @@ pub fn register_telemetry(view: &Arc<View>) {
         }
         if let Some(n) = r.guest_notifications {
             kv.push(("guest_notifications".to_string(), Val::U64(n)));
+        }
+        if let Some(n) = r.messages_coalesced {
+            kv.push(("messages_coalesced".to_string(), Val::U64(n)));
         }
         Reply::Dict(kv)
     }));

@@ -555,6 +555,11 @@ impl Parts {
         }
         drop(r);
         resolve_vteps(&self.vteps, &self.rctl);
+        for name in vhost::withdraw_faulted() {
+            println!(
+                "pmdswitch: port {name}: the frontend truncated its guest memory under a live mapping (SIGBUS caught, the mapping replaced); the device is not served until the frontend reconnects"
+            );
+        }
         for r in self.view.ports() {
             let seen = self.broken.entry(r.name.clone()).or_default();
             // A port removed and added again under the name counts from 0.

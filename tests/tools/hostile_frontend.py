@@ -25,6 +25,16 @@ order, and nothing else; last, the available index jumps by more than the ring s
 
 Prints one line per case and a summary line "rings: ..." with the counts a caller
 checks against the backend's counters; exits 1 on any failed check.
+
+Storm: a session on SOCKET (port NAME) that sends SET_VRING_CALL COUNT times as fast as
+the socket takes them; the device must be served before and after.
+
+    hostile_frontend.py storm SOCKET NAME --ctl SOCK --count COUNT [--pid PID]
+
+Truncate: a session on SOCKET whose guest memory (a memfd) is truncated to nothing
+while the backend serves it; then a fresh session that must be served.
+
+    hostile_frontend.py truncate SOCKET NAME --ctl SOCK [--pid PID]
 Message layout: QEMU docs/interop/vhost-user.rst, "Message Specification"; rings:
 virtio 1.1 §2.6.
 """
@@ -672,6 +682,81 @@ class Rings:
             self.failures.append("the backend kept serving a ring whose available index jumped past its size")
 
 
+def served(g, ctl_path, name):
+    """One valid frame on g's transmit ring comes back (the device is served)."""
+    posted = g.avail[1]
+    f = frame(f"served-{posted}")
+    gpa = TX_BUF + 2048 * (posted % 512)
+    g.write(gpa, bytes(HDR) + f)
+    (i,) = g.alloc(1, 1)
+    g.put_desc(1, i, gpa, HDR + len(f))
+    g.publish(1, i)
+    return g.wait_used(1, g.avail[1], 10.0)
+
+
+def is_served(ctl_path, name, want=True):
+    """pmdswitch says the device is (or is not) served, and every worker is up to date."""
+    p = ctl(ctl_path, ["show", "ports", "--json"])["ports"][name]
+    w = ctl(ctl_path, ["show", "workers", "--json"])["workers"]
+    return bool(p.get("served")) == want and not any(x["reload_pending"] for x in w)
+
+
+def wait_served(path, ctl_path, name):
+    """A fresh session on `path`, once pmdswitch serves it."""
+    g = Guest(path)
+    wait_for("the device served", lambda: is_served(ctl_path, name))
+    return g
+
+
+def storm_main(path, ctl_path, name, count, pid):
+    """A frontend that loops SET_VRING_CALL (a message that changes what a worker
+    uses, so the backend quiesces the device for it) `count` times as fast as the socket
+    takes them, then stops: the device must be served again afterwards."""
+    g = wait_served(path, ctl_path, name)
+    ok = served(g, ctl_path, name)
+    one = msg(SET_VRING_CALL, u64(0 | NOFD))
+    sent = 0
+    while sent < count:
+        n = min(1000, count - sent)
+        g.s.sendall(one * n)
+        sent += n
+    # The last one with an eventfd again (a well-behaved end state), and a reply asked
+    # for, so that every message before it has been handled when it comes.
+    send(g.s, msg(GET_FEATURES))
+    recv_reply(g.s)
+    wait_for("the device served again", lambda: is_served(ctl_path, name))
+    back = served(g, ctl_path, name)
+    print(f"storm: sent {sent} served before {'yes' if ok else 'NO'} served after {'yes' if back else 'NO'}")
+    alive_now = alive(pid)
+    g.close()
+    return 0 if ok and back and alive_now else 1
+
+
+def truncate_main(path, ctl_path, name, pid):
+    """A frontend that truncates its guest memory (the memfd it gave the backend) while
+    the backend serves it, then comes back with a fresh session that must be served."""
+    g = wait_served(path, ctl_path, name)
+    ok = served(g, ctl_path, name)
+    os.ftruncate(g.fd, 0)
+    # The backend polls this ring: its next look faults. Withdrawn within its 250 ms
+    # upkeep; said in its log (the caller checks).
+    withdrawn = wait_for("the device withdrawn", lambda: not alive(pid) or is_served(ctl_path, name, False))
+    g.s.close()
+    for fd in g.kick + g.call + [g.fd]:
+        os.close(fd)
+    # The backend has seen the first session go (one frontend per socket).
+    wait_for("the session gone", lambda: not alive(pid) or not ctl(ctl_path, ["show", "ports", "--json"])["ports"][name].get("connected"))
+    if not alive(pid):
+        print("truncate: BACKEND DIED")
+        return 1
+    g2 = wait_served(path, ctl_path, name)
+    back = served(g2, ctl_path, name)
+    print(f"truncate: served before {'yes' if ok else 'NO'} withdrawn {'yes' if withdrawn else 'NO'} "
+          f"served after reconnecting {'yes' if back else 'NO'}")
+    g2.close()
+    return 0 if ok and withdrawn and back and alive(pid) else 1
+
+
 def rings_main(hostile, receiver, pid, ctl_path, lib, rx_cases=True):
     t = Rings(hostile, receiver, ctl_path, lib)
     if rx_cases:
@@ -700,6 +785,14 @@ def rings_main(hostile, receiver, pid, ctl_path, lib, rx_cases=True):
 
 
 def main():
+    pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
+    if len(sys.argv) > 1 and sys.argv[1] == "storm":
+        ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
+        count = int(sys.argv[sys.argv.index("--count") + 1])
+        return storm_main(sys.argv[2], ctl_path, sys.argv[3], count, pid)
+    if len(sys.argv) > 1 and sys.argv[1] == "truncate":
+        ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
+        return truncate_main(sys.argv[2], ctl_path, sys.argv[3], pid)
     if len(sys.argv) > 1 and sys.argv[1] == "rings":
         pid = int(sys.argv[sys.argv.index("--pid") + 1]) if "--pid" in sys.argv else None
         ctl_path = sys.argv[sys.argv.index("--ctl") + 1]

@@ -176,6 +176,7 @@ impl Worker {
                 }
                 self.reload(&mut held);
                 reload.done(seen);
+                bump(&stats.own.reloads, 1);
                 stats.set_phase(Phase::Polling);
             }
             // No reference into the router's tables is held here (frees wait for this).

@@ -60,6 +60,15 @@ pub struct VhostSlot {
     positions: [AtomicU32; MAX_VRINGS],
     /// Own data path: the pre-message hook withdrew the device.
     paused: AtomicBool,
+    /// Own data path: the device mapped after a message, waiting to be published until
+    /// it has been quiet a while (see `own::pre_msg`), and when it was mapped.
+    pending: Mutex<Option<(Arc<OwnDevice>, std::time::Instant)>>,
+    /// Own data path: the device's current quiet time, and when it was last published
+    /// after a pause (see `own::QUIET`).
+    quiet: Mutex<(std::time::Duration, Option<std::time::Instant>)>,
+    /// Own data path: quiescing messages that found the device still withdrawn (cost no
+    /// barrier): a frontend's message storm, made visible.
+    pub messages_coalesced: AtomicU64,
     /// Own data path: a lock per guest-RX vring, and which handle served it last. Two tx
     /// handles (queue pairs) may land on one vring when the frontend enables fewer pairs
     /// than it has, so whoever shares a vring takes its lock for the burst and, if it was
@@ -88,6 +97,16 @@ impl Datapath {
 }
 
 impl VhostSlot {
+    /// The workers may serve the device now: attached, and on the own path not withdrawn
+    /// (while a device-changing message is handled or coalesced, or after its memory
+    /// faulted).
+    pub fn is_served(&self) -> bool {
+        match self.datapath {
+            Datapath::Lib => self.vid() != NO_VID,
+            Datapath::Own => self.device.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        }
+    }
+
     /// Own data path: the device as mapped now.
     pub fn own_device(&self) -> Option<Arc<OwnDevice>> {
         self.device.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -289,6 +308,7 @@ extern "C" fn on_destroy_device(vid: c_int) {
             return;
         }
         slot.devices_removed.fetch_add(1, Ordering::Relaxed);
+        drop(slot.pending.lock().unwrap_or_else(|e| e.into_inner()).take());
         let dev = slot.device.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = HOOK.get() {
             h(&slot, DeviceEvent::Removed);
@@ -318,11 +338,37 @@ extern "C" fn on_vring_state_changed(vid: c_int, queue: u16, enable: c_int) -> c
                 slot.enabled.fetch_and(!bit, Ordering::SeqCst);
             }
         }
-        if let Some(h) = HOOK.get() {
+        // An own-path device withdrawn while messages arrive is re-read whole when it is
+        // published again: no reload now (a storm of SET_VRING_ENABLE would otherwise
+        // reload every worker per message).
+        let withdrawn = slot.datapath == Datapath::Own && slot.device.lock().unwrap_or_else(|e| e.into_inner()).is_none();
+        if let Some(h) = HOOK.get().filter(|_| !withdrawn) {
             h(&slot, DeviceEvent::VringChanged);
         }
     });
     0
+}
+
+/// Own data path: withdraws every device whose guest memory faulted (its frontend
+/// truncated the memory file under a live mapping: `guest::fault`), and returns their
+/// ports' names, once each. The device is served again when its frontend sets it up
+/// again (a new memory table, or a reconnection).
+pub fn withdraw_faulted() -> Vec<String> {
+    let slots = REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).slots.clone();
+    let mut out = Vec::new();
+    for s in slots.iter().filter(|s| s.datapath == Datapath::Own) {
+        let mut d = s.device.lock().unwrap_or_else(|e| e.into_inner());
+        if d.as_ref().is_some_and(|d| d.mem.faulted()) {
+            let dev = d.take();
+            drop(d);
+            if let Some(h) = HOOK.get() {
+                h(s, DeviceEvent::Resume);
+            }
+            drop(dev);
+            out.push(s.name.clone());
+        }
+    }
+    out
 }
 
 extern "C" fn on_guest_notified(vid: c_int) {
@@ -435,6 +481,9 @@ impl VhostPort {
             device: Mutex::new(None),
             positions: [const { AtomicU32::new(0) }; MAX_VRINGS],
             paused: AtomicBool::new(false),
+            pending: Mutex::new(None),
+            quiet: Mutex::new((own::QUIET, None)),
+            messages_coalesced: AtomicU64::new(0),
             tx_locks: [const { AtomicBool::new(false) }; MAX_VRINGS],
             tx_owner: [const { AtomicU64::new(0) }; MAX_VRINGS],
         });

@@ -27,7 +27,8 @@
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::guest::{GuestMemory, RegionDesc, Ring};
 
@@ -296,7 +297,25 @@ fn quiesces(request: u32) -> bool {
     )
 }
 
+/// How long a device must have had no quiescing message before its new snapshot is
+/// published (see [`pre_msg`]); doubled each time the device is paused again within
+/// [`CALM`] of coming back, up to [`QUIET_MAX`], so that a frontend spacing its messages
+/// just past the quiet time still costs the workers a few reloads, not two per message.
+pub const QUIET: Duration = Duration::from_millis(2);
+pub const QUIET_MAX: Duration = Duration::from_secs(1);
+pub const CALM: Duration = Duration::from_millis(500);
+
 /// Runs before rte_vhost handles a message of an own-path device.
+///
+/// Messages that change what a worker uses quiesce the device: it is withdrawn from the
+/// slot and the reload barrier waited for (no worker serves its rings when this
+/// returns), and the ring positions the workers left are handed to the library. They
+/// coalesce: after the message ([`post_msg`]) the device is mapped afresh but published
+/// only once it has been quiet for [`QUIET`] (by [`resumer`]); a message that arrives
+/// before finds it withdrawn still, and costs no barrier. So a frontend looping such
+/// messages (SET_VRING_CALL, say) keeps only its own device stopped, and the workers —
+/// every other tenant's — see one withdrawal and one return, not two reloads per
+/// message.
 extern "C" fn pre_msg(vid: i32, msg: *mut c_void) -> ffi::rte_vhost_msg_result {
     let _ = std::panic::catch_unwind(|| {
         if msg.is_null() {
@@ -309,25 +328,38 @@ extern "C" fn pre_msg(vid: i32, msg: *mut c_void) -> ffi::rte_vhost_msg_result {
         if !quiesces(request) || slot.vid() != vid {
             return;
         }
+        // A snapshot still waiting to be published was never served: dropped, rebuilt
+        // after this message.
+        let mut pending = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = pending.take().is_some();
+        slot.messages_coalesced.fetch_add(u64::from(waiting), Ordering::Relaxed);
         // Withdraw the device, wait until no worker serves it (each drops its rings and
         // stores its positions), then hand the positions to the library.
         let old = slot.device.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = HOOK.get() {
-            h(&slot, DeviceEvent::Pause);
-        }
         if old.is_some() {
+            let mut q = slot.quiet.lock().unwrap_or_else(|e| e.into_inner());
+            q.0 = match q.1 {
+                Some(back) if back.elapsed() < CALM => (q.0 * 2).min(QUIET_MAX),
+                _ => QUIET,
+            };
+            drop(q);
+            if let Some(h) = HOOK.get() {
+                h(&slot, DeviceEvent::Pause);
+            }
             for (i, p) in slot.positions.iter().enumerate() {
                 let (a, u) = unpack(p.load(Ordering::SeqCst));
                 // SAFETY: plain setter on a live vid; a vring that does not exist fails.
                 unsafe { ffi::rte_vhost_set_vring_base(vid, i as u16, a, u) };
             }
         }
-        slot.paused.store(old.is_some(), Ordering::SeqCst);
+        slot.paused.store(old.is_some() || waiting, Ordering::SeqCst);
     });
     ffi::rte_vhost_msg_result_RTE_VHOST_MSG_RESULT_NOT_HANDLED
 }
 
-/// Runs after rte_vhost handled a message of an own-path device.
+/// Runs after rte_vhost handled a message of an own-path device: maps it afresh (here,
+/// on the library's message thread: its getters are not safe against a message being
+/// handled) for [`resumer`] to publish once the device is quiet.
 extern "C" fn post_msg(vid: i32, _msg: *mut c_void) -> ffi::rte_vhost_msg_result {
     let _ = std::panic::catch_unwind(|| {
         let Some(slot) = slot_for_vid(vid) else { return };
@@ -340,14 +372,83 @@ extern "C" fn post_msg(vid: i32, _msg: *mut c_void) -> ffi::rte_vhost_msg_result
             return;
         }
         match map_device(vid) {
-            Ok(d) => *slot.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(d)),
+            Ok(d) => {
+                *slot.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(d), Instant::now()));
+                resumer().wake(slot);
+            }
             Err(e) => eprintln!("pmdswitch: port {}: {e}; the device is not served until it is set up again", slot.name),
-        }
-        if let Some(h) = HOOK.get() {
-            h(&slot, DeviceEvent::Resume);
         }
     });
     ffi::rte_vhost_msg_result_RTE_VHOST_MSG_RESULT_NOT_HANDLED
+}
+
+/// Publishes `slot`'s waiting snapshot if the device has been quiet long enough; else
+/// how long to wait still (None: nothing waits).
+fn publish_if_quiet(slot: &VhostSlot) -> Option<Duration> {
+    let mut pending = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+    let since = pending.as_ref()?.1.elapsed();
+    let mut q = slot.quiet.lock().unwrap_or_else(|e| e.into_inner());
+    let quiet = q.0.max(QUIET);
+    if since < quiet {
+        return Some(quiet - since);
+    }
+    q.1 = Some(Instant::now());
+    drop(q);
+    let (dev, _) = pending.take()?;
+    *slot.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(dev);
+    drop(pending);
+    if let Some(h) = HOOK.get() {
+        h(slot, DeviceEvent::Resume);
+    }
+    None
+}
+
+/// The thread that publishes coalesced snapshots (one per process, started with the
+/// first; it sleeps on a condition variable when nothing waits).
+pub(super) struct Resumer {
+    waiting: Mutex<Vec<Arc<VhostSlot>>>,
+    bell: Condvar,
+}
+
+impl Resumer {
+    fn wake(&self, slot: Arc<VhostSlot>) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|s| Arc::ptr_eq(s, &slot)) {
+            w.push(slot);
+        }
+        self.bell.notify_one();
+    }
+
+    fn run(&self) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let mut next: Option<Duration> = None;
+            w.retain(|s| match publish_if_quiet(s) {
+                Some(d) => {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                    true
+                }
+                None => false,
+            });
+            w = match next {
+                Some(d) => self.bell.wait_timeout(w, d).unwrap_or_else(|e| e.into_inner()).0,
+                None => self.bell.wait(w).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+}
+
+pub(super) fn resumer() -> &'static Resumer {
+    static R: OnceLock<Resumer> = OnceLock::new();
+    let mut first = false;
+    let r = R.get_or_init(|| {
+        first = true;
+        Resumer { waiting: Mutex::new(Vec::new()), bell: Condvar::new() }
+    });
+    if first {
+        let _ = std::thread::Builder::new().name("vhost-resume".into()).spawn(|| resumer().run());
+    }
+    r
 }
 
 /// The hooks, for every connection of an own-path socket (a `static`: the library keeps
