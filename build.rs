@@ -69,7 +69,7 @@ fn main() {
         .allowlist_function("rte_vhost_enqueue_burst|rte_vhost_dequeue_burst")
         .allowlist_function("rte_vhost_get_negotiated_features|rte_vhost_get_vhost_vring")
         .allowlist_function("rte_vhost_get_mem_table|rte_vhost_get_vring_base|rte_vhost_set_vring_base")
-        .allowlist_function("rte_vhost_extern_callback_register")
+        .allowlist_function("rte_vhost_extern_callback_register|rte_vhost_log_write|rte_vhost_log_used_vring")
         .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_start_.*|rte_tel_data_add_.*")
         .allowlist_function("pmds_.*")
         .allowlist_type("rte_mbuf|rte_vhost_device_ops|rte_vhost_user_extern_ops|rte_vhost_memory|rte_vhost_mem_region")

@@ -9,7 +9,7 @@ use crate::dpdk::vhost::own::bits;
 use crate::guest::Span;
 
 use super::chain::Chain;
-use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat};
+use super::net::{self, BytesFrame, Frame, GuestFrame, NetHdr, RxError, RxFormat, HDR_MAX};
 use super::offload::{self, Plan, RxOffloads, TxOffers};
 use super::queue::Vq;
 use super::{rx_one, rx_reserve, tx_one};
@@ -139,6 +139,8 @@ pub(super) struct Egress<'a> {
     full: bool,
     looks: u8,
     capped: bool,
+    /// A live migration is under way: every receive buffer written is logged.
+    log: bool,
 }
 
 /// Fresh looks at a receiver's available index per burst.
@@ -150,7 +152,8 @@ impl<'a> Egress<'a> {
         let avail = o.vq.begin().ok()?;
         let fmt = RxFormat { hdr_len: o.dev.hdr_len(), mergeable: o.dev.has(bits::NET_F_MRG_RXBUF) };
         let (indirect, rx, hint) = (o.dev.has(bits::RING_F_INDIRECT_DESC), RxOffloads::of(&o.dev), o.vq.hint);
-        Some(Egress { o, chains, fmt, indirect, rx, avail, k: 0, hint, c, full: false, looks: LOOKS, capped: false })
+        let log = o.dev.logging();
+        Some(Egress { o, chains, fmt, indirect, rx, avail, k: 0, hint, c, full: false, looks: LOOKS, capped: false, log })
     }
 
     /// Hints the receive buffers of the burst's first frames (see [`ahead`]).
@@ -185,7 +188,7 @@ impl<'a> Egress<'a> {
     /// which the DPDK virtio driver puts on the next line.
     #[inline(always)]
     pub(super) fn prefetch_buf(&mut self, d: u16) {
-        if let Some((_, span)) = rx_one(&self.o.vq, self.k + d, self.avail, 0, &mut self.hint) {
+        if let Some((_, _, span)) = rx_one(&self.o.vq, self.k + d, self.avail, 0, &mut self.hint) {
             span.prefetch_write();
             span.prefetch_write_at(self.fmt.hdr_len);
         }
@@ -220,11 +223,14 @@ impl<'a> Egress<'a> {
             return Err(RxError::NoRoom);
         }
         let (flen, hl) = (frame.len(), self.fmt.hdr_len);
-        if let Some((dh, dspan)) = rx_one(&self.o.vq, self.k, self.avail, hl + flen, &mut self.hint) {
+        if let Some((dh, gpa, dspan)) = rx_one(&self.o.vq, self.k, self.avail, hl + flen, &mut self.hint) {
             hdr.num_buffers = 1;
             self.k += 1;
             // A 10-byte header's two bytes past it are written, then the frame over them.
             if dspan.write_array(0, &hdr.to_bytes()) && frame.copy_to(0, &dspan, hl, flen) {
+                if self.log {
+                    self.o.dev.log_write(gpa, u64::from(hl + flen).max(HDR_MAX as u64));
+                }
                 self.o.vq.put(dh, hl + flen);
                 return Ok(());
             }
@@ -240,6 +246,15 @@ impl<'a> Egress<'a> {
                 let w = &mut written[..usize::from(m)];
                 if net::fill(&self.o.dev.mem, self.fmt, hdr, frame, bufs, w) {
                     for (b, &len) in bufs.iter().zip(w.iter()) {
+                        if self.log {
+                            // Every buffer of the chain up to what was written in it.
+                            let mut left = u64::from(len).max(HDR_MAX as u64);
+                            for s in b.segs() {
+                                let n = u64::from(s.len).min(left);
+                                self.o.dev.log_write(s.gpa, n);
+                                left -= n;
+                            }
+                        }
                         self.o.vq.put(b.head, len);
                     }
                     return Ok(());

@@ -120,10 +120,10 @@ pub fn tx_one<'m>(
 }
 
 /// The fast path of [`rx_reserve`]: the `k`-th chain (of `avail`) is one writable
-/// descriptor of at least `need` bytes. Returns its head and buffer; None sends the
-/// caller to `rx_reserve` (which also says why not, e.g. no room).
+/// descriptor of at least `need` bytes. Returns its head, guest address and buffer;
+/// None sends the caller to `rx_reserve` (which also says why not, e.g. no room).
 #[inline(always)]
-pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -> Option<(u16, Span<'v>)> {
+pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -> Option<(u16, u64, Span<'v>)> {
     if k >= avail {
         return None;
     }
@@ -136,7 +136,7 @@ pub fn rx_one<'v>(vq: &'v Vq, k: u16, avail: u16, need: u32, hint: &mut usize) -
     if d.flags != F_WRITE || d.len < need {
         return None;
     }
-    Some((head, ring.mem().span(d.addr, d.len, hint)?))
+    Some((head, d.addr, ring.mem().span(d.addr, d.len, hint)?))
 }
 
 /// Finds the receive buffers for a frame of `len` bytes among the chains from the

@@ -83,7 +83,11 @@ impl Side {
         let Some(dev) = dev else { return };
         let Some(ring) = dev.ring(vring) else { return };
         let (avail, used) = self.claim.slot().position(vring);
-        let vq = Vq::new(ring, avail, used, dev.has(bits::RING_F_EVENT_IDX));
+        let mut vq = Vq::new(ring, avail, used, dev.has(bits::RING_F_EVENT_IDX));
+        if dev.logging() {
+            let d = dev.clone();
+            vq.log_with(Box::new(move |len| d.log_used(vring, 0, len)));
+        }
         // A polling worker wants no kicks (virtio 1.1 §2.6.7.1).
         vq.want_kicks(!poll);
         self.served = Some(Served { dev, vq, vring });

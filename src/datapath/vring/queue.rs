@@ -23,6 +23,10 @@ pub struct Broken;
 /// the queue size, which would let a 32 Ki-entry ring cost 64 Ki reads per burst.
 pub const WALK_BUDGET: u32 = 64 * MAX_SEGS as u32;
 
+/// Logs that the first `len` bytes of a vring's used ring were written (a migration's
+/// dirty log).
+pub type Logger = Box<dyn Fn(u64) + Send>;
+
 /// One virtqueue as the device serves it.
 pub struct Vq {
     ring: Ring,
@@ -36,6 +40,9 @@ pub struct Vq {
     reported: bool,
     /// Descriptors the current burst may still walk (see [`Vq::begin`]).
     budget: u32,
+    /// A live migration is under way: the used ring is logged after every write
+    /// (`OwnDevice::log_used` of this vring), else None.
+    log: Option<Logger>,
     /// The guest-memory region last hit (translation hint).
     pub hint: usize,
 }
@@ -44,7 +51,20 @@ impl Vq {
     /// `last_avail` and `used` are the positions to resume from (rte_vhost's vring base
     /// when the device starts; ours when a worker takes the queue again).
     pub fn new(ring: Ring, last_avail: u16, used: u16, event_idx: bool) -> Vq {
-        Vq { ring, last_avail, used, published: used, event_idx, broken: false, reported: false, budget: WALK_BUDGET, hint: 0 }
+        Vq { ring, last_avail, used, published: used, event_idx, broken: false, reported: false, budget: WALK_BUDGET, log: None, hint: 0 }
+    }
+
+    /// Logs every used-ring write with `log` (a migration: see [`Logger`]).
+    pub fn log_with(&mut self, log: Logger) {
+        self.log = Some(log);
+    }
+
+    fn log_used(&self) {
+        if let Some(l) = &self.log {
+            // The whole used area (flags, index, elements, avail_event): at most a few
+            // pages, logged once per publish, only while a migration runs.
+            l(4 + 8 * u64::from(self.ring.size()) + 2);
+        }
     }
 
     #[inline(always)]
@@ -190,6 +210,7 @@ impl Vq {
         let old = self.published;
         self.ring.publish_used(self.used);
         self.published = self.used;
+        self.log_used();
         if self.event_idx {
             // §2.6.7.2: notify if used_event lies in (old, new].
             let event = self.ring.used_event();
@@ -211,5 +232,6 @@ impl Vq {
         } else {
             self.ring.set_used_flags(if on { 0 } else { USED_F_NO_NOTIFY });
         }
+        self.log_used();
     }
 }

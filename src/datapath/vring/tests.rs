@@ -536,3 +536,27 @@ fn tx_frame_checks_the_header() {
         }
     }
 }
+
+/// During a migration every publish (and every change of the kick flags) logs the used
+/// ring; without a logger nothing is logged.
+#[test]
+fn a_logging_queue_logs_its_used_ring_on_every_write() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let d = Driver::new(256);
+    let logged = Arc::new(AtomicU64::new(0));
+    let mut vq = Vq::new(d.ring(), 0, 0, false);
+    vq.put(0, 0);
+    vq.publish();
+    let l = logged.clone();
+    vq.log_with(Box::new(move |len| {
+        assert_eq!(len, 4 + 8 * 256 + 2, "the whole used area");
+        l.fetch_add(1, Ordering::Relaxed);
+    }));
+    assert!(!vq.publish(), "nothing new");
+    assert_eq!(logged.load(Ordering::Relaxed), 0, "no write, no log");
+    vq.put(1, 0);
+    vq.publish();
+    assert_eq!(logged.load(Ordering::Relaxed), 1);
+    vq.want_kicks(true);
+    assert_eq!(logged.load(Ordering::Relaxed), 2);
+}

@@ -79,13 +79,13 @@ pub fn describe_offloads(f: u64) -> String {
     format!("offloads tx {tx} rx {rx}")
 }
 
-/// What the own path does not implement, so never offers: dirty-page logging (live
-/// migration needs the library path), an IOMMU, packed rings, guest announce
-/// (RARP injection on migration), UFO and ECN, GSO of unknown kind, the MTU feature.
-pub const OWN_DISABLED: u64 = bits::VHOST_F_LOG_ALL
-    | bits::F_IOMMU_PLATFORM
+/// What the own path does not implement, so never offers: an IOMMU, packed rings, UFO
+/// and ECN, GSO of unknown kind, the MTU feature. (It offers VHOST_F_LOG_ALL — live
+/// migration, see [`OwnDevice::log_write`] — and GUEST_ANNOUNCE: with it the migrated
+/// guest announces itself, and QEMU does not ask the backend for a RARP, which only
+/// rte_vhost's own dequeue could inject.)
+pub const OWN_DISABLED: u64 = bits::F_IOMMU_PLATFORM
     | bits::F_RING_PACKED
-    | bits::NET_F_GUEST_ANNOUNCE
     | bits::NET_F_HOST_UFO
     | bits::NET_F_GUEST_UFO
     | bits::NET_F_HOST_ECN
@@ -94,8 +94,9 @@ pub const OWN_DISABLED: u64 = bits::VHOST_F_LOG_ALL
     | bits::NET_F_MTU;
 
 /// What the own path offers on top of the library's defaults: checksum and TSO both ways,
-/// mergeable buffers, indirect descriptors, EVENT_IDX (all in the library's default set;
-/// enabled explicitly in case a build trimmed them), and in-order use (virtio 1.1
+/// mergeable buffers, indirect descriptors, EVENT_IDX, dirty-page logging and guest
+/// announce (all in the library's default set; enabled explicitly in case a build trimmed
+/// them), and in-order use (virtio 1.1
 /// §2.6.9): every chain is returned at the position it was taken from, refused ones
 /// included, and a frame held back keeps its successors back too, so the promise holds
 /// by construction. A driver that negotiates it (DPDK's virtio PMD does) then frees its
@@ -109,6 +110,8 @@ pub const OWN_ENABLED: u64 = bits::NET_F_CSUM
     | bits::NET_F_MRG_RXBUF
     | bits::RING_F_INDIRECT_DESC
     | bits::RING_F_EVENT_IDX
+    | bits::VHOST_F_LOG_ALL
+    | bits::NET_F_GUEST_ANNOUNCE
     | bits::F_IN_ORDER;
 
 /// One vring of a mapped device.
@@ -160,6 +163,33 @@ impl OwnDevice {
     /// Vring `i`'s kick eventfd (the guest writes it), for a sleeping worker.
     pub fn kickfd(&self, i: u16) -> Option<i32> {
         Some(self.vrings.get(usize::from(i))?.as_ref()?.kick.as_ref()?.as_raw_fd())
+    }
+
+    /// The frontend asked for dirty-page logging (VHOST_F_LOG_ALL: a live migration is
+    /// under way): every guest page the workers write must be logged.
+    #[inline(always)]
+    pub fn logging(&self) -> bool {
+        self.has(bits::VHOST_F_LOG_ALL)
+    }
+
+    /// Logs `[gpa, gpa + len)` as written (a receive buffer filled), in the log the
+    /// frontend shared with SET_LOG_BASE (vhost-user "Migration": one bit per 4 KiB page,
+    /// set with an atomic OR after a release fence, the log's size checked — rte_vhost's
+    /// own `rte_vhost_log_write` does exactly that, so it is called rather than copied).
+    /// Safe from a worker: SET_LOG_BASE and SET_FEATURES quiesce the device, so the log
+    /// cannot change under a worker that holds this snapshot.
+    pub fn log_write(&self, gpa: u64, len: u64) {
+        // SAFETY: vid is this snapshot's device, alive while a worker holds it (a device
+        // is destroyed only after the workers let go); the call only reads the library's
+        // device state and ORs bits into the shared log.
+        unsafe { ffi::rte_vhost_log_write(self.vid, gpa, len) };
+    }
+
+    /// Logs bytes `offset..offset + len` of vring `i`'s used ring as written (by the
+    /// ring's log address the frontend gave in SET_VRING_ADDR).
+    pub fn log_used(&self, i: u16, offset: u64, len: u64) {
+        // SAFETY: as in log_write.
+        unsafe { ffi::rte_vhost_log_used_vring(self.vid, i, offset, len) };
     }
 
     /// Interrupts the guest for vring `i` (writes its call eventfd) and counts it.
