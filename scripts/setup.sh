@@ -72,6 +72,25 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 else
   say "rustfmt and clippy present"
 fi
+# The guest boundary is also checked under Miri and fuzzed (scripts/fuzz.sh): a nightly
+# toolchain with miri and rust-src, and cargo-fuzz.
+if command -v rustup >/dev/null; then
+  if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^miri'; then
+    say "installing the nightly toolchain with miri and rust-src"
+    rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null
+  else
+    say "nightly with miri present"
+  fi
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  else
+    say "cargo-fuzz present"
+  fi
+else
+  echo "setup.sh: no rustup: the Miri and fuzzing steps of the test command need nightly Rust with miri, and cargo-fuzz" >&2
+  exit 1
+fi
 
 if ((huge)); then
   have=$(cat /proc/sys/vm/nr_hugepages)

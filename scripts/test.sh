@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): prepare the machine, check formatting and lints,
-# run the unit tests in debug mode (overflow checks, debug assertions), then every test
+# run the unit tests in debug mode (overflow checks, debug assertions), the guest-memory
+# and ring tests under Miri, a bounded fuzzing run of the guest boundary, then every test
 # in release mode, and once more, on rte_vhost's data path (--vhost-datapath lib)
 # instead of the own one, the integration tests whose behaviour differs between the two
 # paths (frames through vhost rings: cross-connect, bridge, router, tunnels, guests,
@@ -17,6 +18,10 @@ echo "test: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "test: unit tests, debug"
 cargo test --lib --bins --quiet
+echo "test: guest memory and ring code under Miri (undefined behaviour, on simulated memory)"
+MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" cargo +nightly miri test --quiet --lib -- guest:: datapath::vring
+echo "test: fuzzing the guest boundary, 20 s per target (scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 echo "test: every test, release (own vhost data path, the default)"
 cargo test --release -- --test-threads=1
 echo "test: the path-dependent integration tests again on the library's vhost data path"

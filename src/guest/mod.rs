@@ -58,8 +58,10 @@ enum Backing {
     /// mmap()ed by us: (address, length) pairs, unmapped on drop, each guarded against
     /// its file being truncated under it ([`fault`]).
     Mapped(Vec<(usize, usize)>, Vec<fault::Guard>),
-    /// Heap memory for tests, 8-aligned.
-    Heap(#[allow(dead_code)] Box<[u64]>),
+    /// Heap memory for tests: one raw allocation (never a `Box`, whose moves would
+    /// assert uniqueness and invalidate the addresses taken from it — undefined
+    /// behaviour that Miri reports), freed on drop.
+    Heap(*mut u8, std::alloc::Layout),
 }
 
 /// A guest's memory: its regions, mapped for as long as this lives.
@@ -78,6 +80,10 @@ unsafe impl Sync for GuestMemory {}
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
+        if let Backing::Heap(p, layout) = self.backing {
+            // SAFETY: allocated by `simulated` with this layout, freed once, here.
+            unsafe { std::alloc::dealloc(p, layout) };
+        }
         if let Backing::Mapped(maps, guards) = &mut self.backing {
             // Unguarded first: the handler must never remap a range that is unmapped.
             guards.clear();
@@ -169,15 +175,20 @@ impl GuestMemory {
     /// given as `gpa + SIM_HVA` the way rte_vhost gives them.
     pub fn simulated(layout: &[(u64, u64)]) -> GuestMemory {
         let total: u64 = layout.iter().map(|&(_, s)| s.div_ceil(8) * 8).sum();
-        let mut heap = vec![0u64; total as usize / 8].into_boxed_slice();
-        let base = heap.as_mut_ptr() as usize;
+        let lay = std::alloc::Layout::from_size_align(total.max(8) as usize, 64).expect("a simulated memory layout");
+        // SAFETY: a non-zero size; the allocation is ours until Drop.
+        let heap = unsafe { std::alloc::alloc_zeroed(lay) };
+        assert!(!heap.is_null(), "simulated guest memory: allocation failed");
+        // Addresses keep the allocation's provenance (exposed here, taken back by the
+        // int-to-pointer casts of every access).
+        let base = heap.expose_provenance();
         let mut off = 0usize;
         let mut regions = Vec::new();
         for &(gpa, size) in layout {
             regions.push(Region { gpa, size, lib_hva: gpa + SIM_HVA, host: base + off });
             off += size.div_ceil(8) as usize * 8;
         }
-        GuestMemory { regions: regions.into(), backing: Backing::Heap(heap) }
+        GuestMemory { regions: regions.into(), backing: Backing::Heap(heap, lay) }
     }
 
     /// The region holding `[gpa, gpa + len)` whole, trying `hint` first (callers keep
@@ -264,7 +275,7 @@ impl GuestMemory {
     pub fn faulted(&self) -> bool {
         match &self.backing {
             Backing::Mapped(_, guards) => guards.iter().any(fault::Guard::faulted),
-            Backing::Heap(_) => false,
+            Backing::Heap(..) => false,
         }
     }
 
@@ -617,25 +628,27 @@ impl Ring {
     }
 }
 
+// Prefetches are hints with no effect on what a program computes; Miri cannot run
+// inline assembly or the intrinsic, so under Miri they are left out.
 #[inline(always)]
 fn prefetch_write(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: a prefetch never faults and changes no memory.
     unsafe {
         core::arch::asm!("prefetchw [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
     };
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     let _ = addr;
 }
 
 #[inline(always)]
 fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: a prefetch never faults and changes no memory.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
     };
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     let _ = addr;
 }
 
@@ -740,6 +753,7 @@ mod tests {
 
     /// A memory table that names more bytes than its file holds is refused at once.
     #[test]
+    #[cfg_attr(miri, ignore = "memfd and mmap: system calls Miri does not run")]
     fn a_region_longer_than_its_file_is_refused() {
         let fd = memfd(4096);
         let e = GuestMemory::map(&[desc(fd, 8192)]).err().expect("refused");
@@ -752,6 +766,7 @@ mod tests {
     /// A frontend that truncates its memory under a live mapping: the access that
     /// faults (SIGBUS) is survived, reads zeros from then on, and the memory says so.
     #[test]
+    #[cfg_attr(miri, ignore = "memfd, mmap and signals: Miri runs none of them")]
     fn memory_truncated_under_us_faults_into_zeros_not_death() {
         let fd = memfd(1 << 16);
         let m = GuestMemory::map(&[desc(fd, 1 << 16)]).unwrap();
