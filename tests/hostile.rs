@@ -243,3 +243,42 @@ fn a_frontend_that_truncates_its_memory_hurts_only_itself() {
     }
     assert_no_leak(&j);
 }
+
+/// A receiver that is expensive to serve: 63 chains of 64 one-byte buffers (indirect
+/// tables, mergeable) that can never hold the 9000-byte frames its sender keeps coming
+/// for 3 s — without bounds every burst re-walked its 4 095 descriptors. A paced a<->b
+/// stream on the same worker keeps ≥ 90 % of its rate (in practice all of it), the
+/// switch stays up, and the cost shows on the noisy ports (frames held back, then
+/// dropped as `tx_full`). Own path only (the library path has its own walk).
+#[test]
+fn an_expensive_receiver_costs_its_own_traffic_only() {
+    require_bed();
+    if std::env::var(pmdswitch::bed::switch::DATAPATH_ENV).is_ok_and(|v| v == "lib") {
+        return;
+    }
+    let s = Scratch::new("rxwalk");
+    let (sa, sb, sh, sr) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("h.sock"), s.sock("r.sock"));
+    let live = dut_ctl(&s);
+    let (ph, pr) = (format!("h=vhost-server:{sh}"), format!("r=vhost-server:{sr}"));
+    let pm = xconnect_ab(&s, &sa, &sb, &["--port", &ph, "--port", &pr, "--xconnect", "h,r"]);
+    let json = s.path("gen.json");
+    let mut g = gen_paced(&s, &sa, &sb, "5", &json);
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
+    let (ok, report) = tool(&["rxwalk", &sh, &sr, "--ctl", live.to_str().unwrap(), "--secs", "3", "--pid", &pm.pid().to_string()]);
+    let st = wait_timeout(&mut g, Duration::from_secs(60)).expect("gen finished");
+    let (pst, _, j, text) = pm.stop();
+    assert!(ok, "{report}\n{text}");
+    assert!(st.success() && pst.success(), "{text}");
+    let gj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for p in ["a", "b"] {
+        let st = &gj["streams"][p];
+        let (tx, rx) = (st["tx"].as_u64().unwrap(), st["rx"].as_u64().unwrap());
+        assert!(tx > 500_000, "{gj}");
+        assert!(rx * 10 >= tx * 9, "stream {p}: {rx} of {tx} arrived beside the expensive receiver: {gj}");
+    }
+    let h = port(&j, "h", "rx_packets");
+    assert!(h > 0 && port(&j, "r", "tx_packets") == 0, "nothing fits the receiver: {j}");
+    assert_eq!(h, drops(&j, "h") + drops(&j, "r"), "every frame from h dropped by a counted cause: {j}");
+    assert!(j["ports"]["r"]["drops"]["tx_full"].as_u64().unwrap() > 0, "{j}");
+    assert_no_leak(&j);
+}

@@ -31,6 +31,12 @@ the socket takes them; the device must be served before and after.
 
     hostile_frontend.py storm SOCKET NAME --ctl SOCK --count COUNT [--pid PID]
 
+Rxwalk: HOSTILE sends 9000-byte frames to RECEIVER (a cross-connect's other end, port
+names h and r), whose receive ring offers 63 chains of 64 one-byte buffers (mergeable):
+never enough, expensive to walk, for SECS seconds.
+
+    hostile_frontend.py rxwalk HOSTILE RECEIVER --ctl SOCK --secs SECS [--pid PID]
+
 Truncate: a session on SOCKET whose guest memory (a memfd) is truncated to nothing
 while the backend serves it; then a fresh session that must be served.
 
@@ -274,7 +280,7 @@ F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
 F_VERSION_1, F_INDIRECT_DESC, F_IN_ORDER = 1 << 32, 1 << 28, 1 << 35
 # virtio-net offloads (virtio 1.1 §5.1.3): what the hostile sender and the receiver ask for.
 F_CSUM, F_GUEST_CSUM, F_GUEST_TSO4, F_GUEST_TSO6 = 1 << 0, 1 << 1, 1 << 7, 1 << 8
-F_HOST_TSO4, F_HOST_TSO6 = 1 << 11, 1 << 12
+F_HOST_TSO4, F_HOST_TSO6, F_MRG_RXBUF = 1 << 11, 1 << 12, 1 << 15
 BASE = F_VERSION_1 | F_INDIRECT_DESC | F_IN_ORDER
 NEEDS_CSUM, DATA_VALID = 1, 2
 GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_ECN = 1, 3, 4, 0x80
@@ -732,6 +738,42 @@ def storm_main(path, ctl_path, name, count, pid):
     return 0 if ok and back and alive_now else 1
 
 
+def rxwalk_main(hostile, receiver, ctl_path, secs, pid):
+    """An expensive receiver: with mergeable buffers it offers 63 chains of 64 one-byte
+    buffers (each an indirect table: 65 descriptors to walk) — 4 KiB in all — while its
+    sender keeps 9000-byte frames coming for `secs` seconds: every frame needs more than
+    the receiver has, so every burst would walk all 4 095 descriptors again and again.
+    The backend must bound that work (and the caller checks that the other tenants keep
+    their rate)."""
+    h = Guest(hostile)
+    r = Guest(receiver, BASE | F_MRG_RXBUF)
+    wait_for("both devices served", lambda: is_served(ctl_path, "h") and is_served(ctl_path, "r"))
+    for k in range(63):
+        table = TABLES + 0x400 * k
+        for j in range(64):
+            r.put_desc(0, j, RX_BUF + 64 * k + j, 1, F_WRITE | (F_NEXT if j < 63 else 0), j + 1, table=table)
+        (i,) = r.alloc(0, 1)
+        r.put_desc(0, i, table, 64 * 16, F_INDIRECT)
+        r.publish(0, i, kick=False)
+    f = frame("rxwalk").ljust(9000, b".")
+    big = 0x300000
+    h.write(big, bytes(HDR) + f)
+    end = time.time() + secs
+    posted = 0
+    while time.time() < end and alive(pid):
+        while (posted - h.used_idx(1)) & 0xFFFF < 32:
+            (i,) = h.alloc(1, 1)
+            h.put_desc(1, i, big, HDR + len(f))
+            h.publish(1, i, kick=False)
+            posted += 1
+        time.sleep(0.001)  # the tool's own pace: it must not take a CPU from the switch
+    ok = alive(pid)
+    print(f"rxwalk: {posted} frames of 9000 bytes towards a receiver of 63 × 64 one-byte buffers; backend {'alive' if ok else 'DIED'}")
+    h.close()
+    r.close()
+    return 0 if ok else 1
+
+
 def truncate_main(path, ctl_path, name, pid):
     """A frontend that truncates its guest memory (the memfd it gave the backend) while
     the backend serves it, then comes back with a fresh session that must be served."""
@@ -790,6 +832,10 @@ def main():
         ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
         count = int(sys.argv[sys.argv.index("--count") + 1])
         return storm_main(sys.argv[2], ctl_path, sys.argv[3], count, pid)
+    if len(sys.argv) > 1 and sys.argv[1] == "rxwalk":
+        ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
+        secs = float(sys.argv[sys.argv.index("--secs") + 1])
+        return rxwalk_main(sys.argv[2], sys.argv[3], ctl_path, secs, pid)
     if len(sys.argv) > 1 and sys.argv[1] == "truncate":
         ctl_path = sys.argv[sys.argv.index("--ctl") + 1]
         return truncate_main(sys.argv[2], ctl_path, sys.argv[3], pid)
