@@ -5,6 +5,7 @@
 #   scripts/vm.sh build
 #   scripts/vm.sh run --sock PATH [--server] --ip A.B.C.D/NN [--gw A.B.C.D] [--mac MAC]
 #                     [--cmd "CMD"] [--log FILE] [--timeout SECS] [--no-guest-offloads]
+#                     [--qmp SOCK] [--incoming URI]
 #
 # build      Once, cached in $PMDSWITCH_VM_CACHE (default /var/cache/pmdswitch-vm): Debian's
 #            kernel package downloaded and unpacked (not installed), its bzImage decompressed
@@ -25,6 +26,17 @@
 #   --no-guest-offloads  the guest's virtio-net refuses checksum-offloaded and TSO frames
 #            (QEMU guest_csum/guest_tso4/guest_tso6=off), so a backend must complete
 #            checksums and segment for it
+#   --qmp    a QMP server on unix socket SOCK (QEMU's control protocol: drives migration)
+#   --incoming  boot nothing: this QEMU is a live migration's destination and waits for
+#            the stream on URI (unix:PATH or tcp:HOST:PORT); the source is told to send
+#            with QMP `migrate`. Run it with the source's options (same --ip, --mac, --cmd,
+#            offloads: identical devices, memory and ROMs) and its own --sock and --log.
+#            The guest's console continues in the destination's --log (result included);
+#            the source's QEMU stays paused after the migration until it is quit (QMP
+#            `quit`), and its run then ends without a result (exit 1). The destination
+#            needs a vhost-user port of its own: a backend refuses a second frontend on a
+#            socket, and a refused QEMU client reconnects in a tight loop. Under TCG, set
+#            a large downtime-limit (docs/operations.md, live migration).
 # Exit status of run: the guest command's, 124 on timeout, 143 if run itself was killed
 # (it takes its QEMU along), 1 if the guest gave no result.
 set -euo pipefail
@@ -153,7 +165,7 @@ build() {
 }
 
 run() {
-  local sock= server=0 ip= mac= cmd= log= tmo=0 devopts= gw=
+  local sock= server=0 ip= mac= cmd= log= tmo=0 devopts= gw= qmp= incoming=
   while (($#)); do
     case $1 in
       --sock) sock=${2:?--sock needs a path}; shift 2 ;;
@@ -165,6 +177,8 @@ run() {
       --log) log=${2:?--log needs a file}; shift 2 ;;
       --timeout) tmo=${2:?--timeout needs seconds}; shift 2 ;;
       --no-guest-offloads) devopts=",guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off"; shift ;;
+      --qmp) qmp=${2:?--qmp needs a socket path}; shift 2 ;;
+      --incoming) incoming=${2:?--incoming needs unix:PATH or tcp:HOST:PORT}; shift 2 ;;
       *) die "run: unknown option '$1' (try --help)" ;;
     esac
   done
@@ -174,7 +188,13 @@ run() {
     ((BASH_REMATCH[2] < 256 && BASH_REMATCH[3] < 256 && BASH_REMATCH[4] >= 15 && BASH_REMATCH[4] <= 32)) ||
     die "run: --ip must be A.B.C.D/NN inside 198.18.0.0/15 (got '$ip')"
   [[ -n $mac ]] || mac=$(printf '52:54:00:%02x:%02x:%02x' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}")
+  [[ $mac =~ ^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$ ]] && ((0x${mac:1:1} % 2 == 0)) ||
+    die "run: --mac must be a unicast MAC like 52:54:00:12:00:01 (got '$mac')"
   [[ $tmo =~ ^[0-9]+$ ]] || die "run: --timeout needs whole seconds"
+  [[ -z $qmp || -d $(dirname "$qmp") ]] || die "run: --qmp: no directory for the socket '$qmp'"
+  [[ -z $qmp || ! -e $qmp ]] || die "run: --qmp: '$qmp' exists (another QEMU's socket?)"
+  [[ -z $incoming || $incoming =~ ^unix:/.+$ || $incoming =~ ^tcp:[A-Za-z0-9.-]+:[0-9]{1,5}$ ]] ||
+    die "run: --incoming must be unix:/ABSOLUTE/PATH or tcp:HOST:PORT (got '$incoming')"
 
   build
   [[ -z $gw || $gw =~ ^198\.(18|19)\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "run: --gw must be an address inside 198.18.0.0/15 (got '$gw')"
@@ -206,8 +226,18 @@ run() {
     # vectors=0: QEMU 7.2 under TCG crashes on vhost-user with MSI-X.
     -device "virtio-net-pci,netdev=net0,mac=$mac,vectors=0,romfile=$devopts"
     -chardev "$conspec" -serial chardev:con)
+  # QMP: the same socket framing as the vhost-user chardev; no wait, QEMU runs at once.
+  [[ -z $qmp ]] || qemu+=(-qmp "unix:$qmp,server=on,wait=off")
+  # A migration's destination: the same machine, devices and RAM as the source, and the
+  # same -kernel/-initrd (their option ROM is part of the migrated state), but it runs
+  # nothing until the source's stream has arrived.
+  [[ -z $incoming ]] || qemu+=(-incoming "$incoming")
 
-  say "booting guest $ip ($mac) on $sock as vhost-user $( ((server)) && echo server || echo client)"
+  if [[ -n $incoming ]]; then
+    say "guest $ip ($mac) on $sock as vhost-user $( ((server)) && echo server || echo client): waiting for a migration on $incoming"
+  else
+    say "booting guest $ip ($mac) on $sock as vhost-user $( ((server)) && echo server || echo client)"
+  fi
   local qpid rc=0 killed=0
   timeout "$tmo" "${qemu[@]}" </dev/null &
   qpid=$!
@@ -215,6 +245,8 @@ run() {
   while kill -0 "$qpid" 2>/dev/null; do rc=0; wait "$qpid" || rc=$?; done
   trap - INT TERM HUP
   ((server)) && rm -f "$sock"
+  [[ -z $qmp ]] || rm -f "$qmp"
+  [[ $incoming == unix:* ]] && rm -f "${incoming#unix:}"
   local res; res=$(grep -ao 'PMDS-GUEST-RESULT rc=[0-9]*' "$con" | tail -1 || true)
   ((own)) && rm -f "$con"
   if [[ -n $res ]]; then exit "${res##*=}"; fi
