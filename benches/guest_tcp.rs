@@ -49,7 +49,7 @@ fn round(dp: &str, mb: u32, idle: &str) -> Option<Transfer> {
         ],
     );
     let rcmd = tcp_receiver_cmd();
-    let o = |cmd| GuestOpts { server: false, cmd: Some(cmd), timeout: 300, no_offloads: false, gw: None };
+    let o = |cmd| GuestOpts { server: false, cmd: Some(cmd), timeout: 300, no_offloads: false, gw: None, ..Default::default() };
     let mut b = Guest::boot(&s, "b", &sb, "198.18.0.2/24", &o(&rcmd));
     let scmd = tcp_sender_cmd("198.18.0.2", mb);
     let mut a = Guest::boot(&s, "a", &sa, "198.18.0.1/24", &o(&scmd));

@@ -431,7 +431,7 @@ fn guest_tcp_to_a_listener_on_the_twin() {
     let mut rx = Kill(rx);
     const MB: u32 = 8;
     let scmd = format!("ping -c 2 -W 3 198.18.1.254 && {}", tcp_sender_cmd("198.18.1.254", MB));
-    let o = GuestOpts { server: false, cmd: Some(&scmd), timeout: 240, no_offloads: false, gw: Some("198.18.1.254") };
+    let o = GuestOpts { server: false, cmd: Some(&scmd), timeout: 240, no_offloads: false, gw: Some("198.18.1.254"), ..Default::default() };
     let mut a = Guest::boot(&s, "a", &sa, "198.18.1.1/24", &o);
     let rc = a.result(Duration::from_secs(200));
     let got = wait_timeout(&mut rx.0, Duration::from_secs(30)).is_some_and(|st| st.success());

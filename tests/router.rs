@@ -44,7 +44,7 @@ fn guests_in_two_subnets_ping_and_move_tcp_through_the_router() {
     let pm = Pmds::start(&s, &args.iter().map(String::as_str).collect::<Vec<_>>());
     const MB: u32 = 8;
     let rcmd = tcp_receiver_cmd();
-    let o = |cmd, gw| GuestOpts { server: false, cmd: Some(cmd), timeout: 240, no_offloads: false, gw: Some(gw) };
+    let o = |cmd, gw| GuestOpts { server: false, cmd: Some(cmd), timeout: 240, no_offloads: false, gw: Some(gw), ..Default::default() };
     let mut b = Guest::boot(&s, "b", &sb, "198.18.2.1/24", &o(&rcmd, "198.18.2.254"));
     let scmd = format!("ping -c 3 -W 3 198.18.2.1 && ping -c 2 198.18.1.254 && {}", tcp_sender_cmd("198.18.2.1", MB));
     let mut a = Guest::boot(&s, "a", &sa, "198.18.1.1/24", &o(&scmd, "198.18.1.254"));

@@ -12,7 +12,7 @@ use pmdswitch::bed::switch::DATAPATH_ENV;
 use pmdswitch::bed::vm::{build_once, host_receiver, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
 
 fn opts(server: bool, cmd: Option<&str>, timeout: u32) -> GuestOpts<'_> {
-    GuestOpts { server, cmd, timeout, no_offloads: false, gw: None }
+    GuestOpts { server, cmd, timeout, ..Default::default() }
 }
 
 /// Two QEMU guests (TCG) cross-connected by pmdswitch ping each other: 0 % loss.

@@ -197,7 +197,7 @@ fn guests_on_two_hosts_ping_and_move_tcp_over_the_tunnel() {
     let (s1, _s2, h1, h2) = pair("vxvm");
     const MB: u32 = 8;
     let rcmd = tcp_receiver_cmd();
-    let o = |cmd| GuestOpts { server: false, cmd: Some(cmd), timeout: 240, no_offloads: false, gw: None };
+    let o = |cmd| GuestOpts { server: false, cmd: Some(cmd), timeout: 240, no_offloads: false, gw: None, ..Default::default() };
     let mut b = Guest::boot(&s1, "b", &h2.vm, "198.18.5.2/24", &o(&rcmd));
     let scmd = format!("ping -c 3 -W 3 198.18.5.2 && {}", tcp_sender_cmd("198.18.5.2", MB));
     let mut a = Guest::boot(&s1, "a", &h1.vm, "198.18.5.1/24", &o(&scmd));
