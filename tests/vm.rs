@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use pmdswitch::bed::switch::DATAPATH_ENV;
-use pmdswitch::bed::vm::{build_once, host_receiver, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Transfer};
+use pmdswitch::bed::vm::{build_once, host_receiver, tcp_receiver_cmd, tcp_sender_cmd, Guest, GuestOpts, Qmp, Transfer};
 
 fn opts(server: bool, cmd: Option<&str>, timeout: u32) -> GuestOpts<'_> {
     GuestOpts { server, cmd, timeout, ..Default::default() }
@@ -236,6 +236,178 @@ fn guest_tcp_to_a_tap_is_segmented_in_software() {
         assert!(text.contains("port a: vhost device attached") && text.contains("(offloads tx csum,tso4,tso6"), "{text}");
     }
     assert!(mean(&j, "b", "tx") <= 1514, "the tap got finished frames only: {j}");
+    assert_no_leak(&j);
+}
+
+/// The migrated guest's address and MAC (the same on both QEMUs).
+const V_IP: &str = "198.18.0.1";
+const V_MAC: &str = "52:54:00:12:00:01";
+
+/// Megabytes the migration test streams: enough to outlast the migration (about 1 s of
+/// pre-copy and up to 1 s stopped) by several seconds under TCG (~100 Mbit/s here).
+const MIG_MB: u32 = 128;
+
+/// (transmitted, received) from busybox ping's summary line on a console.
+fn ping_summary(console: &str) -> Option<(u64, u64)> {
+    let line = console.lines().find(|l| l.contains("packets transmitted"))?;
+    let n: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    Some((*n.first()?, *n.get(1)?))
+}
+
+/// The longest run of consecutive pings that got no reply, out of `sent` (busybox prints
+/// `seq=N` for each reply): the migration's outage, apart from scattered losses.
+fn longest_gap(console: &str, sent: u64) -> u64 {
+    let mut seen = vec![false; sent as usize];
+    for l in console.lines().filter(|l| l.contains("bytes from")) {
+        if let Some(n) = l.split_whitespace().find_map(|w| w.strip_prefix("seq=")).and_then(|v| v.parse::<usize>().ok()) {
+            if n < seen.len() {
+                seen[n] = true;
+            }
+        }
+    }
+    let (mut run, mut max) = (0u64, 0u64);
+    for s in seen {
+        run = if s { 0 } else { run + 1 };
+        max = max.max(run);
+    }
+    max
+}
+
+/// The port bridge `br` has learned `mac` on (None when not in its table).
+fn mac_port(ctl_sock: &std::path::Path, br: &str, mac: &str) -> Option<String> {
+    let words = ["show", "macs", br, "--json"].map(String::from);
+    let reply = pmdswitch::control::client::request(Some(ctl_sock.to_path_buf()), &words).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&reply).ok()?;
+    let e = v["entries"].as_array()?.iter().find(|e| e["mac"] == mac)?;
+    e["port"].as_str().map(str::to_string)
+}
+
+/// Live migration of a guest between two ports of one bridge, under load. Guest V (the TCP
+/// receiver) boots on port a; a second QEMU for V waits on port b (`-incoming`); guest P on
+/// port c pings V every 50 ms and streams MIG_MB MiB to it. Once the stream runs, V migrates
+/// (QMP `migrate`) from the first QEMU to the second. Then: every byte of the stream arrived
+/// intact (it crossed the migration: the receiver's report comes from the destination's
+/// console), ping loss stayed within the bound below, the bridge moved V's MAC from a to b,
+/// pmdswitch survived and no mbuf leaked.
+///
+/// Both data paths: QEMU migrates only when the backend offers dirty-page logging
+/// (VHOST_F_LOG_ALL); until the own path does, `migrate` is refused there and this test
+/// fails saying so.
+#[test]
+fn guest_migrates_between_bridge_ports_with_tcp_and_ping_intact() {
+    require_bed();
+    build_once();
+    let s = Scratch::new("vmmig");
+    let (sa, sb, sc) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("c.sock"));
+    let ctl_sock = s.path("ctl");
+    let pm = Pmds::start(
+        &s,
+        &[
+            "--port",
+            &format!("a=vhost-server:{sa}"),
+            "--port",
+            &format!("b=vhost-server:{sb}"),
+            "--port",
+            &format!("c=vhost-server:{sc}"),
+            "--bridge",
+            "br0=a,b,c",
+            "--cores",
+            "1",
+            "--ctl",
+            ctl_sock.to_str().unwrap(),
+        ],
+    );
+    // V: its virtio features (bit 21: GUEST_ANNOUNCE, who announces V after the move),
+    // then the receiver. The destination gets the same options plus --incoming.
+    let (qsrc, qdst, uri) = (s.sock("v-src.qmp"), s.sock("v-dst.qmp"), format!("unix:{}", s.sock("v.migration")));
+    let vcmd = format!("echo PMDS-FEATURES $(cat /sys/class/net/eth0/device/features); {}", tcp_receiver_cmd());
+    let vip = format!("{V_IP}/24");
+    let vo = GuestOpts { cmd: Some(&vcmd), timeout: 300, mac: Some(V_MAC), qmp: Some(&qsrc), ..Default::default() };
+    let v = Guest::boot(&s, "v-src", &sa, &vip, &vo);
+    let mut vd = Guest::boot(&s, "v-dst", &sb, &vip, &GuestOpts { qmp: Some(&qdst), incoming: Some(&uri), ..vo.clone() });
+    // QMP answers once QEMU's main loop runs, i.e. after it listens for the stream.
+    let mut dst = Qmp::connect(std::path::Path::new(&qdst), Duration::from_secs(60)).expect("destination QMP");
+    let st = dst.execute("query-status", None).expect("query-status");
+    assert_eq!(st["status"], "inmigrate", "the destination QEMU is not waiting for a migration: {st}");
+    wait_until(Duration::from_secs(90), || format!("V up:\n{}", v.console()), || v.console().contains("PMDS-GUEST-READY").then_some(()));
+    // P: waits until V answers, then pings it every 50 ms for as long as the stream runs
+    // (and 1 s more), the ping's summary last.
+    let pcmd = format!(
+        "for i in $(seq 1 30); do ping -c 1 -W 1 {V_IP} >/dev/null && break; done; ping -i 0.05 {V_IP} & p=$!; {}; r=$?; \
+         sleep 1; kill -INT $p; wait $p; exit $r",
+        tcp_sender_cmd(V_IP, MIG_MB)
+    );
+    let mut p = Guest::boot(&s, "p", &sc, "198.18.0.3/24", &GuestOpts { cmd: Some(&pcmd), timeout: 300, ..Default::default() });
+    // Migrate once both flows run: 20 replies seen, 16 MiB delivered to V.
+    let replies = |g: &Guest| g.console().matches(&format!("bytes from {V_IP}")).count();
+    wait_until(
+        Duration::from_secs(120),
+        || format!("ping and stream running (a.tx_bytes {}):\n{}", live_counter(&ctl_sock, "a", "tx_bytes"), p.console()),
+        || (replies(&p) >= 20 && live_counter(&ctl_sock, "a", "tx_bytes") >= 16 << 20).then_some(()),
+    );
+    let mut src = Qmp::connect(std::path::Path::new(&qsrc), Duration::from_secs(10)).expect("source QMP");
+    // QEMU 7.2 under TCG loses guest-CPU writes across iterative pre-copy passes when guest
+    // RAM is a memory backend (as vhost-user needs): measured, pages differed between the
+    // paused source and destination in most runs, even without vhost-user, and the migrated
+    // guest crashed. A downtime limit this large makes QEMU stop the guest after the first
+    // pass (~0.5 s stopped); backend writes still rely on the vhost dirty log.
+    src.execute("migrate-set-parameters", Some(serde_json::json!({ "downtime-limit": 10_000 }))).expect("migrate-set-parameters");
+    if let Err(e) = src.migrate(&uri) {
+        let (_, _, _, text) = pm.stop();
+        panic!("QEMU refused to migrate V (data path {}): {e}\n{text}", if own_path() { "own" } else { "lib" });
+    }
+    let m = src.wait_migration(Duration::from_secs(120)).expect("migration status");
+    assert_eq!(m.status, "completed", "{m:?}\nsource console:\n{}", v.console());
+    // The migration happened inside both flows, so their results speak for it.
+    assert!(
+        !v.console().contains("PMDS-BLAST") && !vd.console().contains("PMDS-BLAST"),
+        "the stream ended before the migration did: raise MIG_MB"
+    );
+    assert!(!p.console().contains("packets transmitted"), "the ping ended before the migration did:\n{}", p.console());
+    src.quit().expect("quit the source QEMU");
+    // V's frames now enter port b: the bridge moves its MAC there.
+    let last = std::cell::RefCell::new(None);
+    wait_until(
+        Duration::from_secs(30),
+        || format!("{V_MAC} learned on port b (last: {:?})", last.borrow()),
+        || {
+            *last.borrow_mut() = mac_port(&ctl_sock, "br0", V_MAC);
+            (last.borrow().as_deref() == Some("b")).then_some(())
+        },
+    );
+    let rp = p.result(Duration::from_secs(240));
+    let rv = vd.result(Duration::from_secs(60));
+    let (pc, vc) = (p.console(), vd.console());
+    let (st, _, j, text) = pm.stop();
+    assert!(!vc.contains("BUG:") && !vc.contains("Kernel panic"), "the migrated guest crashed (its memory arrived corrupt?):\n{vc}");
+    assert_eq!(rp, Some(0), "the sender failed:\n{pc}\n{text}");
+    let t = Transfer::of(&vd).unwrap_or_else(|| panic!("no report from the receiver:\n{vc}\n{text}"));
+    assert!(t.intact(MIG_MB), "the stream did not arrive intact across the migration: {t:?}");
+    assert_eq!(rv, Some(0), "receiver failed:\n{vc}");
+    let (sent, got) = ping_summary(&pc).unwrap_or_else(|| panic!("no ping summary:\n{pc}"));
+    let lost = sent - got.min(sent);
+    let gap = longest_gap(&pc, sent);
+    let announce = v.marked("PMDS-FEATURES ").and_then(|w| w.first().map(|f| f.as_bytes().get(21) == Some(&b'1')));
+    eprintln!(
+        "migration: {} ms in all, {} ms stopped, {} MiB sent; ping {lost} lost of {sent}, at most {gap} in a row; stream {:.0} Mbit/s; guest announce: {announce:?}",
+        m.total_ms.unwrap_or(0),
+        m.downtime_ms.unwrap_or(0),
+        m.ram_bytes.unwrap_or(0) >> 20,
+        t.mbps
+    );
+    // The bounds. In a row: the outage, from the guest's stop until the bridge has relearned
+    // V on port b (from V's gratuitous ARP): the stop plus about as long again to restart and
+    // announce. Apart from it: pings dropped when V's receive ring is full of the stream (the
+    // bridge drops what finds no room; ~6 % with no migration at all). Measured on the lib
+    // path, 6 runs (~60 ms between pings under TCG, 466-950 ms stopped): 14-21 in a row,
+    // 27-35 lost of 177-260 in all, 10-14 of them apart from the outage (5-8 %). Bounds
+    // with a margin for a busier host: 50 in a row, an eighth of all apart from that run.
+    assert!(gap <= 50, "{gap} pings in a row lost across the migration:\n{pc}");
+    assert!((lost - gap.min(lost)) * 8 <= sent, "ping lost {lost} of {sent} ({gap} in a row):\n{pc}");
+    assert!(st.success(), "{text}");
+    assert!(text.contains("port a: vhost device detached") && text.contains("port b: vhost device attached"), "{text}");
+    assert!(j["bridges"]["br0"]["mac_table"]["moves"].as_u64().unwrap_or(0) >= 1, "no MAC move counted: {}", j["bridges"]);
+    assert!(port(&j, "b", "rx_packets") > 0 && port(&j, "b", "tx_packets") > 0, "no traffic on the new port: {j}");
     assert_no_leak(&j);
 }
 
