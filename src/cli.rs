@@ -152,7 +152,7 @@ pub struct RunArgs {
 
     /// Who serves vhost-user rings: own (pmdswitch's virtqueue code: guest to guest in one
     /// copy, checksum and TSO offloads passed through) or lib (rte_vhost's enqueue and
-    /// dequeue through mbufs; needed for live migration) [default: own].
+    /// dequeue through mbufs). Both live-migrate [default: own].
     #[arg(long, value_name = "PATH")]
     pub vhost_datapath: Option<String>,
 

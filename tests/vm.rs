@@ -291,8 +291,8 @@ fn mac_port(ctl_sock: &std::path::Path, br: &str, mac: &str) -> Option<String> {
 /// pmdswitch survived and no mbuf leaked.
 ///
 /// Both data paths: QEMU migrates only when the backend offers dirty-page logging
-/// (VHOST_F_LOG_ALL); until the own path does, `migrate` is refused there and this test
-/// fails saying so.
+/// (VHOST_F_LOG_ALL), and the pages the switch writes during the first pass must reach
+/// the destination through that log (the receiver's buffers, the used rings).
 #[test]
 fn guest_migrates_between_bridge_ports_with_tcp_and_ping_intact() {
     require_bed();
