@@ -165,6 +165,47 @@ fn worker_reloads(live: &std::path::Path) -> u64 {
     v["workers"].as_array().unwrap().iter().map(|w| w["reloads"].as_u64().unwrap()).sum()
 }
 
+/// The library path: the attacks below are on the own path's defences only.
+fn lib_path() -> bool {
+    std::env::var(pmdswitch::bed::switch::DATAPATH_ENV).is_ok_and(|v| v == "lib")
+}
+
+/// A switch cross-connecting a and b with `extra` arguments, a paced a<->b stream for
+/// `secs` seconds, and `attack` run once the stream flows (given the scratch dir, the
+/// control socket and the switch's pid). Returns the attack's result, the generator's
+/// JSON, the switch's stats JSON and its output; both processes must have exited well.
+fn beside_a_paced_stream<T>(
+    tag: &str,
+    extra: impl Fn(&Scratch) -> Vec<String>,
+    secs: &str,
+    attack: impl FnOnce(&Scratch, &std::path::Path, i32) -> T,
+) -> (T, serde_json::Value, serde_json::Value, String) {
+    let s = Scratch::new(tag);
+    let (sa, sb) = (s.sock("a.sock"), s.sock("b.sock"));
+    let live = dut_ctl(&s);
+    let extra = extra(&s);
+    let pm = xconnect_ab(&s, &sa, &sb, &extra.iter().map(String::as_str).collect::<Vec<_>>());
+    let json = s.path("gen.json");
+    let mut g = gen_paced(&s, &sa, &sb, secs, &json);
+    wait_counter(&live, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
+    let r = attack(&s, &live, pm.pid());
+    let st = wait_timeout(&mut g, Duration::from_secs(60)).expect("gen finished");
+    let (pst, _, j, text) = pm.stop();
+    assert!(st.success() && pst.success(), "{text}");
+    let gj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (r, gj, j, text)
+}
+
+/// Each stream of the generator's JSON sent more than `min_tx` and got ≥ 90 % through.
+fn assert_rate_kept(gj: &serde_json::Value, min_tx: u64, beside: &str) {
+    for p in ["a", "b"] {
+        let st = &gj["streams"][p];
+        let (tx, rx) = (st["tx"].as_u64().unwrap(), st["rx"].as_u64().unwrap());
+        assert!(tx > min_tx, "{gj}");
+        assert!(rx * 10 >= tx * 9, "stream {p}: {rx} of {tx} arrived {beside} (under 90 %): {gj}");
+    }
+}
+
 /// A frontend that loops a device-changing message (SET_VRING_CALL, 20 000 times, as
 /// fast as the socket takes them) while a paced a<->b stream crosses the same worker:
 /// the messages coalesce — the storming device stays withdrawn while they last, the
@@ -174,39 +215,39 @@ fn worker_reloads(live: &std::path::Path) -> u64 {
 #[test]
 fn a_message_storm_costs_only_its_own_device() {
     require_bed();
-    if std::env::var(pmdswitch::bed::switch::DATAPATH_ENV).is_ok_and(|v| v == "lib") {
+    if lib_path() {
         return;
     }
-    let s = Scratch::new("storm");
-    let (sa, sb, sh) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("h.sock"));
-    let live = dut_ctl(&s);
-    let ph = format!("h=vhost-server:{sh}");
-    let pm = xconnect_ab(&s, &sa, &sb, &["--port", &ph]);
-    let json = s.path("gen.json");
-    let mut g = gen_paced(&s, &sa, &sb, "6", &json);
-    wait_counter(&live, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
-    let before = worker_reloads(&live);
     let count = 20_000;
-    let (ok, report) =
-        tool(&["storm", &sh, "h", "--ctl", live.to_str().unwrap(), "--count", &count.to_string(), "--pid", &pm.pid().to_string()]);
-    let reloads = worker_reloads(&live) - before;
-    let hp = live_ports(&live)["ports"]["h"].clone();
-    let coalesced = hp["messages_coalesced"].as_u64().unwrap_or_else(|| panic!("{hp}\n{report}"));
-    let st = wait_timeout(&mut g, Duration::from_secs(60)).expect("gen finished");
-    let (pst, _, j, text) = pm.stop();
+    let ((ok, report, reloads, coalesced), gj, j, text) = beside_a_paced_stream(
+        "storm",
+        |s| vec!["--port".into(), format!("h=vhost-server:{}", s.sock("h.sock"))],
+        "6",
+        |s, live, pid| {
+            let before = worker_reloads(live);
+            let (ok, report) = tool(&[
+                "storm",
+                &s.sock("h.sock"),
+                "h",
+                "--ctl",
+                live.to_str().unwrap(),
+                "--count",
+                &count.to_string(),
+                "--pid",
+                &pid.to_string(),
+            ]);
+            let reloads = worker_reloads(live) - before;
+            let hp = live_ports(live)["ports"]["h"].clone();
+            let coalesced = hp["messages_coalesced"].as_u64().unwrap_or_else(|| panic!("{hp}\n{report}"));
+            (ok, report, reloads, coalesced)
+        },
+    );
     assert!(ok, "{report}\n{text}");
-    assert!(st.success() && pst.success(), "{text}");
     eprintln!("storm: {count} messages, {coalesced} coalesced, {reloads} worker reloads");
     // Without coalescing every message cost two reloads of every worker (40 000 here).
     assert!(coalesced >= count / 2, "{coalesced} of {count} coalesced\n{j}");
     assert!(reloads <= 20, "the worker reloaded {reloads} times for {count} messages");
-    let gj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for p in ["a", "b"] {
-        let st = &gj["streams"][p];
-        let (tx, rx) = (st["tx"].as_u64().unwrap(), st["rx"].as_u64().unwrap());
-        assert!(tx > 800_000, "{gj}");
-        assert!(rx * 10 >= tx * 9, "stream {p}: {rx} of {tx} arrived during the storm (under 90 %): {gj}");
-    }
+    assert_rate_kept(&gj, 800_000, "during the storm");
     assert_no_leak(&j);
 }
 
@@ -218,24 +259,17 @@ fn a_message_storm_costs_only_its_own_device() {
 #[test]
 fn a_frontend_that_truncates_its_memory_hurts_only_itself() {
     require_bed();
-    if std::env::var(pmdswitch::bed::switch::DATAPATH_ENV).is_ok_and(|v| v == "lib") {
+    if lib_path() {
         return;
     }
-    let s = Scratch::new("trunc");
-    let (sa, sb, sh) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("h.sock"));
-    let live = dut_ctl(&s);
-    let ph = format!("h=vhost-server:{sh}");
-    let pm = xconnect_ab(&s, &sa, &sb, &["--port", &ph]);
-    let json = s.path("gen.json");
-    let mut g = gen_paced(&s, &sa, &sb, "4", &json);
-    wait_counter(&live, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
-    let (ok, report) = tool(&["truncate", &sh, "h", "--ctl", live.to_str().unwrap(), "--pid", &pm.pid().to_string()]);
-    let st = wait_timeout(&mut g, Duration::from_secs(60)).expect("gen finished");
-    let (pst, _, j, text) = pm.stop();
+    let ((ok, report), gj, j, text) = beside_a_paced_stream(
+        "trunc",
+        |s| vec!["--port".into(), format!("h=vhost-server:{}", s.sock("h.sock"))],
+        "4",
+        |s, live, pid| tool(&["truncate", &s.sock("h.sock"), "h", "--ctl", live.to_str().unwrap(), "--pid", &pid.to_string()]),
+    );
     assert!(ok, "{report}\n{text}");
-    assert!(st.success() && pst.success(), "{text}");
     assert_eq!(text.matches("port h: the frontend truncated its guest memory").count(), 1, "{text}");
-    let gj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for p in ["a", "b"] {
         let st = &gj["streams"][p];
         assert!(st["tx"].as_u64().unwrap() > 500_000, "{gj}");
@@ -253,29 +287,23 @@ fn a_frontend_that_truncates_its_memory_hurts_only_itself() {
 #[test]
 fn an_expensive_receiver_costs_its_own_traffic_only() {
     require_bed();
-    if std::env::var(pmdswitch::bed::switch::DATAPATH_ENV).is_ok_and(|v| v == "lib") {
+    if lib_path() {
         return;
     }
-    let s = Scratch::new("rxwalk");
-    let (sa, sb, sh, sr) = (s.sock("a.sock"), s.sock("b.sock"), s.sock("h.sock"), s.sock("r.sock"));
-    let live = dut_ctl(&s);
-    let (ph, pr) = (format!("h=vhost-server:{sh}"), format!("r=vhost-server:{sr}"));
-    let pm = xconnect_ab(&s, &sa, &sb, &["--port", &ph, "--port", &pr, "--xconnect", "h,r"]);
-    let json = s.path("gen.json");
-    let mut g = gen_paced(&s, &sa, &sb, "5", &json);
-    wait_counter(&live, "a", "rx_packets", Duration::from_secs(30), |v| v >= 20_000);
-    let (ok, report) = tool(&["rxwalk", &sh, &sr, "--ctl", live.to_str().unwrap(), "--secs", "3", "--pid", &pm.pid().to_string()]);
-    let st = wait_timeout(&mut g, Duration::from_secs(60)).expect("gen finished");
-    let (pst, _, j, text) = pm.stop();
+    let ((ok, report), gj, j, text) = beside_a_paced_stream(
+        "rxwalk",
+        |s| {
+            let (h, r) = (format!("h=vhost-server:{}", s.sock("h.sock")), format!("r=vhost-server:{}", s.sock("r.sock")));
+            vec!["--port".into(), h, "--port".into(), r, "--xconnect".into(), "h,r".into()]
+        },
+        "5",
+        |s, live, pid| {
+            let (sh, sr) = (s.sock("h.sock"), s.sock("r.sock"));
+            tool(&["rxwalk", &sh, &sr, "--ctl", live.to_str().unwrap(), "--secs", "3", "--pid", &pid.to_string()])
+        },
+    );
     assert!(ok, "{report}\n{text}");
-    assert!(st.success() && pst.success(), "{text}");
-    let gj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for p in ["a", "b"] {
-        let st = &gj["streams"][p];
-        let (tx, rx) = (st["tx"].as_u64().unwrap(), st["rx"].as_u64().unwrap());
-        assert!(tx > 500_000, "{gj}");
-        assert!(rx * 10 >= tx * 9, "stream {p}: {rx} of {tx} arrived beside the expensive receiver: {gj}");
-    }
+    assert_rate_kept(&gj, 500_000, "beside the expensive receiver");
     let h = port(&j, "h", "rx_packets");
     assert!(h > 0 && port(&j, "r", "tx_packets") == 0, "nothing fits the receiver: {j}");
     assert_eq!(h, drops(&j, "h") + drops(&j, "r"), "every frame from h dropped by a counted cause: {j}");
